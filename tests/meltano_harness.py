@@ -1,0 +1,135 @@
+"""Drive the real `meltano run` of this repository against the local stand-ins.
+
+Each test gets its own Meltano system database (so its own state) and its own output folder;
+the plugin virtualenvs under `.meltano/` are shared and installed once per test session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MELTANO = Path(sys.executable).with_name("meltano")
+JOB = ("tap-amplitude", "target-posthog")
+
+# Keys the stand-ins accept. They are fake, but tests still check they never leak into output.
+AMPLITUDE_KEY = "amp-test-key"
+AMPLITUDE_SECRET = "amp-test-secret"
+POSTHOG_KEY = "phc_test_key"
+
+
+def base_environment() -> dict[str, str]:
+    """Environment shared by every Meltano invocation in the tests: quiet and offline."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TAP_AMPLITUDE_", "TARGET_POSTHOG_", "MELTANO_"))
+    }
+    env.update(
+        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        MELTANO_CLI_DISABLE_VERSION_CHECK="1",
+        MELTANO_CLI_LOG_LEVEL="info",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@dataclass
+class MeltanoProject:
+    """One isolated use of the repository's Meltano project (own state DB and outputs)."""
+
+    workdir: Path
+    environment: str = "prod"
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def state_id(self) -> str:
+        return f"{self.environment}:tap-amplitude-to-target-posthog"
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = base_environment()
+        env["MELTANO_DATABASE_URI"] = f"sqlite:///{self.workdir / 'meltano.db'}"
+        env["MELTANO_ENVIRONMENT"] = self.environment
+        env.update(self.settings)
+        env.update(extra or {})
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [str(MELTANO), *args]
+
+    def run(
+        self, *args: str, timeout: float = 240, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            self.command(*args),
+            cwd=REPO_ROOT,
+            env=self.env(extra_env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def run_job(self, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+        return self.run("run", *JOB, timeout=timeout)
+
+    def run_job_until(
+        self, condition: Callable[[], bool], *, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Start the job and SIGKILL its whole process group as soon as `condition()` holds.
+
+        Killing the group takes down Meltano, the tap and the target at once, as a power cut
+        or an OOM kill would. Meltano keeps the STATE it had stored before the kill.
+        """
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            self.command("run", *JOB),
+            cwd=REPO_ROOT,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                if condition():
+                    os.killpg(process.pid, signal.SIGKILL)
+                    break
+                time.sleep(0.02)
+            output, _ = process.communicate(timeout=30)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=30)
+        return subprocess.CompletedProcess(process.args, process.returncode, output, "")
+
+    def stored_state(self) -> dict:
+        result = self.run("state", "get", self.state_id, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return orjson.loads(result.stdout.strip().splitlines()[-1] or "{}")
+
+
+def install_plugins() -> None:
+    """Install (or refresh) the plugin virtualenvs once; `meltano run` alone would not notice
+    dependency changes in the plugins' pyproject files."""
+    result = subprocess.run(
+        [str(MELTANO), "install"],
+        cwd=REPO_ROOT,
+        env=base_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"meltano install failed:\n{result.stdout}\n{result.stderr}")

@@ -1,0 +1,231 @@
+"""End to end: the real `meltano run tap-amplitude target-posthog` against both stand-ins.
+
+These are the promises a migrating user relies on: everything arrives once, a rerun sends
+nothing, new hours send only themselves, and a killed run resumes with nothing lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.meltano_harness import (
+    AMPLITUDE_KEY,
+    AMPLITUDE_SECRET,
+    POSTHOG_KEY,
+    REPO_ROOT,
+    MeltanoProject,
+    install_plugins,
+)
+from tests.testbed.amplitude import AmplitudeStandIn
+from tests.testbed.faults import Fault
+from tests.testbed.generator import ExportSpec, ExportStore
+from tests.testbed.posthog import PostHogStandIn
+
+pytestmark = pytest.mark.e2e
+
+START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+ALIAS_EVENTS = {"$create_alias", "$identify"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plugins_installed() -> None:
+    install_plugins()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ExportStore:
+    return ExportStore.build(tmp_path / "export", ExportSpec(start=START, hours=48, events=1500))
+
+
+@pytest.fixture
+def amplitude(store: ExportStore) -> Iterator[AmplitudeStandIn]:
+    with AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def posthog() -> Iterator[PostHogStandIn]:
+    with PostHogStandIn(api_key=POSTHOG_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def project(tmp_path: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn) -> MeltanoProject:
+    out = tmp_path / "out"
+    return MeltanoProject(
+        workdir=tmp_path,
+        environment="prod",
+        settings={
+            "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
+            "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
+            "TAP_AMPLITUDE_API_URL": amplitude.url,
+            "TAP_AMPLITUDE_START_DATE": START.isoformat(),
+            # The stand-in holds no newer data, so a fixed end keeps the test independent of today.
+            "TAP_AMPLITUDE_END_DATE": (START + dt.timedelta(days=10)).isoformat(),
+            "TARGET_POSTHOG_API_KEY": POSTHOG_KEY,
+            "TARGET_POSTHOG_HOST": posthog.url,
+            "TARGET_POSTHOG_ALIAS_REGISTRY": str(out / "aliases.sqlite"),
+            "TARGET_POSTHOG_DEAD_LETTER_PATH": str(out / "dead-letter.jsonl"),
+            "TARGET_POSTHOG_BATCH_SIZE": "100",
+            "TARGET_POSTHOG_MAX_RETRIES": "5",
+        },
+    )
+
+
+def non_alias_uuids(posthog: PostHogStandIn) -> Counter[str]:
+    return Counter(e["uuid"] for e in posthog.events if e["event"] not in ALIAS_EVENTS)
+
+
+def alias_pairs(posthog: PostHogStandIn) -> Counter[tuple[str, str]]:
+    pairs: Counter[tuple[str, str]] = Counter()
+    for event in posthog.aliases():
+        props = event["properties"]
+        anon = props.get("alias") or props.get("$anon_distinct_id")
+        pairs[(anon, event["distinct_id"])] += 1
+    return pairs
+
+
+def expected_pairs(store: ExportStore) -> set[tuple[str, str]]:
+    """(device, user) pairs a correct migration ties: a device goes to the first user it shows."""
+    owner: dict[str, str] = {}
+    for record in store.iter_events():
+        device, user = record.get("device_id"), record.get("user_id")
+        if device and user and device != user:
+            owner.setdefault(device, user)
+    return set(owner.items())
+
+
+def assert_succeeded(result: object) -> None:
+    assert getattr(result, "returncode", None) == 0, (
+        f"meltano run failed:\n{getattr(result, 'stdout', '')}\n{getattr(result, 'stderr', '')}"
+    )
+
+
+def test_full_run_delivers_every_event_once_with_one_alias_per_pair(
+    project: MeltanoProject, store: ExportStore, posthog: PostHogStandIn
+) -> None:
+    result = project.run_job()
+    assert_succeeded(result)
+
+    delivered = non_alias_uuids(posthog)
+    assert set(delivered) == store.uuids()
+    assert max(delivered.values()) == 1, "an event was sent twice"
+    pairs = alias_pairs(posthog)
+    assert all(count == 1 for count in pairs.values()), "an alias was sent twice"
+    # Pair order may differ from our first-seen order across windows; every device is tied once.
+    assert {device for device, _ in pairs} == {device for device, _ in expected_pairs(store)}
+    assert all(request.historical_migration for request in posthog.requests)
+
+    bookmark = project.stored_state()["singer_state"]["bookmarks"]["events"]
+    assert bookmark["replication_key"] == "server_upload_time"
+    assert bookmark["replication_key_value"] >= (START + dt.timedelta(hours=48)).isoformat()
+
+
+def test_rerun_sends_nothing_and_new_hours_send_only_themselves(
+    project: MeltanoProject, store: ExportStore, posthog: PostHogStandIn
+) -> None:
+    assert_succeeded(project.run_job())
+    first_run = non_alias_uuids(posthog)
+    aliases_after_first = len(posthog.aliases())
+
+    assert_succeeded(project.run_job())
+    assert non_alias_uuids(posthog) == first_run, "a rerun with stored state sent events again"
+    assert len(posthog.aliases()) == aliases_after_first
+
+    before_new = store.uuids()
+    store.add(ExportSpec(start=START + dt.timedelta(hours=48), hours=24, events=600, seed=99))
+    new_uuids = store.uuids() - before_new
+    assert_succeeded(project.run_job())
+
+    delivered = non_alias_uuids(posthog)
+    assert set(delivered) == store.uuids()
+    assert max(delivered.values()) == 1
+    sent_in_third_run = set(delivered) - set(first_run)
+    assert sent_in_third_run == new_uuids
+    assert max(alias_pairs(posthog).values()) == 1, "an alias was sent again on a later run"
+
+
+def test_killed_run_resumes_with_nothing_lost(
+    project: MeltanoProject, store: ExportStore, posthog: PostHogStandIn
+) -> None:
+    # Slow PostHog down so the kill lands mid-migration, after some STATE was stored.
+    posthog.inject(Fault.delay(0.15), times=10_000)
+    total = len(store.uuids())
+    killed = project.run_job_until(lambda: posthog.event_count >= total // 2)
+    assert killed.returncode != 0
+    delivered_before_kill = set(non_alias_uuids(posthog))
+    assert 0 < len(delivered_before_kill) < total
+
+    posthog.clear_faults()
+    assert_succeeded(project.run_job())
+
+    delivered = non_alias_uuids(posthog)
+    assert set(delivered) == store.uuids(), "events were lost across the kill"
+    resent = sum(count - 1 for count in delivered.values())
+    assert resent < total // 2, "the resumed run started over instead of resuming"
+    # Whatever was re-sent is the same PostHog event (same uuid, name, person and day),
+    # which PostHog's ReplacingMergeTree collapses into one.
+    unique = [e for e in posthog.unique_events() if e["event"] not in ALIAS_EVENTS]
+    assert len(unique) == total
+
+
+def test_default_environment_runs_the_bundled_sample_without_an_account(tmp_path: Path) -> None:
+    payloads = tmp_path / "payloads.jsonl"
+    project = MeltanoProject(
+        workdir=tmp_path,
+        environment="dev",
+        settings={
+            "TARGET_POSTHOG_DRY_RUN_PATH": str(payloads),
+            "TARGET_POSTHOG_ALIAS_REGISTRY": str(tmp_path / "aliases.sqlite"),
+            "TARGET_POSTHOG_DEAD_LETTER_PATH": str(tmp_path / "dead-letter.jsonl"),
+        },
+    )
+    assert_succeeded(project.run_job())
+
+    sample = ExportStore.open(REPO_ROOT / "sample" / "amplitude-export")
+    lines = payloads.read_bytes().splitlines()
+    events = [event for line in lines for event in orjson.loads(line)["batch"]]
+    sent = {e["uuid"] for e in events if e["event"] not in ALIAS_EVENTS}
+    assert sent == sample.uuids()
+    assert all(orjson.loads(line)["historical_migration"] is True for line in lines)
+
+    # Run again: Meltano's state says everything is done, so nothing new is written.
+    assert_succeeded(project.run_job())
+    assert payloads.read_bytes().splitlines() == lines
+
+
+def test_tap_output_loads_into_a_standard_singer_target(
+    tmp_path: Path, store: ExportStore, amplitude: AmplitudeStandIn
+) -> None:
+    destination = tmp_path / "jsonl"
+    destination.mkdir()
+    project = MeltanoProject(
+        workdir=tmp_path,
+        environment="prod",
+        settings={
+            "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
+            "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
+            "TAP_AMPLITUDE_API_URL": amplitude.url,
+            "TAP_AMPLITUDE_START_DATE": START.isoformat(),
+            "TAP_AMPLITUDE_END_DATE": (START + dt.timedelta(days=10)).isoformat(),
+            "TARGET_JSONL_DESTINATION_PATH": str(destination),
+        },
+    )
+    result = project.run("run", "tap-amplitude", "target-jsonl", timeout=300)
+    assert_succeeded(result)
+
+    (output,) = destination.glob("events-*.jsonl")
+    records = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    assert {r["uuid"] for r in records} == store.uuids()
+    source = {r["uuid"]: r for r in store.iter_events()}
+    for record in records[:50]:
+        raw = source[record["uuid"]]
+        assert record["event_type"] == raw["event_type"]
+        assert record["event_properties"] == raw["event_properties"]
+        assert record["server_upload_time"] == raw["server_upload_time"].replace(" ", "T") + "+00:00"
