@@ -1,0 +1,208 @@
+"""Where windows of export data come from: the Export API (prefetched) or files on disk.
+
+Both sources hand out :class:`ReadyWindow` items in hour order, each naming the JSON-lines members
+to read; the stream reads them, emits the records, then bookmarks the window's end. A window is
+handed out only after every window before it, so bookmarks never jump over unread data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import logging
+import queue
+import shutil
+import tempfile
+import threading
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tap_amplitude.client import (
+    Download,
+    ExportClient,
+    FatalExportError,
+    RetriesExhaustedError,
+    WindowRejectedError,
+)
+from tap_amplitude.export import MemberRef, member_hour, zip_members
+from tap_amplitude.windows import HOUR, Window, WindowPlanner, WindowTooLargeError
+
+logger = logging.getLogger("tap-amplitude")
+
+S3_HINT = (
+    "The Export API cannot serve this hour. Export it with Amplitude's Amazon S3 or Google "
+    "Cloud Storage export, then read those files with the export_path setting (same records, "
+    "same bookmarks) and run again with the API for the hours after it."
+)
+
+
+@dataclass
+class ReadyWindow:
+    """A window whose data is on disk and ready to read (``members`` empty: no data)."""
+
+    window: Window
+    members: list[MemberRef] = field(default_factory=list)
+    size: int = 0
+    seconds: float = 0.0
+    path: Path | None = None  # the downloaded zip, deleted once read
+
+
+@dataclass
+class _Finished:
+    """End of the producer's work: None when it walked the whole range, else why it stopped."""
+
+    error: BaseException | None = None
+
+
+class ApiSource:
+    """Walks the planner's windows, downloading the next one while the current one is read.
+
+    A background thread runs the planner and the client (it alone touches them and the stats);
+    the reading thread takes finished downloads from a queue in order. A semaphore bounds the
+    archives on disk to two: the one being read and the one prefetched.
+    """
+
+    def __init__(self, client: ExportClient, planner: WindowPlanner) -> None:
+        self.client = client
+        self.planner = planner
+        self._queue: queue.Queue[ReadyWindow | _Finished] = queue.Queue()
+        self._disk_slots = threading.Semaphore(2)
+        self._stop = threading.Event()
+
+    def windows(self) -> Iterator[ReadyWindow]:
+        """Ready windows in order; raises what stopped the producer after the last good one."""
+        producer = threading.Thread(target=self._produce, name="export-download", daemon=True)
+        producer.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if isinstance(item, _Finished):
+                    if item.error is not None:
+                        raise item.error
+                    return
+                try:
+                    yield item
+                finally:
+                    if item.path is not None:
+                        item.path.unlink(missing_ok=True)
+                        self._disk_slots.release()
+        finally:
+            self._stop.set()
+            producer.join(timeout=self.client.request_timeout + 5)
+
+    def _produce(self) -> None:
+        try:
+            while not self._stop.is_set():
+                window = self.planner.next_window()
+                if window is None:
+                    break
+                if not self._take_disk_slot():
+                    return
+                download = self._download(window)
+                if download is None:  # split: the planner now offers a narrower window
+                    self._disk_slots.release()
+                    continue
+                self.planner.completed(window, download.size)
+                if download.path is None:
+                    self._disk_slots.release()
+                    self._queue.put(ReadyWindow(window, seconds=download.seconds))
+                else:
+                    members = zip_members(download.path)
+                    self._queue.put(
+                        ReadyWindow(
+                            window, members, download.size, download.seconds, download.path
+                        )
+                    )
+            self._queue.put(_Finished())
+        except BaseException as error:  # handed to the reading thread, which raises it
+            self._queue.put(_Finished(error))
+
+    def _take_disk_slot(self) -> bool:
+        while not self._stop.is_set():
+            if self._disk_slots.acquire(timeout=0.2):
+                return True
+        return False
+
+    def _download(self, window: Window) -> Download | None:
+        """The window's download, or None after splitting it (Amplitude asked for less)."""
+        try:
+            return self.client.download(window)
+        except WindowRejectedError as rejection:
+            try:
+                half = self.planner.split(window)
+            except WindowTooLargeError:
+                msg = f"Hour {window} is refused by the Export API ({rejection}). {S3_HINT}"
+                raise FatalExportError(msg) from rejection
+            self.client.stats.splits += 1
+            logger.info("Window %s refused (%s); splitting, next %s", window, rejection, half)
+            return None
+        except RetriesExhaustedError as error:
+            if window.hours == 1:
+                msg = f"Hour {window} keeps failing: {error}. {S3_HINT}"
+                raise FatalExportError(msg) from error
+            raise
+
+
+class LocalSource:
+    """Export files on disk (``export_path``): one ready window per hour that has data.
+
+    Zips are indexed by their directory only; members are grouped by the hour in their name, and
+    members of hours outside the range are left alone. The same member name found twice (a zip
+    and its unpacked files side by side) is read once: Amplitude names each part uniquely.
+    """
+
+    def __init__(self, export_path: str, window: Window) -> None:
+        self.export_path = export_path
+        self.range = window
+
+    @staticmethod
+    def find_files(export_path: str) -> list[Path]:
+        """The export files a folder or glob names: zips and ``.json.gz`` members."""
+        root = Path(export_path).expanduser()
+        if root.is_dir():
+            candidates = [p for p in root.rglob("*") if p.is_file()]
+        else:
+            candidates = [Path(p) for p in glob.glob(str(root), recursive=True)]  # noqa: PTH207
+        return sorted(
+            p for p in candidates if p.name.endswith((".zip", ".json.gz")) and p.is_file()
+        )
+
+    def windows(self) -> Iterator[ReadyWindow]:
+        by_hour: dict[dt.datetime, dict[str, MemberRef]] = {}
+        for path in self.find_files(self.export_path):
+            refs = zip_members(path) if path.name.endswith(".zip") else [MemberRef(path)]
+            for ref in refs:
+                hour = member_hour(ref.name)
+                if hour is None:
+                    logger.warning("Skipping %s: its name does not say which hour it holds", ref)
+                    continue
+                if not self.range.start <= hour < self.range.end:
+                    continue
+                part = ref.name.rsplit("/", 1)[-1]
+                seen = by_hour.setdefault(hour, {})
+                if part in seen:
+                    logger.warning("Skipping %s: same part already read from %s", ref, seen[part])
+                    continue
+                seen[part] = ref
+        for hour in sorted(by_hour):
+            refs = [by_hour[hour][part] for part in sorted(by_hour[hour])]
+            size = sum(_member_size(ref) for ref in refs)
+            yield ReadyWindow(Window(hour, hour + HOUR), refs, size)
+
+
+def _member_size(ref: MemberRef) -> int:
+    if ref.member is None:
+        return ref.path.stat().st_size
+    with zipfile.ZipFile(ref.path) as archive:
+        return archive.getinfo(ref.member).compress_size
+
+
+def make_workdir() -> Path:
+    """A private temporary folder for downloaded archives."""
+    return Path(tempfile.mkdtemp(prefix="tap-amplitude-"))
+
+
+def remove_workdir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,206 @@
+"""The `events` stream: Amplitude's raw export records, bookmarked per completed window.
+
+Why bookmarks are written by hand here (see docs on singer-sdk's state internals):
+records inside an export are not sorted by ``server_upload_time``, so the SDK's per-record
+bookmarking would either raise (sorted mode) or keep progress in non-resumable markers until the
+very end of the run (unsorted mode). Instead the bookmark moves only when a window has been read
+and emitted in full, to the window's exclusive end hour, and a STATE is written right then. A
+crash at any point resumes at the first window not finished; at most that window is re-sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk import Stream
+from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.mapper import SameRecordTransform
+
+from tap_amplitude import writer
+from tap_amplitude.client import ExportClient, ExportStats
+from tap_amplitude.export import read_member
+from tap_amplitude.schema import EVENTS_SCHEMA
+from tap_amplitude.sources import ApiSource, LocalSource, ReadyWindow, make_workdir, remove_workdir
+from tap_amplitude.windows import Window, WindowPlanner, bookmark_text, floor_hour
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context, Record
+
+REPLICATION_KEY = "server_upload_time"
+
+
+class EventsStream(Stream):
+    """Every event of the project, in export windows of whole hours."""
+
+    name = "events"
+    primary_keys = ("uuid",)
+    replication_key = REPLICATION_KEY
+    schema = EVENTS_SCHEMA
+    is_sorted = False
+    # Records are passed through as Amplitude wrote them (times rewritten in export.py); the
+    # SDK's per-record type conformance would only cost time.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+    # STATE is written per completed window (below), never every N records.
+    STATE_MSG_FREQUENCY = sys.maxsize
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stats = ExportStats()
+        self._stream_alias = self.name
+        self._fast_output: bool | None = None
+
+    # --- bookmarks -----------------------------------------------------------------------
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
+        """No signpost: the run's end bound is the window planner's, not the SDK's."""
+        return
+
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
+        """Deliberately nothing per record: see the module docstring."""
+
+    def _complete_window(self, window: Window) -> None:
+        """Every record of ``window`` is on stdout: move the bookmark to its end, checkpoint."""
+        state = self.get_context_state(None)
+        state.pop("starting_replication_value", None)
+        state["replication_key"] = REPLICATION_KEY
+        state["replication_key_value"] = bookmark_text(window.end)
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def first_hour_to_read(self) -> dt.datetime:
+        """The bookmark (or start_date, whichever is later), floored to its hour.
+
+        Flooring matters for states written by other tools or versions that bookmark a record
+        time: that hour is read again in full, never skipped.
+        """
+        starting = self.get_starting_timestamp(None)
+        start_date = dt.datetime.fromisoformat(self.config["start_date"])
+        if starting is None or floor_hour(starting) < floor_hour(start_date):
+            return floor_hour(start_date)
+        return floor_hour(starting)
+
+    # --- records -------------------------------------------------------------------------
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """Records window by window; the bookmark follows each completed window."""
+        start, end = self.first_hour_to_read(), self._tap.end_hour  # type: ignore[attr-defined]
+        mode = "files under " + self.config["export_path"] if self._local else "the Export API"
+        if start >= end:
+            self.logger.info("Nothing to read: already read up to %s", bookmark_text(start))
+            return
+        self.logger.info(
+            "This run covers %s .. %s (exclusive, by server_upload_time) from %s",
+            bookmark_text(start),
+            bookmark_text(end),
+            mode,
+        )
+        started = time.monotonic()
+        total = 0
+        try:
+            for ready in self._ready_windows(start, end):
+                count = 0
+                read_started = time.monotonic()
+                for ref in ready.members:
+                    for record in read_member(ref, context=f"window {ready.window}"):
+                        count += 1
+                        yield record
+                self._complete_window(ready.window)
+                total += count
+                self._log_window(ready, count, time.monotonic() - read_started)
+            final = Window(start, end)
+            self._complete_window(final)  # local files: the hours after the last file
+        finally:
+            writer.flush()
+        self._log_summary(total, time.monotonic() - started)
+
+    def _ready_windows(self, start: dt.datetime, end: dt.datetime) -> Iterable[ReadyWindow]:
+        if self._local:
+            yield from LocalSource(self.config["export_path"], Window(start, end)).windows()
+            return
+        workdir = make_workdir()
+        client = ExportClient(
+            base_url=self._tap.base_url,  # type: ignore[attr-defined]
+            api_key=self.config["api_key"],
+            secret_key=self.config["secret_key"],
+            workdir=workdir,
+            request_timeout=float(self.config["request_timeout"]),
+            max_retries=int(self.config["max_retries"]),
+            retry_base_seconds=float(self.config["retry_base_seconds"]),
+            stats=self.stats,
+        )
+        planner = WindowPlanner(
+            start,
+            end,
+            target_bytes=int(self.config["target_window_mb"]) << 20,
+            max_hours=self.config.get("window_hours"),
+        )
+        try:
+            yield from ApiSource(client, planner).windows()
+        finally:
+            client.close()
+            remove_workdir(workdir)
+
+    @property
+    def _local(self) -> bool:
+        return bool(self.config.get("export_path"))
+
+    def _log_window(self, ready: ReadyWindow, events: int, read_seconds: float) -> None:
+        if not ready.members:
+            self.logger.info("Window %s: no data (%.2f s)", ready.window, ready.seconds)
+            return
+        self.logger.info(
+            "Window %s: %d bytes, %d events, %.2f s download, %.2f s read",
+            ready.window,
+            ready.size,
+            events,
+            ready.seconds,
+            read_seconds,
+        )
+
+    def _log_summary(self, events: int, seconds: float) -> None:
+        stats = self.stats
+        self.logger.info(
+            "Done: %d events in %.1f s; %d requests, %d empty windows, %d splits, %d retries, "
+            "%d bytes downloaded",
+            events,
+            seconds,
+            stats.requests,
+            stats.empty_windows,
+            stats.splits,
+            stats.retries,
+            stats.bytes,
+        )
+
+    # --- output --------------------------------------------------------------------------
+
+    def _write_record_message(self, record: Record) -> None:
+        """Fast path: write the RECORD line straight from the parsed event.
+
+        When nothing would change the record (no stream maps, every field selected), building
+        the SDK's message objects and per-record type checks only cost time. The line is the
+        same Singer RECORD message minus the optional ``time_extracted``. Otherwise the SDK's
+        path runs, maps, selection and flattening included.
+        """
+        if self._fast_output is None:
+            self._fast_output = self._can_write_fast()
+        if not self._fast_output:
+            super()._write_record_message(record)
+            return
+        writer.write_record(self._stream_alias, record)
+        self.state_manager.is_flushed = False
+
+    def _can_write_fast(self) -> bool:
+        maps = self.stream_maps
+        only_identity = len(maps) == 1 and type(maps[0]) is SameRecordTransform
+        all_selected = all(
+            self.mask[("properties", name)] for name in self.schema["properties"]
+        )
+        flattening = bool(self.config.get("flattening_enabled"))
+        self._stream_alias = maps[0].stream_alias
+        return only_identity and all_selected and not flattening
