@@ -1,0 +1,325 @@
+"""A stand-in for PostHog's v0 batch capture endpoint (`POST /batch/`).
+
+It keeps the contract of shared/reference/posthog-capture-api.md: gzip (by header, query hint or
+magic bytes) or plain JSON; 401 for a missing or wrong api_key; a 400 with a plain-text message
+rejects the whole batch (nothing stored); 413 over 20 MiB; 200 `{"status": "Ok"}`. Tests inject
+faults, take it down for a while, and read what arrived; `unique_events()` collapses duplicates
+the way PostHog's ReplacingMergeTree eventually does.
+
+Fast enough for benchmarks: orjson parsing, and with keep_events=False only counts and a set of
+uuids are kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from tests.testbed.faults import Fault, FaultQueue
+from tests.testbed.httpserver import Handler, StandInServer
+
+EventPredicate = Callable[[dict[str, Any]], bool]
+
+_BATCH_PATHS = ("/batch", "/batch/")
+_GZIP_MAGIC = b"\x1f\x8b"
+_CANONICAL_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+_ALIAS_EVENTS = frozenset({"$create_alias", "$identify", "$merge_dangerously"})
+_OK = orjson.dumps({"status": "Ok"})
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    """One request to /batch/, as the stand-in saw and answered it."""
+
+    seq: int
+    received_at: float  # time.time()
+    status: int | None  # None: the connection was closed without an answer
+    event_count: int  # events in the batch (whether stored or not)
+    body_bytes: int  # raw body size, as sent
+    gzip: bool  # the body was gzip-compressed
+    historical_migration: bool
+    uuids: tuple[str, ...]  # the batch's uuids ((): keep_events=False, or none decodable)
+    fault: Fault | None = None
+    stored: bool = False  # the batch's events were accepted (a 200, or a lost ack)
+
+
+class _RejectedError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def is_valid_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if _CANONICAL_UUID.match(value):
+        return True
+    try:
+        uuid.UUID(value)  # braces, urn: and plain-hex forms parse too, as in Rust's Uuid
+    except ValueError:
+        return False
+    return True
+
+
+def _distinct_id(event: dict[str, Any]) -> Any:
+    distinct_id = event.get("distinct_id")
+    if distinct_id is None:
+        properties = event.get("properties")
+        if isinstance(properties, dict):
+            distinct_id = properties.get("distinct_id")
+    return distinct_id
+
+
+def _event_date(event: dict[str, Any]) -> date | None:
+    stamp = event.get("timestamp")
+    if not isinstance(stamp, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).date()
+
+
+class PostHogStandIn(StandInServer):
+    """PostHog capture on 127.0.0.1; use as a context manager, point a target at `.url`."""
+
+    def __init__(
+        self, api_key: str = "phc_test_key", latency: float = 0.0, keep_events: bool = True
+    ) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self.latency = latency  # seconds each request takes (other requests run meanwhile)
+        self.keep_events = keep_events
+        self.max_event_bytes = 1_000_000
+        self.max_body_bytes = 20 * 1024 * 1024
+        self.faults = FaultQueue()
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self._down_until = 0.0
+        self._predicates: list[EventPredicate] = []
+        self._events: list[dict[str, Any]] = []
+        self._requests: list[CaptureRequest] = []
+        self._uuids: set[str] = set()
+        self._event_count = 0
+        self._duplicate_uuids = 0
+
+    # ---- test controls -------------------------------------------------------------------
+
+    def inject(self, fault: Fault, times: int = 1) -> None:
+        """Have the next `times` batch requests misbehave as `fault` (FIFO with other faults)."""
+        self.faults.inject(fault, times)
+
+    def down_for(self, seconds: float) -> None:
+        """Answer 503 to every request for the next `seconds`."""
+        self._down_until = time.monotonic() + seconds
+
+    def reject_if(self, predicate: EventPredicate | None) -> None:
+        """400 any batch that has an event matching `predicate` (None clears all predicates)."""
+        with self._lock:
+            if predicate is None:
+                self._predicates.clear()
+            else:
+                self._predicates.append(predicate)
+
+    # ---- observations --------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def requests(self) -> list[CaptureRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def event_count(self) -> int:
+        """Accepted events, duplicates included (kept with keep_events=False too)."""
+        with self._lock:
+            return self._event_count
+
+    @property
+    def duplicate_uuid_count(self) -> int:
+        """Accepted events whose uuid had been accepted before."""
+        with self._lock:
+            return self._duplicate_uuids
+
+    def accepted_uuids(self) -> set[str]:
+        with self._lock:
+            return set(self._uuids)
+
+    def unique_events(self) -> list[dict[str, Any]]:
+        """Accepted events collapsed on (date(timestamp), event, distinct_id, uuid), as PostHog's
+        ReplacingMergeTree does after merges; the last one received wins, in first-seen order.
+        Events without a uuid never collapse (PostHog gives each a fresh one)."""
+        collapsed: dict[Any, dict[str, Any]] = {}
+        for position, event in enumerate(self.events):
+            event_uuid = event.get("uuid")
+            if event_uuid is None:
+                key: Any = ("no-uuid", position)
+            else:
+                key = (_event_date(event), event.get("event"), str(_distinct_id(event)), event_uuid)
+            collapsed[key] = event  # re-assigning keeps the first position, takes the last value
+        return list(collapsed.values())
+
+    def aliases(self) -> list[dict[str, Any]]:
+        """The identity-merging events received ($create_alias, $identify, $merge_dangerously)."""
+        return [event for event in self.events if event.get("event") in _ALIAS_EVENTS]
+
+    # ---- serving -------------------------------------------------------------------------
+
+    def handle_batch(self, handler: Handler) -> None:
+        received_at = time.time()
+        url = urlsplit(handler.path)
+        body = handler.read_body()
+        if url.path not in _BATCH_PATHS:
+            handler.answer(404, "not found")
+            return
+        seq = next(self._seq)
+        fault = self.faults.take()
+        compression = parse_qs(url.query).get("compression", [""])[0]
+        gzipped = (
+            handler.headers.get("Content-Encoding", "").lower() == "gzip"
+            or compression.startswith("gzip")
+            or body[:2] == _GZIP_MAGIC
+        )
+        payload: Any = None
+        decoded_size = 0
+        decode_error = ""
+        try:
+            raw = zlib.decompress(body, wbits=31) if gzipped else body
+            decoded_size = len(raw)
+            payload = orjson.loads(raw)
+        except (zlib.error, orjson.JSONDecodeError) as exc:
+            decode_error = f"failed to decode request: {exc}"
+        batch = payload.get("batch") if isinstance(payload, dict) else None
+        events = batch if isinstance(batch, list) else []
+        historical = isinstance(payload, dict) and payload.get("historical_migration") is True
+        batch_uuids: tuple[str, ...] = ()
+        if self.keep_events:
+            batch_uuids = tuple(
+                e["uuid"] for e in events if isinstance(e, dict) and isinstance(e.get("uuid"), str)
+            )
+
+        def finish(status: int | None, stored: bool = False) -> None:
+            # Logged before answering: a client may read .requests as soon as it has the answer.
+            record = CaptureRequest(
+                seq, received_at, status, len(events), len(body), gzipped, historical,
+                batch_uuids, fault, stored,
+            )  # fmt: skip
+            with self._lock:
+                self._requests.append(record)
+
+        if self.latency:
+            time.sleep(self.latency)
+        if fault is not None:
+            if fault.kind == "drop":
+                finish(None)
+                handler.hang_up()
+                return
+            if fault.kind == "status":
+                retry_after = fault.retry_after_header()
+                headers = {"Retry-After": retry_after} if retry_after else None
+                finish(fault.code)
+                handler.answer(fault.code or 500, f"injected status {fault.code}", headers=headers)
+                return
+            if fault.kind == "delay":
+                time.sleep(fault.seconds)
+        if time.monotonic() < self._down_until:
+            finish(503)
+            handler.answer(503, "service unavailable")
+            return
+
+        try:
+            if len(body) > self.max_body_bytes:
+                raise _RejectedError(413, "payload too large")
+            if decode_error:
+                raise _RejectedError(400, decode_error)
+            self._validate(payload, events, decoded_size)
+        except _RejectedError as rejected:
+            finish(rejected.status)
+            handler.answer(rejected.status, rejected.message)
+            return
+
+        self._store(events)
+        if fault is not None and fault.kind == "lose_ack":
+            finish(None, stored=True)
+            handler.hang_up()
+            return
+        finish(200, stored=True)
+        handler.answer(200, _OK, content_type="application/json")
+
+    def _validate(self, payload: Any, events: list[Any], decoded_size: int) -> None:
+        if not isinstance(payload, dict):
+            raise _RejectedError(400, "failed to decode request: body is not a JSON object")
+        api_key = payload.get("api_key") or payload.get("token")
+        if not api_key or api_key != self.api_key:
+            raise _RejectedError(401, "invalid or missing api_key")
+        if not events:
+            raise _RejectedError(400, "empty batch")
+        # Only when the whole body is over the limit can one event be: skip the per-event dump.
+        check_size = decoded_size > self.max_event_bytes
+        with self._lock:
+            predicates = list(self._predicates)
+        for event in events:
+            if not isinstance(event, dict):
+                raise _RejectedError(400, "failed to decode request: event is not an object")
+            own_key = event.get("api_key")
+            if own_key is not None and own_key != api_key:
+                raise _RejectedError(401, "multiple api_keys in one batch")
+            name = event.get("event")
+            if not isinstance(name, str) or not name:
+                raise _RejectedError(400, "missing event name")
+            distinct_id = _distinct_id(event)
+            if distinct_id is None or distinct_id == "":
+                raise _RejectedError(400, "missing or empty distinct_id")
+            if "uuid" in event and event["uuid"] is not None and not is_valid_uuid(event["uuid"]):
+                raise _RejectedError(400, f"invalid uuid: {event['uuid']!r}")
+            if check_size and len(orjson.dumps(event)) > self.max_event_bytes:
+                raise _RejectedError(400, "maximum event size exceeded")
+            for predicate in predicates:
+                if predicate(event):
+                    raise _RejectedError(400, f"event rejected: {name}")
+
+    def _store(self, events: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._event_count += len(events)
+            seen = self._uuids
+            for event in events:
+                event_uuid = event.get("uuid")
+                if event_uuid is not None:
+                    if event_uuid in seen:
+                        self._duplicate_uuids += 1
+                    else:
+                        seen.add(event_uuid)
+            if self.keep_events:
+                self._events.extend(events)
+
+
+class _PostHogHandler(Handler):
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        owner = self.server.owner
+        assert isinstance(owner, PostHogStandIn)
+        owner.handle_batch(self)
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.answer(405 if self.path.startswith("/batch") else 404, "use POST")
+
+
+PostHogStandIn.handler_class = _PostHogHandler
