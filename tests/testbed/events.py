@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -316,27 +317,37 @@ def generate_events(spec: ExportSpec) -> Iterator[dict[str, Any]]:
     rnd = run.rng.random
     start_us = hour_us(spec.start)
     size = run.population.size
+    recent: deque[tuple[User, Device]] = deque()
     for h, count in enumerate(hour_counts(spec, run.rng)):
         if not count:
             continue
         base = start_us + h * US_PER_HOUR
         # Users join over time: 30 % of the population is active at the start, all by the end.
         active = max(1, math.ceil(size * (0.3 + 0.7 * (h + 1) / spec.hours)))
+        # People use a product in sessions: most events come from someone active moments ago.
+        pool_size = max(4, min(500, count // 10))
         for offset in sorted(int(rnd() * US_PER_HOUR) for _ in range(count)):
-            # Skewed towards low indexes: a few heavy users, a long tail of occasional ones.
-            user = run.population.user(min(active - 1, int(active * rnd() ** 1.7)))
-            event = _make_event(run, user, base + offset)
+            if recent and rnd() < 0.7:
+                user, device = recent[int(rnd() * len(recent))]
+            else:
+                # Skewed towards low indexes: a few heavy users, a long tail of occasional ones.
+                user = run.population.user(min(active - 1, int(active * rnd() ** 1.7)))
+                devices = user.devices
+                device = devices[0] if len(devices) == 1 or rnd() < 0.6 else run.rng.choice(devices)
+                recent.append((user, device))
+                while len(recent) > pool_size:
+                    recent.popleft()
+            event = _make_event(run, user, device, base + offset)
             if spec.invalid_fraction and rnd() < spec.invalid_fraction:
                 _spoil(event, run.rng)
             yield event
 
 
-def _make_event(run: _Run, user: User, upload_us: int) -> dict[str, Any]:
+def _make_event(run: _Run, user: User, device: Device, upload_us: int) -> dict[str, Any]:
     rng = run.rng
     rnd = rng.random
     fmt = run.fmt
     devices = user.devices
-    device = devices[0] if len(devices) == 1 or rnd() < 0.6 else rng.choice(devices)
     state = run.devices.get(device.device_id)
     if state is None:
         state = run.devices[device.device_id] = _DeviceState(
@@ -365,7 +376,7 @@ def _make_event(run: _Run, user: User, upload_us: int) -> dict[str, Any]:
 
     if state.last_us < 0 or event_us - state.last_us > _SESSION_GAP_US:
         state.session_id = event_us // 1000
-        if forced is None and rnd() < 0.4:
+        if forced is None and rnd() < 0.5:
             forced = "session_start"
     state.last_us = max(state.last_us, event_us)
     state.event_counter += 1
