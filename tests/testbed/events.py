@@ -26,6 +26,7 @@ US_PER_HOUR = 3_600_000_000
 _US_PER_MINUTE = 60_000_000
 _SESSION_GAP_US = 30 * _US_PER_MINUTE
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE_SECOND = [f"{m:02d}:{s:02d}" for m in range(60) for s in range(60)]  # by second of hour
 
 T = TypeVar("T")
 
@@ -92,9 +93,8 @@ class TimeFormatter:
         if prefix is None:
             prefix = (EPOCH + timedelta(hours=hour)).strftime("%Y-%m-%d %H:")
             self._prefixes[hour] = prefix
-        minute, rest = divmod(rest, _US_PER_MINUTE)
         second, micro = divmod(rest, 1_000_000)
-        return f"{prefix}{minute:02d}:{second:02d}.{micro:06d}"
+        return f"{prefix}{_MINUTE_SECOND[second]}.{micro:06d}"
 
 
 def uuid4_from_bits(bits: int) -> str:
