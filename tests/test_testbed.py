@@ -309,6 +309,10 @@ def test_capture_faults_and_lost_ack(posthog: PostHogStandIn) -> None:
     assert posthog.accepted_uuids() == {capture_event(1)["uuid"]}
     assert len(posthog.unique_events()) == 1
     assert [r.status for r in posthog.requests] == [503, None, None, 200]
+    assert [r.stored for r in posthog.requests] == [False, False, True, True]
+    posthog.inject(Fault.status(500), times=3)
+    posthog.clear_faults()
+    assert post(posthog.url, batch(capture_event(5))) == 200
     posthog.down_for(0.3)
     assert post(posthog.url, batch(capture_event(2))) == 503
 

@@ -79,6 +79,10 @@ class AmplitudeStandIn(StandInServer):
         """Have the next `times` export requests misbehave as `fault` (FIFO with other faults)."""
         self.faults.inject(fault, times)
 
+    def clear_faults(self) -> None:
+        """Drop the faults not yet consumed."""
+        self.faults.clear()
+
     @property
     def requests(self) -> list[ExportRequest]:
         with self._lock:

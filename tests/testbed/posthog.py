@@ -124,6 +124,10 @@ class PostHogStandIn(StandInServer):
         """Have the next `times` batch requests misbehave as `fault` (FIFO with other faults)."""
         self.faults.inject(fault, times)
 
+    def clear_faults(self) -> None:
+        """Drop the faults not yet consumed."""
+        self.faults.clear()
+
     def down_for(self, seconds: float) -> None:
         """Answer 503 to every request for the next `seconds`."""
         self._down_until = time.monotonic() + seconds
