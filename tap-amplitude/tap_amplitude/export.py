@@ -9,7 +9,6 @@ member and the line, so a caller never bookmarks past data it could not read.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import zipfile
 import zlib
@@ -128,14 +127,6 @@ def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
         yield tail
 
 
-def _parse_line(line: bytes) -> Any:
-    try:
-        return orjson.loads(line)
-    except orjson.JSONDecodeError:
-        # orjson refuses integers beyond 64 bits; the standard library does not.
-        return json.loads(line)
-
-
 def _records_from(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
     """Parse gzipped JSON lines from ``stream``; errors name ``where`` and the line number."""
     line_number = 0
@@ -144,8 +135,8 @@ def _records_from(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
             if not line or line.isspace():
                 continue
             try:
-                record = _parse_line(line)
-            except ValueError as error:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as error:
                 msg = f"{where}, line {line_number}: invalid JSON ({error})"
                 raise CorruptExportError(msg) from error
             if type(record) is not dict:

@@ -14,7 +14,6 @@ bytes out of the buffer and writing them.
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from typing import Any
@@ -35,10 +34,7 @@ def _fallback(value: Any) -> Any:
 
 
 def _dumps(message: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(message, default=_fallback, option=_OPTIONS)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits, which orjson refuses
-        return (json.dumps(message, default=_fallback, ensure_ascii=False) + "\n").encode()
+    return orjson.dumps(message, default=_fallback, option=_OPTIONS)
 
 
 def _drain() -> None:

@@ -1,0 +1,176 @@
+"""End-to-end runs of the real `tap-amplitude` CLI against the Export API stand-in (and files):
+exactly once, field for field; bookmarks per window; resume after a rerun, new hours, a kill."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from tap_amplitude.export import normalise_record
+
+from tests.conftest import (
+    TAP_AMPLITUDE,
+    TAP_API_KEY,
+    TAP_DAY,
+    TAP_SECRET,
+    bookmark_of,
+    small_store,
+    tap_config,
+    tap_environment,
+    write_tap_files,
+)
+from tests.testbed.amplitude import AmplitudeStandIn
+from tests.testbed.events import ExportSpec
+
+END = (TAP_DAY + timedelta(days=3)).isoformat()  # the stores' data: 72 hours from TAP_DAY
+
+
+def expected_records(store, start=None, end=None) -> dict[str, dict[str, Any]]:
+    """What the tap must emit for these hours: the raw records with RFC 3339 times."""
+    return {r["uuid"]: normalise_record(r) for r in store.iter_events(start, end)}
+
+
+def test_multi_day_export_arrives_exactly_once_field_for_field(
+    amplitude_api, three_day_store, run_tap
+):
+    run = run_tap(tap_config(amplitude_api))
+    assert run.returncode == 0, run.stderr
+    assert len(run.records) == three_day_store.event_count
+    assert len(set(run.uuids())) == len(run.records)
+    expected = expected_records(three_day_store)
+    for record in run.records:
+        assert record == expected[record["uuid"]]
+    assert run.records[0]["server_upload_time"].endswith("+00:00")
+
+
+def test_bookmarks_are_window_ends_in_one_rfc3339_form(amplitude_api, run_tap):
+    run = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
+    assert run.returncode == 0, run.stderr
+    bookmarks = [bookmark_of(state) for state in run.states]
+    assert bookmarks == [
+        "2024-03-02T00:00:00+00:00",
+        "2024-03-03T00:00:00+00:00",
+        "2024-03-04T00:00:00+00:00",
+    ]
+    final = run.states[-1]["bookmarks"]["events"]
+    assert final == {
+        "replication_key": "server_upload_time",
+        "replication_key_value": "2024-03-04T00:00:00+00:00",
+    }
+
+
+def test_each_state_follows_all_records_of_the_windows_it_covers(
+    amplitude_api, three_day_store, run_tap
+):
+    run = run_tap(tap_config(amplitude_api, window_hours=6, end_date=END))
+    assert run.returncode == 0, run.stderr
+    seen: set[str] = set()
+    for message in run.messages:
+        if message["type"] == "RECORD":
+            seen.add(message["record"]["uuid"])
+        elif message["type"] == "STATE":
+            covered_until = bookmark_of(message["value"])
+            assert covered_until is not None
+            hours = [h for h in three_day_store.hours() if h.isoformat() < covered_until]
+            must_have = {r["uuid"] for h in hours for r in three_day_store.iter_events(h, h)}
+            assert must_have <= seen
+
+
+def test_rerun_with_final_state_emits_nothing_and_asks_for_nothing(amplitude_api, run_tap):
+    config = tap_config(amplitude_api, end_date=END)
+    first = run_tap(config)
+    assert first.returncode == 0, first.stderr
+    requests_before = len(amplitude_api.requests)
+    second = run_tap(config, state=first.states[-1])
+    assert second.returncode == 0, second.stderr
+    assert second.records == []
+    assert len(amplitude_api.requests) == requests_before
+    assert second.bookmark == first.bookmark
+
+
+def test_new_hours_bring_only_the_new_records(fresh_store, run_tap):
+    with AmplitudeStandIn(fresh_store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as api:
+        first = run_tap(tap_config(api, end_date=END))
+        assert first.returncode == 0, first.stderr
+        old = set(first.uuids())
+        fresh_store.add(ExportSpec(start=TAP_DAY + timedelta(days=3), hours=24, events=800, seed=8))
+        new_end = (TAP_DAY + timedelta(days=4)).isoformat()
+        second = run_tap(tap_config(api, end_date=new_end), state=first.states[-1])
+    assert second.returncode == 0, second.stderr
+    assert len(second.records) == 800
+    assert not old & set(second.uuids())
+    assert old | set(second.uuids()) == fresh_store.uuids()
+    assert second.bookmark == "2024-03-05T00:00:00+00:00"
+
+
+def test_killed_midway_then_resumed_from_last_state_loses_nothing(tmp_path, run_tap):
+    store = small_store(tmp_path / "export", hours=72, events=6_000)
+    with AmplitudeStandIn(store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as api:
+        config = tap_config(api, window_hours=4, end_date=END)
+        args = write_tap_files(tmp_path / "killed", config, None)
+        tap = subprocess.Popen(
+            [str(TAP_AMPLITUDE), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=tap_environment(),
+        )
+        assert tap.stdout is not None
+        emitted: list[str] = []
+        last_state = None
+        states_seen = 0
+        # Read until the third checkpoint, then kill without warning: the tap is mid-run (its
+        # output blocks on the pipe we stop reading, so it cannot have finished).
+        for line in tap.stdout:
+            message = orjson.loads(line)
+            if message["type"] == "RECORD":
+                emitted.append(message["record"]["uuid"])
+            elif message["type"] == "STATE":
+                last_state = message["value"]
+                states_seen += 1
+                if states_seen == 3:
+                    break
+        tap.send_signal(signal.SIGKILL)
+        tap.wait(timeout=30)
+        tap.stdout.close()
+        assert last_state is not None
+        resume_from = bookmark_of(last_state)
+        requests_before = len(api.requests)
+        resumed = run_tap(config, state=last_state)
+        first_resumed_request = api.requests[requests_before]
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(emitted) | set(resumed.uuids()) == store.uuids()
+    # The resumed run starts at the bookmark: nothing before it is asked for again.
+    assert first_resumed_request.start is not None
+    assert first_resumed_request.start.isoformat() == resume_from
+    assert len(resumed.uuids()) == len(set(resumed.uuids()))
+
+
+def test_local_export_files_give_the_same_records_and_bookmarks(
+    amplitude_api, three_day_store, run_tap, tmp_path
+):
+    from_api = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
+    local = {"export_path": str(three_day_store.directory), "start_date": TAP_DAY.isoformat(),
+             "end_date": END}
+    from_files = run_tap(local)
+    assert from_files.returncode == 0, from_files.stderr
+    assert sorted(from_files.uuids()) == sorted(from_api.uuids())
+    assert from_files.bookmark == from_api.bookmark == "2024-03-04T00:00:00+00:00"
+    by_uuid = {r["uuid"]: r for r in from_api.records}
+    assert all(r == by_uuid[r["uuid"]] for r in from_files.records)
+
+
+def test_local_export_zip_and_its_unpacked_members_are_read_once(
+    three_day_store, run_tap, tmp_path
+):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    three_day_store.write_zip(folder / "export.zip", TAP_DAY, TAP_DAY + timedelta(hours=71))
+    for member in three_day_store.members()[:5]:
+        (folder / member.name).write_bytes(Path(member.path).read_bytes())
+    run = run_tap({"export_path": str(folder), "start_date": TAP_DAY.isoformat(), "end_date": END})
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.uuids()) == sorted(three_day_store.uuids())
