@@ -1,0 +1,256 @@
+"""Concurrent delivery with an ordered confirmation watermark: the heart of exactly-once resume.
+
+Every input record gets a position (1, 2, ...). Mapped events join the open batch; a full
+batch (by events or bytes) is dispatched to one of `concurrency` worker threads, which POST it,
+split it on 400/413 to dead-letter only the bad events, record its aliases once PostHog
+confirmed it, and mark it done. Batches finish out of order; the watermark is the last
+position before the first unfinished batch. A Singer STATE received after position p is
+emitted once the watermark reaches p, so Meltano never stores a bookmark past an unconfirmed
+record. Dispatch blocks when too many batches are in flight, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from target_posthog.client import Answer, DeliveryError
+from target_posthog.deadletter import DeadLetters, JsonLinesFile
+from target_posthog.registry import AliasRegistry, PendingAlias
+
+MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
+Sender = Callable[[list[bytes]], Answer]
+
+
+@dataclass(eq=False)
+class Batch:
+    """Events of consecutive records [first_position, last_position], sent as one request."""
+
+    first_position: int
+    last_position: int = 0
+    events: list[bytes] = field(default_factory=list)
+    aliases: dict[int, PendingAlias] = field(default_factory=dict)  # event index -> alias
+    nbytes: int = 0
+    done: bool = False
+
+
+class Throttle:
+    """Paces batches to `events_per_minute` smoothly: each batch waits for its time slot."""
+
+    def __init__(self, events_per_minute: int | None, stopping: threading.Event) -> None:
+        self.per_second = events_per_minute / 60 if events_per_minute else None
+        self._next_slot = 0.0
+        self._lock = threading.Lock()
+        self._stopping = stopping
+
+    def wait(self, events: int) -> None:
+        if self.per_second is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot)
+            self._next_slot = start + events / self.per_second
+        if start > now:
+            self._stopping.wait(start - now)
+
+
+class Delivery:
+    """Batches, sends and confirms events; emits each STATE once everything before it settled."""
+
+    def __init__(self, *, sender: Sender, registry: AliasRegistry, dead_letters: DeadLetters,
+                 emit_state: Callable[[dict], None], concurrency: int, batch_size: int,
+                 throttle: Throttle, stopping: threading.Event, logger: logging.Logger,
+                 durable_files: tuple[JsonLinesFile, ...] = ()) -> None:
+        self._sender = sender
+        self._registry = registry
+        self._dead_letters = dead_letters
+        self._emit_state = emit_state
+        self._batch_size = batch_size
+        self._throttle = throttle
+        self._stopping = stopping
+        self._logger = logger
+        self._durable_files = (dead_letters.file, *durable_files)
+        self._lock = threading.Condition()
+        self._received = 0
+        self._open: Batch | None = None
+        self._unfinished: deque[Batch] = deque()  # dispatched, in position order
+        self._pending_states: deque[tuple[int, dict]] = deque()
+        self._last_emitted: dict | None = None
+        self._in_progress = 0
+        self.failure: DeliveryError | None = None
+        self.events_sent = 0
+        self.aliases_sent = 0
+        self.batches_split = 0
+        self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
+        # In flight + queued: enough to keep every worker busy, small enough for flat memory.
+        self._slots = threading.Semaphore(concurrency * 2)
+        self._workers = [threading.Thread(target=self._work, name=f"posthog-delivery-{n}",
+                                          daemon=True) for n in range(concurrency)]
+        for worker in self._workers:
+            worker.start()
+
+    # --- main thread -------------------------------------------------------------------
+
+    def next_position(self) -> int:
+        """Position of the record being handled; a record without events is settled at once."""
+        self._received += 1
+        return self._received
+
+    def add(self, position: int, events: list[bytes], aliases: list[PendingAlias | None]) -> None:
+        """Queue one record's events (kept in one batch); `aliases[i]` belongs to `events[i]`."""
+        size = sum(len(event) + 1 for event in events)
+        batch = self._open
+        if batch is not None and (len(batch.events) + len(events) > self._batch_size
+                                  or batch.nbytes + size > MAX_BATCH_BYTES):
+            self.flush()
+            batch = None
+        if batch is None:
+            batch = self._open = Batch(first_position=position)
+        for event, alias in zip(events, aliases, strict=True):
+            if alias is not None:
+                batch.aliases[len(batch.events)] = alias
+            batch.events.append(event)
+        batch.nbytes += size
+        batch.last_position = position
+        if len(batch.events) >= self._batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Dispatch the open batch now (waits for a free slot: backpressure)."""
+        self.raise_if_failed()
+        batch = self._open
+        if batch is None:
+            return
+        while not self._slots.acquire(timeout=0.2):
+            self.raise_if_failed()
+        with self._lock:  # atomically: no longer open, now unfinished (watermark stays right)
+            self._unfinished.append(batch)
+            self._open = None
+        self._queue.put(batch)
+
+    def add_state(self, state: dict) -> None:
+        """A STATE arrived: send what came before it, emit it once all of that is confirmed."""
+        self.flush()
+        with self._lock:
+            self._pending_states.append((self._received, state))
+            self._emit_ready_states()
+
+    def finish(self) -> None:
+        """End of input: deliver everything, emit the last STATE, stop the workers."""
+        self.flush()
+        with self._lock:
+            while self._unfinished and self.failure is None:
+                self._lock.wait(0.5)
+        self.raise_if_failed()
+        self._stop_workers()
+
+    def abandon(self, grace_seconds: float) -> None:
+        """Stop now: send nothing new, give in-flight requests `grace_seconds`, emit what's safe."""
+        self._stopping.set()
+        deadline = time.monotonic() + grace_seconds
+        with self._lock:
+            while self._in_progress and time.monotonic() < deadline:
+                self._lock.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            self._emit_ready_states()
+        self._stop_workers()
+
+    def raise_if_failed(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._unfinished)
+
+    def _stop_workers(self) -> None:
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=5)
+
+    # --- worker threads ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            try:
+                if self.failure is None and not self._stopping.is_set():
+                    with self._lock:
+                        self._in_progress += 1
+                    try:
+                        self._deliver(batch)
+                    finally:
+                        with self._lock:
+                            self._in_progress -= 1
+                            self._lock.notify_all()
+            except DeliveryError as exc:
+                self._fail(exc)
+            except Exception as exc:  # a bug or a registry failure must stop the run, loudly
+                self._logger.exception("delivery failed")
+                self._fail(DeliveryError(f"delivery failed: {type(exc).__name__}: {exc}"))
+            finally:
+                self._slots.release()
+
+    def _fail(self, exc: DeliveryError) -> None:
+        with self._lock:
+            if self.failure is None:
+                self.failure = exc
+            self._stopping.set()  # other workers give up their retries instead of going on
+            self._lock.notify_all()
+
+    def _deliver(self, batch: Batch) -> None:
+        self._throttle.wait(len(batch.events))
+        accepted = self._send_isolating(batch.events, list(range(len(batch.events))))
+        confirmed = [batch.aliases[i] for i in accepted if i in batch.aliases]
+        self._registry.record_confirmed(confirmed)  # before the batch counts as settled
+        with self._lock:
+            self.events_sent += len(accepted) - len(confirmed)
+            self.aliases_sent += len(confirmed)
+            batch.done = True
+            batch.events = []  # free the memory now; the batch object stays for the watermark
+            self._emit_ready_states()
+            self._lock.notify_all()
+
+    def _send_isolating(self, events: list[bytes], indexes: list[int]) -> list[int]:
+        """Send; on 400/413 split in halves until the refused events stand alone."""
+        answer = self._sender([events[i] for i in indexes])
+        if answer.accepted:
+            return indexes
+        if len(indexes) == 1:
+            reason = ("event too large for PostHog (413)" if answer.status == 413
+                      else f"PostHog refused the event ({answer.status})")
+            self._dead_letters.add_event(reason, events[indexes[0]], answer.text)
+            self._logger.warning("dead-lettered one event PostHog refused: %s", answer.text[:200])
+            return []
+        with self._lock:
+            self.batches_split += 1
+        middle = len(indexes) // 2
+        return (self._send_isolating(events, indexes[:middle])
+                + self._send_isolating(events, indexes[middle:]))
+
+    # --- the watermark (caller holds self._lock) ---------------------------------------
+
+    def _safe_position(self) -> int:
+        while self._unfinished and self._unfinished[0].done:
+            self._unfinished.popleft()
+        if self._unfinished:
+            return self._unfinished[0].first_position - 1
+        if self._open is not None:
+            return self._open.first_position - 1
+        return self._received
+
+    def _emit_ready_states(self) -> None:
+        safe = self._safe_position()
+        ready: dict | None = None
+        while self._pending_states and self._pending_states[0][0] <= safe:
+            ready = self._pending_states.popleft()[1]
+        if ready is None or ready == self._last_emitted:
+            return
+        for durable in self._durable_files:  # what the STATE vouches for is on disk first
+            durable.sync()
+        self._emit_state(ready)
+        self._last_emitted = ready

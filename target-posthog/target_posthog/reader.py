@@ -1,0 +1,90 @@
+"""Fast Singer message reader (orjson on raw bytes) that stops cleanly on SIGTERM/SIGINT.
+
+A signal handler must not do the stopping itself: it runs between any two bytecodes of the
+main thread, possibly while a batch is half built. So the handler only records the signal,
+and the reader stops at the next line boundary; only while the reader is blocked waiting for
+input (a quiet tap) does the handler raise, since nothing is half done there.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Callable
+from typing import IO, Any
+
+import orjson
+from singer_sdk.singerlib.encoding.base import GenericSingerReader
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+
+class TerminationRequested(BaseException):
+    """SIGTERM/SIGINT arrived: stop taking input, settle what is in flight, exit non-zero."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopping on signal {signum}")
+        self.signum = signum
+
+
+class Shutdown:
+    """What the signal handler and the reader share."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.waiting_for_input = False
+
+    def request(self, signum: int) -> None:
+        """Called from the signal handler."""
+        first = self.signum is None
+        if first:
+            self.signum = signum
+        if first and self.waiting_for_input:
+            raise TerminationRequested(signum)
+
+
+class FastSingerReader(GenericSingerReader[bytes]):
+    """Reads stdin as bytes and parses with orjson: several times faster than json."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shutdown = Shutdown()
+
+    @property
+    def default_input(self) -> IO[bytes]:
+        return sys.stdin.buffer
+
+    def deserialize_json(self, line: bytes | str) -> dict:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidInputLine(f"Unable to parse line as JSON: {line[:200]!r}") from exc
+        if not isinstance(message, dict):
+            raise InvalidInputLine(f"Singer message is not a JSON object: {line[:200]!r}")
+        return message
+
+    def process_lines(self, file_input: IO[Any] | None,
+                      callbacks: dict[str, Callable[[dict], None]]) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        lines = iter(file_input or self.default_input)
+        shutdown = self.shutdown
+        while True:
+            shutdown.waiting_for_input = True
+            try:
+                if shutdown.signum is not None:
+                    raise TerminationRequested(shutdown.signum)
+                line = next(lines, None)
+            finally:
+                shutdown.waiting_for_input = False
+            if line is None:
+                return counts
+            if not line.strip():
+                continue
+            message = self.deserialize_json(line)
+            kind = message.get("type")
+            callback = callbacks.get(kind)  # type: ignore[arg-type]
+            if callback is None:
+                self.assert_line_requires(message, requires={"type"})
+                self._process_unknown_message(message)
+            else:
+                callback(message)
+            counts[kind] += 1  # type: ignore[index]

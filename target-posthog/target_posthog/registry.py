@@ -1,0 +1,184 @@
+"""The alias registry: which device PostHog has tied to which user, durable across runs.
+
+One SQLite file in WAL mode, written in transactions and only after PostHog confirmed the
+batch carrying the aliases, so a crash can repeat an alias (same uuid, PostHog dedupes it)
+but never lose one. Pairs sent but not yet confirmed are tracked in memory, so one run never
+sends a pair twice. Owned by the target (one per process), safe to use from delivery threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import os
+import sqlite3
+import threading
+from enum import Enum
+from pathlib import Path
+from typing import NamedTuple
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS aliases (
+    device_id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    confirmed_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS shared_devices (
+    device_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    first_seen_at TEXT NOT NULL,
+    PRIMARY KEY (device_id, user_id)
+) WITHOUT ROWID;
+"""
+_BUSY_TIMEOUT_MS = 30_000  # another process holding the write lock: wait this long, then fail
+_CACHE_LIMIT = 200_000  # confirmed owners kept in memory; beyond that SQLite answers
+
+
+class RegistryError(Exception):
+    """The registry file cannot be used (locked, unreadable, not a registry)."""
+
+
+class Claim(Enum):
+    """What to do with a (device, user) pair seen in a record."""
+
+    NEW = "new"  # first time: send an alias (now in flight)
+    KNOWN = "known"  # already tied to this user (confirmed or in flight)
+    SHARED_DEVICE = "shared_device"  # tied to another user: PostHog would refuse; report it
+
+
+class PendingAlias(NamedTuple):
+    """An alias sent in a batch, recorded once PostHog confirms that batch."""
+
+    device_id: str
+    user_id: str
+    first_seen_at: str
+
+
+class AliasRegistry:
+    """device_id -> user_id, persisted in SQLite; read-only (dry run) never writes."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, str] = {}
+        self._confirmed_cache: dict[str, str] = {}
+        self._shared_seen: set[tuple[str, str]] = set()
+        self.shared_device_pairs = 0
+        self._lock_fd: int | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            self.close()
+            raise RegistryError(f"alias registry {path} cannot be used: {exc}") from exc
+
+    def _open(self) -> None:
+        if self.read_only:
+            if self.path.exists():  # a dry run reads what earlier runs recorded, creates nothing
+                self._reader = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
+                                               check_same_thread=False)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created user-only before SQLite touches it; SQLite gives -wal/-shm the same mode.
+        self._lock_fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(self._lock_fd, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RegistryError(
+                f"alias registry {self.path} is in use by another target-posthog process; "
+                "two runs sharing one registry could send an alias twice") from None
+        self._writer = self._connect()
+        self._writer.execute("PRAGMA journal_mode=WAL")
+        self._writer.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
+        with self._writer:
+            self._writer.executescript(_SCHEMA)
+        self._reader = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                     check_same_thread=False, isolation_level=None)
+        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        return connection
+
+    def claim(self, device_id: str, user_id: str, seen_at: str) -> Claim:
+        """Decide for one pair; a NEW pair is in flight until `record_confirmed`."""
+        with self._lock:
+            owner = self._in_flight.get(device_id) or self._confirmed_cache.get(device_id)
+        if owner is None:
+            owner = self._stored_owner(device_id)
+        if owner is None:
+            with self._lock:
+                owner = self._in_flight.setdefault(device_id, user_id)
+            if owner == user_id:
+                return Claim.NEW
+        if owner == user_id:
+            return Claim.KNOWN
+        self._note_shared_device(device_id, user_id, seen_at)
+        return Claim.SHARED_DEVICE
+
+    def _stored_owner(self, device_id: str) -> str | None:
+        if self._reader is None:
+            return None
+        with self._lock:  # one sqlite3 connection is not safe to share across threads at once
+            row = self._reader.execute(
+                "SELECT user_id FROM aliases WHERE device_id = ?", (device_id,)).fetchone()
+        if row is None:
+            return None
+        self._remember(device_id, row[0])
+        return str(row[0])
+
+    def _remember(self, device_id: str, user_id: str) -> None:
+        with self._lock:
+            if len(self._confirmed_cache) >= _CACHE_LIMIT:
+                self._confirmed_cache.clear()  # flat memory; SQLite still knows them all
+            self._confirmed_cache[device_id] = user_id
+
+    def _note_shared_device(self, device_id: str, user_id: str, seen_at: str) -> None:
+        with self._lock:
+            if (device_id, user_id) in self._shared_seen:
+                return
+            if len(self._shared_seen) < _CACHE_LIMIT:
+                self._shared_seen.add((device_id, user_id))
+            self.shared_device_pairs += 1
+            if self._writer is not None:
+                with self._writer:
+                    self._writer.execute(
+                        "INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
+                        (device_id, user_id, seen_at))
+
+    def record_confirmed(self, aliases: list[PendingAlias]) -> None:
+        """PostHog confirmed these aliases: store them in one transaction, then forget in-flight."""
+        if not aliases:
+            return
+        if self._writer is not None:
+            now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            with self._lock, self._writer:
+                self._writer.executemany(
+                    "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
+                    [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases])
+        with self._lock:
+            for alias in aliases:
+                if len(self._confirmed_cache) >= _CACHE_LIMIT:
+                    self._confirmed_cache.clear()
+                self._confirmed_cache[alias.device_id] = alias.user_id
+                self._in_flight.pop(alias.device_id, None)
+
+    def count(self) -> int:
+        """Aliases stored (for the summary)."""
+        if self._reader is None:
+            return 0
+        with self._lock:
+            return int(self._reader.execute("SELECT count(*) FROM aliases").fetchone()[0])
+
+    def close(self) -> None:
+        for connection in (self._reader, self._writer):
+            if connection is not None:
+                connection.close()
+        self._reader = self._writer = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None

@@ -1,0 +1,87 @@
+"""The events sink: map each record, encode its events once, claim its alias, hand to delivery.
+
+Any stream is read as Amplitude export records (tap-amplitude's `events`, or another tap's).
+Batching, sending and STATE belong to the target's `Delivery`, shared by all sinks, because
+singer-sdk replaces sinks on schema changes and drains them in parallel threads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from singer_sdk.sinks import BatchSink
+
+from target_posthog.mapping import UnmappableError, alias_event, can_alias, map_record
+from target_posthog.registry import Claim, PendingAlias
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+    from target_posthog.target import TargetPostHog
+
+# posthog-python refuses events over 900 KiB; PostHog's own cap is about 1 MB per event.
+MAX_EVENT_BYTES = 900 * 1024
+
+
+def _encode(event: dict[str, Any]) -> bytes:
+    return orjson.dumps(event, default=str)  # default: Decimal/datetime from other taps' paths
+
+
+class EventsSink(BatchSink):
+    """Maps Amplitude records to PostHog events; delivery and STATE are the target's."""
+
+    def __init__(self, target: TargetPostHog, stream_name: str, schema: dict,
+                 key_properties: Sequence[str] | None) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self._delivery = target.delivery
+        self._registry = target.registry
+        self._dead_letters = target.dead_letters
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        """No JSON-schema validation: too slow per record; the mapping checks what it needs."""
+        return None
+
+    @property
+    def is_full(self) -> bool:
+        """Never: `Delivery` cuts batches by events and bytes itself."""
+        return False
+
+    def process_record(self, record: dict, context: dict) -> None:
+        """Called by singer-sdk's own record path (used when stream maps are configured)."""
+        self.handle(record)
+
+    def handle(self, record: dict[str, Any]) -> None:
+        """The per-record hot path: map, encode, alias, queue."""
+        position = self._delivery.next_position()
+        try:
+            mapped = map_record(record)
+        except UnmappableError as exc:
+            self._dead_letter(exc.reason, record)
+            return
+        encoded = [_encode(event) for event in mapped.events]
+        too_big = max(len(event) for event in encoded)
+        if too_big > MAX_EVENT_BYTES:
+            self._dead_letter(f"event is {too_big} bytes once mapped; PostHog accepts at most "
+                              f"about {MAX_EVENT_BYTES} bytes per event", record)
+            return
+        aliases: list[PendingAlias | None] = [None] * len(encoded)
+        device_id, user_id = mapped.device_id, mapped.user_id
+        if (device_id is not None and user_id is not None and can_alias(device_id, user_id)
+                and self._registry.claim(device_id, user_id, mapped.timestamp) is Claim.NEW):
+            # Before the event it ties, in the same batch: confirmed (and recorded) together.
+            encoded.insert(0, _encode(alias_event(device_id, user_id, mapped.timestamp)))
+            aliases.insert(0, PendingAlias(device_id, user_id, mapped.timestamp))
+        self._delivery.add(position, encoded, aliases)
+
+    def _dead_letter(self, reason: str, record: dict[str, Any]) -> None:
+        self._dead_letters.add_record(self.stream_name, reason, record)
+
+    def process_batch(self, context: dict) -> None:
+        """singer-sdk drains (end of input, max record age): send the open batch now.
+
+        Never blocks on confirmation: the target routes every STATE through the watermark.
+        """
+        self._delivery.flush()

@@ -1,0 +1,309 @@
+"""target-posthog: settings, start-up checks, and the wiring of mapping, registry and delivery.
+
+The target (not a sink) owns the alias registry and the delivery pipeline: singer-sdk
+replaces sinks on schema changes and drains them in parallel threads. Every STATE, whether
+it arrives from the tap or is re-written by singer-sdk's drain_all(), goes through the
+delivery watermark and reaches stdout only once everything before it is confirmed.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import orjson
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError, MissingKeyPropertiesError
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
+from singer_sdk.mapper import SameRecordTransform
+from singer_sdk.plugin_base import PluginBase, _ConfigInput
+from singer_sdk.target_base import Target
+
+from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPolicy
+from target_posthog.deadletter import DeadLetters, JsonLinesFile
+from target_posthog.delivery import Delivery, Sender, Throttle
+from target_posthog.reader import FastSingerReader, TerminationRequested
+from target_posthog.registry import AliasRegistry, RegistryError
+from target_posthog.sinks import EventsSink
+
+PROGRESS_INTERVAL_SECONDS = 5.0
+_LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "::1"))
+
+
+class TargetPostHog(Target):
+    """Lands Amplitude export records in PostHog through its batch API, exactly once."""
+
+    name = "target-posthog"
+    default_sink_class = EventsSink
+    message_reader_class = FastSingerReader
+    # No flattening (it would break the nested Amplitude record) and no schema validation.
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.ABOUT, PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.STRUCTURED_LOGGING]
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("api_key", th.StringType(nullable=False), required=True, secret=True,
+                    title="PostHog project API key",
+                    description="The project API key (phc_...). Never logged or written."),
+        th.Property("host", th.StringType, default="https://us.i.posthog.com", title="Host",
+                    description="https://us.i.posthog.com, https://eu.i.posthog.com or a "
+                                "self-hosted URL. https is required except for localhost."),
+        th.Property("historical_migration", th.BooleanType, default=True,
+                    title="Historical migration",
+                    description="Send as a historical migration (PostHog's import pipeline)."),
+        th.Property("batch_size", th.IntegerType(minimum=1, maximum=50_000), default=1000,
+                    title="Events per request",
+                    description="Most events per request; requests are also kept under 5 MiB."),
+        th.Property("concurrency", th.IntegerType(minimum=1, maximum=64), default=4,
+                    title="Requests in flight",
+                    description="Batches sent at the same time (raise it for a slow link)."),
+        th.Property("max_events_per_minute", th.IntegerType(minimum=1), title="Max events/min",
+                    description="The speed agreed with PostHog support; unset, no limit."),
+        th.Property("max_retries", th.IntegerType(minimum=0), default=10, title="Max retries",
+                    description="Retries of one request (429, 5xx, timeouts, dropped "
+                                "connections) before the run fails."),
+        th.Property("retry_backoff_seconds", th.NumberType(minimum=0), default=1.0,
+                    title="First retry wait (s)",
+                    description="Backoff doubles from this (with jitter, up to 60 s); "
+                                "Retry-After is always honoured."),
+        th.Property("request_timeout", th.NumberType(exclusive_minimum=0), default=30,
+                    title="Request timeout (s)"),
+        th.Property("alias_registry", th.StringType, default="target-posthog-aliases.sqlite",
+                    title="Alias registry",
+                    description="SQLite file of every (device, user) alias PostHog confirmed "
+                                "and every shared device; relative to the working folder."),
+        th.Property("dead_letter_path", th.StringType,
+                    default="target-posthog-dead-letter.jsonl", title="Dead-letter file",
+                    description="JSONL of records not sent, each with the reason."),
+        th.Property("dry_run_path", th.StringType, title="Dry-run file",
+                    description="Write the exact request payloads (without api_key) to this "
+                                "JSONL file and send nothing."),
+    ).to_dict()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._lean_sinks: dict[str, EventsSink] = {}
+        self._stdout_lock = threading.Lock()
+        self._started = time.monotonic()
+        self._stopping = threading.Event()
+        self._retries = 0
+        config = self.config
+        self.dry_run = bool(config.get("dry_run_path"))
+        self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
+        self.registry = AliasRegistry(Path(config["alias_registry"]), read_only=self.dry_run)
+        self.client: PostHogClient | None = None
+        sender, durable = self._make_sender()
+        self.delivery = Delivery(
+            sender=sender, registry=self.registry, dead_letters=self.dead_letters,
+            emit_state=self._emit_state, concurrency=1 if self.dry_run else config["concurrency"],
+            batch_size=self._batch_size(), throttle=Throttle(
+                config.get("max_events_per_minute"), self._stopping),
+            stopping=self._stopping, logger=self.logger, durable_files=durable)
+        self._progress = threading.Thread(target=self._report_progress, daemon=True,
+                                          name="posthog-progress")
+        self._progress.start()
+        if self.dry_run:
+            self.logger.warning(
+                "dry run: payloads go to %s, nothing is sent, the alias registry is not "
+                "written. STATE is still emitted: run the real migration under another state "
+                "id (Meltano environment) or with --full-refresh", config["dry_run_path"])
+
+    def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
+        config = self.config
+        if self.dry_run:
+            payloads = JsonLinesFile(Path(config["dry_run_path"]))
+            head = (b'{"historical_migration":'
+                    + (b"true" if config["historical_migration"] else b"false") + b',"batch":[')
+
+            def write_payload(events: list[bytes]) -> Answer:
+                payloads.write_line(head + b",".join(events) + b"]}")
+                return Answer(200, "dry run")
+
+            return write_payload, (payloads,)
+        self.client = PostHogClient(
+            host=config["host"], api_key=config["api_key"],
+            historical_migration=config["historical_migration"],
+            request_timeout=float(config["request_timeout"]),
+            retry=RetryPolicy(config["max_retries"], float(config["retry_backoff_seconds"])),
+            stopping=self._stopping, on_retry=self._count_retry,
+            user_agent=f"{self.name}/{self.plugin_version}")
+        return self.client.send, ()
+
+    def _batch_size(self) -> int:
+        """Under a throttle, about one second of events per batch, so sending stays smooth."""
+        size = int(self.config["batch_size"])
+        per_minute = self.config.get("max_events_per_minute")
+        return min(size, max(1, per_minute // 60)) if per_minute else size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(host={self.config.get('host')!r})"
+
+    # --- configuration -------------------------------------------------------------------
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """Only the built-ins this target honours (not batch_size_rows, load_method, ...)."""
+        PluginBase.append_builtin_config.__func__(cls, config_jsonschema)  # type: ignore[attr-defined]
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Schema checks plus the rules a schema cannot say, one clear line each."""
+        try:
+            errors = super()._validate_config(raise_errors=raise_errors)
+        except ConfigValidationError as exc:
+            errors = list(exc.errors)
+        errors += config_problems(dict(self.config), set(self.config_jsonschema["properties"]))
+        api_key = self.config.get("api_key")
+        if isinstance(api_key, str) and api_key:
+            errors = [error.replace(api_key, "[api_key]") for error in errors]
+        if errors and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=errors)
+        return errors
+
+    # --- messages ------------------------------------------------------------------------
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        super()._process_schema_message(message_dict)
+        stream = message_dict["stream"]
+        maps = self.mapper.stream_maps.get(stream, [])
+        self._lean_sinks.pop(stream, None)
+        if (len(maps) == 1 and type(maps[0]) is SameRecordTransform
+                and maps[0].stream_alias == stream):
+            sink = self._sinks_active[stream]
+            if isinstance(sink, EventsSink):
+                self._lean_sinks[stream] = sink
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """Lean path for streams without stream maps: no copies, validation or metrics.
+
+        With stream maps configured, singer-sdk's own path runs (slower, same result).
+        """
+        sink = self._lean_sinks.get(message_dict.get("stream"))  # type: ignore[arg-type]
+        record = message_dict.get("record")
+        if sink is None or not isinstance(record, dict):
+            super()._process_record_message(message_dict)
+            return
+        for key in sink.key_properties:
+            if key not in record:
+                raise MissingKeyPropertiesError(
+                    f"Record is missing key property {key!r} (stream {sink.stream_name!r})")
+        sink.handle(record)
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"value"})
+        if message_dict["value"] != self._latest_state:
+            super()._process_state_message(message_dict)
+            self.delivery.add_state(message_dict["value"])
+
+    def _write_state_message(self, state: dict) -> None:
+        """singer-sdk's drain_all() writes here: through the watermark, never straight out."""
+        self.delivery.add_state(state)
+
+    def _emit_state(self, state: dict) -> None:
+        line = orjson.dumps(state).decode() + "\n"
+        with self._stdout_lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def process_endofpipe(self) -> None:
+        """End of input: deliver everything, emit the final STATE, report."""
+        super().process_endofpipe()  # drain_all: flushes the open batch, registers the STATE
+        self.delivery.finish()
+        self.close()
+        self.logger.info("done: %s", self.summary())
+
+    # --- running, stopping, reporting ----------------------------------------------------
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls, *, about: bool = False, about_format: str | None = None,
+        config: _ConfigInput | None = None, file_input: Any = None,
+    ) -> None:
+        """singer-sdk's invoke, plus clean exits on signals and delivery failures."""
+        PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        target = cls(config=config.config, validate_config=True,
+                     parse_env_config=config.parse_env)
+        sys.exit(target.run(file_input))
+
+    def run(self, file_input: Any = None) -> int:
+        """Process all input; the exit code (0, 1 on failure, 128+signal on SIGTERM/SIGINT)."""
+        try:
+            self.listen(file_input)
+        except TerminationRequested as stop:
+            self.logger.warning("stopping on signal %d: no new input; settling batches in "
+                                "flight", stop.signum)
+            self._stop_now()
+            return 128 + stop.signum
+        except (DeliveryError, RegistryError) as exc:
+            self.logger.error("target-posthog failed: %s", exc)
+            self._stop_now()
+            return 1
+        return 0
+
+    def _stop_now(self) -> None:
+        grace = float(self.config["request_timeout"]) + 1.0
+        self.delivery.abandon(grace)
+        self.close()
+        self.logger.info("stopped: %s", self.summary())
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Record the signal; the reader stops at the next line (see reader.py)."""
+        reader = getattr(self, "message_reader", None)
+        stopping = getattr(self, "_stopping", None)
+        if not isinstance(reader, FastSingerReader) or stopping is None:
+            raise SystemExit(128 + signum)  # not wired up yet: nothing to settle
+        stopping.set()  # retries and throttle waits end now
+        reader.shutdown.request(signum)
+
+    def _count_retry(self, problem: str) -> None:
+        self._retries += 1
+        self.logger.warning("retrying a batch: %s", problem)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self.client is not None:
+            self.client.close()
+        self.dead_letters.file.close()
+        self.registry.close()
+
+    def summary(self) -> str:
+        delivery = self.delivery
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        client = self.client
+        return (f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
+                f"{delivery.aliases_sent} aliases, {self.dead_letters.count} dead-lettered"
+                f" ({self.dead_letters.file.path}), {self._retries} retries, "
+                f"{client.requests_sent if client else 0} requests, "
+                f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)")
+
+    def _report_progress(self) -> None:
+        while not self._stopping.wait(PROGRESS_INTERVAL_SECONDS):
+            self.logger.info("progress: %s, %d batches in flight", self.summary(),
+                             self.delivery.in_flight)
+
+
+def config_problems(config: dict[str, Any], known: set[str]) -> list[str]:
+    """Start-up checks a JSON schema cannot express; each a line the user can act on."""
+    problems = [f"unknown setting {key!r} (known: {', '.join(sorted(known))})"
+                for key in sorted(set(config) - known)]
+    api_key = config.get("api_key")
+    if isinstance(api_key, str) and not api_key.strip():
+        problems.append("api_key is empty: set the PostHog project API key (phc_...)")
+    host = config.get("host", "https://us.i.posthog.com")
+    if isinstance(host, str):
+        parts = urlsplit(host)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(f"host {host!r} is not a URL like https://us.i.posthog.com")
+        elif parts.scheme != "https" and parts.hostname not in _LOCAL_HOSTS:
+            problems.append(f"host {host!r} must use https (plain http only for localhost)")
+    return problems
+
+
+if __name__ == "__main__":
+    TargetPostHog.cli()
