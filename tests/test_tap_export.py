@@ -103,8 +103,11 @@ def test_invalid_json_line_names_member_and_line(tmp_path):
         tmp_path / "export.zip",
         {"1/1_2024-03-01_0#0.json.gz": gz([b'{"uuid":"a"}', b'{"uuid":"b"', b'{"uuid":"c"}'])},
     )
-    with pytest.raises(CorruptExportError, match=r"window W, member export.zip:1/1_2024-03-01_0#0"
-                       r"\.json\.gz, line 2: invalid JSON"):
+    with pytest.raises(
+        CorruptExportError,
+        match=r"window W, member export.zip:1/1_2024-03-01_0#0"
+        r"\.json\.gz, line 2: invalid JSON",
+    ):
         list(read_archive(path, context="window W"))
 
 

@@ -153,8 +153,11 @@ def test_local_export_files_give_the_same_records_and_bookmarks(
     amplitude_api, three_day_store, run_tap, tmp_path
 ):
     from_api = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
-    local = {"export_path": str(three_day_store.directory), "start_date": TAP_DAY.isoformat(),
-             "end_date": END}
+    local = {
+        "export_path": str(three_day_store.directory),
+        "start_date": TAP_DAY.isoformat(),
+        "end_date": END,
+    }
     from_files = run_tap(local)
     assert from_files.returncode == 0, from_files.stderr
     assert sorted(from_files.uuids()) == sorted(from_api.uuids())

@@ -87,6 +87,21 @@ def test_split_halves_down_to_one_hour_then_refuses():
         planner.split(window)
 
 
+def test_after_a_refusal_windows_do_not_grow_back_into_the_refused_range():
+    planner = WindowPlanner(START, START + timedelta(days=30), target_bytes=100 * MB)
+    wide = planner.next_window()
+    assert wide is not None
+    half = planner.split(wide)  # 24 h refused: 12 h next
+    planner.completed(half, 1)  # the first half turned out nearly empty
+    following = planner.next_window()
+    assert following is not None
+    assert following.hours == 12  # not 8x wider: the refused day's heavy part is still ahead
+    planner.completed(following, 1)
+    beyond = planner.next_window()
+    assert beyond is not None
+    assert beyond.hours == 96  # past the refused range, sizing is free again
+
+
 def test_outcomes_for_a_window_that_is_not_current_are_rejected():
     planner = WindowPlanner(START, START + hours(48), target_bytes=MB)
     with pytest.raises(ValueError, match="not the current one"):

@@ -34,6 +34,7 @@ REGION_URLS = {
 EXPORT_PATH = "/api/2/export"
 CHUNK_BYTES = 1 << 20
 MAX_BACKOFF_SECONDS = 300.0
+MAX_ERROR_BODY = 64 * 1024
 USER_AGENT = "tap-amplitude (Singer tap; Amplitude -> PostHog migration toolkit)"
 
 logger = logging.getLogger("tap-amplitude")
@@ -96,9 +97,11 @@ def _retry_after(response: requests.Response) -> float | None:
 
 
 def _short_text(response: requests.Response) -> str:
+    """The start of an error answer's body, on one line (error bodies are short texts)."""
     try:
-        text = response.text.strip().replace("\n", " ")
-    except (requests.RequestException, UnicodeDecodeError):
+        text = response.raw.read(MAX_ERROR_BODY, decode_content=True).decode(errors="replace")
+        text = text.strip().replace("\n", " ")
+    except (requests.RequestException, OSError):
         return response.reason or ""
     return text[:200] or (response.reason or "")
 
@@ -210,10 +213,11 @@ class ExportClient:
 
     def _raise_for(self, status: int, response: requests.Response, window: Window) -> None:
         """Classify a non-200 answer; returns only for 404 (no data)."""
+        detail = _short_text(response)  # also reads the (small) body: the connection is reused
         if status == 404:
             return
         if status == 400:
-            raise WindowRejectedError(status, _short_text(response))
+            raise WindowRejectedError(status, detail)
         if status == 504 and window.hours > 1:
             raise WindowRejectedError(status, "gateway timeout on a wide range")
         if status in {401, 403}:
@@ -225,7 +229,7 @@ class ExportClient:
         if status == 429 or status >= 500:
             msg = f"HTTP {status} {response.reason or ''}".strip()
             raise TransientExportError(msg, retry_after=_retry_after(response))
-        msg = f"window {window}: unexpected HTTP {status}: {_short_text(response)}"
+        msg = f"window {window}: unexpected HTTP {status}: {detail}"
         raise FatalExportError(msg)
 
     def _save(self, response: requests.Response, window: Window) -> tuple[Path, int]:

@@ -111,9 +111,7 @@ class ApiSource:
                 else:
                     members = zip_members(download.path)
                     self._queue.put(
-                        ReadyWindow(
-                            window, members, download.size, download.seconds, download.path
-                        )
+                        ReadyWindow(window, members, download.size, download.seconds, download.path)
                     )
             self._queue.put(_Finished())
         except BaseException as error:  # handed to the reading thread, which raises it

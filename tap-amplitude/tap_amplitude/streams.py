@@ -198,9 +198,7 @@ class EventsStream(Stream):
     def _can_write_fast(self) -> bool:
         maps = self.stream_maps
         only_identity = len(maps) == 1 and type(maps[0]) is SameRecordTransform
-        all_selected = all(
-            self.mask[("properties", name)] for name in self.schema["properties"]
-        )
+        all_selected = all(self.mask[("properties", name)] for name in self.schema["properties"])
         flattening = bool(self.config.get("flattening_enabled"))
         self._stream_alias = maps[0].stream_alias
         return only_identity and all_selected and not flattening

@@ -10,7 +10,9 @@ Sizing rules (issue 7):
   a handful of requests;
 - a window with data sizes the next one from its weight (bytes per hour) toward the target archive
   size, growing at most 8x at a time so a single sparse sample does not leap into a dense range;
-- a window too large for Amplitude (400, 504) is split in halves, down to one hour;
+- a window too large for Amplitude (400, 504) is split in halves, down to one hour, and until the
+  cursor has passed the refused range no window is wider than the half that was tried next (the
+  heavy data is in there somewhere; growing back would only be refused again);
 - never wider than ``window_hours`` (when set) nor than Amplitude's 365-day limit.
 """
 
@@ -95,6 +97,9 @@ class WindowPlanner:
         self.target_bytes = target_bytes
         self.max_hours = min(max_hours or MAX_WINDOW_HOURS, MAX_WINDOW_HOURS)
         self.width = min(max_hours or DEFAULT_FIRST_WINDOW_HOURS, self.max_hours)
+        # After a refusal: no wider than refused_width until the cursor passes refused_end.
+        self.refused_end: dt.datetime | None = None
+        self.refused_width = self.max_hours
 
     @property
     def done(self) -> bool:
@@ -117,6 +122,10 @@ class WindowPlanner:
             bytes_per_hour = archive_bytes / window.hours
             wanted = int(self.target_bytes / bytes_per_hour)
             wanted = min(wanted, window.hours * MAX_GROWTH_FACTOR)
+        if self.refused_end is not None and self.cursor < self.refused_end:
+            wanted = min(wanted, self.refused_width)
+        else:
+            self.refused_end = None
         self.width = max(1, min(wanted, self.max_hours))
 
     def split(self, window: Window) -> Window:
@@ -129,6 +138,7 @@ class WindowPlanner:
         if window.hours <= 1:
             raise WindowTooLargeError(str(window))
         self.width = window.hours // 2
+        self.refused_end, self.refused_width = window.end, self.width
         next_window = self.next_window()
         assert next_window is not None  # the cursor did not move, so work remains
         return next_window
