@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from singer_sdk.testing import get_tap_test_class
-
 from tap_amplitude.tap import TapAmplitude
+
 from tests.conftest import TAP_API_KEY, TAP_DAY, TAP_SECRET, small_store
 from tests.testbed.amplitude import AmplitudeStandIn
 
