@@ -89,8 +89,10 @@ class ApiSource:
                         item.path.unlink(missing_ok=True)
                         self._disk_slots.release()
         finally:
+            # Do not wait out a download in flight (SIGTERM must stop promptly): the thread is a
+            # daemon, sees the stop flag after its download, and its file dies with the workdir.
             self._stop.set()
-            producer.join(timeout=self.client.request_timeout + 5)
+            producer.join(timeout=1)
 
     def _produce(self) -> None:
         try:

@@ -14,7 +14,7 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from singer_sdk import Stream
 from singer_sdk.helpers._typing import TypeConformanceLevel
@@ -29,6 +29,8 @@ from tap_amplitude.windows import Window, WindowPlanner, bookmark_text, floor_ho
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
+
+    from tap_amplitude.tap import TapAmplitude
 
 REPLICATION_KEY = "server_upload_time"
 
@@ -89,7 +91,7 @@ class EventsStream(Stream):
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Records window by window; the bookmark follows each completed window."""
-        start, end = self.first_hour_to_read(), self._tap.end_hour  # type: ignore[attr-defined]
+        start, end = self.first_hour_to_read(), self._run_end
         mode = "files under " + self.config["export_path"] if self._local else "the Export API"
         if start >= end:
             self.logger.info("Nothing to read: already read up to %s", bookmark_text(start))
@@ -125,7 +127,7 @@ class EventsStream(Stream):
             return
         workdir = make_workdir()
         client = ExportClient(
-            base_url=self._tap.base_url,  # type: ignore[attr-defined]
+            base_url=self._base_url,
             api_key=self.config["api_key"],
             secret_key=self.config["secret_key"],
             workdir=workdir,
@@ -145,6 +147,15 @@ class EventsStream(Stream):
         finally:
             client.close()
             remove_workdir(workdir)
+
+    @property
+    def _run_end(self) -> dt.datetime:
+        """Exclusive end hour of this run, decided once by the tap."""
+        return cast("TapAmplitude", self._tap).end_hour
+
+    @property
+    def _base_url(self) -> str:
+        return cast("TapAmplitude", self._tap).base_url
 
     @property
     def _local(self) -> bool:

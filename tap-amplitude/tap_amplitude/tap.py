@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import sys
+from functools import cached_property
 from types import FrameType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -132,9 +133,10 @@ class TapAmplitude(Tap):
         ),
     ).to_dict()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.end_hour = self._end_hour(dt.datetime.now(dt.UTC))
+    @cached_property
+    def end_hour(self) -> dt.datetime:
+        """Exclusive end of this run, decided once: end_date, capped at what Amplitude loaded."""
+        return self._end_hour(dt.datetime.now(dt.UTC))
 
     @property
     def base_url(self) -> str:
