@@ -201,6 +201,27 @@ def test_sigterm_writes_the_safe_state_and_exits_non_zero(tmp_path):
     assert b"SIGTERM" in stderr
 
 
+def test_sigterm_during_a_slow_download_stops_promptly_without_a_bookmark(amplitude_api, tmp_path):
+    amplitude_api.inject(Fault.delay(5))
+    args = write_tap_files(tmp_path / "run", tap_config(amplitude_api, end_date=END), None)
+    tap = subprocess.Popen(
+        [str(TAP_AMPLITUDE), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=tap_environment(),
+    )
+    assert tap.stderr is not None
+    for line in tap.stderr:  # wait until the run has started its first request
+        if b"This run covers" in line:
+            break
+    tap.send_signal(signal.SIGTERM)
+    stdout, _ = tap.communicate(timeout=4)  # well before the delayed answer would come
+    messages = [orjson.loads(line) for line in stdout.splitlines()]
+    assert tap.returncode == 128 + signal.SIGTERM
+    assert [m["type"] for m in messages] == ["SCHEMA", "STATE"]
+    assert messages[-1]["value"] == {"bookmarks": {"events": {}}}
+
+
 def test_secrets_never_appear_in_any_output(amplitude_api, run_tap, tmp_path):
     basic = base64.b64encode(f"{TAP_API_KEY}:{TAP_SECRET}".encode()).decode()
     amplitude_api.inject(Fault.status(500))

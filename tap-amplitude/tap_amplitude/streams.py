@@ -69,7 +69,6 @@ class EventsStream(Stream):
     def _complete_window(self, window: Window) -> None:
         """Every record of ``window`` is on stdout: move the bookmark to its end, checkpoint."""
         state = self.get_context_state(None)
-        state.pop("starting_replication_value", None)
         state["replication_key"] = REPLICATION_KEY
         state["replication_key_value"] = bookmark_text(window.end)
         self.state_manager.is_flushed = False
@@ -82,6 +81,9 @@ class EventsStream(Stream):
         time: that hour is read again in full, never skipped.
         """
         starting = self.get_starting_timestamp(None)
+        # The SDK parks its starting value in the state; a STATE written before the first window
+        # completes (e.g. on SIGTERM) should carry only real bookmarks.
+        self.get_context_state(None).pop("starting_replication_value", None)
         start_date = dt.datetime.fromisoformat(self.config["start_date"])
         if starting is None or floor_hour(starting) < floor_hour(start_date):
             return floor_hour(start_date)
