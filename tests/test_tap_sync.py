@@ -177,3 +177,23 @@ def test_local_export_zip_and_its_unpacked_members_are_read_once(
     run = run_tap({"export_path": str(folder), "start_date": TAP_DAY.isoformat(), "end_date": END})
     assert run.returncode == 0, run.stderr
     assert sorted(run.uuids()) == sorted(three_day_store.uuids())
+
+
+def test_local_files_bookmark_the_last_hour_on_disk_so_later_files_are_read(tmp_path, run_tap):
+    # An S3 export lands hour by hour: hours with no file yet must stay open for the next run.
+    store = small_store(tmp_path / "files", hours=24, events=500)
+    config = {
+        "export_path": str(store.directory),
+        "start_date": TAP_DAY.isoformat(),
+        "end_date": (TAP_DAY + timedelta(days=30)).isoformat(),
+    }
+    first = run_tap(config)
+    assert first.returncode == 0, first.stderr
+    assert first.bookmark == (TAP_DAY + timedelta(hours=24)).isoformat()
+
+    before = store.uuids()
+    store.add(ExportSpec(start=TAP_DAY + timedelta(hours=24), hours=6, events=120, seed=3))
+    second = run_tap(config, state=first.states[-1])
+    assert second.returncode == 0, second.stderr
+    assert set(second.uuids()) == store.uuids() - before
+    assert second.bookmark == (TAP_DAY + timedelta(hours=30)).isoformat()

@@ -117,8 +117,9 @@ class EventsStream(Stream):
                 self._complete_window(ready.window)
                 total += count
                 self._log_window(ready, count, time.monotonic() - read_started)
-            final = Window(start, end)
-            self._complete_window(final)  # local files: the hours after the last file
+            # The API's windows tile the whole range, so its bookmark now stands at `end`. Local
+            # files stop at the last hour that has a file: files for later hours may still be
+            # copied in (an S3 export lands hour by hour), and must not be skipped next run.
         finally:
             writer.flush()
         self._log_summary(total, time.monotonic() - started)
