@@ -144,7 +144,7 @@ class Delivery:
         """End of input: deliver everything, emit the last STATE, stop the workers."""
         self.flush()
         with self._lock:
-            while self._unfinished and self.failure is None:
+            while self._safe_position() < self._received and self.failure is None:
                 self._lock.wait(0.5)
         self.raise_if_failed()
         self._stop_workers()
