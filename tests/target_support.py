@@ -1,4 +1,4 @@
-"""Helpers for the target-posthog tests: tap-style Singer input, and the real CLI in a subprocess."""
+"""Helpers for the target-posthog tests: tap-style Singer input; the real CLI in a subprocess."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from target_posthog.mapping import parse_time
+
 from tests.testbed.generator import ExportSpec, generate_events
 from tests.testbed.posthog import PostHogStandIn
 
@@ -97,7 +97,7 @@ class TargetRun:
 def start_target(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[bytes]:
     config_path = tmp_path / f"target-config-{time.monotonic_ns()}.json"
     config_path.write_text(json.dumps(config))
-    return subprocess.Popen(  # noqa: S603 (our own CLI)
+    return subprocess.Popen(
         [str(TARGET), "--config", str(config_path)], stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from target_posthog.mapping import (
     MAPPING_TABLE,
     UnmappableError,

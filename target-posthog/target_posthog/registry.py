@@ -9,7 +9,6 @@ sends a pair twice. Owned by the target (one per process), safe to use from deli
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import os
 import sqlite3
 import threading
@@ -66,7 +65,6 @@ class AliasRegistry:
         self._confirmed_cache: dict[str, str] = {}
         self._shared_seen: set[tuple[str, str]] = set()
         self.shared_device_pairs = 0
-        self._lock_fd: int | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         try:
@@ -83,14 +81,11 @@ class AliasRegistry:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Created user-only before SQLite touches it; SQLite gives -wal/-shm the same mode.
-        self._lock_fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.fchmod(self._lock_fd, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RegistryError(
-                f"alias registry {self.path} is in use by another target-posthog process; "
-                "two runs sharing one registry could send an alias twice") from None
+        # (No exclusive lock: two runs sharing a registry could both send an alias, but with
+        # the same deterministic uuid, which PostHog dedupes.)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(descriptor, 0o600)
+        os.close(descriptor)
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
@@ -179,6 +174,3 @@ class AliasRegistry:
             if connection is not None:
                 connection.close()
         self._reader = self._writer = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the flock
-            self._lock_fd = None

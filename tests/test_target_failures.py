@@ -1,0 +1,261 @@
+"""The real `target-posthog` CLI when things go wrong: refusals, outages, signals, bad input."""
+
+from __future__ import annotations
+
+import signal
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from target_posthog.mapping import UnmappableError, map_record
+
+from tests.target_support import (
+    POSTHOG_KEY,
+    SCHEMA,
+    TARGET,
+    StateWatcher,
+    delivered,
+    messages_with_states,
+    record,
+    run_target,
+    send_signal_and_finish,
+    start_target,
+    state,
+    tap_records,
+    target_config,
+)
+from tests.testbed.faults import Fault
+from tests.testbed.posthog import PostHogStandIn
+
+
+@pytest.fixture
+def posthog() -> Iterator[PostHogStandIn]:
+    with PostHogStandIn(api_key=POSTHOG_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def records() -> list[dict[str, Any]]:
+    return tap_records(200, seed=5)
+
+
+def uuids(records: list[dict[str, Any]]) -> set[str]:
+    return {e["uuid"] for r in records for e in map_record(r).events}
+
+
+def delivered_prefix(records: list[dict[str, Any]], stored: set[str]) -> int:
+    """How many leading records are fully stored."""
+    for n, value in enumerate(records):
+        if not uuids([value]) <= stored:
+            return n
+    return len(records)
+
+
+def test_a_refused_event_is_dead_lettered_alone(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    bad = records[37]["uuid"]
+    posthog.reject_if(lambda event: event.get("uuid") == bad)
+    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 50),
+                     tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert {e["uuid"] for e in delivered(posthog)} == uuids(records) - {bad}
+    (dead,) = [orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes()
+               .splitlines()]
+    assert dead["event"]["uuid"] == bad
+    assert dead["posthog_answer"] == f"event rejected: {dead['event']['event']}"
+    assert "1 dead-lettered" in run.stderr
+    assert run.states[-1] == {"done": len(records)}
+
+
+def test_wrong_api_key_stops_at_once_and_says_so(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    config = target_config(tmp_path, posthog, api_key="phc_wrong_key", concurrency=2)
+    run = run_target(config, messages_with_states(records, 50), tmp_path, posthog)
+    assert run.returncode == 1
+    assert "PostHog refused the project API key (401)" in run.stderr
+    assert run.states == []
+    assert len(posthog.requests) <= 2  # no retries of a wrong key
+    assert "phc_wrong_key" not in run.stderr + run.stdout
+
+
+def test_outage_longer_than_the_retry_budget_fails_with_a_correct_state_then_resumes(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    posthog.inject(Fault.delay(0), times=3)  # three batches get through ...
+    posthog.inject(Fault.status(503), times=1000)  # ... then PostHog stays down
+    config = target_config(tmp_path, posthog, concurrency=1, max_retries=2)
+    run = run_target(config, messages_with_states(records, 20), tmp_path, posthog)
+    assert run.returncode == 1
+    assert "did not accept a batch after 3 attempts (last: PostHog answered 503)" in run.stderr
+
+    prefix = delivered_prefix(records, posthog.accepted_uuids())
+    assert 0 < prefix < len(records)
+    assert run.states, "the STATE of what was delivered should have been emitted"
+    assert run.states[-1] == {"done": prefix - prefix % 20}  # as far as is true, no further
+
+    posthog.clear_faults()
+    resumed = records[run.states[-1]["done"]:]
+    again = run_target(config, messages_with_states(resumed, 20), tmp_path, posthog)
+    assert again.returncode == 0, again.stderr
+    assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+
+
+def test_unreachable_host_fails_clearly(tmp_path: Path, records: list[dict[str, Any]]) -> None:
+    config = target_config(tmp_path, None, max_retries=1)
+    run = run_target(config, messages_with_states(records[:10], 10), tmp_path)
+    assert run.returncode == 1
+    assert "did not accept a batch after 2 attempts (last: ConnectionError" in run.stderr
+    assert run.states == []
+
+
+def test_sigterm_settles_in_flight_batches_emits_safe_state_and_exits_non_zero(
+    tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    with PostHogStandIn(api_key=POSTHOG_KEY, latency=0.3) as posthog:
+        config = target_config(tmp_path, posthog, batch_size=20, concurrency=2)
+        process = start_target(config, tmp_path)
+        watcher = StateWatcher(process, posthog)
+        assert process.stdin is not None
+        lines = messages_with_states(records, 20)
+        process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in lines))
+        process.stdin.flush()  # input stays open: the target waits for more when signalled
+        assert watcher.wait_for_states(1)
+        returncode, stderr = send_signal_and_finish(process, signal.SIGTERM)
+        watcher.join()
+        assert returncode == 128 + signal.SIGTERM
+        assert "stopping on signal 15" in stderr
+        for emitted, stored in zip(watcher.states, watcher.snapshots, strict=True):
+            assert uuids(records[: emitted["done"]]) <= stored
+        last = watcher.states[-1]["done"] if watcher.states else 0
+
+        resumed = run_target(config, messages_with_states(records[last:], 20), tmp_path, posthog)
+        assert resumed.returncode == 0, resumed.stderr
+        assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+
+
+def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    mixed = tap_records(300, seed=9, invalid_fraction=0.1)
+    huge = {**mixed[0], "uuid": "11111111-1111-4111-8111-111111111111",
+            "event_properties": {"blob": "x" * 1_000_000}}
+    mixed.append(huge)
+    refused: dict[str, str] = {}
+    for value in mixed[:-1]:
+        try:
+            map_record(value)
+        except UnmappableError as exc:
+            refused[value["uuid"]] = exc.reason
+    assert len(refused) > 10
+    run = run_target(target_config(tmp_path, posthog), messages_with_states(mixed, 100),
+                     tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    dead = [orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes()
+            .splitlines()]
+    assert {d["record"]["uuid"]: d["reason"] for d in dead[:-1] if "bytes" not in d["reason"]} \
+        == refused
+    assert any(d["record"]["uuid"] == huge["uuid"] and "bytes once mapped" in d["reason"]
+               for d in dead)
+    sent = [r for r in mixed if r["uuid"] not in refused and r is not huge]
+    assert {e["uuid"] for e in delivered(posthog)} == uuids(sent)
+    assert run.states[-1] == {"done": len(mixed)}
+    assert stat.S_IMODE((tmp_path / "dead-letter.jsonl").stat().st_mode) == 0o600
+
+
+def test_too_large_requests_are_split(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    posthog.max_body_bytes = 6000  # gzip bytes: a few events per request at most
+    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 50),
+                     tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert any(r.status == 413 for r in posthog.requests)
+    assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+
+
+def test_dry_run_writes_exact_payloads_and_sends_nothing(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    payloads = tmp_path / "payloads.jsonl"
+    config = target_config(tmp_path, posthog, dry_run_path=str(payloads))
+    run = run_target(config, messages_with_states(records, 50), tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert posthog.requests == []
+    assert not (tmp_path / "aliases.sqlite").exists()  # a dry run never writes the registry
+    lines = [orjson.loads(line) for line in payloads.read_bytes().splitlines()]
+    assert all(set(line) == {"historical_migration", "batch"} for line in lines)
+    assert all(line["historical_migration"] is True for line in lines)
+    events = [e for line in lines for e in line["batch"]]
+    expected = {e["uuid"]: e for r in records for e in map_record(r).events}
+    assert {e["uuid"]: e for e in events if e["event"] != "$create_alias"} == expected
+    assert any(e["event"] == "$create_alias" for e in events)
+    assert run.states[-1] == {"done": len(records)}
+    assert stat.S_IMODE(payloads.stat().st_mode) == 0o600
+
+
+def test_throttle_paces_requests_to_the_agreed_speed(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    config = target_config(tmp_path, posthog, max_events_per_minute=6000, batch_size=1000)
+    run = run_target(config, messages_with_states(records, 200), tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    requests = posthog.requests
+    assert max(r.event_count for r in requests) <= 100  # one second's worth per request
+    sent = sum(r.event_count for r in requests)
+    # A lower bound only (a slow machine can only take longer): the rate was never exceeded.
+    span = requests[-1].received_at - requests[0].received_at
+    assert span >= 0.9 * (sent - requests[0].event_count) / 100
+
+
+def test_bad_config_is_reported_one_line_each_before_any_work(tmp_path: Path) -> None:
+    config_path = tmp_path / "config.json"
+    config_path.write_text(orjson.dumps({
+        "api_key": POSTHOG_KEY, "host": "http://posthog.example.com", "bogus_setting": 1,
+        "concurrency": 0}).decode())
+    result = subprocess.run([str(TARGET), "--config", str(config_path)], input=b"",
+                            capture_output=True, timeout=60, check=False)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1
+    assert "host 'http://posthog.example.com' must use https" in stderr
+    assert "unknown setting 'bogus_setting'" in stderr
+    assert "concurrency" in stderr
+    assert POSTHOG_KEY not in stderr + result.stdout.decode()
+
+
+def test_secrets_never_appear_in_any_output(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    posthog.inject(Fault.status(503))
+    posthog.reject_if(lambda event: event.get("uuid") == records[3]["uuid"])
+    mixed = [*records[:50], {**records[60], "event_type": None}]
+    real = run_target(target_config(tmp_path, posthog), messages_with_states(mixed, 25),
+                      tmp_path, posthog)
+    dry = run_target(target_config(tmp_path, posthog, dry_run_path=str(tmp_path / "dry.jsonl")),
+                     messages_with_states(mixed, 25), tmp_path, posthog)
+    about = subprocess.run([str(TARGET), "--about", "--format=json"], capture_output=True,
+                           timeout=60, check=True)
+    assert real.returncode == 0 and dry.returncode == 0
+    outputs = [real.stdout, real.stderr, dry.stdout, dry.stderr, about.stdout.decode(),
+               about.stderr.decode()]
+    outputs += [path.read_bytes().decode(errors="replace") for path in tmp_path.iterdir()
+                if path.is_file() and not path.name.startswith("target-config")]
+    assert len(outputs) > 8
+    for output in outputs:
+        assert POSTHOG_KEY not in output
+    assert repr(POSTHOG_KEY) not in repr(real)
+
+
+def test_state_before_any_record_is_passed_through(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    run = run_target(target_config(tmp_path, posthog), [SCHEMA, state({"a": 1}),
+                                                        record(tap_records(1)[0])],
+                     tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert run.states == [{"a": 1}]
