@@ -17,6 +17,8 @@ import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
+_READ_BUFFER_BYTES = 1 << 20
+
 
 class TerminationRequested(BaseException):
     """SIGTERM/SIGINT arrived: stop taking input, settle what is in flight, exit non-zero."""
@@ -51,7 +53,9 @@ class FastSingerReader(GenericSingerReader[bytes]):
 
     @property
     def default_input(self) -> IO[bytes]:
-        return sys.stdin.buffer
+        # Large reads: each read call hands the GIL to the delivery threads and the reader
+        # may wait to get it back; the default 8 KiB is only about four records.
+        return open(sys.stdin.fileno(), "rb", buffering=_READ_BUFFER_BYTES, closefd=False)
 
     def deserialize_json(self, line: bytes | str) -> dict:
         try:

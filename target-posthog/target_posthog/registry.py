@@ -60,15 +60,18 @@ class AliasRegistry:
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = path
         self.read_only = read_only
-        self._lock = threading.Lock()
+        self._memory_lock = threading.Lock()  # the dicts below
+        self._db_lock = threading.Lock()  # the connections (used by delivery threads too)
         self._in_flight: dict[str, str] = {}
-        self._confirmed_cache: dict[str, str] = {}
+        self._confirmed: dict[str, str] = {}  # device -> user, a bounded cache of the table
+        self._confirmed_is_complete = False  # True: a miss means "not in the table" either
         self._shared_seen: set[tuple[str, str]] = set()
         self.shared_device_pairs = 0
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         try:
             self._open()
+            self._load_cache()
         except sqlite3.Error as exc:
             self.close()
             raise RegistryError(f"alias registry {path} cannot be used: {exc}") from exc
@@ -99,14 +102,25 @@ class AliasRegistry:
         connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         return connection
 
+    def _load_cache(self) -> None:
+        """Small registries live wholly in memory: no SQLite lookup per new device."""
+        if self._reader is None:
+            self._confirmed_is_complete = True
+            return
+        if self.count() <= _CACHE_LIMIT:
+            rows = self._reader.execute("SELECT device_id, user_id FROM aliases")
+            self._confirmed = dict(rows.fetchall())
+            self._confirmed_is_complete = True
+
     def claim(self, device_id: str, user_id: str, seen_at: str) -> Claim:
         """Decide for one pair; a NEW pair is in flight until `record_confirmed`."""
-        with self._lock:
-            owner = self._in_flight.get(device_id) or self._confirmed_cache.get(device_id)
-        if owner is None:
+        with self._memory_lock:
+            owner = self._in_flight.get(device_id) or self._confirmed.get(device_id)
+            complete = self._confirmed_is_complete
+        if owner is None and not complete:
             owner = self._stored_owner(device_id)
         if owner is None:
-            with self._lock:
+            with self._memory_lock:
                 owner = self._in_flight.setdefault(device_id, user_id)
             if owner == user_id:
                 return Claim.NEW
@@ -118,32 +132,33 @@ class AliasRegistry:
     def _stored_owner(self, device_id: str) -> str | None:
         if self._reader is None:
             return None
-        with self._lock:  # one sqlite3 connection is not safe to share across threads at once
+        with self._db_lock:
             row = self._reader.execute(
                 "SELECT user_id FROM aliases WHERE device_id = ?", (device_id,)).fetchone()
         if row is None:
             return None
-        self._remember(device_id, row[0])
+        with self._memory_lock:
+            self._remember(device_id, row[0])
         return str(row[0])
 
     def _remember(self, device_id: str, user_id: str) -> None:
-        with self._lock:
-            if len(self._confirmed_cache) >= _CACHE_LIMIT:
-                self._confirmed_cache.clear()  # flat memory; SQLite still knows them all
-            self._confirmed_cache[device_id] = user_id
+        """Caller holds the memory lock."""
+        if len(self._confirmed) >= _CACHE_LIMIT:
+            self._confirmed.clear()  # flat memory; SQLite still knows them all
+            self._confirmed_is_complete = False
+        self._confirmed[device_id] = user_id
 
     def _note_shared_device(self, device_id: str, user_id: str, seen_at: str) -> None:
-        with self._lock:
+        with self._memory_lock:
             if (device_id, user_id) in self._shared_seen:
                 return
             if len(self._shared_seen) < _CACHE_LIMIT:
                 self._shared_seen.add((device_id, user_id))
             self.shared_device_pairs += 1
-            if self._writer is not None:
-                with self._writer:
-                    self._writer.execute(
-                        "INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
-                        (device_id, user_id, seen_at))
+        if self._writer is not None:
+            with self._db_lock, self._writer:
+                self._writer.execute("INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
+                                     (device_id, user_id, seen_at))
 
     def record_confirmed(self, aliases: list[PendingAlias]) -> None:
         """PostHog confirmed these aliases: store them in one transaction, then forget in-flight."""
@@ -151,22 +166,20 @@ class AliasRegistry:
             return
         if self._writer is not None:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            with self._lock, self._writer:
+            with self._db_lock, self._writer:
                 self._writer.executemany(
                     "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
                     [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases])
-        with self._lock:
+        with self._memory_lock:
             for alias in aliases:
-                if len(self._confirmed_cache) >= _CACHE_LIMIT:
-                    self._confirmed_cache.clear()
-                self._confirmed_cache[alias.device_id] = alias.user_id
+                self._remember(alias.device_id, alias.user_id)
                 self._in_flight.pop(alias.device_id, None)
 
     def count(self) -> int:
         """Aliases stored (for the summary)."""
         if self._reader is None:
             return 0
-        with self._lock:
+        with self._db_lock:
             return int(self._reader.execute("SELECT count(*) FROM aliases").fetchone()[0])
 
     def close(self) -> None:
