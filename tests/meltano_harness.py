@@ -79,8 +79,12 @@ class MeltanoProject:
             check=False,
         )
 
-    def run_job(self, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return self.run("run", *JOB, timeout=timeout)
+    def run_job(
+        self, timeout: float = 240, *, force: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        """`meltano run`; `force` after a killed run, whose job record Meltano still holds as
+        running (it refuses a second run of the same job for 5 minutes otherwise)."""
+        return self.run("run", *(["--force"] if force else []), *JOB, timeout=timeout)
 
     def run_job_until(
         self, condition: Callable[[], bool], *, timeout: float = 120
