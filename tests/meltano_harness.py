@@ -94,7 +94,7 @@ class MeltanoProject:
         Killing the group takes down Meltano, the tap and the target at once, as a power cut
         or an OOM kill would. Meltano keeps the STATE it had stored before the kill.
         """
-        process = subprocess.Popen(  # noqa: S603 - fixed argv
+        process = subprocess.Popen(
             self.command("run", *JOB),
             cwd=REPO_ROOT,
             env=self.env(),
