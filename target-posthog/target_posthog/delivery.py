@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from target_posthog.client import Answer, DeliveryError
@@ -24,19 +24,33 @@ from target_posthog.deadletter import DeadLetters, JsonLinesFile
 from target_posthog.registry import AliasRegistry, PendingAlias
 
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
-Sender = Callable[[list[bytes]], Answer]
+# Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
+Sender = Callable[[memoryview], Answer]
 
 
 @dataclass(eq=False)
 class Batch:
-    """Events of consecutive records [first_position, last_position], sent as one request."""
+    """Events of consecutive records [first_position, last_position], sent as one request.
+
+    The events are kept in one buffer ("event,event,...,") with their offsets, not as a list
+    of objects: one allocation per batch keeps memory flat with many batches in flight.
+    """
 
     first_position: int
     last_position: int = 0
-    events: list[bytes] = field(default_factory=list)
+    buffer: bytearray = field(default_factory=bytearray)
+    offsets: list[int] = field(default_factory=list)  # where each event starts in buffer
     aliases: dict[int, PendingAlias] = field(default_factory=dict)  # event index -> alias
-    nbytes: int = 0
     done: bool = False
+
+    @property
+    def count(self) -> int:
+        return len(self.offsets)
+
+    def joined(self, start: int, stop: int) -> memoryview:
+        """Events [start, stop) joined by commas, without copying."""
+        end = self.offsets[stop] - 1 if stop < self.count else len(self.buffer) - 1
+        return memoryview(self.buffer)[self.offsets[start]:end]
 
 
 class Throttle:
@@ -87,8 +101,8 @@ class Delivery:
         self.aliases_sent = 0
         self.batches_split = 0
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
-        # In flight + queued: enough to keep every worker busy, small enough for flat memory.
-        self._slots = threading.Semaphore(concurrency * 2)
+        # In flight + 2 queued: every worker stays busy, memory stays flat.
+        self._slots = threading.Semaphore(concurrency + 2)
         self._workers = [threading.Thread(target=self._work, name=f"posthog-delivery-{n}",
                                           daemon=True) for n in range(concurrency)]
         for worker in self._workers:
@@ -105,19 +119,21 @@ class Delivery:
         """Queue one record's events (kept in one batch); `aliases[i]` belongs to `events[i]`."""
         size = sum(len(event) + 1 for event in events)
         batch = self._open
-        if batch is not None and (len(batch.events) + len(events) > self._batch_size
-                                  or batch.nbytes + size > MAX_BATCH_BYTES):
+        if batch is not None and (batch.count + len(events) > self._batch_size
+                                  or len(batch.buffer) + size > MAX_BATCH_BYTES):
             self.flush()
             batch = None
         if batch is None:
             batch = self._open = Batch(first_position=position)
+        buffer = batch.buffer
         for event, alias in zip(events, aliases, strict=True):
             if alias is not None:
-                batch.aliases[len(batch.events)] = alias
-            batch.events.append(event)
-        batch.nbytes += size
+                batch.aliases[batch.count] = alias
+            batch.offsets.append(len(buffer))
+            buffer += event
+            buffer += b","
         batch.last_position = position
-        if len(batch.events) >= self._batch_size:
+        if batch.count >= self._batch_size:
             self.flush()
 
     def flush(self) -> None:
@@ -203,34 +219,37 @@ class Delivery:
             self._lock.notify_all()
 
     def _deliver(self, batch: Batch) -> None:
-        self._throttle.wait(len(batch.events))
-        accepted = self._send_isolating(batch.events, list(range(len(batch.events))))
-        confirmed = [batch.aliases[i] for i in accepted if i in batch.aliases]
+        self._throttle.wait(batch.count)
+        accepted = self._send_isolating(batch, 0, batch.count)
+        confirmed = [alias for index, alias in batch.aliases.items() if index in accepted]
         self._registry.record_confirmed(confirmed)  # before the batch counts as settled
         with self._lock:
             self.events_sent += len(accepted) - len(confirmed)
             self.aliases_sent += len(confirmed)
             batch.done = True
-            batch.events = []  # free the memory now; the batch object stays for the watermark
+            batch.buffer, batch.offsets = bytearray(), []  # free now; the object stays for the
+            # watermark until every batch before it is done
             self._emit_ready_states()
             self._lock.notify_all()
 
-    def _send_isolating(self, events: list[bytes], indexes: list[int]) -> list[int]:
-        """Send; on 400/413 split in halves until the refused events stand alone."""
-        answer = self._sender([events[i] for i in indexes])
+    def _send_isolating(self, batch: Batch, start: int, stop: int) -> Sequence[int]:
+        """Send events [start, stop); on 400/413 split in halves until refused ones stand alone.
+
+        Returns the indexes PostHog accepted."""
+        answer = self._sender(batch.joined(start, stop))
         if answer.accepted:
-            return indexes
-        if len(indexes) == 1:
+            return range(start, stop)
+        if stop - start == 1:
             reason = ("event too large for PostHog (413)" if answer.status == 413
                       else f"PostHog refused the event ({answer.status})")
-            self._dead_letters.add_event(reason, events[indexes[0]], answer.text)
+            self._dead_letters.add_event(reason, bytes(batch.joined(start, stop)), answer.text)
             self._logger.warning("dead-lettered one event PostHog refused: %s", answer.text[:200])
-            return []
+            return range(0)
         with self._lock:
             self.batches_split += 1
-        middle = len(indexes) // 2
-        return (self._send_isolating(events, indexes[:middle])
-                + self._send_isolating(events, indexes[middle:]))
+        middle = (start + stop) // 2
+        return [*self._send_isolating(batch, start, middle),
+                *self._send_isolating(batch, middle, stop)]
 
     # --- the watermark (caller holds self._lock) ---------------------------------------
 

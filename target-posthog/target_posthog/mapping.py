@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -126,16 +127,18 @@ _COMMON_CONTEXT: tuple[tuple[str, str, bool], ...] = (
     ("ip_address", "$ip", False),
     ("version_name", "$app_version", False),
 )
-_PAGE_PROPERTIES: tuple[tuple[str, str, bool], ...] = (
-    ("[Amplitude] Page URL", "$current_url", True),
-    ("[Amplitude] Page Domain", "$host", False),
-    ("[Amplitude] Page Path", "$pathname", True),
-    ("[Amplitude] Page Title", "title", False),
-    ("[Amplitude] Viewport Height", "$viewport_height", False),
-    ("[Amplitude] Viewport Width", "$viewport_width", False),
-    ("referrer", "$referrer", True),
-    ("referring_domain", "$referring_domain", True),
-)
+# event_properties key -> (PostHog property, also in $set)
+_PAGE_PROPERTIES: dict[str, tuple[str, bool]] = {
+    "[Amplitude] Page URL": ("$current_url", True),
+    "[Amplitude] Page Domain": ("$host", False),
+    "[Amplitude] Page Path": ("$pathname", True),
+    "[Amplitude] Page Title": ("title", False),
+    "[Amplitude] Viewport Height": ("$viewport_height", False),
+    "[Amplitude] Viewport Width": ("$viewport_width", False),
+    "referrer": ("$referrer", True),
+    "referring_domain": ("$referring_domain", True),
+}
+_PAGE_FIELDS = frozenset(_PAGE_PROPERTIES)
 _PERSON_CONTEXT = ("$os", "$browser", "$device_type")
 # Fields consumed by the mapping itself; everything else is kept as $amplitude_<field>.
 _CONSUMED = frozenset(
@@ -210,8 +213,8 @@ def map_record(record: dict[str, Any]) -> Mapped:
         properties[RAW_PREFIX + "groups"] = groups
     if person:
         properties["$set"] = person
-    initial = {f"$initial_{key[8:]}": value for key, value in user_properties.items()
-               if key.startswith("initial_") and value != "EMPTY" and value is not None}
+    initial = {once: value for key, value in user_properties.items()
+               if (once := _INITIAL_NAMES[key]) and value != "EMPTY" and value is not None}
     if initial:
         properties["$set_once"] = initial
     properties["$geoip_disable"] = True
@@ -330,11 +333,10 @@ def _first(key: object) -> object:
 
 def _add_page_properties(properties: dict[str, Any], person: dict[str, Any],
                          event_properties: dict[str, Any]) -> None:
-    if not event_properties:
-        return
-    for field, name, in_person in _PAGE_PROPERTIES:
-        value = event_properties.get(field)
+    for field in event_properties.keys() & _PAGE_FIELDS:  # usually none or a few: cheap
+        value = event_properties[field]
         if value is not None:
+            name, in_person = _PAGE_PROPERTIES[field]
             properties[name] = value
             if in_person:
                 person[name] = value
@@ -355,10 +357,7 @@ def _add_context(properties: dict[str, Any], person: dict[str, Any],
         _add_app_context(properties, record)
     library = get("library")
     if isinstance(library, str) and library:
-        lib, _, version = library.partition("/")
-        properties["$lib"] = lib
-        if version:
-            properties["$lib_version"] = version
+        properties.update(_library_properties(library))
     amplitude_id = get("amplitude_id")
     if amplitude_id is not None:
         properties["$amplitude_id"] = amplitude_id
@@ -369,23 +368,39 @@ def _add_context(properties: dict[str, Any], person: dict[str, Any],
 
 def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None:
     """Amplitude's browser SDK puts the browser in os_name and the OS in device_type."""
-    browser, version, os_name = record.get("os_name"), record.get("os_version"), None
+    browser, version = record.get("os_name"), record.get("os_version")
     if browser:
         properties["$browser"] = browser
     if version is not None and version != "":
         properties["$browser_version"] = int(version) if str(version).isdigit() else version
     device_type = record.get("device_type") or record.get("device_family")
     if isinstance(device_type, str) and device_type:
-        os_name = _WEB_DESKTOP_OS.get(device_type) or _WEB_MOBILE_OS.get(device_type, device_type)
-        properties["$os"] = os_name
-        if device_type in _WEB_DESKTOP_OS:
-            properties["$device_type"] = "Desktop"
-        elif device_type in _WEB_MOBILE_OS:
-            properties["$device_type"] = "Mobile"
-    for field in ("device_model", "device_manufacturer", "device_brand", "device_carrier"):
+        properties.update(_web_os_properties(device_type))
+    for field, name in _WEB_RAW_DEVICE_FIELDS:
         value = record.get(field)
         if value is not None and value != "":
-            properties[RAW_PREFIX + field] = value
+            properties[name] = value
+
+
+_WEB_RAW_DEVICE_FIELDS = tuple((field, RAW_PREFIX + field) for field in (
+    "device_model", "device_manufacturer", "device_brand", "device_carrier"))
+
+
+@lru_cache(maxsize=1024)
+def _web_os_properties(device_type: str) -> dict[str, str]:
+    """$os (PostHog's names) and $device_type for a web event's Amplitude device_type."""
+    if device_type in _WEB_DESKTOP_OS:
+        return {"$os": _WEB_DESKTOP_OS[device_type], "$device_type": "Desktop"}
+    if device_type in _WEB_MOBILE_OS:
+        return {"$os": _WEB_MOBILE_OS[device_type], "$device_type": "Mobile"}
+    return {"$os": device_type}
+
+
+@lru_cache(maxsize=1024)
+def _library_properties(library: str) -> dict[str, str]:
+    """`amplitude-ts/2.7.4` -> $lib and $lib_version."""
+    lib, _, version = library.partition("/")
+    return {"$lib": lib, "$lib_version": version} if version else {"$lib": lib}
 
 
 def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None:
@@ -420,7 +435,7 @@ def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
     """
     names = _RAW_NAMES
     return {
-        names.get(field) or _raw_name(field): value
+        names[field]: value
         for field, value in record.items()
         if value is not None and field not in _CONSUMED
         and (value or value.__class__ not in _CONTAINERS)
@@ -428,15 +443,28 @@ def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
 
 
 _CONTAINERS = (dict, list)
-_RAW_NAMES: dict[str, str] = {}
-_RAW_NAMES_LIMIT = 10_000  # input with ever-new field names must not grow memory
 
 
-def _raw_name(field: str) -> str:
-    name = RAW_PREFIX + field.removeprefix("$")
-    if len(_RAW_NAMES) < _RAW_NAMES_LIMIT:
-        _RAW_NAMES[field] = name
-    return name
+class _NameCache(dict[str, str]):
+    """field -> output name, computed once per distinct field (bounded: odd input must not
+    grow memory without end)."""
+
+    _LIMIT = 10_000
+
+    def __init__(self, name_of: Callable[[str], str]) -> None:
+        super().__init__()
+        self._name_of = name_of
+
+    def __missing__(self, field: str) -> str:
+        name = self._name_of(field)
+        if len(self) < self._LIMIT:
+            self[field] = name
+        return name
+
+
+_RAW_NAMES = _NameCache(lambda field: RAW_PREFIX + field.removeprefix("$"))
+_INITIAL_NAMES = _NameCache(
+    lambda key: f"$initial_{key[8:]}" if key.startswith("initial_") else "")
 
 
 def _group_updates(record: dict[str, Any], distinct_id: str | None, timestamp: str,

@@ -8,6 +8,7 @@ delivery watermark and reaches stdout only once everything before it is confirme
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -120,8 +121,8 @@ class TargetPostHog(Target):
             head = (b'{"historical_migration":'
                     + (b"true" if config["historical_migration"] else b"false") + b',"batch":[')
 
-            def write_payload(events: list[bytes]) -> Answer:
-                payloads.write_line(head + b",".join(events) + b"]}")
+            def write_payload(joined_events: memoryview) -> Answer:
+                payloads.write_line(b"".join((head, joined_events, b"]}")))
                 return Answer(200, "dry run")
 
             return write_payload, (payloads,)
@@ -227,6 +228,10 @@ class TargetPostHog(Target):
         PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
         cls.print_version(print_fn=cls.logger.info)
         config = config or _ConfigInput()
+        # Records are acyclic and short-lived: reference counting frees them. Fewer cyclic
+        # GC passes over the per-record dicts save a few percent (CLI only: a process-wide knob).
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         target = cls(config=config.config, validate_config=True,
                      parse_env_config=config.parse_env)
         sys.exit(target.run(file_input))
