@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 from target_posthog.mapping import (
@@ -229,3 +230,8 @@ def test_readme_mapping_table_is_rendered_from_the_rules() -> None:
     table = mapping_table_markdown()
     assert table.count("\n") == len(MAPPING_TABLE) + 1
     assert "$create_alias" in table
+
+
+def test_readme_holds_the_current_mapping_table() -> None:
+    readme = (Path(__file__).parent.parent / "target-posthog" / "README.md").read_text()
+    assert mapping_table_markdown() in readme
