@@ -117,7 +117,7 @@ class Delivery:
 
     def add(self, position: int, events: list[bytes], aliases: list[PendingAlias | None]) -> None:
         """Queue one record's events (kept in one batch); `aliases[i]` belongs to `events[i]`."""
-        size = sum(len(event) + 1 for event in events)
+        size = len(events) + sum(map(len, events))
         batch = self._open
         if batch is not None and (batch.count + len(events) > self._batch_size
                                   or len(batch.buffer) + size > MAX_BATCH_BYTES):

@@ -40,6 +40,7 @@ _ILLEGAL_CASE_INSENSITIVE = frozenset(
 _ILLEGAL_CASE_SENSITIVE = frozenset(("[object Object]", "NaN", "None", "none", "null", "0",
                                      "undefined"))
 
+_LONGEST_ILLEGAL_ID = max(map(len, _ILLEGAL_CASE_INSENSITIVE | _ILLEGAL_CASE_SENSITIVE))
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Amplitude session ids are the session start in epoch ms; only such values become UUIDv7s.
 _SESSION_MS_RANGE = range(946_684_800_000, 4_102_444_800_000)  # 2000-01-01 .. 2100-01-01
@@ -247,6 +248,8 @@ def can_alias(device_id: str, user_id: str) -> bool:
 
 
 def _is_illegal(identifier: str) -> bool:
+    if len(identifier) > _LONGEST_ILLEGAL_ID + 2:  # almost every real id: no string work
+        return False
     stripped = identifier.strip().strip("\"'")
     return (stripped.lower() in _ILLEGAL_CASE_INSENSITIVE
             or stripped in _ILLEGAL_CASE_SENSITIVE or not stripped)
@@ -313,7 +316,8 @@ def session_uuid(session_id: int, scope: str) -> str:
     rand_a = int.from_bytes(digest[:2]) & 0xFFF
     rand_b = int.from_bytes(digest[2:10]) & ((1 << 62) - 1)
     value = (session_id << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def _object_field(record: dict[str, Any], field: str) -> dict[str, Any]:

@@ -62,7 +62,7 @@ class EventsSink(BatchSink):
             self._dead_letter(exc.reason, record)
             return
         encoded = [_encode(event) for event in mapped.events]
-        too_big = max(len(event) for event in encoded)
+        too_big = len(encoded[0]) if len(encoded) == 1 else max(map(len, encoded))
         if too_big > MAX_EVENT_BYTES:
             self._dead_letter(f"event is {too_big} bytes once mapped; PostHog accepts at most "
                               f"about {MAX_EVENT_BYTES} bytes per event", record)

@@ -88,6 +88,8 @@ class TargetPostHog(Target):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # One sink drain at a time: sinks share one Delivery (singer-sdk drains in 8 threads).
+        self.max_parallelism = 1
         self._lean_sinks: dict[str, EventsSink] = {}
         self._stdout_lock = threading.Lock()
         self._started = time.monotonic()
@@ -246,10 +248,19 @@ class TargetPostHog(Target):
             self._stop_now()
             return 128 + stop.signum
         except (DeliveryError, RegistryError) as exc:
+            signum = self._reader_shutdown_signal()
+            if signum is not None:  # a signal during the final wait: stopped, not failed
+                self.logger.warning("stopping on signal %d while finishing", signum)
+                self._stop_now()
+                return 128 + signum
             self.logger.error("target-posthog failed: %s", exc)
             self._stop_now()
             return 1
         return 0
+
+    def _reader_shutdown_signal(self) -> int | None:
+        reader = self.message_reader
+        return reader.shutdown.signum if isinstance(reader, FastSingerReader) else None
 
     def _stop_now(self) -> None:
         grace = float(self.config["request_timeout"]) + 1.0
