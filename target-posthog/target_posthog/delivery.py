@@ -125,11 +125,12 @@ class Delivery:
             batch = None
         if batch is None:
             batch = self._open = Batch(first_position=position)
-        buffer = batch.buffer
-        for event, alias in zip(events, aliases, strict=True):
+        buffer, offsets = batch.buffer, batch.offsets
+        for index, event in enumerate(events):
+            alias = aliases[index]
             if alias is not None:
-                batch.aliases[batch.count] = alias
-            batch.offsets.append(len(buffer))
+                batch.aliases[len(offsets)] = alias
+            offsets.append(len(buffer))
             buffer += event
             buffer += b","
         batch.last_position = position

@@ -43,7 +43,7 @@ _ILLEGAL_CASE_SENSITIVE = frozenset(("[object Object]", "NaN", "None", "none", "
 _LONGEST_ILLEGAL_ID = max(map(len, _ILLEGAL_CASE_INSENSITIVE | _ILLEGAL_CASE_SENSITIVE))
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Amplitude session ids are the session start in epoch ms; only such values become UUIDv7s.
-_SESSION_MS_RANGE = range(946_684_800_000, 4_102_444_800_000)  # 2000-01-01 .. 2100-01-01
+_SESSION_MS_MIN, _SESSION_MS_MAX = 946_684_800_000, 4_102_444_800_000  # 2000 .. 2100
 _WEB_DESKTOP_OS = {"Mac": "Mac OS X", "Mac OS": "Mac OS X", "Mac OS X": "Mac OS X",
                    "Windows": "Windows", "Linux": "Linux", "Chrome OS": "Chrome OS",
                    "Ubuntu": "Linux"}
@@ -189,11 +189,11 @@ def map_record(record: dict[str, Any]) -> Mapped:
     distinct_id = user_id or device_id
     if distinct_id is None:
         raise UnmappableError("neither user_id nor device_id")
-    properties = dict(event_properties)
+    properties = _raw_fields(record)
+    properties.update(event_properties)
     person: dict[str, Any] = dict(user_properties)
     _add_page_properties(properties, person, event_properties)
     _add_context(properties, person, record)
-    properties.update(_raw_fields(record))
     name = EVENT_NAMES.get(event_type, event_type)
     if name != event_type:
         properties[RAW_PREFIX + "event_type"] = event_type
@@ -206,7 +206,7 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if isinstance(session_id, int) and not isinstance(session_id, bool):
         if session_id > 0:
             properties[RAW_PREFIX + "session_id"] = session_id
-        if session_id in _SESSION_MS_RANGE:
+        if _SESSION_MS_MIN <= session_id < _SESSION_MS_MAX:
             properties["$session_id"] = session_uuid(session_id, device_id or distinct_id)
     if groups:
         properties["$groups"] = {str(kind): str(_first(key)) for kind, key in groups.items()
