@@ -194,3 +194,19 @@ def test_raw_amplitude_times_from_other_taps_are_accepted(
     for value in raw:
         date, clock = value["event_time"].split(" ")
         assert timestamps[value["uuid"]] == f"{date}T{clock}+00:00"
+
+
+def test_stream_maps_still_work_through_singer_sdks_own_record_path(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    config = target_config(tmp_path, posthog, stream_maps={
+        "events": {"__filter__": "event_type != 'session_start'"}})
+    run = run_target(config, messages_with_states(records, 100), tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    kept = [r for r in records if r["event_type"] != "session_start"]
+    assert len(kept) < len(records)
+    expected = {e["uuid"]: e for r in kept for e in map_record(r).events}
+    arrived = delivered(posthog)
+    assert {e["uuid"]: e for e in arrived} == expected
+    assert len(arrived) == len(expected)
+    assert run.states[-1] == {"done": len(records)}

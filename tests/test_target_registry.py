@@ -6,7 +6,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from target_posthog.registry import AliasRegistry, Claim, PendingAlias
+import pytest
+from target_posthog.registry import AliasRegistry, Claim, PendingAlias, RegistryError
 
 T0 = "2024-03-01T00:00:00.000000+00:00"
 
@@ -70,3 +71,20 @@ def test_read_only_registry_never_creates_or_writes_the_file(tmp_path: Path) -> 
     assert dry.claim("d9", "u8", T0) is Claim.SHARED_DEVICE
     dry.close()
     assert path.read_bytes() == before
+
+
+def test_a_registry_locked_by_another_process_fails_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.sqlite"
+    registry = AliasRegistry(path)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    try:
+        registry._writer.execute("PRAGMA busy_timeout=50")
+        with pytest.raises(RegistryError, match="could not be written"):
+            registry.record_confirmed([PendingAlias("d1", "u1", T0)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    registry.record_confirmed([PendingAlias("d1", "u1", T0)])  # lock gone: works, not corrupt
+    assert registry.count() == 1
+    registry.close()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from target_posthog.client import Answer, DeliveryError
 from target_posthog.deadletter import DeadLetters, JsonLinesFile
-from target_posthog.registry import AliasRegistry, PendingAlias
+from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
@@ -206,6 +206,8 @@ class Delivery:
                             self._lock.notify_all()
             except DeliveryError as exc:
                 self._fail(exc)
+            except RegistryError as exc:
+                self._fail(DeliveryError(str(exc)))
             except Exception as exc:  # a bug or a registry failure must stop the run, loudly
                 self._logger.exception("delivery failed")
                 self._fail(DeliveryError(f"delivery failed: {type(exc).__name__}: {exc}"))

@@ -166,10 +166,16 @@ class AliasRegistry:
             return
         if self._writer is not None:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            with self._db_lock, self._writer:
-                self._writer.executemany(
-                    "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
-                    [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases])
+            try:
+                with self._db_lock, self._writer:
+                    self._writer.executemany(
+                        "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
+                        [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases])
+            except sqlite3.Error as exc:
+                raise RegistryError(
+                    f"alias registry {self.path} could not be written ({exc}); another "
+                    "process may hold it. The batch counts as not delivered: the next run "
+                    "resends it with the same uuids") from exc
         with self._memory_lock:
             for alias in aliases:
                 self._remember(alias.device_id, alias.user_id)
