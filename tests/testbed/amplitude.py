@@ -69,6 +69,10 @@ class AmplitudeStandIn(StandInServer):
         self.timeout_export_bytes: int | None = None  # above: 504 (a gateway timeout)
         self.always_fail_hours: set[datetime] = set()  # a range containing one: 504
         self.faults = FaultQueue()
+        # Hook for crash drills: called with the request's ordinal (1-based) as an export
+        # request arrives, on the request's own thread, before any fault or answer.
+        self.on_received: Callable[[int], None] | None = None
+        self._received = 0
         self._requests: list[ExportRequest] = []
         self._lock = threading.Lock()
         self._tmpdir: Path | None = None
@@ -122,6 +126,11 @@ class AmplitudeStandIn(StandInServer):
         if url.path.rstrip("/") != "/api/2/export":
             handler.answer(404, "not found")
             return
+        with self._lock:
+            self._received += 1
+            ordinal = self._received
+        if self.on_received is not None:
+            self.on_received(ordinal)
         params = parse_qs(url.query)
         start = parse_hour_param(params.get("start", [""])[0])
         end = parse_hour_param(params.get("end", [""])[0])

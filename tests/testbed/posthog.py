@@ -117,6 +117,11 @@ class PostHogStandIn(StandInServer):
         self._uuids: set[str] = set()
         self._event_count = 0
         self._duplicate_uuids = 0
+        # Hooks for crash drills, called on the request's own thread: `on_received(seq)` when a
+        # batch request arrives (before faults), `on_stored(request)` once its events are stored
+        # and before the answer goes out, so a test can kill the client between the two.
+        self.on_received: Callable[[int], None] | None = None
+        self.on_stored: Callable[[CaptureRequest], None] | None = None
 
     # ---- test controls -------------------------------------------------------------------
 
@@ -196,6 +201,8 @@ class PostHogStandIn(StandInServer):
             handler.answer(404, "not found")
             return
         seq = next(self._seq)
+        if self.on_received is not None:
+            self.on_received(seq)
         fault = self.faults.take()
         compression = parse_qs(url.query).get("compression", [""])[0]
         gzipped = (
@@ -229,6 +236,8 @@ class PostHogStandIn(StandInServer):
             )  # fmt: skip
             with self._lock:
                 self._requests.append(record)
+            if stored and self.on_stored is not None:
+                self.on_stored(record)
 
         if self.latency:
             time.sleep(self.latency)
