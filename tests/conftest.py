@@ -134,3 +134,16 @@ def fresh_store(tmp_path: Path) -> ExportStore:
 def amplitude_api(three_day_store: ExportStore) -> Iterator[AmplitudeStandIn]:
     with AmplitudeStandIn(three_day_store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as server:
         yield server
+
+
+# --- reliability drills: the session's figures in pytest's terminal summary ----------------
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the drill figures (kills survived, faults injected, ...) when drills ran."""
+    from tests.pipeline_harness import FIGURES  # only the drills fill it
+
+    if FIGURES.pipeline_runs:
+        terminalreporter.section("reliability drill figures")
+        for line in FIGURES.lines():
+            terminalreporter.write_line(line)
