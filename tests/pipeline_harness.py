@@ -30,6 +30,7 @@ from tests.conftest import TAP_AMPLITUDE, tap_environment
 from tests.target_support import ALIAS_EVENTS, TARGET
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
+from tests.testbed.faults import Fault
 from tests.testbed.posthog import PostHogStandIn
 from tests.testbed.store import ExportStore
 
@@ -73,10 +74,19 @@ class DrillFigures:
 FIGURES = DrillFigures()
 
 
-def inject(server: AmplitudeStandIn | PostHogStandIn, fault: Any, times: int = 1) -> None:
-    """Inject a fault into a stand-in and count it in the session's figures."""
-    server.inject(fault, times)
-    FIGURES.faults_injected += times
+# A stand-in answer that is a fault the pipeline had to survive (besides injected faults):
+# Amplitude refusing an export as too large, PostHog refusing a body as too large or down.
+_FAULT_STATUSES = frozenset((400, 413, 503, 504))
+_PACING = Fault.delay(0)  # injected only to let the first requests through untouched
+
+
+def count_faults_fired(server: AmplitudeStandIn | PostHogStandIn) -> None:
+    """Add the faults a stand-in really served to the session's figures."""
+    FIGURES.faults_injected += sum(
+        1
+        for r in server.requests
+        if (r.fault is not None and r.fault != _PACING) or r.status in _FAULT_STATUSES
+    )
 
 
 # --- configs ---------------------------------------------------------------------------------
@@ -507,12 +517,14 @@ def drill_store(tmp_path_factory: pytest.TempPathFactory) -> ExportStore:
 def amplitude(drill_store: ExportStore) -> Iterator[AmplitudeStandIn]:
     with AmplitudeStandIn(drill_store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as server:
         yield server
+        count_faults_fired(server)
 
 
 @pytest.fixture
 def posthog() -> Iterator[PostHogStandIn]:
     with PostHogStandIn(api_key=POSTHOG_KEY) as server:
         yield server
+        count_faults_fired(server)
 
 
 @pytest.fixture

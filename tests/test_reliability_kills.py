@@ -29,7 +29,6 @@ from tests.pipeline_harness import (
     assert_delivered_exactly,
     drill_store,
     event_uuid_counts,
-    inject,
     pipeline,
     posthog,
 )
@@ -105,8 +104,8 @@ def start_killed_run(
     export_base, batch_base = len(amplitude.requests), len(posthog.requests)
     if point.moment == "download":
         if point.at > 1:
-            inject(amplitude, Fault.delay(0), times=point.at - 1)
-        inject(amplitude, Fault.delay(5))
+            amplitude.inject(Fault.delay(0), times=point.at - 1)
+        amplitude.inject(Fault.delay(5))
         amplitude.on_received = lambda n: switch.fire() if n - export_base == point.at else None
     elif point.moment == "batch_received":
         posthog.on_received = lambda seq: switch.fire() if seq - batch_base == point.at else None
