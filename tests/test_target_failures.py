@@ -259,3 +259,26 @@ def test_state_before_any_record_is_passed_through(
                      tmp_path, posthog)
     assert run.returncode == 0, run.stderr
     assert run.states == [{"a": 1}]
+
+
+def test_sigterm_while_waiting_for_the_last_batches_exits_non_zero_with_a_safe_state(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    posthog.inject(Fault.delay(0), times=2)
+    posthog.inject(Fault.delay(3), times=50)  # then slow: input ends long before delivery
+    # Few enough batches that all are dispatched at once (no backpressure on the input).
+    config = target_config(tmp_path, posthog, batch_size=20, concurrency=4)
+    process = start_target(config, tmp_path)
+    watcher = StateWatcher(process, posthog)
+    assert process.stdin is not None
+    lines = messages_with_states(records[:90], 20)
+    process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in lines))
+    process.stdin.close()  # end of input: the target is now waiting for confirmations
+    assert watcher.wait_for_states(1)
+    returncode, stderr = send_signal_and_finish(process, signal.SIGTERM)
+    watcher.join()
+    assert returncode == 128 + signal.SIGTERM, stderr
+    assert "while finishing" in stderr
+    assert watcher.states[-1]["done"] < 90
+    for emitted, stored in zip(watcher.states, watcher.snapshots, strict=True):
+        assert uuids(records[: emitted["done"]]) <= stored

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from target_posthog.client import Answer, DeliveryError
+from target_posthog.client import Answer, DeliveryAbandonedError, DeliveryError
 from target_posthog.deadletter import DeadLetters, JsonLinesFile
 from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 
@@ -161,9 +161,13 @@ class Delivery:
         """End of input: deliver everything, emit the last STATE, stop the workers."""
         self.flush()
         with self._lock:
-            while self._safe_position() < self._received and self.failure is None:
+            while (self._safe_position() < self._received and self.failure is None
+                   and not self._stopping.is_set()):
                 self._lock.wait(0.5)
+            settled = self._safe_position() >= self._received
         self.raise_if_failed()
+        if not settled:  # a signal while waiting: queued batches were given up
+            raise DeliveryAbandonedError("stopped before every batch was confirmed")
         self._stop_workers()
 
     def abandon(self, grace_seconds: float) -> None:
