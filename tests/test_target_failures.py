@@ -266,19 +266,25 @@ def test_sigterm_while_waiting_for_the_last_batches_exits_non_zero_with_a_safe_s
 ) -> None:
     posthog.inject(Fault.delay(0), times=2)
     posthog.inject(Fault.delay(3), times=50)  # then slow: input ends long before delivery
-    # Few enough batches that all are dispatched at once (no backpressure on the input).
-    config = target_config(tmp_path, posthog, batch_size=20, concurrency=4)
+    # 90 records = 95 events = 5 batches: two fast, two in flight and one queued when the
+    # input ends (no backpressure on the input), so the signal finds a batch never sent.
+    config = target_config(tmp_path, posthog, batch_size=20, concurrency=2)
     process = start_target(config, tmp_path)
     watcher = StateWatcher(process, posthog)
-    assert process.stdin is not None
+    assert process.stdin is not None and process.stderr is not None
     lines = messages_with_states(records[:90], 20)
     process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in lines))
-    process.stdin.close()  # end of input: the target is now waiting for confirmations
-    assert watcher.wait_for_states(1)
-    returncode, stderr = send_signal_and_finish(process, signal.SIGTERM)
+    process.stdin.close()
+    stderr_lines: list[str] = []
+    for line in process.stderr:  # wait until the target has read all its input
+        stderr_lines.append(line.decode())
+        if "completed processing" in stderr_lines[-1]:
+            break
+    returncode, rest = send_signal_and_finish(process, signal.SIGTERM)
     watcher.join()
+    stderr = "".join(stderr_lines) + rest
     assert returncode == 128 + signal.SIGTERM, stderr
-    assert "while finishing" in stderr
+    assert "stopping on signal 15 while finishing" in stderr
     assert watcher.states[-1]["done"] < 90
     for emitted, stored in zip(watcher.states, watcher.snapshots, strict=True):
         assert uuids(records[: emitted["done"]]) <= stored
