@@ -16,7 +16,8 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib import StateMessage
 
-from tap_amplitude.client import REGION_URLS
+from tap_amplitude.client import REGION_URLS, FatalExportError
+from tap_amplitude.export import CorruptExportError
 from tap_amplitude.sources import LocalSource
 from tap_amplitude.streams import EventsStream
 from tap_amplitude.windows import MAX_WINDOW_HOURS, floor_hour
@@ -210,6 +211,19 @@ class TapAmplitude(Tap):
                 )
             return loaded_until
         return floor_hour(end)
+
+    # --- running -------------------------------------------------------------------------
+
+    @classmethod
+    def invoke(cls, **options: Any) -> None:  # type: ignore[override]
+        """singer-sdk's invoke; a failure the tap explains (refused keys, retries exhausted,
+        a damaged export) ends the run with that one line and exit code 1, not a traceback
+        that buries it."""
+        try:
+            super().invoke(**options)
+        except (FatalExportError, CorruptExportError) as exc:
+            cls.logger.error("tap-amplitude stopped: %s", exc)
+            sys.exit(1)
 
     # --- termination ---------------------------------------------------------------------
 
