@@ -288,3 +288,16 @@ def test_sigterm_while_waiting_for_the_last_batches_exits_non_zero_with_a_safe_s
     assert watcher.states[-1]["done"] < 90
     for emitted, stored in zip(watcher.states, watcher.snapshots, strict=True):
         assert uuids(records[: emitted["done"]]) <= stored
+
+
+def test_an_unusable_alias_registry_stops_before_any_work(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    (tmp_path / "aliases.sqlite").write_bytes(b"this is not a SQLite database" * 100)
+    run = run_target(target_config(tmp_path, posthog), messages_with_states(records[:5], 5),
+                     tmp_path, posthog)
+    assert run.returncode == 1
+    assert "target-posthog cannot start: alias registry" in run.stderr
+    assert "file is not a database" in run.stderr
+    assert posthog.requests == []
+    assert run.states == []

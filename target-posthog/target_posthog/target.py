@@ -113,8 +113,9 @@ class TargetPostHog(Target):
         if self.dry_run:
             self.logger.warning(
                 "dry run: payloads go to %s, nothing is sent, the alias registry is not "
-                "written. STATE is still emitted: run the real migration under another state "
-                "id (Meltano environment) or with --full-refresh", config["dry_run_path"])
+                "written. STATE is still emitted: use `meltano run --no-state-update` or "
+                "another state id, or the real run would skip what the dry run covered",
+                config["dry_run_path"])
 
     def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
         config = self.config
@@ -234,8 +235,12 @@ class TargetPostHog(Target):
         # GC passes over the per-record dicts save a few percent (CLI only: a process-wide knob).
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        target = cls(config=config.config, validate_config=True,
-                     parse_env_config=config.parse_env)
+        try:
+            target = cls(config=config.config, validate_config=True,
+                         parse_env_config=config.parse_env)
+        except RegistryError as exc:
+            cls.logger.error("target-posthog cannot start: %s", exc)
+            sys.exit(1)
         sys.exit(target.run(file_input))
 
     def run(self, file_input: Any = None) -> int:
