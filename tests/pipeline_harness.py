@@ -494,6 +494,27 @@ class KillSwitch:
             self.fired.set()
 
 
+def why_unsendable(record: dict[str, Any]) -> str:
+    """The reason a correct target gives for not sending a raw record ('' if it can be sent)."""
+    if not record.get("event_type"):
+        return "no event_type"
+    # A group update ($groupidentify) concerns a group, not a person: it needs no id.
+    no_ids = not record.get("user_id") and not record.get("device_id")
+    if no_ids and record["event_type"] != "$groupidentify":
+        return "neither user_id nor device_id"
+    try:
+        datetime.strptime(record.get("event_time") or "", "%Y-%m-%d %H:%M:%S.%f").replace(
+            tzinfo=UTC
+        )
+    except ValueError:
+        return "event_time"
+    if not isinstance(record.get("event_properties"), dict):
+        return "event_properties is not an object"
+    if len(orjson.dumps(record)) > 1_000_000:
+        return "PostHog accepts at most"
+    return ""
+
+
 # --- fixtures shared by the reliability modules (import them into a module to use them) ----
 
 DRILL_HOURS = 24

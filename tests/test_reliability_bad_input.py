@@ -36,6 +36,7 @@ from tests.pipeline_harness import (
     event_uuid_counts,
     pipeline,
     posthog,
+    why_unsendable,
 )
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.faults import Fault
@@ -207,25 +208,6 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_delivered(
         assert letter["stream"] == "events"
     assert f"{len(letters)} dead-lettered" in result.target_stderr.splitlines()[-1]
     FIGURES.dead_lettered += len(letters)
-
-
-def why_unsendable(record: dict[str, Any]) -> str:
-    """The reason a correct target gives for not sending a raw record ('' if it can be sent)."""
-    if not record.get("event_type"):
-        return "no event_type"
-    if not record.get("user_id") and not record.get("device_id"):
-        return "neither user_id nor device_id"
-    try:
-        datetime.strptime(record.get("event_time") or "", "%Y-%m-%d %H:%M:%S.%f").replace(
-            tzinfo=UTC
-        )
-    except ValueError:
-        return "event_time"
-    if not isinstance(record.get("event_properties"), dict):
-        return "event_properties is not an object"
-    if len(orjson.dumps(record)) > 1_000_000:
-        return "PostHog accepts at most"
-    return ""
 
 
 # --- settings -----------------------------------------------------------------------------

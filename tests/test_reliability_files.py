@@ -1,0 +1,130 @@
+"""The files the target keeps across runs, under kills: the alias registry (SQLite, WAL,
+transactions) and the dead-letter file must be whole and readable after any SIGKILL, and a
+resumed run must add to them without damage.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.pipeline_harness import (
+    AMPLITUDE_KEY,
+    AMPLITUDE_SECRET,
+    DRILL_HOURS,
+    FIGURES,
+    POSTHOG_KEY,
+    KillSwitch,
+    Pipeline,
+    assert_aliases_once,
+    assert_delivered_exactly,
+    assert_registry_intact,
+    build_drill_store,
+    drill_tap_config,
+    drill_target_config,
+    why_unsendable,
+)
+from tests.testbed.amplitude import AmplitudeStandIn
+from tests.testbed.posthog import PostHogStandIn
+
+pytestmark = pytest.mark.timeout(120)
+
+SEED = 611
+BATCH = 400  # aliases recorded per transaction by the writer below
+
+# A process that records batches of aliases through the target's own registry, printing a
+# line after each commit; the drill SIGKILLs it mid-stream.
+_REGISTRY_WRITER = f"""
+import sys
+from pathlib import Path
+from target_posthog.registry import AliasRegistry, PendingAlias
+
+registry = AliasRegistry(Path(sys.argv[1]))
+first_batch = int(sys.argv[2])
+for batch in range(first_batch, first_batch + 1000):
+    registry.record_confirmed(
+        [PendingAlias(f"device-{{batch}}-{{n}}", f"user-{{batch}}", "2024-05-01T00:00:00Z")
+         for n in range({BATCH})])
+    print(batch, flush=True)
+"""
+
+
+@pytest.mark.parametrize("kill_after", random.Random(SEED).sample(range(1, 40), 4))
+def test_registry_killed_mid_write_is_intact_with_whole_transactions(
+    tmp_path: Path, kill_after: int
+) -> None:
+    """SIGKILL while the registry is written: never corrupt, never half a transaction, every
+    acknowledged commit kept; a second writer then carries on from it."""
+    registry = tmp_path / "aliases.sqlite"
+    acknowledged = 0
+    for first_batch in (0, 1000):  # killed once, then killed again after reopening the file
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _REGISTRY_WRITER, str(registry), str(first_batch)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert writer.stdout is not None
+        for _ in range(kill_after):
+            assert writer.stdout.readline(), "the writer stopped early"
+        writer.send_signal(signal.SIGKILL)  # mid-way through the next transaction, likely
+        writer.wait(timeout=30)
+        acknowledged += kill_after
+        FIGURES.kills_survived += 1
+
+        assert_registry_intact(registry)
+        with sqlite3.connect(f"{registry.as_uri()}?mode=ro", uri=True) as connection:
+            rows = dict(
+                connection.execute("SELECT user_id, count(*) FROM aliases GROUP BY user_id")
+            )
+        assert all(count == BATCH for count in rows.values()), "half a transaction was kept"
+        assert len(rows) >= acknowledged, "an acknowledged commit was lost"
+
+
+@pytest.mark.parametrize("kill_at_batch", random.Random(SEED + 1).sample(range(3, 20), 3))
+def test_dead_letter_file_stays_valid_jsonl_across_a_kill_and_resume(
+    tmp_path: Path, kill_at_batch: int
+) -> None:
+    """Many bad records, so the dead-letter file is being written when the target dies; the
+    resumed run appends to it: every line must still be one whole JSON object."""
+    store = build_drill_store(tmp_path / "export", invalid_fraction=0.3, seed=64)
+    bad = {r["uuid"] for r in store.iter_events() if why_unsendable(r)}
+    with (
+        AmplitudeStandIn(store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as api,
+        PostHogStandIn(api_key=POSTHOG_KEY) as posthog,
+    ):
+        pipeline = Pipeline(
+            tmp_path / "run",
+            drill_tap_config(api, DRILL_HOURS),
+            drill_target_config(tmp_path / "run", posthog),
+        )
+        switch = KillSwitch("target")
+        posthog.on_stored = lambda r: switch.fire() if r.seq == kill_at_batch else None
+        running = pipeline.start()
+        switch.arm(running)
+        killed = running.wait()
+        posthog.on_stored = None
+        assert switch.fired.is_set(), killed.describe()
+        resumed = pipeline.run(killed.last_state)
+        assert resumed.ok, resumed.describe()
+        assert_delivered_exactly(posthog, store, excluded=bad)
+        assert_aliases_once(posthog, store)
+    FIGURES.kills_survived += 1
+
+    path = Path(pipeline.target_config["dead_letter_path"])
+    lines = path.read_bytes().splitlines()
+    broken = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            orjson.loads(line)
+        except orjson.JSONDecodeError:
+            broken.append(number)
+    assert not broken, f"dead-letter lines {broken} of {len(lines)} are not whole JSON objects"
+    letters = [orjson.loads(line) for line in lines]
+    assert {letter["record"]["uuid"] for letter in letters} == bad
+    FIGURES.dead_lettered += len(letters)
