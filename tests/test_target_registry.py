@@ -88,3 +88,15 @@ def test_a_registry_locked_by_another_process_fails_clearly(tmp_path: Path) -> N
     registry.record_confirmed([PendingAlias("d1", "u1", T0)])  # lock gone: works, not corrupt
     assert registry.count() == 1
     registry.close()
+
+
+def test_a_batch_of_aliases_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
+    registry = AliasRegistry(tmp_path / "aliases.sqlite")
+    broken = PendingAlias("d3", "u3", object())  # type: ignore[arg-type]  # fails mid-batch
+    with pytest.raises(RegistryError):
+        registry.record_confirmed([PendingAlias("d1", "u1", T0), PendingAlias("d2", "u2", T0),
+                                   broken])
+    assert registry.count() == 0  # the first two were not kept either
+    registry.record_confirmed([PendingAlias("d1", "u1", T0)])
+    assert registry.count() == 1
+    registry.close()

@@ -12,6 +12,8 @@ import datetime as dt
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
@@ -92,8 +94,10 @@ class AliasRegistry:
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
-        with self._writer:
-            self._writer.executescript(_SCHEMA)
+        with self._transaction() as writer:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    writer.execute(statement)
         self._reader = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
@@ -101,6 +105,20 @@ class AliasRegistry:
                                      check_same_thread=False, isolation_level=None)
         connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         return connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One explicit transaction: all of it is stored, or none (the connection is in
+        autocommit mode, where `with connection:` would not open one)."""
+        assert self._writer is not None
+        with self._db_lock:
+            self._writer.execute("BEGIN IMMEDIATE")  # takes the write lock now (busy_timeout)
+            try:
+                yield self._writer
+            except BaseException:
+                self._writer.execute("ROLLBACK")
+                raise
+            self._writer.execute("COMMIT")
 
     def _load_cache(self) -> None:
         """Small registries live wholly in memory: no SQLite lookup per new device."""
@@ -156,9 +174,9 @@ class AliasRegistry:
                 self._shared_seen.add((device_id, user_id))
             self.shared_device_pairs += 1
         if self._writer is not None:
-            with self._db_lock, self._writer:
-                self._writer.execute("INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
-                                     (device_id, user_id, seen_at))
+            with self._transaction() as writer:
+                writer.execute("INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
+                               (device_id, user_id, seen_at))
 
     def record_confirmed(self, aliases: list[PendingAlias]) -> None:
         """PostHog confirmed these aliases: store them in one transaction, then forget in-flight."""
@@ -167,8 +185,8 @@ class AliasRegistry:
         if self._writer is not None:
             now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             try:
-                with self._db_lock, self._writer:
-                    self._writer.executemany(
+                with self._transaction() as writer:
+                    writer.executemany(
                         "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
                         [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases])
             except sqlite3.Error as exc:
