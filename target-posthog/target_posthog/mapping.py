@@ -66,7 +66,9 @@ MAPPING_TABLE: tuple[Rule, ...] = (
          "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set` (person update), "
          "`$groupidentify` -> `$groupidentify` (group update); others unchanged. The importer "
          "passes `$identify`/`$groupidentify` through as plain events and drops `session_start`; "
-         "we keep every event, and keep the original name in `$amplitude_event_type` when renamed"),
+         "we keep every event, and keep the original name in `$amplitude_event_type` when "
+         "renamed. `[Amplitude] Element Clicked/Changed` keep their names: the importer's "
+         "`$autocapture` without PostHog's `$elements` data cannot be used in PostHog"),
     Rule("event_time", "timestamp",
          "RFC 3339 UTC. No parseable `event_time` -> dead-letter; the importer stamps the import "
          "time, which puts history on the wrong day"),
@@ -91,7 +93,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule("os_name, os_version (other platforms)", "$os, $os_version",
          "the importer maps os_name to $browser for every platform, which labels iOS/Android "
          "as browsers and phone models as operating systems"),
-    Rule("device_model, device_manufacturer|device_brand, device_carrier (apps)",
+    Rule("device_model, device_manufacturer (or device_brand), device_carrier (apps)",
          "$device_model, $device_manufacturer, $network_carrier (+ $device_type Mobile/Tablet)",
          "not mapped by the importer"),
     Rule("country / region / city", "$geoip_country_name / $geoip_subdivision_1_name / "
@@ -110,7 +112,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
          "the importer keeps only the first key"),
     Rule("amplitude_id", "$amplitude_id"),
     Rule("any other field (user_id, event_id, $insert_id, times, data, plan, ...)",
-         "$amplitude_<field> (leading `$` dropped)",
+         "`$amplitude_<field>` (leading `$` dropped)",
          "the importer drops them; null and empty values are left out"),
     Rule("(every event)", "$geoip_disable: true, analytics_source: amplitude"),
     Rule("(device_id, user_id) pair, first time seen", "$create_alias (distinct_id=user_id, "
