@@ -26,7 +26,7 @@ SDK_CONFIG = {
     "host": _POSTHOG.url,
     "alias_registry": str(_WORKDIR / "aliases.sqlite"),
     "dead_letter_path": str(_WORKDIR / "dead-letter.jsonl"),
-    "retry_backoff_seconds": 0.01,
+    "retry_base_seconds": 0.01,
     "max_retries": 1,
 }
 

@@ -68,7 +68,7 @@ class TargetPostHog(Target):
         th.Property("max_retries", th.IntegerType(minimum=0), default=10, title="Max retries",
                     description="Retries of one request (429, 5xx, timeouts, dropped "
                                 "connections) before the run fails."),
-        th.Property("retry_backoff_seconds", th.NumberType(minimum=0), default=1.0,
+        th.Property("retry_base_seconds", th.NumberType(minimum=0), default=1.0,
                     title="First retry wait (s)",
                     description="Backoff doubles from this (with jitter, up to 60 s); "
                                 "Retry-After is always honoured."),
@@ -133,7 +133,7 @@ class TargetPostHog(Target):
             host=config["host"], api_key=config["api_key"],
             historical_migration=config["historical_migration"],
             request_timeout=float(config["request_timeout"]),
-            retry=RetryPolicy(config["max_retries"], float(config["retry_backoff_seconds"])),
+            retry=RetryPolicy(config["max_retries"], float(config["retry_base_seconds"])),
             stopping=self._stopping, on_retry=self._count_retry,
             user_agent=f"{self.name}/{self.plugin_version}")
         return self.client.send, ()
