@@ -19,6 +19,10 @@ from pathlib import Path
 
 from posthog import Posthog
 
+GUIDE_OWN_FIELDS = frozenset(
+    ("event_type", "event_time", "user_id", "device_id", "event_properties", "user_properties")
+)
+
 
 def main(export_dir: str, host: str, api_key: str, max_events: int) -> None:
     posthog = Posthog(
@@ -37,8 +41,15 @@ def main(export_dir: str, host: str, api_key: str, max_events: int) -> None:
                 distinct_id = event.get("user_id") or event.get("device_id")
                 if not distinct_id or not event.get("event_type"):
                     continue
-                properties = dict(event.get("event_properties") or {})
-                properties["$set"] = event.get("user_properties") or {}
+                # The guide's event_message: event properties, every other Amplitude field,
+                # user properties as $set, and GeoIP off.
+                other_fields = {k: v for k, v in event.items() if k not in GUIDE_OWN_FIELDS}
+                properties = {
+                    **(event.get("event_properties") or {}),
+                    **other_fields,
+                    "$set": {**(event.get("user_properties") or {})},
+                    "$geoip_disable": True,
+                }
                 posthog.capture(
                     event["event_type"],
                     distinct_id=distinct_id,
