@@ -1,6 +1,7 @@
-"""Run a command with inherited stdin/stdout and report its peak RSS.
+"""Run a command with inherited stdin/stdout and report its peak RSS and CPU time.
 
 Usage: python -m benchmarks.peak_rss REPORT_FILE -- COMMAND [ARGS...]
+REPORT_FILE gets one line: peak RSS in bytes, then user+system CPU seconds.
 
 The kernel's own high-water mark (getrusage of the finished child) is exact, unlike polling.
 """
@@ -18,8 +19,9 @@ def main(argv: list[str]) -> int:
     if separator != "--" or not command:
         raise SystemExit(__doc__)
     returncode = subprocess.call(command)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    Path(report).write_text(f"{peak_kib * 1024}\n")
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
+    Path(report).write_text(f"{usage.ru_maxrss * 1024} {cpu_seconds:.3f}\n")
     return returncode
 
 

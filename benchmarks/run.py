@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,8 @@ class Measurement:
     bytes_sent: int | None = None
     tap_rss: int | None = None
     target_rss: int | None = None
+    # CPU seconds per million events: tap, target, and the stand-ins (this process).
+    cpu_per_million: tuple[float, float, float] | None = None
 
     @property
     def rate(self) -> float:
@@ -70,8 +73,15 @@ def measured(report: Path, *command: str) -> list[str]:
     return [sys.executable, "-m", "benchmarks.peak_rss", str(report), "--", *command]
 
 
-def read_rss(report: Path) -> int:
-    return int(report.read_text())
+def read_usage(report: Path) -> tuple[int, float]:
+    """(peak RSS bytes, CPU seconds) written by benchmarks.peak_rss."""
+    rss, cpu = report.read_text().split()
+    return int(rss), float(cpu)
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_pipeline(
@@ -95,7 +105,7 @@ def run_pipeline(
         tap_config_path = tap_config(workdir, amplitude)
         tap_log = (workdir / "pipeline-tap.log").open("ab")
         target_log = (workdir / "pipeline-target.log").open("ab")
-        started = time.perf_counter()
+        started, standins_cpu = time.perf_counter(), own_cpu_seconds()
         tap = subprocess.Popen(
             measured(tap_rss, str(BIN / "tap-amplitude"), "--config", str(tap_config_path)),
             stdout=subprocess.PIPE,
@@ -118,7 +128,10 @@ def run_pipeline(
                 f"pipeline failed: tap={tap.returncode} target={target.returncode}\n{tail}"
             )
         seconds = time.perf_counter() - started
+        standins_cpu = own_cpu_seconds() - standins_cpu
         delivered = len(posthog.accepted_uuids() & generated)
+        (tap_peak, tap_cpu), (target_peak, target_cpu) = read_usage(tap_rss), read_usage(target_rss)
+        per_million = 1e6 / max(delivered, 1)
         return Measurement(
             label=f"tap-amplitude | target-posthog, {latency * 1000:.0f} ms sink",
             events=delivered,
@@ -126,8 +139,13 @@ def run_pipeline(
             delivered=delivered,
             requests=len(posthog.requests),
             bytes_sent=sum(r.body_bytes for r in posthog.requests),
-            tap_rss=read_rss(tap_rss),
-            target_rss=read_rss(target_rss),
+            tap_rss=tap_peak,
+            target_rss=target_peak,
+            cpu_per_million=(
+                tap_cpu * per_million,
+                target_cpu * per_million,
+                standins_cpu * per_million,
+            ),
         )
 
 
@@ -185,7 +203,7 @@ def run_tap_alone(
             events=store.event_count,
             seconds=seconds,
             requests=len(amplitude.requests),
-            tap_rss=read_rss(report),
+            tap_rss=read_usage(report)[0],
         )
 
 
@@ -209,9 +227,10 @@ def print_table(rows: Sequence[Measurement]) -> None:
     print(f"\n| {columns} |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for m in rows:
         requests = "" if m.requests is None else m.requests
+        cpu = " / ".join(f"{c:.0f}" for c in m.cpu_per_million) if m.cpu_per_million else ""
         print(
             f"| {m.label} | {m.events:,} | {m.seconds:.1f} | {m.rate:,.0f} | {requests} | "
-            f"{mib(m.bytes_sent)} | {mib(m.tap_rss)} | {mib(m.target_rss)} |"
+            f"{mib(m.bytes_sent)} | {mib(m.tap_rss)} | {mib(m.target_rss)} | {cpu} |"
         )
 
 
