@@ -223,8 +223,9 @@ def mib(value: int | None) -> str:
 def print_table(rows: Sequence[Measurement]) -> None:
     columns = (
         "measurement | events | seconds | events/s | requests | bytes sent | tap RSS | target RSS"
+        " | CPU s per 1M events: tap / target / stand-ins"
     )
-    print(f"\n| {columns} |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"\n| {columns} |\n|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for m in rows:
         requests = "" if m.requests is None else m.requests
         cpu = " / ".join(f"{c:.0f}" for c in m.cpu_per_million) if m.cpu_per_million else ""
