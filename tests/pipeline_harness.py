@@ -64,7 +64,8 @@ class DrillFigures:
             f"pipeline runs: {self.pipeline_runs}",
             f"SIGKILLs survived (resumed, nothing lost): {self.kills_survived}",
             f"SIGTERM/SIGINT stops survived: {self.terminations_survived}",
-            f"faults injected: {self.faults_injected}",
+            f"faults injected (served by the stand-ins: injected faults, size refusals, outage "
+            f"answers): {self.faults_injected}",
             f"records dead-lettered: {self.dead_lettered}",
             f"duplicates re-sent: {self.events_resent} events, {self.aliases_resent} aliases; "
             f"collapsed by uuid: {self.duplicates_collapsed}",
@@ -120,7 +121,7 @@ def drill_target_config(
         "batch_size": 40,
         "concurrency": 2,
         "max_retries": 4,
-        "retry_backoff_seconds": 0.01,
+        "retry_base_seconds": 0.01,
         "request_timeout": 5,
     }
     config.update(overrides)
