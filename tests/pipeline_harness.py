@@ -187,6 +187,7 @@ class RunningPipeline:
         self._kill_tap_after = kill_tap_after_records
         self._tap_signalled = False
         self._state_seen = threading.Condition()
+        self._target_output_ended = False
         env = {**tap_environment(), "PYTHONUNBUFFERED": "1"}
         env = {k: v for k, v in env.items() if not k.startswith("TARGET_POSTHOG_")}
         with (
@@ -243,10 +244,17 @@ class RunningPipeline:
                 with self._state_seen:
                     self.states.append(orjson.loads(line))
                     self._state_seen.notify_all()
+        with self._state_seen:
+            self._target_output_ended = True
+            self._state_seen.notify_all()
 
     def wait_for_states(self, count: int, timeout: float = RUN_TIMEOUT_SECONDS) -> bool:
+        """True once the target has printed `count` STATE lines; False if it never will."""
         with self._state_seen:
-            return self._state_seen.wait_for(lambda: len(self.states) >= count, timeout)
+            self._state_seen.wait_for(
+                lambda: len(self.states) >= count or self._target_output_ended, timeout
+            )
+            return len(self.states) >= count
 
     def kill(self, which: Which, signum: int = signal.SIGKILL) -> None:
         """Signal the tap, the target or both (a no-op for a process that has ended)."""
@@ -396,7 +404,8 @@ class ResumePoint:
 
     @classmethod
     def after_kill(cls, posthog: PostHogStandIn, registry: Path) -> ResumePoint:
-        assert_registry_intact(registry) if registry.exists() else None
+        if registry.exists():  # a kill before the target opened it leaves none
+            assert_registry_intact(registry)
         return cls(frozenset(registry_pairs(registry)), len(posthog.events))
 
 
