@@ -302,45 +302,51 @@ def test_signal_to_the_pipeline_stops_cleanly_with_a_safe_state_and_resumes(
     FIGURES.terminations_survived += 1
 
 
-# A second Ctrl-C that lands while the target's handler for the first one is inside
-# threading.Event.set() (holding the Event's lock): the handler runs again on the same thread
-# and must not wait for that lock, or the target hangs forever with batches in flight. The
-# pipeline test above hits this window a few times in a hundred; this places it exactly.
-_SIGNAL_INSIDE_HANDLER = """
+# The target's signal handler must never wait for a lock the code it interrupted may hold:
+# it runs on the main thread, so that wait is forever (a hang with batches in flight).
+# Two such moments, placed exactly (the Ctrl-C-twice drill above hits the first one a few
+# times in a hundred): a second Ctrl-C while the handler of the first is inside
+# threading.Event.set(), and a SIGTERM while the target itself is inside that call as it
+# closes at the end of a run.
+_SIGNAL_INSIDE_EVENT_SET = """
 import os, signal, sys
 from pathlib import Path
 from target_posthog.target import TargetPostHog
 
-folder = Path(sys.argv[1])
+folder, moment = Path(sys.argv[1]), sys.argv[2]
 target = TargetPostHog(config={
     "api_key": "phc_x", "host": "http://127.0.0.1:9",
     "alias_registry": str(folder / "aliases.sqlite"),
     "dead_letter_path": str(folder / "dead-letter.jsonl"),
 }, validate_config=True)
-stopping_lock = target._stopping._cond
+stopping_lock = target._stopping._cond  # held by Event.set() while it notifies waiters
 notify_all = stopping_lock.notify_all
 
 def notify_all_interrupted():
     stopping_lock.notify_all = notify_all
-    signal.raise_signal(signal.SIGINT)  # the second Ctrl-C, handled right here
+    signal.raise_signal(signal.SIGINT if moment == "second-signal" else signal.SIGTERM)
     notify_all()
 
 stopping_lock.notify_all = notify_all_interrupted
-signal.raise_signal(signal.SIGINT)  # the first Ctrl-C
-print("both signals handled", flush=True)
+if moment == "second-signal":
+    signal.raise_signal(signal.SIGINT)  # the first Ctrl-C; the second comes inside it
+else:
+    target.close()  # the end of a run; the SIGTERM comes inside it
+print("signal handled", flush=True)
 os._exit(0)
 """
 
 
 @pytest.mark.timeout(60)
-def test_a_second_signal_during_the_first_ones_handling_does_not_hang_the_target(
-    tmp_path: Path,
+@pytest.mark.parametrize("moment", ["second-signal", "signal-during-close"])
+def test_a_signal_inside_the_targets_own_event_set_does_not_hang_it(
+    moment: str, tmp_path: Path
 ) -> None:
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _SIGNAL_INSIDE_HANDLER, str(tmp_path)],
+            [sys.executable, "-c", _SIGNAL_INSIDE_EVENT_SET, str(tmp_path), moment],
             capture_output=True, text=True, timeout=20, check=False,
         )  # fmt: skip
     except subprocess.TimeoutExpired:
-        pytest.fail("target-posthog deadlocked in its signal handler (second SIGINT)")
-    assert "both signals handled" in done.stdout, done.stderr[-2000:]
+        pytest.fail(f"target-posthog deadlocked in its signal handler ({moment})")
+    assert "signal handled" in done.stdout, done.stderr[-2000:]
