@@ -233,26 +233,34 @@ def test_posthog_down_past_the_retry_budget_fails_clearly_then_resumes(
 # --- the alias registry ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("moment", ["at-start", "mid-run"])
 def test_registry_locked_by_another_process_is_waited_for_and_stays_intact(
-    pipeline: Pipeline, posthog: PostHogStandIn, drill_store: ExportStore
+    moment: str, pipeline: Pipeline, posthog: PostHogStandIn, drill_store: ExportStore
 ) -> None:
-    """Another process holds an open write transaction on the registry while the target has
-    aliases to record: the target waits for it (SQLite's busy timeout), loses nothing."""
+    """Another process holds an open write transaction on the registry for a second, as the
+    target opens it or as it records its first aliases: the target waits (SQLite's busy
+    timeout) and loses nothing. (Held past that timeout, the target stops with one line
+    naming the registry: see test_target_registry.py.)"""
     registry = Path(pipeline.target_config["alias_registry"])
     AliasRegistry(registry).close()  # an existing registry (WAL mode), as after a first run
     other = sqlite3.connect(registry, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")  # the write lock ...
-    other.execute("DELETE FROM shared_devices WHERE 0")
-    # ... released a second after PostHog stored the first batch (which carries aliases),
-    # so the target's first registry write meets the lock.
     release = threading.Timer(1.0, lambda: other.execute("ROLLBACK"))
-    posthog.on_stored = lambda request: release.start() if request.seq == 1 else None
+
+    def hold_the_write_lock() -> None:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("DELETE FROM shared_devices WHERE 0")
+        release.start()
+
+    if moment == "at-start":
+        hold_the_write_lock()
+    else:  # PostHog has the first batch (with aliases): its registry write meets the lock
+        posthog.on_received = lambda seq: hold_the_write_lock() if seq == 1 else None
     try:
         result = pipeline.run()
     finally:
-        posthog.on_stored = None
-        if release.is_alive() or not release.finished.is_set():
-            release.cancel()
+        posthog.on_received = None
+        release.cancel()  # a no-op once it has run
+        if release.is_alive():
             release.join(timeout=5)
         if other.in_transaction:
             other.execute("ROLLBACK")
