@@ -9,6 +9,7 @@ delivery watermark and reaches stdout only once everything before it is confirme
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -94,6 +95,9 @@ class TargetPostHog(Target):
         self._stdout_lock = threading.Lock()
         self._started = time.monotonic()
         self._stopping = threading.Event()
+        signal_pipe_read, self._signal_pipe_write = os.pipe()
+        threading.Thread(target=self._stop_on_signal, args=(signal_pipe_read,), daemon=True,
+                         name="posthog-signal").start()
         self._retries = 0
         config = self.config
         self.dry_run = bool(config.get("dry_run_path"))
@@ -274,13 +278,25 @@ class TargetPostHog(Target):
         self.logger.info("stopped: %s", self.summary())
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """Record the signal; the reader stops at the next line (see reader.py)."""
+        """Record the signal; the reader stops at the next line (see reader.py).
+
+        This runs on the main thread between any two bytecodes, possibly inside code that
+        holds a lock, even inside its own earlier run (a second Ctrl-C): it must take no
+        lock, or it waits forever. `_stopping.set()` takes the Event's lock, which the main
+        thread holds while it sets that Event itself (close(), abandon()); so the handler
+        only writes a byte to a pipe, and a helper thread sets `_stopping`.
+        """
         reader = getattr(self, "message_reader", None)
-        stopping = getattr(self, "_stopping", None)
-        if not isinstance(reader, FastSingerReader) or stopping is None:
+        wake = getattr(self, "_signal_pipe_write", None)
+        if not isinstance(reader, FastSingerReader) or wake is None:
             raise SystemExit(128 + signum)  # not wired up yet: nothing to settle
-        stopping.set()  # retries and throttle waits end now
+        os.write(wake, b"\0")  # retries and throttle waits end as soon as it is read
         reader.shutdown.request(signum)
+
+    def _stop_on_signal(self, read_end: int) -> None:
+        """The helper thread: a byte from the signal handler sets `_stopping`."""
+        os.read(read_end, 1)
+        self._stopping.set()
 
     def _count_retry(self, problem: str) -> None:
         self._retries += 1
