@@ -58,12 +58,17 @@ class FastSingerReader(GenericSingerReader[bytes]):
         return open(sys.stdin.fileno(), "rb", buffering=_READ_BUFFER_BYTES, closefd=False)
 
     def deserialize_json(self, line: bytes | str) -> dict:
+        """One message; the error names the problem, never the line's content (user data)."""
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise InvalidInputLine(f"Unable to parse line as JSON: {line[:200]!r}") from exc
+            ending = b"\n" if isinstance(line, bytes) else "\n"
+            cut = ("" if line.endswith(ending)  # type: ignore[arg-type]
+                   else ", cut off: no newline at its end, as when the tap dies writing it")
+            raise InvalidInputLine(f"not JSON ({len(line)} bytes{cut}): {exc}") from exc
         if not isinstance(message, dict):
-            raise InvalidInputLine(f"Singer message is not a JSON object: {line[:200]!r}")
+            raise InvalidInputLine(f"a Singer message must be a JSON object, not "
+                                   f"{type(message).__name__}")
         return message
 
     def process_lines(self, file_input: IO[Any] | None,
@@ -71,6 +76,7 @@ class FastSingerReader(GenericSingerReader[bytes]):
         counts: Counter[str] = Counter()
         lines = iter(file_input or self.default_input)
         shutdown = self.shutdown
+        number = 0
         while True:
             shutdown.waiting_for_input = True
             try:
@@ -81,9 +87,13 @@ class FastSingerReader(GenericSingerReader[bytes]):
                 shutdown.waiting_for_input = False
             if line is None:
                 return counts
+            number += 1
             if not line.strip():
                 continue
-            message = self.deserialize_json(line)
+            try:
+                message = self.deserialize_json(line)
+            except InvalidInputLine as exc:
+                raise InvalidInputLine(f"input line {number} is {exc}") from None
             kind = message.get("type")
             callback = callbacks.get(kind)  # type: ignore[arg-type]
             if callback is None:

@@ -24,6 +24,7 @@ from singer_sdk.exceptions import ConfigValidationError, MissingKeyPropertiesErr
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
+from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 
 from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPolicy
@@ -256,6 +257,11 @@ class TargetPostHog(Target):
                                 "flight", stop.signum)
             self._stop_now()
             return 128 + stop.signum
+        except InvalidInputLine as exc:
+            # Mostly a tap that died while writing its last line: all before it is whole,
+            # so deliver it and emit the STATE that covers it, then fail.
+            self.logger.error("target-posthog stopped: %s", exc)
+            return self._settle_then_fail()
         except (DeliveryError, RegistryError) as exc:
             signum = self._reader_shutdown_signal()
             if signum is not None:  # a signal during the final wait: stopped, not failed
@@ -266,6 +272,18 @@ class TargetPostHog(Target):
             self._stop_now()
             return 1
         return 0
+
+    def _settle_then_fail(self) -> int:
+        """Input cannot go on: deliver what was received, emit its STATE, exit code 1."""
+        try:
+            self.delivery.finish()
+        except (DeliveryError, RegistryError) as exc:
+            self.logger.error("target-posthog failed: %s", exc)
+            self._stop_now()
+            return 1
+        self.close()
+        self.logger.info("stopped: %s", self.summary())
+        return 1
 
     def _reader_shutdown_signal(self) -> int | None:
         reader = self.message_reader
