@@ -38,6 +38,15 @@ from tests.pipeline_harness import (
     posthog,
     why_unsendable,
 )
+from tests.target_support import (
+    ALIAS_EVENTS,
+    StateWatcher,
+    messages_with_states,
+    record,
+    start_target,
+    tap_records,
+    target_config,
+)
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.faults import Fault
 from tests.testbed.posthog import PostHogStandIn
@@ -307,3 +316,31 @@ def assert_one_clear_line(stderr: str, *parts: str) -> None:
     lines = [line for line in stderr.splitlines() if all(part in line for part in parts)]
     assert lines, f"no line says {parts!r}:\n{stderr[-3000:]}"
     assert "Traceback" not in stderr, stderr[-3000:]
+
+
+def test_input_cut_mid_line_by_a_dying_tap_settles_what_came_before(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """A tap killed while writing leaves half a line at the end of the target's input: the
+    target says so in one line (without the record's content), delivers everything before it,
+    emits the STATE that covers it, and exits non-zero."""
+    records = tap_records(120, seed=8)
+    messages = messages_with_states(records, 30)
+    cut = orjson.dumps(record(records[0] | {"uuid": "cut-off"}))[:90]
+    config = target_config(tmp_path, posthog, api_key=POSTHOG_KEY, batch_size=25)
+    posthog.latency = 0.05  # batches still in flight when the cut line is read
+    process = start_target(config, tmp_path)
+    watcher = StateWatcher(process, posthog)
+    assert process.stdin is not None and process.stderr is not None
+    process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in messages) + cut)
+    process.stdin.close()
+    stderr = process.stderr.read().decode()
+    returncode = process.wait(timeout=60)
+    watcher.join()
+    assert returncode == 1
+    assert_one_clear_line(stderr, "input")
+    assert cut.decode()[40:80] not in stderr, "a record's content was logged"
+    assert watcher.states[-1] == {"done": len(records)}, "what came before the cut was not settled"
+    assert {e["uuid"] for e in posthog.events if e["event"] not in ALIAS_EVENTS} >= {
+        r["uuid"] for r in records
+    }
