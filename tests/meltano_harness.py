@@ -6,6 +6,7 @@ the plugin virtualenvs under `.meltano/` are shared and installed once per test 
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -25,6 +26,28 @@ JOB = ("tap-amplitude", "target-posthog")
 AMPLITUDE_KEY = "amp-test-key"
 AMPLITUDE_SECRET = "amp-test-secret"
 POSTHOG_KEY = "phc_test_key"
+
+
+def tap_settings(api_url: str, start: dt.datetime, end: dt.datetime) -> dict[str, str]:
+    """Meltano settings (environment variables) pointing tap-amplitude at a stand-in."""
+    return {
+        "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
+        "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
+        "TAP_AMPLITUDE_API_URL": api_url,
+        "TAP_AMPLITUDE_START_DATE": start.isoformat(),
+        # Stands for "now minus Amplitude's 2 h delay", fixed so that tests ignore today.
+        "TAP_AMPLITUDE_END_DATE": end.isoformat(),
+    }
+
+
+def target_settings(host: str, out: Path) -> dict[str, str]:
+    """Meltano settings pointing target-posthog at a stand-in, its files under `out`."""
+    return {
+        "TARGET_POSTHOG_API_KEY": POSTHOG_KEY,
+        "TARGET_POSTHOG_HOST": host,
+        "TARGET_POSTHOG_ALIAS_REGISTRY": str(out / "aliases.sqlite"),
+        "TARGET_POSTHOG_DEAD_LETTER_PATH": str(out / "dead-letter.jsonl"),
+    }
 
 
 def base_environment() -> dict[str, str]:

@@ -21,6 +21,8 @@ from tests.meltano_harness import (
     REPO_ROOT,
     MeltanoProject,
     install_plugins,
+    tap_settings,
+    target_settings,
 )
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.faults import Fault
@@ -57,25 +59,10 @@ def posthog() -> Iterator[PostHogStandIn]:
 
 @pytest.fixture
 def project(tmp_path: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn) -> MeltanoProject:
-    out = tmp_path / "out"
-    return MeltanoProject(
-        workdir=tmp_path,
-        environment="prod",
-        settings={
-            "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
-            "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
-            "TAP_AMPLITUDE_API_URL": amplitude.url,
-            "TAP_AMPLITUDE_START_DATE": START.isoformat(),
-            # Stands for "now minus Amplitude's 2 h delay", kept fixed so the test ignores today.
-            "TAP_AMPLITUDE_END_DATE": (START + dt.timedelta(hours=48)).isoformat(),
-            "TARGET_POSTHOG_API_KEY": POSTHOG_KEY,
-            "TARGET_POSTHOG_HOST": posthog.url,
-            "TARGET_POSTHOG_ALIAS_REGISTRY": str(out / "aliases.sqlite"),
-            "TARGET_POSTHOG_DEAD_LETTER_PATH": str(out / "dead-letter.jsonl"),
-            "TARGET_POSTHOG_BATCH_SIZE": "100",
-            "TARGET_POSTHOG_MAX_RETRIES": "5",
-        },
-    )
+    settings = tap_settings(amplitude.url, START, START + dt.timedelta(hours=48))
+    settings |= target_settings(posthog.url, tmp_path / "out")
+    settings |= {"TARGET_POSTHOG_BATCH_SIZE": "100", "TARGET_POSTHOG_MAX_RETRIES": "5"}
+    return MeltanoProject(workdir=tmp_path, environment="prod", settings=settings)
 
 
 def non_alias_uuids(posthog: PostHogStandIn) -> Counter[str]:
@@ -225,18 +212,9 @@ def test_tap_output_loads_into_a_standard_singer_target(
 ) -> None:
     destination = tmp_path / "jsonl"
     destination.mkdir()
-    project = MeltanoProject(
-        workdir=tmp_path,
-        environment="prod",
-        settings={
-            "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
-            "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
-            "TAP_AMPLITUDE_API_URL": amplitude.url,
-            "TAP_AMPLITUDE_START_DATE": START.isoformat(),
-            "TAP_AMPLITUDE_END_DATE": (START + dt.timedelta(days=10)).isoformat(),
-            "TARGET_JSONL_DESTINATION_PATH": str(destination),
-        },
-    )
+    settings = tap_settings(amplitude.url, START, START + dt.timedelta(days=10))
+    settings["TARGET_JSONL_DESTINATION_PATH"] = str(destination)
+    project = MeltanoProject(workdir=tmp_path, environment="prod", settings=settings)
     result = project.run("run", "tap-amplitude", "target-jsonl", timeout=300)
     assert_succeeded(result)
 
