@@ -177,11 +177,19 @@ def map_record(record: dict[str, Any]) -> Mapped:
     timestamp = parse_time(record.get("event_time"))
     if timestamp is None:
         raise UnmappableError("event_time missing or not a time")
-    user_id = clean_id(record.get("user_id"))
-    device_id = clean_id(record.get("device_id"))
-    event_properties = _object_field(record, "event_properties")
-    user_properties = _object_field(record, "user_properties")
-    groups = _object_field(record, "groups")
+    get = record.get
+    user_id = clean_id(get("user_id"))
+    device_id = clean_id(get("device_id"))
+    # Objects (the common case) skip the checking call.
+    event_properties = get("event_properties")
+    if event_properties.__class__ is not dict:
+        event_properties = _object_field(record, "event_properties")
+    user_properties = get("user_properties")
+    if user_properties.__class__ is not dict:
+        user_properties = _object_field(record, "user_properties")
+    groups = get("groups")
+    if groups.__class__ is not dict:
+        groups = _object_field(record, "groups")
     event_uuid = record_uuid(record)
 
     if event_type == GROUP_UPDATE:
@@ -199,20 +207,21 @@ def map_record(record: dict[str, Any]) -> Mapped:
     name = EVENT_NAMES.get(event_type, event_type)
     if name != event_type:
         properties[RAW_PREFIX + "event_type"] = event_type
-    if event_uuid != record.get("uuid") and record.get("uuid") is not None:
-        properties[RAW_PREFIX + "uuid"] = record["uuid"]  # the invalid original, for tracing
+    original_uuid = get("uuid")
+    if event_uuid != original_uuid and original_uuid is not None:
+        properties[RAW_PREFIX + "uuid"] = original_uuid  # the invalid original, for tracing
     if device_id is not None:
         properties["$device_id"] = device_id
         properties[RAW_PREFIX + "device_id"] = device_id
-    session_id = record.get("session_id")
+    session_id = get("session_id")
     if isinstance(session_id, int) and not isinstance(session_id, bool):
         if session_id > 0:
             properties[RAW_PREFIX + "session_id"] = session_id
         if _SESSION_MS_MIN <= session_id < _SESSION_MS_MAX:
             properties["$session_id"] = session_uuid(session_id, device_id or distinct_id)
     if groups:
-        properties["$groups"] = {str(kind): str(_first(key)) for kind, key in groups.items()
-                                 if _first(key) is not None}
+        properties["$groups"] = {str(kind): str(first) for kind, key in groups.items()
+                                 if (first := _first(key)) is not None}
         properties[RAW_PREFIX + "groups"] = groups
     if person:
         properties["$set"] = person
@@ -357,7 +366,8 @@ def _add_context(properties: dict[str, Any], person: dict[str, Any],
             properties[name] = value
             if in_person:
                 person[name] = value
-    if str(get("platform") or "").lower() == "web":
+    platform = get("platform")
+    if platform == "Web" or str(platform or "").lower() == "web":
         _add_web_context(properties, record)
     else:
         _add_app_context(properties, record)
