@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -157,6 +158,27 @@ def test_posthog_5xx_are_retried_and_lose_nothing(
     result = pipeline.run()
     assert_complete_without_resends(result, posthog, drill_store)
     assert max(event_uuid_counts(posthog).values()) == 1  # a 5xx stored nothing
+
+
+def test_posthog_slow_past_request_timeout_is_retried_and_the_late_copy_collapses(
+    pipeline: Pipeline, posthog: PostHogStandIn, drill_store: ExportStore
+) -> None:
+    """The target gives up waiting and resends; PostHog stores the slow copy too, with the
+    same uuids, so the two collapse."""
+    pipeline.target_config["request_timeout"] = 1
+    posthog.inject(Fault.delay(0), times=3)
+    posthog.inject(Fault.delay(1.5), times=2)
+    result = pipeline.run()
+    assert "retrying a batch: ReadTimeout" in result.target_stderr
+    # The stand-in logs (and stores) a slow request once its delay is over.
+    deadline = time.monotonic() + 10
+    while len(slow := [r for r in posthog.requests if r.fault == Fault.delay(1.5)]) < 2:
+        assert time.monotonic() < deadline, "the slow requests never completed"
+        time.sleep(0.05)
+    for request in slow:
+        assert request.stored
+        assert any(r.uuids == request.uuids and r.seq != request.seq for r in posthog.requests)
+    assert_complete_without_resends(result, posthog, drill_store)  # the late copies collapse
 
 
 def test_posthog_429_storm_honours_retry_after_without_a_hot_loop(
