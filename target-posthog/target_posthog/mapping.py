@@ -225,8 +225,7 @@ def map_record(record: dict[str, Any]) -> Mapped:
         properties[RAW_PREFIX + "groups"] = groups
     if person:
         properties["$set"] = person
-    initial = {once: value for key, value in user_properties.items()
-               if (once := _INITIAL_NAMES[key]) and value != "EMPTY" and value is not None}
+    initial = _initial_values(user_properties)
     if initial:
         properties["$set_once"] = initial
     properties["$geoip_disable"] = True
@@ -449,32 +448,55 @@ def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
 
     One comprehension on purpose: this runs for every record and is the mapping's hot spot.
     """
-    names = _RAW_NAMES
-    return {
-        names[field]: value
-        for field, value in record.items()
-        if value is not None and field not in _CONSUMED
-        and (value or value.__class__ not in _CONTAINERS)
-    }
+    names = _RAW_NAMES.names
+    try:  # a plain dict's lookup is the fast one; a field seen for the first time raises
+        return {
+            names[field]: value
+            for field, value in record.items()
+            if value is not None and field not in _CONSUMED
+            and (value or value.__class__ not in _CONTAINERS)
+        }
+    except KeyError:
+        name = _RAW_NAMES.learn
+        return {
+            name(field): value
+            for field, value in record.items()
+            if value is not None and field not in _CONSUMED
+            and (value or value.__class__ not in _CONTAINERS)
+        }
+
+
+def _initial_values(user_properties: dict[str, Any]) -> dict[str, Any]:
+    """`initial_*` user properties as `$initial_*` (for $set_once); `EMPTY` and null left out."""
+    names = _INITIAL_NAMES.names
+    try:
+        return {once: value for key, value in user_properties.items()
+                if (once := names[key]) and value != "EMPTY" and value is not None}
+    except KeyError:
+        name = _INITIAL_NAMES.learn
+        return {once: value for key, value in user_properties.items()
+                if (once := name(key)) and value != "EMPTY" and value is not None}
 
 
 _CONTAINERS = (dict, list)
 
 
-class _NameCache(dict[str, str]):
+class _NameCache:
     """field -> output name, computed once per distinct field (bounded: odd input must not
-    grow memory without end)."""
+    grow memory without end). `names` is a plain dict (the fastest lookup); `learn` adds to it."""
 
     _LIMIT = 10_000
 
     def __init__(self, name_of: Callable[[str], str]) -> None:
-        super().__init__()
+        self.names: dict[str, str] = {}
         self._name_of = name_of
 
-    def __missing__(self, field: str) -> str:
-        name = self._name_of(field)
-        if len(self) < self._LIMIT:
-            self[field] = name
+    def learn(self, field: str) -> str:
+        name = self.names.get(field)
+        if name is None:
+            name = self._name_of(field)
+            if len(self.names) < self._LIMIT:
+                self.names[field] = name
         return name
 
 
