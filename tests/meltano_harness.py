@@ -28,11 +28,18 @@ AMPLITUDE_SECRET = "amp-test-secret"
 POSTHOG_KEY = "phc_test_key"
 
 
-def tap_settings(api_url: str, start: dt.datetime, end: dt.datetime) -> dict[str, str]:
+def tap_settings(
+    api_url: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    api_key: str = AMPLITUDE_KEY,
+    secret_key: str = AMPLITUDE_SECRET,
+) -> dict[str, str]:
     """Meltano settings (environment variables) pointing tap-amplitude at a stand-in."""
     return {
-        "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
-        "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
+        "TAP_AMPLITUDE_API_KEY": api_key,
+        "TAP_AMPLITUDE_SECRET_KEY": secret_key,
         "TAP_AMPLITUDE_API_URL": api_url,
         "TAP_AMPLITUDE_START_DATE": start.isoformat(),
         # Stands for "now minus Amplitude's 2 h delay", fixed so that tests ignore today.
@@ -40,10 +47,10 @@ def tap_settings(api_url: str, start: dt.datetime, end: dt.datetime) -> dict[str
     }
 
 
-def target_settings(host: str, out: Path) -> dict[str, str]:
+def target_settings(host: str, out: Path, *, api_key: str = POSTHOG_KEY) -> dict[str, str]:
     """Meltano settings pointing target-posthog at a stand-in, its files under `out`."""
     return {
-        "TARGET_POSTHOG_API_KEY": POSTHOG_KEY,
+        "TARGET_POSTHOG_API_KEY": api_key,
         "TARGET_POSTHOG_HOST": host,
         "TARGET_POSTHOG_ALIAS_REGISTRY": str(out / "aliases.sqlite"),
         "TARGET_POSTHOG_DEAD_LETTER_PATH": str(out / "dead-letter.jsonl"),

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TAP_AMPLITUDE
-from tests.meltano_harness import REPO_ROOT, MeltanoProject, install_plugins
+from tests.meltano_harness import (
+    REPO_ROOT,
+    MeltanoProject,
+    install_plugins,
+    tap_settings,
+    target_settings,
+)
 from tests.pipeline_harness import (
     AMPLITUDE_KEY,
     AMPLITUDE_SECRET,
@@ -207,23 +213,13 @@ def meltano_plugins() -> None:
 def test_meltano_logs_of_a_run_hold_no_secret(
     tmp_path: Path, drill_store: ExportStore, amplitude: AmplitudeStandIn, posthog: PostHogStandIn
 ) -> None:
-    out = tmp_path / "out"
-    project = MeltanoProject(
-        workdir=tmp_path,
-        environment="prod",
-        settings={
-            "TAP_AMPLITUDE_API_KEY": AMPLITUDE_KEY,
-            "TAP_AMPLITUDE_SECRET_KEY": AMPLITUDE_SECRET,
-            "TAP_AMPLITUDE_API_URL": amplitude.url,
-            "TAP_AMPLITUDE_START_DATE": DRILL_START.isoformat(),
-            "TAP_AMPLITUDE_END_DATE": (DRILL_START + timedelta(hours=DRILL_HOURS)).isoformat(),
-            "TAP_AMPLITUDE_WINDOW_HOURS": "6",
-            "TARGET_POSTHOG_API_KEY": POSTHOG_KEY,
-            "TARGET_POSTHOG_HOST": posthog.url,
-            "TARGET_POSTHOG_ALIAS_REGISTRY": str(out / "aliases.sqlite"),
-            "TARGET_POSTHOG_DEAD_LETTER_PATH": str(out / "dead-letter.jsonl"),
-        },
+    drill_end = DRILL_START + timedelta(hours=DRILL_HOURS)
+    settings = tap_settings(
+        amplitude.url, DRILL_START, drill_end, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET
     )
+    settings |= target_settings(posthog.url, tmp_path / "out", api_key=POSTHOG_KEY)
+    settings["TAP_AMPLITUDE_WINDOW_HOURS"] = "6"
+    project = MeltanoProject(workdir=tmp_path, environment="prod", settings=settings)
     amplitude.inject(Fault.status(503))
     posthog.inject(Fault.status(500))
     result = project.run_job(timeout=180)
