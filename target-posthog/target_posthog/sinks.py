@@ -61,8 +61,14 @@ class EventsSink(BatchSink):
         except UnmappableError as exc:
             self._dead_letter(exc.reason, record)
             return
-        encoded = [_encode(event) for event in mapped.events]
-        too_big = len(encoded[0]) if len(encoded) == 1 else max(map(len, encoded))
+        events = mapped.events
+        if len(events) == 1:  # nearly every record: no comprehension, no max()
+            first = orjson.dumps(events[0], default=str)
+            encoded = [first]
+            too_big = len(first)
+        else:
+            encoded = [_encode(event) for event in events]
+            too_big = max(map(len, encoded))
         if too_big > MAX_EVENT_BYTES:
             self._dead_letter(f"event is {too_big} bytes once mapped; PostHog accepts at most "
                               f"about {MAX_EVENT_BYTES} bytes per event", record)
