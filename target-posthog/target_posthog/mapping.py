@@ -141,7 +141,6 @@ _PAGE_PROPERTIES: dict[str, tuple[str, bool]] = {
     "referrer": ("$referrer", True),
     "referring_domain": ("$referring_domain", True),
 }
-_PAGE_FIELDS = frozenset(_PAGE_PROPERTIES)
 _PERSON_CONTEXT = ("$os", "$browser", "$device_type")
 # Fields consumed by the mapping itself; everything else is kept as $amplitude_<field>.
 _CONSUMED = frozenset(
@@ -347,10 +346,10 @@ def _first(key: object) -> object:
 
 def _add_page_properties(properties: dict[str, Any], person: dict[str, Any],
                          event_properties: dict[str, Any]) -> None:
-    for field in event_properties.keys() & _PAGE_FIELDS:  # usually none or a few: cheap
-        value = event_properties[field]
+    # In the table's order, not a set's: the payload bytes must not vary between processes.
+    for field, (name, in_person) in _PAGE_PROPERTIES.items():
+        value = event_properties.get(field)
         if value is not None:
-            name, in_person = _PAGE_PROPERTIES[field]
             properties[name] = value
             if in_person:
                 person[name] = value
