@@ -24,12 +24,26 @@ TARGET = Path(sys.executable).parent / "target-posthog"
 POSTHOG_KEY = "phc_target_tests_secret_key_4711"
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 ALIAS_EVENTS = {"$create_alias", "$identify"}
-_TIME_FIELDS = ("event_time", "client_event_time", "client_upload_time", "server_received_time",
-                "server_upload_time", "processed_time", "user_creation_time")
+_TIME_FIELDS = (
+    "event_time",
+    "client_event_time",
+    "client_upload_time",
+    "server_received_time",
+    "server_upload_time",
+    "processed_time",
+    "user_creation_time",
+)
 
-SCHEMA = {"type": "SCHEMA", "stream": "events", "key_properties": ["uuid"],
-          "schema": {"type": "object", "properties": {"uuid": {"type": "string"}},
-                     "additionalProperties": True}}
+SCHEMA = {
+    "type": "SCHEMA",
+    "stream": "events",
+    "key_properties": ["uuid"],
+    "schema": {
+        "type": "object",
+        "properties": {"uuid": {"type": "string"}},
+        "additionalProperties": True,
+    },
+}
 
 
 def as_tap_record(raw: dict[str, Any]) -> dict[str, Any]:
@@ -41,10 +55,12 @@ def as_tap_record(raw: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def tap_records(events: int, *, seed: int = 7, hours: int = 6,
-                invalid_fraction: float = 0.0) -> list[dict[str, Any]]:
-    spec = ExportSpec(start=START, hours=hours, events=events, seed=seed,
-                      invalid_fraction=invalid_fraction)
+def tap_records(
+    events: int, *, seed: int = 7, hours: int = 6, invalid_fraction: float = 0.0
+) -> list[dict[str, Any]]:
+    spec = ExportSpec(
+        start=START, hours=hours, events=events, seed=seed, invalid_fraction=invalid_fraction
+    )
     return [as_tap_record(raw) for raw in generate_events(spec)]
 
 
@@ -66,8 +82,9 @@ def messages_with_states(records: list[dict[str, Any]], every: int) -> list[dict
     return messages
 
 
-def target_config(tmp_path: Path, posthog: PostHogStandIn | None = None,
-                  **overrides: Any) -> dict[str, Any]:
+def target_config(
+    tmp_path: Path, posthog: PostHogStandIn | None = None, **overrides: Any
+) -> dict[str, Any]:
     config: dict[str, Any] = {
         "api_key": POSTHOG_KEY,
         "host": posthog.url if posthog else "http://127.0.0.1:9",
@@ -98,16 +115,19 @@ def start_target(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[byt
     config_path = tmp_path / f"target-config-{time.monotonic_ns()}.json"
     config_path.write_text(json.dumps(config))
     return subprocess.Popen(
-        [str(TARGET), "--config", str(config_path)], stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [str(TARGET), "--config", str(config_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 class StateWatcher:
     """Reads the target's stdout as it comes; snapshots the stand-in at each STATE line."""
 
-    def __init__(self, process: subprocess.Popen[bytes],
-                 posthog: PostHogStandIn | None) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], posthog: PostHogStandIn | None) -> None:
         self.states: list[dict[str, Any]] = []
         self.snapshots: list[set[str]] = []
         self.lines: list[str] = []
@@ -139,8 +159,13 @@ class StateWatcher:
         self._thread.join(timeout=30)
 
 
-def run_target(config: dict[str, Any], messages: list[dict[str, Any]], tmp_path: Path,
-               posthog: PostHogStandIn | None = None, timeout: float = 60) -> TargetRun:
+def run_target(
+    config: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tmp_path: Path,
+    posthog: PostHogStandIn | None = None,
+    timeout: float = 60,
+) -> TargetRun:
     """Feed Singer messages to the real `target-posthog` CLI and wait for it to exit."""
     process = start_target(config, tmp_path)
     watcher = StateWatcher(process, posthog)
@@ -153,12 +178,14 @@ def run_target(config: dict[str, Any], messages: list[dict[str, Any]], tmp_path:
     stderr = process.stderr.read().decode()
     process.wait(timeout=timeout)
     watcher.join()
-    return TargetRun(process.returncode, watcher.states, "".join(watcher.lines), stderr,
-                     watcher.snapshots)
+    return TargetRun(
+        process.returncode, watcher.states, "".join(watcher.lines), stderr, watcher.snapshots
+    )
 
 
-def send_signal_and_finish(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM,
-                           timeout: float = 30) -> tuple[int, str]:
+def send_signal_and_finish(
+    process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 30
+) -> tuple[int, str]:
     process.send_signal(signum)
     assert process.stderr is not None
     stderr = process.stderr.read().decode()

@@ -42,8 +42,15 @@ def records() -> list[dict[str, Any]]:
     generated = tap_records(400, seed=11)
     # A family tablet: two people log in on one device (PostHog cannot tie it to both).
     template = next(r for r in generated if r.get("user_id") and r.get("device_id"))
-    shared = [{**template, "uuid": f"00000000-0000-4000-8000-00000000000{n}", "user_id": user,
-               "device_id": "family-tablet"} for n, user in enumerate(("mum", "dad", "mum"))]
+    shared = [
+        {
+            **template,
+            "uuid": f"00000000-0000-4000-8000-00000000000{n}",
+            "user_id": user,
+            "device_id": "family-tablet",
+        }
+        for n, user in enumerate(("mum", "dad", "mum"))
+    ]
     return generated[:200] + shared + generated[200:]
 
 
@@ -59,16 +66,21 @@ def expected_pairs(records: list[dict[str, Any]]) -> dict[str, str]:
 
 def shared_device_pairs(records: list[dict[str, Any]]) -> set[tuple[str, str]]:
     owner = expected_pairs(records)
-    return {(r["device_id"], r["user_id"]) for r in records
-            if r.get("device_id") in owner and r.get("user_id")
-            and owner[r["device_id"]] != r["user_id"]}
+    return {
+        (r["device_id"], r["user_id"])
+        for r in records
+        if r.get("device_id") in owner
+        and r.get("user_id")
+        and owner[r["device_id"]] != r["user_id"]
+    }
 
 
 def test_every_record_arrives_once_exactly_as_mapped(
     tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
 ) -> None:
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 100),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(records, 100), tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
 
     expected = {e["uuid"]: e for r in records for e in map_record(r).events}
@@ -79,8 +91,7 @@ def test_every_record_arrives_once_exactly_as_mapped(
         assert event == expected[event["uuid"]]
         assert "sent_at" not in event
     requests = posthog.requests
-    assert requests and all(r.historical_migration and r.gzip and r.status == 200
-                            for r in requests)
+    assert requests and all(r.historical_migration and r.gzip and r.status == 200 for r in requests)
     assert run.states[-1] == {"done": len(records)}
 
 
@@ -102,7 +113,8 @@ def test_one_alias_per_device_user_pair_and_none_on_rerun(
         if key in pairs:
             first_seen.setdefault(key, map_record(value).timestamp)  # type: ignore[arg-type]
     assert {(a["properties"]["alias"], a["distinct_id"]): a["timestamp"] for a in aliases} == (
-        first_seen)
+        first_seen
+    )
     shared = shared_device_pairs(records)
     assert shared, "the generator should produce shared devices"
     assert f"{len(shared)} shared-device conflicts" in first.stderr
@@ -150,16 +162,23 @@ def test_state_is_emitted_while_input_is_still_open(
         assert process.wait(timeout=30) == 0
 
 
-@pytest.mark.parametrize("fault", [
-    Fault.status(429, retry_after=0.05), Fault.status(500), Fault.status(503), Fault.drop(),
-    Fault.delay(6),  # past request_timeout (5 s): a timeout, then a resend
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.status(429, retry_after=0.05),
+        Fault.status(500),
+        Fault.status(503),
+        Fault.drop(),
+        Fault.delay(6),  # past request_timeout (5 s): a timeout, then a resend
+    ],
+)
 def test_injected_faults_lose_nothing(
     tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]], fault: Fault
 ) -> None:
     posthog.inject(fault, times=2)
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 100),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(records, 100), tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
     expected = {e["uuid"] for r in records for e in map_record(r).events}
     assert {e["uuid"] for e in delivered(posthog)} == expected
@@ -171,8 +190,12 @@ def test_lost_acknowledgement_resend_carries_the_same_uuids(
     tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
 ) -> None:
     posthog.inject(Fault.lose_ack())
-    run = run_target(target_config(tmp_path, posthog, concurrency=1),
-                     messages_with_states(records, 100), tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog, concurrency=1),
+        messages_with_states(records, 100),
+        tmp_path,
+        posthog,
+    )
     assert run.returncode == 0, run.stderr
     first, second = posthog.requests[0], posthog.requests[1]
     assert first.status is None and first.stored  # stored, answer lost
@@ -187,8 +210,9 @@ def test_raw_amplitude_times_from_other_taps_are_accepted(
 ) -> None:
     raw = list(generate_events(ExportSpec(start=START, hours=2, events=50, seed=3)))
     assert " " in raw[0]["event_time"]  # Amplitude's own form, not RFC 3339
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(raw, 50),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(raw, 50), tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
     timestamps = {e["uuid"]: e["timestamp"] for e in delivered(posthog)}
     for value in raw:
@@ -199,8 +223,9 @@ def test_raw_amplitude_times_from_other_taps_are_accepted(
 def test_stream_maps_still_work_through_singer_sdks_own_record_path(
     tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
 ) -> None:
-    config = target_config(tmp_path, posthog, stream_maps={
-        "events": {"__filter__": "event_type != 'session_start'"}})
+    config = target_config(
+        tmp_path, posthog, stream_maps={"events": {"__filter__": "event_type != 'session_start'"}}
+    )
     run = run_target(config, messages_with_states(records, 100), tmp_path, posthog)
     assert run.returncode == 0, run.stderr
     kept = [r for r in records if r["event_type"] != "session_start"]

@@ -60,12 +60,14 @@ def test_a_refused_event_is_dead_lettered_alone(
 ) -> None:
     bad = records[37]["uuid"]
     posthog.reject_if(lambda event: event.get("uuid") == bad)
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 50),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(records, 50), tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
     assert {e["uuid"] for e in delivered(posthog)} == uuids(records) - {bad}
-    (dead,) = [orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes()
-               .splitlines()]
+    (dead,) = [
+        orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
+    ]
     assert dead["event"]["uuid"] == bad
     assert dead["posthog_answer"] == f"event rejected: {dead['event']['event']}"
     assert "1 dead-lettered" in run.stderr
@@ -100,7 +102,7 @@ def test_outage_longer_than_the_retry_budget_fails_with_a_correct_state_then_res
     assert run.states[-1] == {"done": prefix - prefix % 20}  # as far as is true, no further
 
     posthog.clear_faults()
-    resumed = records[run.states[-1]["done"]:]
+    resumed = records[run.states[-1]["done"] :]
     again = run_target(config, messages_with_states(resumed, 20), tmp_path, posthog)
     assert again.returncode == 0, again.stderr
     assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
@@ -143,8 +145,11 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:
     mixed = tap_records(300, seed=9, invalid_fraction=0.1)
-    huge = {**mixed[0], "uuid": "11111111-1111-4111-8111-111111111111",
-            "event_properties": {"blob": "x" * 1_000_000}}
+    huge = {
+        **mixed[0],
+        "uuid": "11111111-1111-4111-8111-111111111111",
+        "event_properties": {"blob": "x" * 1_000_000},
+    }
     mixed.append(huge)
     refused: dict[str, str] = {}
     for value in mixed[:-1]:
@@ -153,15 +158,19 @@ def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(
         except UnmappableError as exc:
             refused[value["uuid"]] = exc.reason
     assert len(refused) > 10
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(mixed, 100),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(mixed, 100), tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
-    dead = [orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes()
-            .splitlines()]
-    assert {d["record"]["uuid"]: d["reason"] for d in dead[:-1] if "bytes" not in d["reason"]} \
-        == refused
-    assert any(d["record"]["uuid"] == huge["uuid"] and "bytes once mapped" in d["reason"]
-               for d in dead)
+    dead = [
+        orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
+    ]
+    assert {
+        d["record"]["uuid"]: d["reason"] for d in dead[:-1] if "bytes" not in d["reason"]
+    } == refused
+    assert any(
+        d["record"]["uuid"] == huge["uuid"] and "bytes once mapped" in d["reason"] for d in dead
+    )
     sent = [r for r in mixed if r["uuid"] not in refused and r is not huge]
     assert {e["uuid"] for e in delivered(posthog)} == uuids(sent)
     assert run.states[-1] == {"done": len(mixed)}
@@ -172,8 +181,9 @@ def test_too_large_requests_are_split(
     tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
 ) -> None:
     posthog.max_body_bytes = 6000  # gzip bytes: a few events per request at most
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 50),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(records, 50), tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
     assert any(r.status == 413 for r in posthog.requests)
     assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
@@ -215,11 +225,23 @@ def test_throttle_paces_requests_to_the_agreed_speed(
 
 def test_bad_config_is_reported_one_line_each_before_any_work(tmp_path: Path) -> None:
     config_path = tmp_path / "config.json"
-    config_path.write_text(orjson.dumps({
-        "api_key": POSTHOG_KEY, "host": "http://posthog.example.com", "bogus_setting": 1,
-        "concurrency": 0}).decode())
-    result = subprocess.run([str(TARGET), "--config", str(config_path)], input=b"",
-                            capture_output=True, timeout=60, check=False)
+    config_path.write_text(
+        orjson.dumps(
+            {
+                "api_key": POSTHOG_KEY,
+                "host": "http://posthog.example.com",
+                "bogus_setting": 1,
+                "concurrency": 0,
+            }
+        ).decode()
+    )
+    result = subprocess.run(
+        [str(TARGET), "--config", str(config_path)],
+        input=b"",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     stderr = result.stderr.decode()
     assert result.returncode == 1
     assert "host 'http://posthog.example.com' must use https" in stderr
@@ -234,29 +256,45 @@ def test_secrets_never_appear_in_any_output(
     posthog.inject(Fault.status(503))
     posthog.reject_if(lambda event: event.get("uuid") == records[3]["uuid"])
     mixed = [*records[:50], {**records[60], "event_type": None}]
-    real = run_target(target_config(tmp_path, posthog), messages_with_states(mixed, 25),
-                      tmp_path, posthog)
-    dry = run_target(target_config(tmp_path, posthog, dry_run_path=str(tmp_path / "dry.jsonl")),
-                     messages_with_states(mixed, 25), tmp_path, posthog)
-    about = subprocess.run([str(TARGET), "--about", "--format=json"], capture_output=True,
-                           timeout=60, check=True)
+    real = run_target(
+        target_config(tmp_path, posthog), messages_with_states(mixed, 25), tmp_path, posthog
+    )
+    dry = run_target(
+        target_config(tmp_path, posthog, dry_run_path=str(tmp_path / "dry.jsonl")),
+        messages_with_states(mixed, 25),
+        tmp_path,
+        posthog,
+    )
+    about = subprocess.run(
+        [str(TARGET), "--about", "--format=json"], capture_output=True, timeout=60, check=True
+    )
     assert real.returncode == 0 and dry.returncode == 0
-    outputs = [real.stdout, real.stderr, dry.stdout, dry.stderr, about.stdout.decode(),
-               about.stderr.decode()]
-    outputs += [path.read_bytes().decode(errors="replace") for path in tmp_path.iterdir()
-                if path.is_file() and not path.name.startswith("target-config")]
+    outputs = [
+        real.stdout,
+        real.stderr,
+        dry.stdout,
+        dry.stderr,
+        about.stdout.decode(),
+        about.stderr.decode(),
+    ]
+    outputs += [
+        path.read_bytes().decode(errors="replace")
+        for path in tmp_path.iterdir()
+        if path.is_file() and not path.name.startswith("target-config")
+    ]
     assert len(outputs) > 8
     for output in outputs:
         assert POSTHOG_KEY not in output
     assert repr(POSTHOG_KEY) not in repr(real)
 
 
-def test_state_before_any_record_is_passed_through(
-    tmp_path: Path, posthog: PostHogStandIn
-) -> None:
-    run = run_target(target_config(tmp_path, posthog), [SCHEMA, state({"a": 1}),
-                                                        record(tap_records(1)[0])],
-                     tmp_path, posthog)
+def test_state_before_any_record_is_passed_through(tmp_path: Path, posthog: PostHogStandIn) -> None:
+    run = run_target(
+        target_config(tmp_path, posthog),
+        [SCHEMA, state({"a": 1}), record(tap_records(1)[0])],
+        tmp_path,
+        posthog,
+    )
     assert run.returncode == 0, run.stderr
     assert run.states == [{"a": 1}]
 
@@ -294,8 +332,9 @@ def test_an_unusable_alias_registry_stops_before_any_work(
     tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
 ) -> None:
     (tmp_path / "aliases.sqlite").write_bytes(b"this is not a SQLite database" * 100)
-    run = run_target(target_config(tmp_path, posthog), messages_with_states(records[:5], 5),
-                     tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), messages_with_states(records[:5], 5), tmp_path, posthog
+    )
     assert run.returncode == 1
     assert "target-posthog cannot start: alias registry" in run.stderr
     assert "file is not a database" in run.stderr

@@ -42,11 +42,17 @@ WEB_RECORD = {
     "server_upload_time": "2024-03-01T00:00:02.079993+00:00",
     "plan": {},
     "dma": None,
-    "event_properties": {"[Amplitude] Page URL": "https://shop.example/ü?x=1",
-                         "[Amplitude] Page Path": "/ü", "[Amplitude] Page Domain": "shop.example",
-                         "referrer": "https://www.google.com/"},
-    "user_properties": {"plan": "pro", "initial_utm_source": "newsletter",
-                        "initial_utm_medium": "EMPTY"},
+    "event_properties": {
+        "[Amplitude] Page URL": "https://shop.example/ü?x=1",
+        "[Amplitude] Page Path": "/ü",
+        "[Amplitude] Page Domain": "shop.example",
+        "referrer": "https://www.google.com/",
+    },
+    "user_properties": {
+        "plan": "pro",
+        "initial_utm_source": "newsletter",
+        "initial_utm_medium": "EMPTY",
+    },
     "groups": {"company": ["Acme", "Other"]},
 }
 
@@ -94,11 +100,18 @@ def test_web_page_view_maps_to_exact_posthog_event() -> None:
             "$groups": {"company": "Acme"},
             "$amplitude_groups": {"company": ["Acme", "Other"]},
             "$set": {
-                "plan": "pro", "initial_utm_source": "newsletter", "initial_utm_medium": "EMPTY",
-                "$current_url": "https://shop.example/ü?x=1", "$pathname": "/ü",
-                "$referrer": "https://www.google.com/", "$geoip_country_name": "Germany",
-                "$geoip_city_name": "München", "$geoip_subdivision_1_name": "Bavaria",
-                "$os": "Mac OS X", "$browser": "Chrome", "$device_type": "Desktop",
+                "plan": "pro",
+                "initial_utm_source": "newsletter",
+                "initial_utm_medium": "EMPTY",
+                "$current_url": "https://shop.example/ü?x=1",
+                "$pathname": "/ü",
+                "$referrer": "https://www.google.com/",
+                "$geoip_country_name": "Germany",
+                "$geoip_city_name": "München",
+                "$geoip_subdivision_1_name": "Bavaria",
+                "$os": "Mac OS X",
+                "$browser": "Chrome",
+                "$device_type": "Desktop",
             },
             "$set_once": {"$initial_utm_source": "newsletter"},
             "$geoip_disable": True,
@@ -108,10 +121,19 @@ def test_web_page_view_maps_to_exact_posthog_event() -> None:
 
 
 def test_mobile_os_is_the_os_not_a_browser() -> None:
-    record = {**WEB_RECORD, "platform": "iOS", "os_name": "ipados", "os_version": "16.7.5",
-              "device_model": "iPad13,1", "device_family": "Apple iPad",
-              "device_type": "Apple iPad Air", "device_manufacturer": "Apple",
-              "device_carrier": "AT&T", "event_type": "Song Played", "event_properties": {}}
+    record = {
+        **WEB_RECORD,
+        "platform": "iOS",
+        "os_name": "ipados",
+        "os_version": "16.7.5",
+        "device_model": "iPad13,1",
+        "device_family": "Apple iPad",
+        "device_type": "Apple iPad Air",
+        "device_manufacturer": "Apple",
+        "device_carrier": "AT&T",
+        "event_type": "Song Played",
+        "event_properties": {},
+    }
     properties = map_record(record).events[0]["properties"]
     assert properties["$os"] == "iPadOS"
     assert properties["$os_version"] == "16.7.5"
@@ -138,18 +160,32 @@ def test_amplitude_identify_becomes_a_person_update_not_a_merge() -> None:
 
 
 def test_amplitude_group_identify_becomes_group_updates() -> None:
-    record = {**WEB_RECORD, "event_type": "$groupidentify",
-              "group_properties": {"company": {"Acme": {"seats": 5}, "Beta": {"seats": 9}}}}
+    record = {
+        **WEB_RECORD,
+        "event_type": "$groupidentify",
+        "group_properties": {"company": {"Acme": {"seats": 5}, "Beta": {"seats": 9}}},
+    }
     events = map_record(record).events
-    assert [(e["event"], e["properties"]["$group_type"], e["properties"]["$group_key"],
-             e["properties"]["$group_set"]) for e in events] == [
+    assert [
+        (
+            e["event"],
+            e["properties"]["$group_type"],
+            e["properties"]["$group_key"],
+            e["properties"]["$group_set"],
+        )
+        for e in events
+    ] == [
         ("$groupidentify", "company", "Acme", {"seats": 5}),
         ("$groupidentify", "company", "Beta", {"seats": 9}),
     ]
     assert len({e["uuid"] for e in events}) == 2
     assert events == map_record(record).events  # deterministic uuids
-    anonymous = {**record, "user_id": None, "device_id": None,
-                 "group_properties": {"company": {"Acme": {}}}}
+    anonymous = {
+        **record,
+        "user_id": None,
+        "device_id": None,
+        "group_properties": {"company": {"Acme": {}}},
+    }
     (update,) = map_record(anonymous).events
     assert update["distinct_id"] == "$company_Acme"
     assert update["uuid"] == WEB_RECORD["uuid"]
@@ -165,8 +201,10 @@ def test_invalid_uuid_is_replaced_deterministically() -> None:
     assert other_insert["uuid"] != first["uuid"]
     no_key = {**record, "$insert_id": None}
     assert map_record(no_key).events[0]["uuid"] == map_record(dict(no_key)).events[0]["uuid"]
-    assert map_record({**WEB_RECORD, "uuid": WEB_RECORD["uuid"].upper()}).events[0]["uuid"] == (
-        WEB_RECORD["uuid"])
+    assert (
+        map_record({**WEB_RECORD, "uuid": WEB_RECORD["uuid"].upper()}).events[0]["uuid"]
+        == (WEB_RECORD["uuid"])
+    )
 
 
 @pytest.mark.parametrize(
@@ -218,10 +256,16 @@ def test_alias_is_deterministic_and_ties_device_into_user() -> None:
     assert alias["uuid"] != alias_event("d-2", "u_1", alias["timestamp"])["uuid"]
 
 
-@pytest.mark.parametrize(("device", "user", "ok"), [
-    ("d-1", "u_1", True), ("same", "same", False), ("null", "u_1", False),
-    ("d-1", "Anonymous", False), ("0", "u_1", False),
-])
+@pytest.mark.parametrize(
+    ("device", "user", "ok"),
+    [
+        ("d-1", "u_1", True),
+        ("same", "same", False),
+        ("null", "u_1", False),
+        ("d-1", "Anonymous", False),
+        ("0", "u_1", False),
+    ],
+)
 def test_pairs_posthog_would_refuse_are_not_aliased(device: str, user: str, ok: bool) -> None:
     assert can_alias(device, user) is ok
 

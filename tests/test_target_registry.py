@@ -94,8 +94,9 @@ def test_a_batch_of_aliases_is_stored_whole_or_not_at_all(tmp_path: Path) -> Non
     registry = AliasRegistry(tmp_path / "aliases.sqlite")
     broken = PendingAlias("d3", "u3", object())  # type: ignore[arg-type]  # fails mid-batch
     with pytest.raises(RegistryError):
-        registry.record_confirmed([PendingAlias("d1", "u1", T0), PendingAlias("d2", "u2", T0),
-                                   broken])
+        registry.record_confirmed(
+            [PendingAlias("d1", "u1", T0), PendingAlias("d2", "u2", T0), broken]
+        )
     assert registry.count() == 0  # the first two were not kept either
     registry.record_confirmed([PendingAlias("d1", "u1", T0)])
     assert registry.count() == 1

@@ -215,7 +215,7 @@ class TapAmplitude(Tap):
     # --- running -------------------------------------------------------------------------
 
     @classmethod
-    def invoke(cls, **options: Any) -> None:  # type: ignore[override]
+    def invoke(cls, **options: Any) -> None:
         """singer-sdk's invoke; a failure the tap explains (refused keys, retries exhausted,
         a damaged export) ends the run with that one line and exit code 1, not a traceback
         that buries it."""

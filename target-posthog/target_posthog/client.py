@@ -26,8 +26,11 @@ GZIP_LEVEL = 1  # isal's fast level: ~40x faster than zlib's, and bodies stay we
 MAX_RETRY_AFTER_SECONDS = 600.0  # a Retry-After beyond this is treated as this
 _RETRYABLE_STATUS = frozenset((408, 429, 500, 502, 503, 504))
 _ABANDONED = "stopping: batch abandoned before PostHog confirmed it"
-_TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout,
-                     requests.exceptions.ChunkedEncodingError)
+_TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 
 
 class DeliveryError(Exception):
@@ -57,7 +60,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter; never below Retry-After (no hot loop in 429 storms)."""
-        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** attempt)
+        ceiling = min(self.max_backoff_seconds, self.backoff_seconds * 2**attempt)
         backoff = ceiling / 2 + random.uniform(0, ceiling / 2)
         return max(backoff, retry_after or 0.0)
 
@@ -65,21 +68,37 @@ class RetryPolicy:
 class PostHogClient:
     """Sends encoded events as one `/batch/` request; thread-safe (one Session per thread)."""
 
-    def __init__(self, *, host: str, api_key: str, historical_migration: bool,
-                 request_timeout: float, retry: RetryPolicy, stopping: threading.Event,
-                 on_retry: Callable[[str], None], user_agent: str) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        api_key: str,
+        historical_migration: bool,
+        request_timeout: float,
+        retry: RetryPolicy,
+        stopping: threading.Event,
+        on_retry: Callable[[str], None],
+        user_agent: str,
+    ) -> None:
         self.url = host.rstrip("/") + "/batch/"
         self._api_key = api_key
-        self._body_head = (b'{"api_key":' + orjson.dumps(api_key)
-                           + b',"historical_migration":'
-                           + (b"true" if historical_migration else b"false") + b',"batch":[')
+        self._body_head = (
+            b'{"api_key":'
+            + orjson.dumps(api_key)
+            + b',"historical_migration":'
+            + (b"true" if historical_migration else b"false")
+            + b',"batch":['
+        )
         self._body_tail = b"]}"
         self._timeout = request_timeout
         self._retry = retry
         self._stopping = stopping
         self._on_retry = on_retry
-        self._headers = {"Content-Type": "application/json", "Content-Encoding": "gzip",
-                         "User-Agent": user_agent}
+        self._headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "User-Agent": user_agent,
+        }
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -92,9 +111,14 @@ class PostHogClient:
     def compressed_body(self, joined_events: memoryview) -> bytes:
         """The gzip request body, streamed through the compressor (no uncompressed copy)."""
         compressor = isal_zlib.compressobj(GZIP_LEVEL, wbits=31)  # 31: gzip framing
-        return b"".join((compressor.compress(self._body_head),
-                         compressor.compress(joined_events),
-                         compressor.compress(self._body_tail), compressor.flush()))
+        return b"".join(
+            (
+                compressor.compress(self._body_head),
+                compressor.compress(joined_events),
+                compressor.compress(self._body_tail),
+                compressor.flush(),
+            )
+        )
 
     def send(self, joined_events: memoryview) -> Answer:
         """POST until PostHog gives a final answer; raise DeliveryError when it never does."""
@@ -107,8 +131,9 @@ class PostHogClient:
                 raise DeliveryAbandonedError(_ABANDONED)
             retry_after: float | None = None
             try:
-                response = self._session().post(self.url, data=compressed,
-                                                headers=self._headers, timeout=self._timeout)
+                response = self._session().post(
+                    self.url, data=compressed, headers=self._headers, timeout=self._timeout
+                )
             except _TRANSIENT_ERRORS as exc:
                 last_problem = f"{type(exc).__name__} talking to {self.url}"
             else:
@@ -121,27 +146,32 @@ class PostHogClient:
                 if status in (401, 403):
                     raise DeliveryError(
                         f"PostHog refused the project API key ({status}) at {self.url}: check "
-                        "`api_key` is the project API key (phc_...) of the project on this host")
+                        "`api_key` is the project API key (phc_...) of the project on this host"
+                    )
                 if status not in _RETRYABLE_STATUS:
                     raise DeliveryError(
                         f"PostHog answered {status} at {self.url}, which is not retryable: "
-                        f"{text[:200]!r}; check `host`")
+                        f"{text[:200]!r}; check `host`"
+                    )
                 last_problem = f"PostHog answered {status}"
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if attempt < self._retry.max_retries and self._stopping.wait(
-                    self._retry.delay(attempt, retry_after)):
+                self._retry.delay(attempt, retry_after)
+            ):
                 raise DeliveryAbandonedError(_ABANDONED)
         raise DeliveryError(
             f"PostHog did not accept a batch after {self._retry.max_retries + 1} attempts "
             f"(last: {last_problem}); nothing after the last emitted STATE is confirmed, "
-            "so the next run resumes from there")
+            "so the next run resumes from there"
+        )
 
     def _session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1,
-                                                    max_retries=0)
+            adapter = requests.adapters.HTTPAdapter(
+                pool_connections=1, pool_maxsize=1, max_retries=0
+            )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.session = session

@@ -60,8 +60,9 @@ class DeadLetters:
         return self.file.lines_written
 
     def add_record(self, stream: str, reason: str, record: dict[str, Any]) -> None:
-        self.file.write_line(orjson.dumps(
-            {"reason": reason, "stream": stream, "record": record}, default=str))
+        self.file.write_line(
+            orjson.dumps({"reason": reason, "stream": stream, "record": record}, default=str)
+        )
 
     def add_event(self, reason: str, event: bytes, posthog_answer: str | None = None) -> None:
         """An already encoded PostHog event that PostHog refused (or could never accept)."""

@@ -50,7 +50,7 @@ class Batch:
     def joined(self, start: int, stop: int) -> memoryview:
         """Events [start, stop) joined by commas, without copying."""
         end = self.offsets[stop] - 1 if stop < self.count else len(self.buffer) - 1
-        return memoryview(self.buffer)[self.offsets[start]:end]
+        return memoryview(self.buffer)[self.offsets[start] : end]
 
 
 class Throttle:
@@ -76,10 +76,20 @@ class Throttle:
 class Delivery:
     """Batches, sends and confirms events; emits each STATE once everything before it settled."""
 
-    def __init__(self, *, sender: Sender, registry: AliasRegistry, dead_letters: DeadLetters,
-                 emit_state: Callable[[dict], None], concurrency: int, batch_size: int,
-                 throttle: Throttle, stopping: threading.Event, logger: logging.Logger,
-                 durable_files: tuple[JsonLinesFile, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        sender: Sender,
+        registry: AliasRegistry,
+        dead_letters: DeadLetters,
+        emit_state: Callable[[dict], None],
+        concurrency: int,
+        batch_size: int,
+        throttle: Throttle,
+        stopping: threading.Event,
+        logger: logging.Logger,
+        durable_files: tuple[JsonLinesFile, ...] = (),
+    ) -> None:
         self._sender = sender
         self._registry = registry
         self._dead_letters = dead_letters
@@ -103,8 +113,10 @@ class Delivery:
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         # In flight + 2 queued: every worker stays busy, memory stays flat.
         self._slots = threading.Semaphore(concurrency + 2)
-        self._workers = [threading.Thread(target=self._work, name=f"posthog-delivery-{n}",
-                                          daemon=True) for n in range(concurrency)]
+        self._workers = [
+            threading.Thread(target=self._work, name=f"posthog-delivery-{n}", daemon=True)
+            for n in range(concurrency)
+        ]
         for worker in self._workers:
             worker.start()
 
@@ -119,8 +131,10 @@ class Delivery:
         """Queue one record's events (kept in one batch); `aliases[i]` belongs to `events[i]`."""
         size = len(events) + sum(map(len, events))
         batch = self._open
-        if batch is not None and (batch.count + len(events) > self._batch_size
-                                  or len(batch.buffer) + size > MAX_BATCH_BYTES):
+        if batch is not None and (
+            batch.count + len(events) > self._batch_size
+            or len(batch.buffer) + size > MAX_BATCH_BYTES
+        ):
             self.flush()
             batch = None
         if batch is None:
@@ -161,8 +175,11 @@ class Delivery:
         """End of input: deliver everything, emit the last STATE, stop the workers."""
         self.flush()
         with self._lock:
-            while (self._safe_position() < self._received and self.failure is None
-                   and not self._stopping.is_set()):
+            while (
+                self._safe_position() < self._received
+                and self.failure is None
+                and not self._stopping.is_set()
+            ):
                 self._lock.wait(0.5)
             settled = self._safe_position() >= self._received
         self.raise_if_failed()
@@ -247,16 +264,21 @@ class Delivery:
         if answer.accepted:
             return range(start, stop)
         if stop - start == 1:
-            reason = ("event too large for PostHog (413)" if answer.status == 413
-                      else f"PostHog refused the event ({answer.status})")
+            reason = (
+                "event too large for PostHog (413)"
+                if answer.status == 413
+                else f"PostHog refused the event ({answer.status})"
+            )
             self._dead_letters.add_event(reason, bytes(batch.joined(start, stop)), answer.text)
             self._logger.warning("dead-lettered one event PostHog refused: %s", answer.text[:200])
             return range(0)
         with self._lock:
             self.batches_split += 1
         middle = (start + stop) // 2
-        return [*self._send_isolating(batch, start, middle),
-                *self._send_isolating(batch, middle, stop)]
+        return [
+            *self._send_isolating(batch, start, middle),
+            *self._send_isolating(batch, middle, stop),
+        ]
 
     # --- the watermark (caller holds self._lock) ---------------------------------------
 

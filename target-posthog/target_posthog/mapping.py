@@ -34,22 +34,44 @@ EVENT_NAMES = {"[Amplitude] Page Viewed": PAGEVIEW, "$identify": PERSON_UPDATE}
 
 # PostHog refuses to merge persons through these ids (PersonMergeService's illegal lists).
 _ILLEGAL_CASE_INSENSITIVE = frozenset(
-    ("anonymous", "guest", "distinctid", "distinct_id", "id", "not_authenticated", "email",
-     "undefined", "true", "false")
+    (
+        "anonymous",
+        "guest",
+        "distinctid",
+        "distinct_id",
+        "id",
+        "not_authenticated",
+        "email",
+        "undefined",
+        "true",
+        "false",
+    )
 )
-_ILLEGAL_CASE_SENSITIVE = frozenset(("[object Object]", "NaN", "None", "none", "null", "0",
-                                     "undefined"))
+_ILLEGAL_CASE_SENSITIVE = frozenset(
+    ("[object Object]", "NaN", "None", "none", "null", "0", "undefined")
+)
 
 _LONGEST_ILLEGAL_ID = max(map(len, _ILLEGAL_CASE_INSENSITIVE | _ILLEGAL_CASE_SENSITIVE))
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Amplitude session ids are the session start in epoch ms; only such values become UUIDv7s.
 _SESSION_MS_MIN, _SESSION_MS_MAX = 946_684_800_000, 4_102_444_800_000  # 2000 .. 2100
-_WEB_DESKTOP_OS = {"Mac": "Mac OS X", "Mac OS": "Mac OS X", "Mac OS X": "Mac OS X",
-                   "Windows": "Windows", "Linux": "Linux", "Chrome OS": "Chrome OS",
-                   "Ubuntu": "Linux"}
+_WEB_DESKTOP_OS = {
+    "Mac": "Mac OS X",
+    "Mac OS": "Mac OS X",
+    "Mac OS X": "Mac OS X",
+    "Windows": "Windows",
+    "Linux": "Linux",
+    "Chrome OS": "Chrome OS",
+    "Ubuntu": "Linux",
+}
 _WEB_MOBILE_OS = {"iOS": "iOS", "Android": "Android"}
-_MOBILE_OS = {"ios": "iOS", "ipados": "iPadOS", "android": "Android", "tvos": "tvOS",
-              "watchos": "watchOS"}
+_MOBILE_OS = {
+    "ios": "iOS",
+    "ipados": "iPadOS",
+    "android": "Android",
+    "tvos": "tvOS",
+    "watchos": "watchOS",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,62 +84,111 @@ class Rule:
 
 
 MAPPING_TABLE: tuple[Rule, ...] = (
-    Rule("event_type", "event",
-         "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set` (person update), "
-         "`$groupidentify` -> `$groupidentify` (group update); others unchanged. The importer "
-         "passes `$identify`/`$groupidentify` through as plain events and drops `session_start`; "
-         "we keep every event, and keep the original name in `$amplitude_event_type` when "
-         "renamed. `[Amplitude] Element Clicked/Changed` keep their names: the importer's "
-         "`$autocapture` without PostHog's `$elements` data cannot be used in PostHog"),
-    Rule("event_time", "timestamp",
-         "RFC 3339 UTC. No parseable `event_time` -> dead-letter; the importer stamps the import "
-         "time, which puts history on the wrong day"),
-    Rule("uuid", "uuid",
-         "Amplitude's uuid when valid, else uuid5 of `$insert_id` (or of the whole record): "
-         "deterministic, so a re-send dedupes; the importer uses a random UUIDv7"),
-    Rule("user_id, else device_id", "distinct_id",
-         "no id at all -> dead-letter; the importer invents a random person"),
+    Rule(
+        "event_type",
+        "event",
+        "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set` (person update), "
+        "`$groupidentify` -> `$groupidentify` (group update); others unchanged. The importer "
+        "passes `$identify`/`$groupidentify` through as plain events and drops `session_start`; "
+        "we keep every event, and keep the original name in `$amplitude_event_type` when "
+        "renamed. `[Amplitude] Element Clicked/Changed` keep their names: the importer's "
+        "`$autocapture` without PostHog's `$elements` data cannot be used in PostHog",
+    ),
+    Rule(
+        "event_time",
+        "timestamp",
+        "RFC 3339 UTC. No parseable `event_time` -> dead-letter; the importer stamps the import "
+        "time, which puts history on the wrong day",
+    ),
+    Rule(
+        "uuid",
+        "uuid",
+        "Amplitude's uuid when valid, else uuid5 of `$insert_id` (or of the whole record): "
+        "deterministic, so a re-send dedupes; the importer uses a random UUIDv7",
+    ),
+    Rule(
+        "user_id, else device_id",
+        "distinct_id",
+        "no id at all -> dead-letter; the importer invents a random person",
+    ),
     Rule("event_properties", "properties (all keys, unchanged)"),
-    Rule("user_properties", "properties.$set",
-         "the importer drops custom user properties; PostHog's migration guide sends them as $set"),
-    Rule("user_properties.initial_*", "properties.$set_once.$initial_*",
-         "every `initial_*` (not only utm/referrer); value `EMPTY` skipped"),
-    Rule("[Amplitude] Page URL / Domain / Path / Title",
-         "$current_url / $host / $pathname / title"),
+    Rule(
+        "user_properties",
+        "properties.$set",
+        "the importer drops custom user properties; PostHog's migration guide sends them as $set",
+    ),
+    Rule(
+        "user_properties.initial_*",
+        "properties.$set_once.$initial_*",
+        "every `initial_*` (not only utm/referrer); value `EMPTY` skipped",
+    ),
+    Rule(
+        "[Amplitude] Page URL / Domain / Path / Title", "$current_url / $host / $pathname / title"
+    ),
     Rule("[Amplitude] Viewport Height / Width", "$viewport_height / $viewport_width"),
     Rule("event_properties.referrer / referring_domain", "$referrer / $referring_domain"),
-    Rule("os_name, os_version (platform Web)", "$browser, $browser_version",
-         "Amplitude's browser SDK reports the browser there"),
-    Rule("device_type (platform Web)", "$os (+ $device_type Desktop/Mobile)",
-         "`Mac` normalised to PostHog's `Mac OS X`"),
-    Rule("os_name, os_version (other platforms)", "$os, $os_version",
-         "the importer maps os_name to $browser for every platform, which labels iOS/Android "
-         "as browsers and phone models as operating systems"),
-    Rule("device_model, device_manufacturer (or device_brand), device_carrier (apps)",
-         "$device_model, $device_manufacturer, $network_carrier (+ $device_type Mobile/Tablet)",
-         "not mapped by the importer"),
-    Rule("country / region / city", "$geoip_country_name / $geoip_subdivision_1_name / "
-         "$geoip_city_name (also in $set)"),
-    Rule("location_lat / location_lng", "$geoip_latitude / $geoip_longitude",
-         "not mapped by the importer"),
-    Rule("ip_address", "$ip (with `$geoip_disable: true`)",
-         "historic IPs are not geolocated again at import time"),
+    Rule(
+        "os_name, os_version (platform Web)",
+        "$browser, $browser_version",
+        "Amplitude's browser SDK reports the browser there",
+    ),
+    Rule(
+        "device_type (platform Web)",
+        "$os (+ $device_type Desktop/Mobile)",
+        "`Mac` normalised to PostHog's `Mac OS X`",
+    ),
+    Rule(
+        "os_name, os_version (other platforms)",
+        "$os, $os_version",
+        "the importer maps os_name to $browser for every platform, which labels iOS/Android "
+        "as browsers and phone models as operating systems",
+    ),
+    Rule(
+        "device_model, device_manufacturer (or device_brand), device_carrier (apps)",
+        "$device_model, $device_manufacturer, $network_carrier (+ $device_type Mobile/Tablet)",
+        "not mapped by the importer",
+    ),
+    Rule(
+        "country / region / city",
+        "$geoip_country_name / $geoip_subdivision_1_name / $geoip_city_name (also in $set)",
+    ),
+    Rule(
+        "location_lat / location_lng",
+        "$geoip_latitude / $geoip_longitude",
+        "not mapped by the importer",
+    ),
+    Rule(
+        "ip_address",
+        "$ip (with `$geoip_disable: true`)",
+        "historic IPs are not geolocated again at import time",
+    ),
     Rule("version_name", "$app_version", "not mapped by the importer"),
     Rule("library (`name/version`)", "$lib, $lib_version", "not mapped by the importer"),
-    Rule("session_id", "$amplitude_session_id and $session_id",
-         "$session_id is a deterministic UUIDv7 whose time is the session start, so PostHog's "
-         "sessions and web analytics work; the importer sets no $session_id"),
+    Rule(
+        "session_id",
+        "$amplitude_session_id and $session_id",
+        "$session_id is a deterministic UUIDv7 whose time is the session start, so PostHog's "
+        "sessions and web analytics work; the importer sets no $session_id",
+    ),
     Rule("device_id", "$amplitude_device_id and $device_id"),
-    Rule("groups", "$groups {type: first key} (+ all keys in $amplitude_groups)",
-         "the importer keeps only the first key"),
+    Rule(
+        "groups",
+        "$groups {type: first key} (+ all keys in $amplitude_groups)",
+        "the importer keeps only the first key",
+    ),
     Rule("amplitude_id", "$amplitude_id"),
-    Rule("any other field (user_id, event_id, $insert_id, times, data, plan, ...)",
-         "`$amplitude_<field>` (leading `$` dropped)",
-         "the importer drops them; null and empty values are left out"),
+    Rule(
+        "any other field (user_id, event_id, $insert_id, times, data, plan, ...)",
+        "`$amplitude_<field>` (leading `$` dropped)",
+        "the importer drops them; null and empty values are left out",
+    ),
     Rule("(every event)", "$geoip_disable: true, analytics_source: amplitude"),
-    Rule("(device_id, user_id) pair, first time seen", "$create_alias (distinct_id=user_id, "
-         "alias=device_id), once per pair, at the pair's first event",
-         "the importer sends $identify; see 'Aliases' below"),
+    Rule(
+        "(device_id, user_id) pair, first time seen",
+        "$create_alias (distinct_id=user_id, "
+        "alias=device_id), once per pair, at the pair's first event",
+        "the importer sends $identify; see 'Aliases' below",
+    ),
 )
 
 # Context fields with one PostHog name whatever the platform: (field, property, also in $set).
@@ -144,10 +215,26 @@ _PAGE_PROPERTIES: dict[str, tuple[str, bool]] = {
 _PERSON_CONTEXT = ("$os", "$browser", "$device_type")
 # Fields consumed by the mapping itself; everything else is kept as $amplitude_<field>.
 _CONSUMED = frozenset(
-    ("event_type", "event_time", "uuid", "event_properties", "user_properties", "groups",
-     "os_name", "os_version", "device_type", "device_model", "device_manufacturer",
-     "device_brand", "device_carrier", "library", "amplitude_id", "session_id", "device_id",
-     *(field for field, _, _ in _COMMON_CONTEXT))
+    (
+        "event_type",
+        "event_time",
+        "uuid",
+        "event_properties",
+        "user_properties",
+        "groups",
+        "os_name",
+        "os_version",
+        "device_type",
+        "device_model",
+        "device_manufacturer",
+        "device_brand",
+        "device_carrier",
+        "library",
+        "amplitude_id",
+        "session_id",
+        "device_id",
+        *(field for field, _, _ in _COMMON_CONTEXT),
+    )
 )
 
 
@@ -219,8 +306,11 @@ def map_record(record: dict[str, Any]) -> Mapped:
         if _SESSION_MS_MIN <= session_id < _SESSION_MS_MAX:
             properties["$session_id"] = session_uuid(session_id, device_id or distinct_id)
     if groups:
-        properties["$groups"] = {str(kind): str(first) for kind, key in groups.items()
-                                 if (first := _first(key)) is not None}
+        properties["$groups"] = {
+            str(kind): str(first)
+            for kind, key in groups.items()
+            if (first := _first(key)) is not None
+        }
         properties[RAW_PREFIX + "groups"] = groups
     if person:
         properties["$set"] = person
@@ -229,8 +319,13 @@ def map_record(record: dict[str, Any]) -> Mapped:
         properties["$set_once"] = initial
     properties["$geoip_disable"] = True
     properties["analytics_source"] = "amplitude"
-    event = {"event": name, "distinct_id": distinct_id, "timestamp": timestamp,
-             "uuid": event_uuid, "properties": properties}
+    event = {
+        "event": name,
+        "distinct_id": distinct_id,
+        "timestamp": timestamp,
+        "uuid": event_uuid,
+        "properties": properties,
+    }
     return Mapped([event], device_id, user_id, timestamp)
 
 
@@ -245,9 +340,14 @@ def alias_event(device_id: str, user_id: str, timestamp: str) -> dict[str, Any]:
         "distinct_id": user_id,
         "timestamp": timestamp,
         "uuid": str(uuid.uuid5(UUID_NAMESPACE, f"alias\x1f{device_id}\x1f{user_id}")),
-        "properties": {"distinct_id": user_id, "alias": device_id,
-                       "$amplitude_user_id": user_id, "$amplitude_device_id": device_id,
-                       "$geoip_disable": True, "analytics_source": "amplitude"},
+        "properties": {
+            "distinct_id": user_id,
+            "alias": device_id,
+            "$amplitude_user_id": user_id,
+            "$amplitude_device_id": device_id,
+            "$geoip_disable": True,
+            "analytics_source": "amplitude",
+        },
     }
 
 
@@ -260,8 +360,11 @@ def _is_illegal(identifier: str) -> bool:
     if len(identifier) > _LONGEST_ILLEGAL_ID + 2:  # almost every real id: no string work
         return False
     stripped = identifier.strip().strip("\"'")
-    return (stripped.lower() in _ILLEGAL_CASE_INSENSITIVE
-            or stripped in _ILLEGAL_CASE_SENSITIVE or not stripped)
+    return (
+        stripped.lower() in _ILLEGAL_CASE_INSENSITIVE
+        or stripped in _ILLEGAL_CASE_SENSITIVE
+        or not stripped
+    )
 
 
 def parse_time(value: object) -> str | None:
@@ -344,8 +447,9 @@ def _first(key: object) -> object:
     return key
 
 
-def _add_page_properties(properties: dict[str, Any], person: dict[str, Any],
-                         event_properties: dict[str, Any]) -> None:
+def _add_page_properties(
+    properties: dict[str, Any], person: dict[str, Any], event_properties: dict[str, Any]
+) -> None:
     # In the table's order, not a set's: the payload bytes must not vary between processes.
     for field, (name, in_person) in _PAGE_PROPERTIES.items():
         value = event_properties.get(field)
@@ -355,8 +459,9 @@ def _add_page_properties(properties: dict[str, Any], person: dict[str, Any],
                 person[name] = value
 
 
-def _add_context(properties: dict[str, Any], person: dict[str, Any],
-                 record: dict[str, Any]) -> None:
+def _add_context(
+    properties: dict[str, Any], person: dict[str, Any], record: dict[str, Any]
+) -> None:
     get = record.get
     for field, name, in_person in _COMMON_CONTEXT:
         value = get(field)
@@ -396,8 +501,10 @@ def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None
             properties[name] = value
 
 
-_WEB_RAW_DEVICE_FIELDS = tuple((field, RAW_PREFIX + field) for field in (
-    "device_model", "device_manufacturer", "device_brand", "device_carrier"))
+_WEB_RAW_DEVICE_FIELDS = tuple(
+    (field, RAW_PREFIX + field)
+    for field in ("device_model", "device_manufacturer", "device_brand", "device_carrier")
+)
 
 
 @lru_cache(maxsize=1024)
@@ -452,7 +559,8 @@ def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
         return {
             names[field]: value
             for field, value in record.items()
-            if value is not None and field not in _CONSUMED
+            if value is not None
+            and field not in _CONSUMED
             and (value or value.__class__ not in _CONTAINERS)
         }
     except KeyError:
@@ -460,7 +568,8 @@ def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
         return {
             name(field): value
             for field, value in record.items()
-            if value is not None and field not in _CONSUMED
+            if value is not None
+            and field not in _CONSUMED
             and (value or value.__class__ not in _CONTAINERS)
         }
 
@@ -469,12 +578,18 @@ def _initial_values(user_properties: dict[str, Any]) -> dict[str, Any]:
     """`initial_*` user properties as `$initial_*` (for $set_once); `EMPTY` and null left out."""
     names = _INITIAL_NAMES.names
     try:
-        return {once: value for key, value in user_properties.items()
-                if (once := names[key]) and value != "EMPTY" and value is not None}
+        return {
+            once: value
+            for key, value in user_properties.items()
+            if (once := names[key]) and value != "EMPTY" and value is not None
+        }
     except KeyError:
         name = _INITIAL_NAMES.learn
-        return {once: value for key, value in user_properties.items()
-                if (once := name(key)) and value != "EMPTY" and value is not None}
+        return {
+            once: value
+            for key, value in user_properties.items()
+            if (once := name(key)) and value != "EMPTY" and value is not None
+        }
 
 
 _CONTAINERS = (dict, list)
@@ -500,12 +615,16 @@ class _NameCache:
 
 
 _RAW_NAMES = _NameCache(lambda field: RAW_PREFIX + field.removeprefix("$"))
-_INITIAL_NAMES = _NameCache(
-    lambda key: f"$initial_{key[8:]}" if key.startswith("initial_") else "")
+_INITIAL_NAMES = _NameCache(lambda key: f"$initial_{key[8:]}" if key.startswith("initial_") else "")
 
 
-def _group_updates(record: dict[str, Any], distinct_id: str | None, timestamp: str,
-                   event_uuid: str, groups: dict[str, Any]) -> list[dict[str, Any]]:
+def _group_updates(
+    record: dict[str, Any],
+    distinct_id: str | None,
+    timestamp: str,
+    event_uuid: str,
+    groups: dict[str, Any],
+) -> list[dict[str, Any]]:
     """One `$groupidentify` per group a `$groupidentify` row names, with its properties."""
     group_properties = _object_field(record, "group_properties")
     updates: list[tuple[str, str, dict[str, Any]]] = []
@@ -518,25 +637,37 @@ def _group_updates(record: dict[str, Any], distinct_id: str | None, timestamp: s
             updates.append((str(kind), str(key), values))
     if not updates:  # a group named without properties still registers the group
         for kind, keys in groups.items():
-            updates.extend((str(kind), str(key), {})
-                           for key in (keys if isinstance(keys, list) else [keys])
-                           if key is not None)
+            updates.extend(
+                (str(kind), str(key), {})
+                for key in (keys if isinstance(keys, list) else [keys])
+                if key is not None
+            )
     if not updates:
         raise UnmappableError("$groupidentify row names no group")
     events = []
     for kind, key, values in updates:
-        uuid_ = event_uuid if len(updates) == 1 else str(
-            uuid.uuid5(UUID_NAMESPACE, f"group\x1f{event_uuid}\x1f{kind}\x1f{key}"))
-        events.append({
-            "event": GROUP_UPDATE,
-            # posthog-python's group_identify uses this distinct_id when there is no person.
-            "distinct_id": distinct_id or f"${kind}_{key}",
-            "timestamp": timestamp,
-            "uuid": uuid_,
-            "properties": {"$group_type": kind, "$group_key": key, "$group_set": values,
-                           RAW_PREFIX + "uuid": record.get("uuid"),
-                           "$geoip_disable": True, "analytics_source": "amplitude"},
-        })
+        uuid_ = (
+            event_uuid
+            if len(updates) == 1
+            else str(uuid.uuid5(UUID_NAMESPACE, f"group\x1f{event_uuid}\x1f{kind}\x1f{key}"))
+        )
+        events.append(
+            {
+                "event": GROUP_UPDATE,
+                # posthog-python's group_identify uses this distinct_id when there is no person.
+                "distinct_id": distinct_id or f"${kind}_{key}",
+                "timestamp": timestamp,
+                "uuid": uuid_,
+                "properties": {
+                    "$group_type": kind,
+                    "$group_key": key,
+                    "$group_set": values,
+                    RAW_PREFIX + "uuid": record.get("uuid"),
+                    "$geoip_disable": True,
+                    "analytics_source": "amplitude",
+                },
+            }
+        )
     return events
 
 

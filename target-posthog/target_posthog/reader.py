@@ -63,16 +63,21 @@ class FastSingerReader(GenericSingerReader[bytes]):
             message = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             ending = b"\n" if isinstance(line, bytes) else "\n"
-            cut = ("" if line.endswith(ending)  # type: ignore[arg-type]
-                   else ", cut off: no newline at its end, as when the tap dies writing it")
+            cut = (
+                ""
+                if line.endswith(ending)  # type: ignore[arg-type]
+                else ", cut off: no newline at its end, as when the tap dies writing it"
+            )
             raise InvalidInputLine(f"not JSON ({len(line)} bytes{cut}): {exc}") from exc
         if not isinstance(message, dict):
-            raise InvalidInputLine(f"a Singer message must be a JSON object, not "
-                                   f"{type(message).__name__}")
+            raise InvalidInputLine(
+                f"a Singer message must be a JSON object, not {type(message).__name__}"
+            )
         return message
 
-    def process_lines(self, file_input: IO[Any] | None,
-                      callbacks: dict[str, Callable[[dict], None]]) -> Counter[str]:
+    def process_lines(
+        self, file_input: IO[Any] | None, callbacks: dict[str, Callable[[dict], None]]
+    ) -> Counter[str]:
         counts: Counter[str] = Counter()
         lines = iter(file_input or self.default_input)
         shutdown = self.shutdown

@@ -81,8 +81,9 @@ class AliasRegistry:
     def _open(self) -> None:
         if self.read_only:
             if self.path.exists():  # a dry run reads what earlier runs recorded, creates nothing
-                self._reader = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True,
-                                               check_same_thread=False)
+                self._reader = sqlite3.connect(
+                    f"{self.path.as_uri()}?mode=ro", uri=True, check_same_thread=False
+                )
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Created user-only before SQLite touches it; SQLite gives -wal/-shm the same mode.
@@ -101,8 +102,12 @@ class AliasRegistry:
         self._reader = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                     check_same_thread=False, isolation_level=None)
+        connection = sqlite3.connect(
+            self.path,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            isolation_level=None,
+        )
         connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         return connection
 
@@ -152,7 +157,8 @@ class AliasRegistry:
             return None
         with self._db_lock:
             row = self._reader.execute(
-                "SELECT user_id FROM aliases WHERE device_id = ?", (device_id,)).fetchone()
+                "SELECT user_id FROM aliases WHERE device_id = ?", (device_id,)
+            ).fetchone()
         if row is None:
             return None
         with self._memory_lock:
@@ -175,8 +181,10 @@ class AliasRegistry:
             self.shared_device_pairs += 1
         if self._writer is not None:
             with self._transaction() as writer:
-                writer.execute("INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
-                               (device_id, user_id, seen_at))
+                writer.execute(
+                    "INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
+                    (device_id, user_id, seen_at),
+                )
 
     def record_confirmed(self, aliases: list[PendingAlias]) -> None:
         """PostHog confirmed these aliases: store them in one transaction, then forget in-flight."""
@@ -188,12 +196,14 @@ class AliasRegistry:
                 with self._transaction() as writer:
                     writer.executemany(
                         "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
-                        [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases])
+                        [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases],
+                    )
             except sqlite3.Error as exc:
                 raise RegistryError(
                     f"alias registry {self.path} could not be written ({exc}); another "
                     "process may hold it. The batch counts as not delivered: the next run "
-                    "resends it with the same uuids") from exc
+                    "resends it with the same uuids"
+                ) from exc
         with self._memory_lock:
             for alias in aliases:
                 self._remember(alias.device_id, alias.user_id)

@@ -33,8 +33,13 @@ def _encode(event: dict[str, Any]) -> bytes:
 class EventsSink(BatchSink):
     """Maps Amplitude records to PostHog events; delivery and STATE are the target's."""
 
-    def __init__(self, target: TargetPostHog, stream_name: str, schema: dict,
-                 key_properties: Sequence[str] | None) -> None:
+    def __init__(
+        self,
+        target: TargetPostHog,
+        stream_name: str,
+        schema: dict,
+        key_properties: Sequence[str] | None,
+    ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         self._delivery = target.delivery
         self._registry = target.registry
@@ -70,13 +75,20 @@ class EventsSink(BatchSink):
             encoded = [_encode(event) for event in events]
             too_big = max(map(len, encoded))
         if too_big > MAX_EVENT_BYTES:
-            self._dead_letter(f"event is {too_big} bytes once mapped; PostHog accepts at most "
-                              f"about {MAX_EVENT_BYTES} bytes per event", record)
+            self._dead_letter(
+                f"event is {too_big} bytes once mapped; PostHog accepts at most "
+                f"about {MAX_EVENT_BYTES} bytes per event",
+                record,
+            )
             return
         aliases: list[PendingAlias | None] = [None] * len(encoded)
         device_id, user_id = mapped.device_id, mapped.user_id
-        if (device_id is not None and user_id is not None and can_alias(device_id, user_id)
-                and self._registry.claim(device_id, user_id, mapped.timestamp) is Claim.NEW):
+        if (
+            device_id is not None
+            and user_id is not None
+            and can_alias(device_id, user_id)
+            and self._registry.claim(device_id, user_id, mapped.timestamp) is Claim.NEW
+        ):
             # Before the event it ties, in the same batch: confirmed (and recorded) together.
             encoded.insert(0, _encode(alias_event(device_id, user_id, mapped.timestamp)))
             aliases.insert(0, PendingAlias(device_id, user_id, mapped.timestamp))

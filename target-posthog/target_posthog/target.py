@@ -46,46 +46,99 @@ class TargetPostHog(Target):
     message_reader_class = FastSingerReader
     # No flattening (it would break the nested Amplitude record) and no schema validation.
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
-        PluginCapabilities.ABOUT, PluginCapabilities.STREAM_MAPS,
-        PluginCapabilities.STRUCTURED_LOGGING]
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
 
     config_jsonschema = th.PropertiesList(
-        th.Property("api_key", th.StringType(nullable=False), required=True, secret=True,
-                    title="PostHog project API key",
-                    description="The project API key (phc_...). Never logged or written."),
-        th.Property("host", th.StringType, default="https://us.i.posthog.com", title="Host",
-                    description="https://us.i.posthog.com, https://eu.i.posthog.com or a "
-                                "self-hosted URL. https is required except for localhost."),
-        th.Property("historical_migration", th.BooleanType, default=True,
-                    title="Historical migration",
-                    description="Send as a historical migration (PostHog's import pipeline)."),
-        th.Property("batch_size", th.IntegerType(minimum=1, maximum=50_000), default=1000,
-                    title="Events per request",
-                    description="Most events per request; requests are also kept under 5 MiB."),
-        th.Property("concurrency", th.IntegerType(minimum=1, maximum=64), default=4,
-                    title="Requests in flight",
-                    description="Batches sent at the same time (raise it for a slow link)."),
-        th.Property("max_events_per_minute", th.IntegerType(minimum=1), title="Max events/min",
-                    description="The speed agreed with PostHog support; unset, no limit."),
-        th.Property("max_retries", th.IntegerType(minimum=0), default=10, title="Max retries",
-                    description="Retries of one request (429, 5xx, timeouts, dropped "
-                                "connections) before the run fails."),
-        th.Property("retry_base_seconds", th.NumberType(minimum=0), default=1.0,
-                    title="First retry wait (s)",
-                    description="Backoff doubles from this (with jitter, up to 60 s); "
-                                "Retry-After is always honoured."),
-        th.Property("request_timeout", th.NumberType(exclusive_minimum=0), default=30,
-                    title="Request timeout (s)"),
-        th.Property("alias_registry", th.StringType, default="target-posthog-aliases.sqlite",
-                    title="Alias registry",
-                    description="SQLite file of every (device, user) alias PostHog confirmed "
-                                "and every shared device; relative to the working folder."),
-        th.Property("dead_letter_path", th.StringType,
-                    default="target-posthog-dead-letter.jsonl", title="Dead-letter file",
-                    description="JSONL of records not sent, each with the reason."),
-        th.Property("dry_run_path", th.StringType, title="Dry-run file",
-                    description="Write the exact request payloads (without api_key) to this "
-                                "JSONL file and send nothing."),
+        th.Property(
+            "api_key",
+            th.StringType(nullable=False),
+            required=True,
+            secret=True,
+            title="PostHog project API key",
+            description="The project API key (phc_...). Never logged or written.",
+        ),
+        th.Property(
+            "host",
+            th.StringType,
+            default="https://us.i.posthog.com",
+            title="Host",
+            description="https://us.i.posthog.com, https://eu.i.posthog.com or a "
+            "self-hosted URL. https is required except for localhost.",
+        ),
+        th.Property(
+            "historical_migration",
+            th.BooleanType,
+            default=True,
+            title="Historical migration",
+            description="Send as a historical migration (PostHog's import pipeline).",
+        ),
+        th.Property(
+            "batch_size",
+            th.IntegerType(minimum=1, maximum=50_000),
+            default=1000,
+            title="Events per request",
+            description="Most events per request; requests are also kept under 5 MiB.",
+        ),
+        th.Property(
+            "concurrency",
+            th.IntegerType(minimum=1, maximum=64),
+            default=4,
+            title="Requests in flight",
+            description="Batches sent at the same time (raise it for a slow link).",
+        ),
+        th.Property(
+            "max_events_per_minute",
+            th.IntegerType(minimum=1),
+            title="Max events/min",
+            description="The speed agreed with PostHog support; unset, no limit.",
+        ),
+        th.Property(
+            "max_retries",
+            th.IntegerType(minimum=0),
+            default=10,
+            title="Max retries",
+            description="Retries of one request (429, 5xx, timeouts, dropped "
+            "connections) before the run fails.",
+        ),
+        th.Property(
+            "retry_base_seconds",
+            th.NumberType(minimum=0),
+            default=1.0,
+            title="First retry wait (s)",
+            description="Backoff doubles from this (with jitter, up to 60 s); "
+            "Retry-After is always honoured.",
+        ),
+        th.Property(
+            "request_timeout",
+            th.NumberType(exclusive_minimum=0),
+            default=30,
+            title="Request timeout (s)",
+        ),
+        th.Property(
+            "alias_registry",
+            th.StringType,
+            default="target-posthog-aliases.sqlite",
+            title="Alias registry",
+            description="SQLite file of every (device, user) alias PostHog confirmed "
+            "and every shared device; relative to the working folder.",
+        ),
+        th.Property(
+            "dead_letter_path",
+            th.StringType,
+            default="target-posthog-dead-letter.jsonl",
+            title="Dead-letter file",
+            description="JSONL of records not sent, each with the reason.",
+        ),
+        th.Property(
+            "dry_run_path",
+            th.StringType,
+            title="Dry-run file",
+            description="Write the exact request payloads (without api_key) to this "
+            "JSONL file and send nothing.",
+        ),
     ).to_dict()
 
     def __init__(self, **kwargs: Any) -> None:
@@ -97,8 +150,12 @@ class TargetPostHog(Target):
         self._started = time.monotonic()
         self._stopping = threading.Event()
         signal_pipe_read, self._signal_pipe_write = os.pipe()
-        threading.Thread(target=self._stop_on_signal, args=(signal_pipe_read,), daemon=True,
-                         name="posthog-signal").start()
+        threading.Thread(
+            target=self._stop_on_signal,
+            args=(signal_pipe_read,),
+            daemon=True,
+            name="posthog-signal",
+        ).start()
         self._retries = 0
         config = self.config
         self.dry_run = bool(config.get("dry_run_path"))
@@ -107,27 +164,38 @@ class TargetPostHog(Target):
         self.client: PostHogClient | None = None
         sender, durable = self._make_sender()
         self.delivery = Delivery(
-            sender=sender, registry=self.registry, dead_letters=self.dead_letters,
-            emit_state=self._emit_state, concurrency=1 if self.dry_run else config["concurrency"],
-            batch_size=self._batch_size(), throttle=Throttle(
-                config.get("max_events_per_minute"), self._stopping),
-            stopping=self._stopping, logger=self.logger, durable_files=durable)
-        self._progress = threading.Thread(target=self._report_progress, daemon=True,
-                                          name="posthog-progress")
+            sender=sender,
+            registry=self.registry,
+            dead_letters=self.dead_letters,
+            emit_state=self._emit_state,
+            concurrency=1 if self.dry_run else config["concurrency"],
+            batch_size=self._batch_size(),
+            throttle=Throttle(config.get("max_events_per_minute"), self._stopping),
+            stopping=self._stopping,
+            logger=self.logger,
+            durable_files=durable,
+        )
+        self._progress = threading.Thread(
+            target=self._report_progress, daemon=True, name="posthog-progress"
+        )
         self._progress.start()
         if self.dry_run:
             self.logger.warning(
                 "dry run: payloads go to %s, nothing is sent, the alias registry is not "
                 "written. STATE is still emitted: use `meltano run --no-state-update` or "
                 "another state id, or the real run would skip what the dry run covered",
-                config["dry_run_path"])
+                config["dry_run_path"],
+            )
 
     def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
         config = self.config
         if self.dry_run:
             payloads = JsonLinesFile(Path(config["dry_run_path"]))
-            head = (b'{"historical_migration":'
-                    + (b"true" if config["historical_migration"] else b"false") + b',"batch":[')
+            head = (
+                b'{"historical_migration":'
+                + (b"true" if config["historical_migration"] else b"false")
+                + b',"batch":['
+            )
 
             def write_payload(joined_events: memoryview) -> Answer:
                 payloads.write_line(b"".join((head, joined_events, b"]}")))
@@ -135,12 +203,15 @@ class TargetPostHog(Target):
 
             return write_payload, (payloads,)
         self.client = PostHogClient(
-            host=config["host"], api_key=config["api_key"],
+            host=config["host"],
+            api_key=config["api_key"],
             historical_migration=config["historical_migration"],
             request_timeout=float(config["request_timeout"]),
             retry=RetryPolicy(config["max_retries"], float(config["retry_base_seconds"])),
-            stopping=self._stopping, on_retry=self._count_retry,
-            user_agent=f"{self.name}/{self.plugin_version}")
+            stopping=self._stopping,
+            on_retry=self._count_retry,
+            user_agent=f"{self.name}/{self.plugin_version}",
+        )
         return self.client.send, ()
 
     def _batch_size(self) -> int:
@@ -180,8 +251,11 @@ class TargetPostHog(Target):
         stream = message_dict["stream"]
         maps = self.mapper.stream_maps.get(stream, [])
         self._lean_sinks.pop(stream, None)
-        if (len(maps) == 1 and type(maps[0]) is SameRecordTransform
-                and maps[0].stream_alias == stream):
+        if (
+            len(maps) == 1
+            and type(maps[0]) is SameRecordTransform
+            and maps[0].stream_alias == stream
+        ):
             sink = self._sinks_active[stream]
             if isinstance(sink, EventsSink):
                 self._lean_sinks[stream] = sink
@@ -199,7 +273,8 @@ class TargetPostHog(Target):
         for key in sink.key_properties:
             if key not in record:
                 raise MissingKeyPropertiesError(
-                    f"Record is missing key property {key!r} (stream {sink.stream_name!r})")
+                    f"Record is missing key property {key!r} (stream {sink.stream_name!r})"
+                )
         sink.handle(record)
 
     def _process_state_message(self, message_dict: dict) -> None:
@@ -229,8 +304,12 @@ class TargetPostHog(Target):
 
     @classmethod
     def invoke(  # type: ignore[override]
-        cls, *, about: bool = False, about_format: str | None = None,
-        config: _ConfigInput | None = None, file_input: Any = None,
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: _ConfigInput | None = None,
+        file_input: Any = None,
     ) -> None:
         """singer-sdk's invoke, plus clean exits on signals and delivery failures."""
         PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
@@ -241,8 +320,9 @@ class TargetPostHog(Target):
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
         try:
-            target = cls(config=config.config, validate_config=True,
-                         parse_env_config=config.parse_env)
+            target = cls(
+                config=config.config, validate_config=True, parse_env_config=config.parse_env
+            )
         except RegistryError as exc:
             cls.logger.error("target-posthog cannot start: %s", exc)
             sys.exit(1)
@@ -253,8 +333,9 @@ class TargetPostHog(Target):
         try:
             self.listen(file_input)
         except TerminationRequested as stop:
-            self.logger.warning("stopping on signal %d: no new input; settling batches in "
-                                "flight", stop.signum)
+            self.logger.warning(
+                "stopping on signal %d: no new input; settling batches in flight", stop.signum
+            )
             self._stop_now()
             return 128 + stop.signum
         except InvalidInputLine as exc:
@@ -331,22 +412,27 @@ class TargetPostHog(Target):
         delivery = self.delivery
         elapsed = max(time.monotonic() - self._started, 1e-9)
         client = self.client
-        return (f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
-                f"{delivery.aliases_sent} aliases, {self.dead_letters.count} dead-lettered"
-                f" ({self.dead_letters.file.path}), {self._retries} retries, "
-                f"{client.requests_sent if client else 0} requests, "
-                f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)")
+        return (
+            f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
+            f"{delivery.aliases_sent} aliases, {self.dead_letters.count} dead-lettered"
+            f" ({self.dead_letters.file.path}), {self._retries} retries, "
+            f"{client.requests_sent if client else 0} requests, "
+            f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"
+        )
 
     def _report_progress(self) -> None:
         while not self._stopping.wait(PROGRESS_INTERVAL_SECONDS):
-            self.logger.info("progress: %s, %d batches in flight", self.summary(),
-                             self.delivery.in_flight)
+            self.logger.info(
+                "progress: %s, %d batches in flight", self.summary(), self.delivery.in_flight
+            )
 
 
 def config_problems(config: dict[str, Any], known: set[str]) -> list[str]:
     """Start-up checks a JSON schema cannot express; each a line the user can act on."""
-    problems = [f"unknown setting {key!r} (known: {', '.join(sorted(known))})"
-                for key in sorted(set(config) - known)]
+    problems = [
+        f"unknown setting {key!r} (known: {', '.join(sorted(known))})"
+        for key in sorted(set(config) - known)
+    ]
     api_key = config.get("api_key")
     if isinstance(api_key, str) and not api_key.strip():
         problems.append("api_key is empty: set the PostHog project API key (phc_...)")
