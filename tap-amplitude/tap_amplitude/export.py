@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
+from isal import isal_zlib
 
 # `<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, possibly under a `<project>/` folder in a zip.
 MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#\d+\.json(?:\.gz)?$")
@@ -33,9 +34,9 @@ TIME_FIELDS = (
     "user_creation_time",
 )
 
-GZIP_WBITS = 16 + zlib.MAX_WBITS  # zlib reads the gzip wrapper and checks its CRC
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
 READ_BYTES = 256 * 1024
-_READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile)
+_READ_ERRORS = (OSError, EOFError, zlib.error, isal_zlib.error, zipfile.BadZipFile)
 
 
 class CorruptExportError(Exception):
@@ -106,15 +107,16 @@ def normalise_record(record: dict[str, Any]) -> dict[str, Any]:
 def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
     """Lines of a gzip stream (several concatenated gzip members allowed), chunk by chunk.
 
-    zlib checks each member's CRC and length; a stream that ends early raises EOFError.
+    ISA-L's inflate (zlib-compatible, about 2.5x faster than zlib's) checks each member's CRC and
+    length; a stream that ends early raises EOFError.
     """
-    inflater = zlib.decompressobj(wbits=GZIP_WBITS)
+    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
     tail = b""
     while chunk := raw.read(READ_BYTES):
         data = inflater.decompress(chunk)
         while inflater.eof and inflater.unused_data:
             rest = inflater.unused_data
-            inflater = zlib.decompressobj(wbits=GZIP_WBITS)
+            inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
             data += inflater.decompress(rest)
         if data:
             lines = (tail + data).split(b"\n")
