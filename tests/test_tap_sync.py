@@ -197,3 +197,49 @@ def test_local_files_bookmark_the_last_hour_on_disk_so_later_files_are_read(tmp_
     assert second.returncode == 0, second.stderr
     assert set(second.uuids()) == store.uuids() - before
     assert second.bookmark == (TAP_DAY + timedelta(hours=30)).isoformat()
+
+
+def test_killed_mid_window_of_an_adaptive_run_repeats_only_that_window(tmp_path, run_tap):
+    # A year of nothing, then three busy days: windows first grow, then shrink to the data.
+    store = small_store(tmp_path / "export", hours=72, events=6_000)
+    with AmplitudeStandIn(store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as api:
+        config = tap_config(
+            api, start_date=(TAP_DAY - timedelta(days=365)).isoformat(), end_date=END
+        )
+        config["target_window_mb"] = 1
+        args = write_tap_files(tmp_path / "killed", config, None)
+        tap = subprocess.Popen(
+            [str(TAP_AMPLITUDE), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=tap_environment(),
+        )
+        assert tap.stdout is not None
+        before_last_state: list[str] = []
+        since_last_state: list[str] = []
+        last_state = None
+        # Kill mid-window, not at a checkpoint: some records of the window in flight are out.
+        for line in tap.stdout:
+            message = orjson.loads(line)
+            if message["type"] == "RECORD":
+                since_last_state.append(message["record"]["uuid"])
+                if len(before_last_state) > 2_000 and len(since_last_state) >= 50:
+                    break
+            elif message["type"] == "STATE":
+                last_state = message["value"]
+                before_last_state += since_last_state
+                since_last_state = []
+        tap.send_signal(signal.SIGKILL)
+        tap.wait(timeout=30)
+        tap.stdout.close()
+        assert last_state is not None
+        assert len(since_last_state) >= 50, "the tap finished before the kill"
+        resumed = run_tap(config, state=last_state)
+    assert resumed.returncode == 0, resumed.stderr
+    adaptive_requests = {request.end - request.start for request in api.requests}
+    assert len(adaptive_requests) > 2, "the run did not adapt its windows"
+    resumed_uuids = set(resumed.uuids())
+    assert set(before_last_state) | set(since_last_state) | resumed_uuids == store.uuids()
+    # What the last STATE covered is never read again; only the window in flight is.
+    assert not resumed_uuids & set(before_last_state)
+    assert set(since_last_state) <= resumed_uuids
