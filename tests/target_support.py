@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from target_posthog.mapping import parse_time
+from tap_amplitude.export import normalise_record
 
 from tests.testbed.generator import ExportSpec, generate_events
 from tests.testbed.posthog import PostHogStandIn
@@ -24,15 +24,6 @@ TARGET = Path(sys.executable).parent / "target-posthog"
 POSTHOG_KEY = "phc_target_tests_secret_key_4711"
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 ALIAS_EVENTS = {"$create_alias", "$identify"}
-_TIME_FIELDS = (
-    "event_time",
-    "client_event_time",
-    "client_upload_time",
-    "server_received_time",
-    "server_upload_time",
-    "processed_time",
-    "user_creation_time",
-)
 
 SCHEMA = {
     "type": "SCHEMA",
@@ -47,12 +38,8 @@ SCHEMA = {
 
 
 def as_tap_record(raw: dict[str, Any]) -> dict[str, Any]:
-    """A raw Amplitude record as tap-amplitude emits it: times rewritten to RFC 3339 UTC."""
-    record = dict(raw)
-    for name in _TIME_FIELDS:
-        if isinstance(record.get(name), str):
-            record[name] = parse_time(record[name]) or record[name]
-    return record
+    """A raw Amplitude record exactly as tap-amplitude emits it (times in RFC 3339 UTC)."""
+    return normalise_record(dict(raw))
 
 
 def tap_records(

@@ -29,6 +29,16 @@ from tests.testbed.events import ExportSpec
 END = (TAP_DAY + timedelta(days=3)).isoformat()  # the stores' data: 72 hours from TAP_DAY
 
 
+def start_tap(args: list[str]) -> subprocess.Popen[bytes]:
+    """The real tap CLI with its output on a pipe this test reads (and may stop reading)."""
+    return subprocess.Popen(
+        [str(TAP_AMPLITUDE), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=tap_environment(),
+    )
+
+
 def expected_records(store, start=None, end=None) -> dict[str, dict[str, Any]]:
     """What the tap must emit for these hours: the raw records with RFC 3339 times."""
     return {r["uuid"]: normalise_record(r) for r in store.iter_events(start, end)}
@@ -112,12 +122,7 @@ def test_killed_midway_then_resumed_from_last_state_loses_nothing(tmp_path, run_
     with AmplitudeStandIn(store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as api:
         config = tap_config(api, window_hours=4, end_date=END)
         args = write_tap_files(tmp_path / "killed", config, None)
-        tap = subprocess.Popen(
-            [str(TAP_AMPLITUDE), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=tap_environment(),
-        )
+        tap = start_tap(args)
         assert tap.stdout is not None
         emitted: list[str] = []
         last_state = None
@@ -210,12 +215,7 @@ def test_killed_mid_window_of_an_adaptive_run_repeats_only_that_window(tmp_path,
         )
         config["target_window_mb"] = 1
         args = write_tap_files(tmp_path / "killed", config, None)
-        tap = subprocess.Popen(
-            [str(TAP_AMPLITUDE), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=tap_environment(),
-        )
+        tap = start_tap(args)
         assert tap.stdout is not None
         before_last_state: list[str] = []
         since_last_state: list[str] = []
