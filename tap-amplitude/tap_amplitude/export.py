@@ -36,7 +36,9 @@ TIME_FIELDS = (
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
 READ_BYTES = 256 * 1024
-_READ_ERRORS = (OSError, EOFError, zlib.error, isal_zlib.error, zipfile.BadZipFile)
+# isal's stubs do not declare its error as an exception class; it is one (IsalError).
+_INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+_READ_ERRORS = (OSError, EOFError, zlib.error, _INFLATE_ERROR, zipfile.BadZipFile)
 
 
 class CorruptExportError(Exception):
