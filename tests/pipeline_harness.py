@@ -27,7 +27,7 @@ import orjson
 import pytest
 
 from tests.conftest import TAP_AMPLITUDE, tap_environment
-from tests.target_support import ALIAS_EVENTS, TARGET
+from tests.target_support import ALIAS_EVENTS, TARGET, target_config
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
 from tests.testbed.faults import Fault
@@ -113,17 +113,8 @@ def drill_tap_config(amplitude: AmplitudeStandIn, hours: int, **overrides: Any) 
 def drill_target_config(
     workdir: Path, posthog: PostHogStandIn | None, **overrides: Any
 ) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "api_key": POSTHOG_KEY,
-        "host": posthog.url if posthog else "http://127.0.0.1:9",
-        "alias_registry": str(workdir / "aliases.sqlite"),
-        "dead_letter_path": str(workdir / "dead-letter.jsonl"),
-        "batch_size": 40,
-        "concurrency": 2,
-        "max_retries": 4,
-        "retry_base_seconds": 0.01,
-        "request_timeout": 5,
-    }
+    """The target tests' config with the drills' secret and batching; None drops a setting."""
+    config = target_config(workdir, posthog, api_key=POSTHOG_KEY, batch_size=40, concurrency=2)
     config.update(overrides)
     return {k: v for k, v in config.items() if v is not None}
 

@@ -10,11 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from tap_amplitude.export import normalise_record
 
 from tests.testbed.generator import ExportSpec, generate_events
@@ -67,6 +69,13 @@ def messages_with_states(records: list[dict[str, Any]], every: int) -> list[dict
         if n % every == 0 or n == len(records):
             messages.append(state({"done": n}))
     return messages
+
+
+@pytest.fixture
+def posthog() -> Iterator[PostHogStandIn]:
+    """A PostHog capture stand-in that takes the target tests' key."""
+    with PostHogStandIn(api_key=POSTHOG_KEY) as server:
+        yield server
 
 
 def target_config(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.target_support import (
     StateWatcher,
     delivered,
     messages_with_states,
+    posthog,
     record,
     run_target,
     start_target,
@@ -30,11 +30,7 @@ from tests.testbed.faults import Fault
 from tests.testbed.generator import ExportSpec, generate_events
 from tests.testbed.posthog import PostHogStandIn
 
-
-@pytest.fixture
-def posthog() -> Iterator[PostHogStandIn]:
-    with PostHogStandIn(api_key=POSTHOG_KEY) as server:
-        yield server
+__all__ = ["posthog"]  # a fixture, used by name
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.target_support import (
     StateWatcher,
     delivered,
     messages_with_states,
+    posthog,
     record,
     run_target,
     send_signal_and_finish,
@@ -31,11 +31,7 @@ from tests.target_support import (
 from tests.testbed.faults import Fault
 from tests.testbed.posthog import PostHogStandIn
 
-
-@pytest.fixture
-def posthog() -> Iterator[PostHogStandIn]:
-    with PostHogStandIn(api_key=POSTHOG_KEY) as server:
-        yield server
+__all__ = ["posthog"]  # a fixture, used by name
 
 
 @pytest.fixture(scope="module")
