@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -69,8 +70,23 @@ def tap_config(workdir: Path, amplitude: AmplitudeStandIn, **extra: object) -> P
     return write_json(workdir / f"tap-{len(extra)}-{time.monotonic_ns()}.json", config)
 
 
+PROFILE_DIR: Path | None = None  # set by --profile: sample each plugin with py-spy
+
+
 def measured(report: Path, *command: str) -> list[str]:
     return [sys.executable, "-m", "benchmarks.peak_rss", str(report), "--", *command]
+
+
+def profiled(pid: int, name: str, *, children: bool = True) -> subprocess.Popen | None:
+    """With --profile, sample process `pid` and its children with py-spy from outside; it stops
+    when they exit (or is stopped). `raw` output is collapsed stacks with sample counts."""
+    if PROFILE_DIR is None:
+        return None
+    output = PROFILE_DIR / f"{name}-{time.monotonic_ns()}.txt"
+    command = [str(BIN / "py-spy"), "record", "--pid", str(pid)]
+    command += ["--subprocesses"] if children else []
+    command += ["--format", "raw", "--rate", "250", "--nonblocking", "--output", str(output)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def read_usage(report: Path) -> tuple[int, float]:
@@ -117,9 +133,16 @@ def run_pipeline(
             stdout=subprocess.DEVNULL,
             stderr=target_log,
         )
+        profilers = [profiled(tap.pid, "tap"), profiled(target.pid, "target")]
+        standins_profiler = profiled(os.getpid(), "standins", children=False)
         assert tap.stdout is not None
         tap.stdout.close()
         failed = target.wait() != 0 or tap.wait() != 0
+        if standins_profiler is not None:
+            standins_profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            profilers.append(standins_profiler)
+        for profiler in filter(None, profilers):
+            profiler.wait(timeout=60)
         tap_log.close()
         target_log.close()
         if failed:
@@ -249,6 +272,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--guide-events", type=int, default=100_000, help="events the guide's (slow) loop sends"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample tap and target with py-spy into DIR (pip install py-spy==0.4.3); "
+        "figures taken while profiling are slower",
+    )
     parser.add_argument("--skip-guide", action="store_true")
     parser.add_argument("--skip-windows", action="store_true")
     parser.add_argument(
@@ -303,7 +333,13 @@ def compare_windows(latency: float, workdir: Path) -> tuple[list[Measurement], s
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    global PROFILE_DIR
     args = parse_args(argv)
+    if args.profile is not None:
+        if not (BIN / "py-spy").exists():
+            raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy==0.4.3")
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE_DIR = args.profile.resolve()
     today = dt.datetime.now(dt.UTC).date()
     cpu = platform.processor() or platform.machine()
     print(f"# {today} · {os.cpu_count()} cores · {cpu} · Python {platform.python_version()}")
