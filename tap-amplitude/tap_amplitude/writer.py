@@ -6,6 +6,9 @@ a system call per record). Here every message line is appended to one buffer, wr
 passes ``BUFFER_BYTES`` and whenever a non-RECORD message (SCHEMA, STATE) is written, so a STATE
 never waits in a buffer behind the records it covers.
 
+Writes are a few hundred KiB: a write larger than the pipe's free room blocks the tap until the
+reader has taken nearly all of it, and the two then work in turns rather than side by side.
+
 Order is what makes a STATE safe: it is written after the records it covers. The termination
 handler writes a STATE from inside whatever the main thread was doing, so the one place bytes
 leave the buffer blocks SIGTERM/SIGINT while it runs: a signal can never land between taking
@@ -22,7 +25,7 @@ import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 
-BUFFER_BYTES = 1 << 20
+BUFFER_BYTES = 256 * 1024
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
 _TERMINATION_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _pending = bytearray()

@@ -298,7 +298,9 @@ class PostHogStandIn(StandInServer):
             predicates = list(self._predicates)
         events = batch.events() if self.keep_events or predicates else []
         historical = batch.historical_migration
-        batch_uuids: tuple[str, ...] = ()
+        batch_uuids = tuple(
+            e["uuid"] for e in events if isinstance(e, dict) and isinstance(e.get("uuid"), str)
+        )
 
         def finish(status: int | None, stored: bool = False) -> None:
             # Logged before answering: a client may read .requests as soon as it has the answer.
@@ -342,8 +344,6 @@ class PostHogStandIn(StandInServer):
             handler.answer(rejected.status, rejected.message)
             return
 
-        if self.keep_events:
-            batch_uuids = tuple(e.uuid for e in batch.checked if isinstance(e.uuid, str))
         self._store(batch, events)
         if fault is not None and fault.kind == "lose_ack":
             finish(None, stored=True)
