@@ -1,6 +1,6 @@
 """Summarise a py-spy `raw` profile (collapsed stacks) written by `benchmarks.run --profile`.
 
-Usage: python -m benchmarks.profile_summary PROFILE.txt [--top N] [--thread NAME]
+Usage: python -m benchmarks.profile_summary PROFILE.txt [--top N]
 
 Prints, per function, the share of samples spent in it (self) and under it (inclusive).
 """
@@ -22,11 +22,12 @@ def frame_name(frame: str) -> str:
     return f"{name} ({Path(location.rstrip(')')).name})" if location else name
 
 
-def summarise(path: Path, thread: str | None) -> tuple[int, Counter[str], Counter[str]]:
+def summarise(path: Path) -> tuple[int, Counter[str], Counter[str]]:
+    """(samples, samples per innermost function, samples per function anywhere on the stack)."""
     total, own, under = 0, Counter[str](), Counter[str]()
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or (thread and thread not in stack.split(";", 2)[0:2].__str__()):
+        if not stack:
             continue
         samples = int(count)
         frames = [frame_name(f) for f in stack.split(";")]
@@ -41,9 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("profile", type=Path)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--thread", help="only stacks whose thread/process frame contains this")
     args = parser.parse_args()
-    total, own, under = summarise(args.profile, args.thread)
+    total, own, under = summarise(args.profile)
     print(f"{total} samples")
     for title, counts in (("self", own), ("inclusive", under)):
         print(f"\n{title}:")
