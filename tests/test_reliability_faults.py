@@ -74,9 +74,13 @@ def uuids_stored_before(posthog: PostHogStandIn, store: ExportStore, bookmark: s
         Fault.delay(2.5),  # past the tap's 1 s request_timeout
         Fault.drop(),
         Fault.truncate(),
+        Fault.stall(2.5),  # half the archive, then silence past the 1 s request_timeout
     ],
-    ids=["500", "502", "503", "429-retry-after", "slow-past-timeout", "dropped", "truncated"],
-)
+    ids=[
+        "500", "502", "503", "429-retry-after", "slow-past-timeout", "dropped", "truncated",
+        "stalled-mid-body",
+    ],
+)  # fmt: skip
 def test_amplitude_faults_are_retried_and_lose_nothing(
     fault: Fault,
     pipeline: Pipeline,
@@ -94,6 +98,8 @@ def test_amplitude_faults_are_retried_and_lose_nothing(
     assert "retry 2 of 3" in result.tap_stderr
     if fault.kind == "delay":
         return  # the stand-in logs a delayed request only once it answers, after the run
+    if fault.kind == "stall":
+        assert "Read timed out" in result.tap_stderr  # the timeout, not the end of the body
     faulted = [r for r in amplitude.requests if r.fault == fault]
     assert len(faulted) == 2
     if fault.retry_after:

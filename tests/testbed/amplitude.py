@@ -184,24 +184,25 @@ class AmplitudeStandIn(StandInServer):
         if self.timeout_export_bytes is not None and size > self.timeout_export_bytes:
             reply(504, "Gateway Timeout")
             return
-        truncate = fault is not None and fault.kind == "truncate"
-        self._send_zip(handler, start, end, truncate, lambda planned: finish(200, planned))
+        self._send_zip(handler, start, end, fault, lambda planned: finish(200, planned))
 
     def _send_zip(
         self,
         handler: Handler,
         start: datetime,
         end: datetime,
-        truncate: bool,
+        fault: Fault | None,
         log: Callable[[int], int],
     ) -> None:
-        """Build the zip in a temp file, log the request, stream it (half if `truncate`)."""
+        """Build the zip in a temp file, log the request, stream it (half, for a truncate or
+        stall fault)."""
+        cut_short = fault is not None and fault.kind in ("truncate", "stall")
         assert self._tmpdir is not None
         with tempfile.TemporaryFile(dir=self._tmpdir) as archive:
             self.store.write_zip_to(archive, start, end)
             size = archive.tell()
             archive.seek(0)
-            limit = size // 2 if truncate else size
+            limit = size // 2 if cut_short else size
             index = log(limit)
             handler.send_response(200)
             handler.send_header("Content-Type", "application/zip")
@@ -219,7 +220,10 @@ class AmplitudeStandIn(StandInServer):
                 handler.close_connection = True
                 self._correct_bytes_sent(index, sent)
                 return
-        if truncate:
+        if fault is not None and fault.kind == "stall":
+            handler.wfile.flush()
+            time.sleep(fault.seconds)
+        if cut_short:
             handler.hang_up()
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 class Fault:
     """One misbehaviour of a server, applied to a single request."""
 
-    kind: str  # "status" | "truncate" | "drop" | "lose_ack" | "delay"
+    kind: str  # "status" | "truncate" | "stall" | "drop" | "lose_ack" | "delay"
     code: int | None = None
     retry_after: float | None = None
     seconds: float = 0.0
@@ -30,6 +30,11 @@ class Fault:
     def truncate(cls) -> Fault:
         """Send the full Content-Length but only half the body, then close the connection."""
         return cls("truncate")
+
+    @classmethod
+    def stall(cls, seconds: float) -> Fault:
+        """Send the headers and half the body, go quiet for `seconds`, then close."""
+        return cls("stall", seconds=seconds)
 
     @classmethod
     def drop(cls) -> Fault:
