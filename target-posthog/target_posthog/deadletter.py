@@ -14,11 +14,13 @@ class JsonLinesFile:
     """Append-only JSONL file, safe from several threads, flushed to disk on `sync()`.
 
     Opened on the first write, so a run that writes nothing leaves no file (and leaves an
-    earlier run's file as it was).
+    earlier run's file as it was). `replace=True` starts the file afresh on that first write
+    instead of appending to an earlier run's lines.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, replace: bool = False) -> None:
         self.path = path
+        self._mode = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_APPEND)
         self.lines_written = 0
         self._file: IO[bytes] | None = None
         self._lock = threading.Lock()
@@ -27,7 +29,7 @@ class JsonLinesFile:
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                fd = os.open(self.path, self._mode, 0o600)
                 os.fchmod(fd, 0o600)
                 self._file = os.fdopen(fd, "ab")
             self._file.write(line + b"\n")

@@ -137,7 +137,8 @@ class TargetPostHog(Target):
             th.StringType,
             title="Dry-run file",
             description="Write the exact request payloads (without api_key) to this "
-            "JSONL file and send nothing.",
+            "JSONL file, replacing an earlier dry run's, and send nothing. No STATE is "
+            "emitted: no bookmark moves.",
         ),
     ).to_dict()
 
@@ -167,7 +168,7 @@ class TargetPostHog(Target):
             sender=sender,
             registry=self.registry,
             dead_letters=self.dead_letters,
-            emit_state=self._emit_state,
+            emit_state=self._withhold_state if self.dry_run else self._emit_state,
             concurrency=1 if self.dry_run else config["concurrency"],
             batch_size=self._batch_size(),
             throttle=Throttle(config.get("max_events_per_minute"), self._stopping),
@@ -181,16 +182,17 @@ class TargetPostHog(Target):
         self._progress.start()
         if self.dry_run:
             self.logger.warning(
-                "dry run: payloads go to %s, nothing is sent, the alias registry is not "
-                "written. STATE is still emitted: use `meltano run --no-state-update` or "
-                "another state id, or the real run would skip what the dry run covered",
+                "dry run: payloads go to %s; nothing is sent, the alias registry is not "
+                "written and no STATE is emitted, so the real run starts where this one did",
                 config["dry_run_path"],
             )
 
     def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
         config = self.config
         if self.dry_run:
-            payloads = JsonLinesFile(Path(config["dry_run_path"]))
+            # Each dry run's file holds that run's payloads (it moves no bookmark, so the next
+            # dry run covers the same range again).
+            payloads = JsonLinesFile(Path(config["dry_run_path"]), replace=True)
             head = (
                 b'{"historical_migration":'
                 + (b"true" if config["historical_migration"] else b"false")
@@ -286,6 +288,9 @@ class TargetPostHog(Target):
     def _write_state_message(self, state: dict) -> None:
         """singer-sdk's drain_all() writes here: through the watermark, never straight out."""
         self.delivery.add_state(state)
+
+    def _withhold_state(self, state: dict) -> None:
+        """Dry run: nothing reached PostHog, so no bookmark may move past anything."""
 
     def _emit_state(self, state: dict) -> None:
         line = orjson.dumps(state).decode() + "\n"
