@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.meltano_harness import REPO_ROOT, MeltanoProject, tap_settings, target_settings
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.faults import Fault
 from tests.testbed.generator import ExportSpec, ExportStore
@@ -172,6 +173,46 @@ def run_pipeline(
         )
 
 
+def run_meltano(
+    workdir: Path, store: ExportStore, concurrency: int, generated: set[str]
+) -> Measurement:
+    """The main job as users run it: `meltano run tap-amplitude target-posthog` (prod
+    environment), Meltano relaying between the plugins; its own start-up time included."""
+    if not (REPO_ROOT / ".meltano" / "loaders" / "target-posthog").is_dir():
+        raise SystemExit("--meltano needs the plugins installed: .venv/bin/meltano install")
+    out = workdir / "meltano"
+    out.mkdir()
+    with (
+        AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET) as amplitude,
+        PostHogStandIn(api_key=POSTHOG_KEY, keep_events=False) as posthog,
+    ):
+        settings = {
+            **tap_settings(
+                amplitude.url,
+                START,
+                START + dt.timedelta(days=800),
+                api_key=AMPLITUDE_KEY,
+                secret_key=AMPLITUDE_SECRET,
+            ),
+            **target_settings(posthog.url, out, api_key=POSTHOG_KEY),
+            "TARGET_POSTHOG_CONCURRENCY": str(concurrency),
+        }
+        started = time.perf_counter()
+        result = MeltanoProject(workdir=out, settings=settings).run_job(timeout=3600)
+        seconds = time.perf_counter() - started
+        if result.returncode != 0:
+            raise SystemExit(f"meltano run failed:\n{result.stderr[-3000:]}")
+        delivered = len(posthog.accepted_uuids() & generated)
+        return Measurement(
+            label="meltano run tap-amplitude target-posthog, 0 ms sink",
+            events=delivered,
+            seconds=seconds,
+            delivered=delivered,
+            requests=len(posthog.requests),
+            bytes_sent=sum(r.body_bytes for r in posthog.requests),
+        )
+
+
 def run_guide(store_dir: Path, latency: float, max_events: int, generated: set[str]) -> Measurement:
     with PostHogStandIn(api_key=POSTHOG_KEY, latency=latency, keep_events=False) as posthog:
         output = subprocess.run(
@@ -279,6 +320,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="sample tap and target with py-spy into DIR (pip install py-spy==0.4.3); "
         "figures taken while profiling are slower",
     )
+    parser.add_argument(
+        "--meltano",
+        action="store_true",
+        help="also run the main job through `meltano run` (needs `meltano install`)",
+    )
     parser.add_argument("--skip-guide", action="store_true")
     parser.add_argument("--skip-windows", action="store_true")
     parser.add_argument(
@@ -355,6 +401,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = [run_tap_alone(workdir, store, "tap-amplitude alone (records into /dev/null)")]
         pipeline_rows, ratios = compare_with_guide(args, workdir, store, generated)
         rows += pipeline_rows
+        if args.meltano:
+            meltano = run_meltano(workdir, store, args.concurrency, generated)
+            rows.append(meltano)
+            lost = len(generated) - (meltano.delivered or 0)
+            ratios.append(f"meltano run: {meltano.rate:,.0f} events/s, {lost} lost")
         if not args.skip_windows:
             window_rows, ratio = compare_windows(args.export_latency, workdir)
             rows += window_rows

@@ -110,7 +110,7 @@ class FastSingerReader(GenericSingerReader[bytes]):
             if line is None:
                 return counts
             number += 1
-            if not line.strip():
+            if line.isspace():  # no copy of the line, unlike strip()
                 continue
             try:
                 message = self.deserialize_json(line)
