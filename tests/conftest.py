@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -57,6 +59,18 @@ def bookmark_of(state: dict[str, Any]) -> str | None:
 
 def parse_messages(stdout: str) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A child-process hook (`preexec_fn`) that makes any file write past `limit` bytes fail
+    (EFBIG), as a full disk would; SIGXFSZ is ignored so the write fails instead of killing
+    the process. POSIX only."""
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_file_size
 
 
 def tap_environment() -> dict[str, str]:

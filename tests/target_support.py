@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,9 @@ class TargetRun:
     stored_when_emitted: list[set[str]] = field(default_factory=list)
 
 
-def start_target(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[bytes]:
+def start_target(
+    config: dict[str, Any], tmp_path: Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
     config_path = tmp_path / f"target-config-{time.monotonic_ns()}.json"
     config_path.write_text(json.dumps(config))
     return subprocess.Popen(
@@ -117,6 +119,7 @@ def start_target(config: dict[str, Any], tmp_path: Path) -> subprocess.Popen[byt
         stderr=subprocess.PIPE,
         cwd=tmp_path,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=preexec_fn,
     )
 
 
@@ -161,9 +164,10 @@ def run_target(
     tmp_path: Path,
     posthog: PostHogStandIn | None = None,
     timeout: float = 60,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> TargetRun:
     """Feed Singer messages to the real `target-posthog` CLI and wait for it to exit."""
-    process = start_target(config, tmp_path)
+    process = start_target(config, tmp_path, preexec_fn)
     watcher = StateWatcher(process, posthog)
     assert process.stdin is not None and process.stderr is not None
     try:

@@ -17,6 +17,8 @@ from tests.conftest import (
     TAP_DAY,
     TAP_SECRET,
     bookmark_of,
+    file_size_limit,
+    parse_messages,
     small_store,
     tap_config,
     tap_environment,
@@ -245,3 +247,32 @@ def test_secrets_never_appear_in_any_output(amplitude_api, run_tap, tmp_path):
     for output in outputs:
         for secret in (TAP_API_KEY, TAP_SECRET, basic):
             assert secret not in output
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file size limits")
+def test_a_disk_that_refuses_the_download_stops_with_one_clear_line_then_resumes(
+    amplitude_api, three_day_store, run_tap, tmp_path
+):
+    config = tap_config(amplitude_api, end_date=END, window_hours=1)
+    args = write_tap_files(tmp_path / "full-disk", config, None)
+    # The limit is per file (one archive per one-hour window): the first hour fits, and the
+    # run stops at the first busier hour.
+    hours = three_day_store.hours()
+    limit = three_day_store.export_bytes(hours[0], hours[0]) + 512
+    assert max(three_day_store.export_bytes(h, h) for h in hours) > limit
+    full = subprocess.run(
+        [str(TAP_AMPLITUDE), *args], capture_output=True, text=True, timeout=120,
+        env=tap_environment(), check=False, preexec_fn=file_size_limit(limit),
+    )  # fmt: skip
+    assert full.returncode == 1
+    assert "cannot write the downloaded export to" in full.stderr
+    assert "Free space there, or set TMPDIR" in full.stderr
+    assert "Traceback" not in full.stderr
+    first = parse_messages(full.stdout)
+    states = [m["value"] for m in first if m["type"] == "STATE"]
+    resumed = run_tap(config, states[-1] if states else None)
+    assert resumed.returncode == 0, resumed.stderr
+    read_before = [m["record"]["uuid"] for m in first if m["type"] == "RECORD"]
+    assert set(read_before) | set(resumed.uuids()) == three_day_store.uuids()
+    assert not set(read_before) & set(resumed.uuids()), "re-read a bookmarked hour"
+    assert read_before, "the limit stopped the first window: nothing shows a resume"

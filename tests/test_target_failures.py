@@ -12,6 +12,7 @@ import orjson
 import pytest
 from target_posthog.mapping import UnmappableError, map_record
 
+from tests.conftest import file_size_limit
 from tests.target_support import (
     POSTHOG_KEY,
     SCHEMA,
@@ -100,6 +101,31 @@ def test_outage_longer_than_the_retry_budget_fails_with_a_correct_state_then_res
     posthog.clear_faults()
     resumed = records[run.states[-1]["done"] :]
     again = run_target(config, messages_with_states(resumed, 20), tmp_path, posthog)
+    assert again.returncode == 0, again.stderr
+    assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs POSIX file size limits")
+def test_a_disk_that_refuses_the_registry_stops_clearly_then_resumes(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    records = tap_records(1000, seed=9)
+    config = target_config(tmp_path, posthog, concurrency=1, batch_size=20)
+    # The registry's write-ahead log outgrows the limit after a few batches of aliases.
+    run = run_target(
+        config, messages_with_states(records, 20), tmp_path, posthog,
+        preexec_fn=file_size_limit(40_000),
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "alias registry" in run.stderr and "could not be written" in run.stderr
+    assert "check the disk it is on" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.states[-1]["done"] < len(records), "the failed batch was vouched for"
+    for emitted, stored in zip(run.states, run.stored_when_emitted, strict=True):
+        assert uuids(records[: emitted["done"]]) <= stored  # no STATE ahead of PostHog
+
+    done = run.states[-1]["done"] if run.states else 0
+    again = run_target(config, messages_with_states(records[done:], 20), tmp_path, posthog)
     assert again.returncode == 0, again.stderr
     assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
 

@@ -13,14 +13,15 @@ Every answer is classified here, once:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
 import zipfile
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import backoff
 import requests
@@ -83,6 +84,29 @@ class Download:
     path: Path | None
     size: int
     seconds: float
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """An unbuffered write may take only part of the bytes (a nearly full disk); the next
+    write then raises the disk's error."""
+    view = memoryview(data)
+    while view:
+        view = view[file.write(view) :]
+
+
+@contextlib.contextmanager
+def _disk_errors_named(path: Path, window: Window) -> Iterator[None]:
+    """An OSError from the local disk becomes a fatal error naming the folder, the window and
+    what to do (only file calls are wrapped: requests' network errors are OSErrors too)."""
+    try:
+        yield
+    except OSError as error:
+        msg = (
+            f"window {window}: cannot write the downloaded export to {path.parent} "
+            f"({error.strerror or error}). Free space there, or set TMPDIR to a disk with room "
+            "for one window (about target_window_mb)"
+        )
+        raise FatalExportError(msg) from error
 
 
 def _retry_after(response: requests.Response) -> float | None:
@@ -233,13 +257,19 @@ class ExportClient:
         raise FatalExportError(msg)
 
     def _save(self, response: requests.Response, window: Window) -> tuple[Path, int]:
-        """Stream the body to disk; a short or unreadable archive is a transient failure."""
+        """Stream the body to disk; a short or unreadable archive is a transient failure, a
+        disk that refuses the bytes (full, over quota, read-only) a fatal one."""
         path = self.workdir / f"export-{api_hour(window.start)}-{window.hours}h.zip"
         size = 0
         try:
-            with path.open("wb") as file:
+            # Unbuffered: every write reaches the OS at once, so a full disk fails that write
+            # (named below) and never a later flush inside unrelated code.
+            with _disk_errors_named(path, window):
+                file = path.open("wb", buffering=0)
+            with file:
                 for chunk in response.iter_content(CHUNK_BYTES):
-                    file.write(chunk)
+                    with _disk_errors_named(path, window):
+                        _write_all(file, chunk)
                     size += len(chunk)
             expected = response.headers.get("Content-Length")
             if expected is not None and expected.isdigit() and int(expected) != size:

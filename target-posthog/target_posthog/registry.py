@@ -40,6 +40,16 @@ class RegistryError(Exception):
     """The registry file cannot be used (locked, unreadable, not a registry)."""
 
 
+def _likely_cause(error: sqlite3.Error) -> str:
+    """What the user should look at, from SQLite's message."""
+    message = str(error)
+    if "locked" in message:
+        return "another process holds it"
+    if "not a database" in message or "malformed" in message:
+        return "it is not an alias registry, or it is damaged"
+    return "check the disk it is on (free space, quota, permissions)"
+
+
 class Claim(Enum):
     """What to do with a (device, user) pair seen in a record."""
 
@@ -76,7 +86,9 @@ class AliasRegistry:
             self._load_cache()
         except sqlite3.Error as exc:
             self.close()
-            raise RegistryError(f"alias registry {path} cannot be used: {exc}") from exc
+            raise RegistryError(
+                f"alias registry {path} cannot be used ({exc}); {_likely_cause(exc)}"
+            ) from exc
 
     def _open(self) -> None:
         if self.read_only:
@@ -200,8 +212,8 @@ class AliasRegistry:
                     )
             except sqlite3.Error as exc:
                 raise RegistryError(
-                    f"alias registry {self.path} could not be written ({exc}); another "
-                    "process may hold it. The batch counts as not delivered: the next run "
+                    f"alias registry {self.path} could not be written ({exc}); "
+                    f"{_likely_cause(exc)}. The batch counts as not delivered: the next run "
                     "resends it with the same uuids"
                 ) from exc
         with self._memory_lock:
