@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -300,6 +301,33 @@ def test_signal_to_the_pipeline_stops_cleanly_with_a_safe_state_and_resumes(
     assert_delivered_exactly(posthog, drill_store)
     assert_aliases_once(posthog, drill_store, [point])
     FIGURES.terminations_survived += 1
+
+
+def test_a_pipeline_paused_past_every_timeout_goes_on_and_loses_nothing(
+    pipeline: Pipeline,
+    amplitude: AmplitudeStandIn,
+    posthog: PostHogStandIn,
+    drill_store: ExportStore,
+) -> None:
+    """A laptop that sleeps mid-migration: both plugins stop (SIGSTOP) for longer than either
+    request_timeout, with batches and downloads in flight, then go on (SIGCONT)."""
+    pipeline.tap_config["request_timeout"] = 1
+    pipeline.target_config["request_timeout"] = 1
+    posthog.latency = 0.05  # batches in flight when the pause lands
+    switch = KillSwitch("both", signal.SIGSTOP)
+    posthog.on_stored = lambda r: switch.fire() if r.seq == 8 else None
+    running = pipeline.start()
+    switch.arm(running)
+    assert switch.fired.wait(RUN_TIMEOUT_SECONDS)
+    time.sleep(2.5)
+    running.kill("both", signal.SIGCONT)
+    result = running.wait()
+    posthog.on_stored = None
+    posthog.latency = 0.0
+    assert result.ok, result.describe()
+    assert "Traceback" not in result.target_stderr + result.tap_stderr, result.describe()
+    assert_delivered_exactly(posthog, drill_store)
+    assert_aliases_once(posthog, drill_store)
 
 
 # The target's signal handler must never wait for a lock the code it interrupted may hold:
