@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import stat
 import subprocess
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +130,44 @@ def test_a_disk_that_refuses_the_registry_stops_clearly_then_resumes(
     again = run_target(config, messages_with_states(records[done:], 20), tmp_path, posthog)
     assert again.returncode == 0, again.stderr
     assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+
+
+def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """STATE lines far larger than a pipe's atomic write, emitted while the target is stopped
+    and continued (SIGSTOP/SIGCONT) again and again and its reader lags: each line whole."""
+    bookmarks = {f"stream_{n}": {"replication_key_value": "x" * 200} for n in range(2000)}
+    states = [{"bookmarks": bookmarks, "n": n} for n in range(30)]  # ~450 KB each
+    process = start_target(target_config(tmp_path, posthog), tmp_path)
+    assert process.stdin is not None and process.stdout is not None
+
+    def feed() -> None:
+        assert process.stdin is not None
+        for value in states:
+            process.stdin.write(orjson.dumps(state(value)) + b"\n")
+        process.stdin.close()
+
+    def pause_again_and_again() -> None:
+        for _ in range(60):
+            time.sleep(0.02)
+            if process.poll() is not None:
+                return
+            process.send_signal(signal.SIGSTOP)
+            time.sleep(0.02)
+            process.send_signal(signal.SIGCONT)
+
+    threads = [threading.Thread(target=feed), threading.Thread(target=pause_again_and_again)]
+    for thread in threads:
+        thread.start()
+    lines = []
+    for line in process.stdout:
+        time.sleep(0.01)  # a slow reader keeps the pipe full, so writes block (and get cut)
+        lines.append(line)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert process.wait(timeout=60) == 0
+    assert [orjson.loads(line) for line in lines] == states
 
 
 def test_unreachable_host_fails_clearly(tmp_path: Path, records: list[dict[str, Any]]) -> None:

@@ -293,10 +293,9 @@ class TargetPostHog(Target):
         """Dry run: nothing reached PostHog, so no bookmark may move past anything."""
 
     def _emit_state(self, state: dict) -> None:
-        line = orjson.dumps(state).decode() + "\n"
+        line = orjson.dumps(state, option=orjson.OPT_APPEND_NEWLINE)
         with self._stdout_lock:
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            write_stdout(line)
 
     def process_endofpipe(self) -> None:
         """End of input: deliver everything, emit the final STATE, report."""
@@ -430,6 +429,27 @@ class TargetPostHog(Target):
             self.logger.info(
                 "progress: %s, %d batches in flight", self.summary(), self.delivery.in_flight
             )
+
+
+def write_stdout(data: bytes) -> None:
+    """All of `data` on stdout, in order, even when a write to the pipe takes only part of it.
+
+    That happens when the process is stopped and continued mid-write (SIGSTOP/SIGCONT, a
+    laptop's sleep) and the line is larger than the pipe's atomic size (4 KiB): Python 3.11's
+    buffered stdout was measured mangling such STATE lines; os.write calls that carry on from
+    where the last one stopped do not.
+    """
+    sys.stdout.flush()  # anything written through the text layer goes first
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # stdout replaced in-process (tests)
+        sys.stdout.write(data.decode())
+        sys.stdout.flush()
+        return
+    with memoryview(data) as view:
+        written = 0
+        while written < len(view):
+            written += os.write(fd, view[written:])
 
 
 def config_problems(config: dict[str, Any], known: set[str]) -> list[str]:
