@@ -46,6 +46,24 @@ def uuids(records: list[dict[str, Any]]) -> set[str]:
     return {e["uuid"] for r in records for e in map_record(r).events}
 
 
+def assert_resumes_from_last_state(
+    records: list[dict[str, Any]],
+    states: list[dict[str, Any]],
+    stored_when_emitted: list[set[str]],
+    config: dict[str, Any],
+    tmp_path: Path,
+    posthog: PostHogStandIn,
+) -> None:
+    """Every STATE a stopped run emitted vouched only for stored events, and a run resumed
+    from the last one delivers all the rest."""
+    for emitted, stored in zip(states, stored_when_emitted, strict=True):
+        assert uuids(records[: emitted["done"]]) <= stored  # no STATE ahead of PostHog
+    done = states[-1]["done"] if states else 0
+    again = run_target(config, messages_with_states(records[done:], 20), tmp_path, posthog)
+    assert again.returncode == 0, again.stderr
+    assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+
+
 def delivered_prefix(records: list[dict[str, Any]], stored: set[str]) -> int:
     """How many leading records are fully stored."""
     for n, value in enumerate(records):
@@ -123,13 +141,9 @@ def test_a_disk_that_refuses_the_registry_stops_clearly_then_resumes(
     assert "check the disk it is on" in run.stderr
     assert "Traceback" not in run.stderr
     assert run.states[-1]["done"] < len(records), "the failed batch was vouched for"
-    for emitted, stored in zip(run.states, run.stored_when_emitted, strict=True):
-        assert uuids(records[: emitted["done"]]) <= stored  # no STATE ahead of PostHog
-
-    done = run.states[-1]["done"] if run.states else 0
-    again = run_target(config, messages_with_states(records[done:], 20), tmp_path, posthog)
-    assert again.returncode == 0, again.stderr
-    assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+    assert_resumes_from_last_state(
+        records, run.states, run.stored_when_emitted, config, tmp_path, posthog
+    )
 
 
 def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(
@@ -194,13 +208,9 @@ def test_sigterm_settles_in_flight_batches_emits_safe_state_and_exits_non_zero(
         watcher.join()
         assert returncode == 128 + signal.SIGTERM
         assert "stopping on signal 15" in stderr
-        for emitted, stored in zip(watcher.states, watcher.snapshots, strict=True):
-            assert uuids(records[: emitted["done"]]) <= stored
-        last = watcher.states[-1]["done"] if watcher.states else 0
-
-        resumed = run_target(config, messages_with_states(records[last:], 20), tmp_path, posthog)
-        assert resumed.returncode == 0, resumed.stderr
-        assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
+        assert_resumes_from_last_state(
+            records, watcher.states, watcher.snapshots, config, tmp_path, posthog
+        )
 
 
 def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(
