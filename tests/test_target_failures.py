@@ -64,6 +64,14 @@ def assert_resumes_from_last_state(
     assert {e["uuid"] for e in delivered(posthog)} == uuids(records)
 
 
+def mappable(record: dict[str, Any]) -> bool:
+    try:
+        map_record(record)
+    except UnmappableError:
+        return False
+    return True
+
+
 def delivered_prefix(records: list[dict[str, Any]], stored: set[str]) -> int:
     """How many leading records are fully stored."""
     for n, value in enumerate(records):
@@ -144,6 +152,29 @@ def test_a_disk_that_refuses_the_registry_stops_clearly_then_resumes(
     assert_resumes_from_last_state(
         records, run.states, run.stored_when_emitted, config, tmp_path, posthog
     )
+
+
+def test_a_dead_letter_file_that_cannot_be_written_stops_clearly_naming_it(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    records = tap_records(100, seed=9, invalid_fraction=0.1)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    dead_letters = blocker / "dead-letter.jsonl"  # its folder is a file
+    config = target_config(tmp_path, posthog, dead_letter_path=str(dead_letters))
+    run = run_target(config, messages_with_states(records, 10), tmp_path, posthog)
+    assert run.returncode == 1
+    assert f"target-posthog failed: cannot write {dead_letters}" in run.stderr
+    assert "Traceback" not in run.stderr
+    first_bad = next(n for n, r in enumerate(records) if not mappable(r))
+    # No STATE vouches for the record whose dead letter could not be written.
+    assert all(emitted["done"] <= first_bad for emitted in run.states)
+
+    fixed = target_config(tmp_path, posthog, dead_letter_path=str(tmp_path / "dead.jsonl"))
+    done = run.states[-1]["done"] if run.states else 0
+    again = run_target(fixed, messages_with_states(records[done:], 10), tmp_path, posthog)
+    assert again.returncode == 0, again.stderr
+    assert {e["uuid"] for e in delivered(posthog)} == uuids([r for r in records if mappable(r)])
 
 
 def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(

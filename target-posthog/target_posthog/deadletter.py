@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+
+class LocalFileError(Exception):
+    """A file the run writes (dead letters, dry-run payloads) cannot be written."""
 
 
 class JsonLinesFile:
@@ -26,7 +32,7 @@ class JsonLinesFile:
         self._lock = threading.Lock()
 
     def write_line(self, line: bytes) -> None:
-        with self._lock:
+        with self._lock, self._errors_named():
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, self._mode, 0o600)
@@ -37,18 +43,29 @@ class JsonLinesFile:
 
     def sync(self) -> None:
         """Make every line written so far durable (before a STATE that depends on them)."""
-        with self._lock:
+        with self._lock, self._errors_named():
             if self._file is not None:
                 self._file.flush()
                 os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._errors_named():
             if self._file is not None:
-                self._file.flush()
-                os.fsync(self._file.fileno())
-                self._file.close()
-                self._file = None
+                file, self._file = self._file, None
+                with file:
+                    file.flush()
+                    os.fsync(file.fileno())
+
+    @contextlib.contextmanager
+    def _errors_named(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            msg = (
+                f"cannot write {self.path} ({error.strerror or error}); check the path and "
+                "the disk it is on (free space, quota, permissions)"
+            )
+            raise LocalFileError(msg) from error
 
 
 class DeadLetters:

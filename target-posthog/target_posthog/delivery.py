@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from target_posthog.client import Answer, DeliveryAbandonedError, DeliveryError
-from target_posthog.deadletter import DeadLetters, JsonLinesFile
+from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
@@ -227,7 +227,7 @@ class Delivery:
                             self._lock.notify_all()
             except DeliveryError as exc:
                 self._fail(exc)
-            except RegistryError as exc:
+            except (RegistryError, LocalFileError) as exc:
                 self._fail(DeliveryError(str(exc)))
             except Exception as exc:  # a bug or a registry failure must stop the run, loudly
                 self._logger.exception("delivery failed")

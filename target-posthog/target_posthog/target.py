@@ -28,11 +28,14 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 
 from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPolicy
-from target_posthog.deadletter import DeadLetters, JsonLinesFile
+from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.reader import FastSingerReader, TerminationRequested
 from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.sinks import EventsSink
+
+# What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
+_STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
 
 PROGRESS_INTERVAL_SECONDS = 5.0
 _LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "::1"))
@@ -347,7 +350,7 @@ class TargetPostHog(Target):
             # so deliver it and emit the STATE that covers it, then fail.
             self.logger.error("target-posthog stopped: %s", exc)
             return self._settle_then_fail()
-        except (DeliveryError, RegistryError) as exc:
+        except _STOPPING_ERRORS as exc:
             signum = self._reader_shutdown_signal()
             if signum is not None:  # a signal during the final wait: stopped, not failed
                 self.logger.warning("stopping on signal %d while finishing", signum)
@@ -362,7 +365,7 @@ class TargetPostHog(Target):
         """Input cannot go on: deliver what was received, emit its STATE, exit code 1."""
         try:
             self.delivery.finish()
-        except (DeliveryError, RegistryError) as exc:
+        except _STOPPING_ERRORS as exc:
             self.logger.error("target-posthog failed: %s", exc)
             self._stop_now()
             return 1
