@@ -3,6 +3,7 @@ exactly once, field for field; bookmarks per window; resume after a rerun, new h
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 from datetime import timedelta
@@ -71,6 +72,13 @@ def test_bookmarks_are_window_ends_in_one_rfc3339_form(amplitude_api, run_tap):
         "replication_key": "server_upload_time",
         "replication_key_value": "2024-03-04T00:00:00+00:00",
     }
+
+
+def test_each_window_logs_how_much_of_the_range_is_read(amplitude_api, run_tap):
+    run = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
+    assert run.returncode == 0, run.stderr
+    progress = re.findall(r"Window .*; ([0-9.]+)% of the range read", run.stderr)
+    assert progress == ["33.3", "66.7", "100.0"]  # three one-day windows of a three-day range
 
 
 def test_each_state_follows_all_records_of_the_windows_it_covers(

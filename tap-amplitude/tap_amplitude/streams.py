@@ -116,7 +116,8 @@ class EventsStream(Stream):
                         yield record
                 self._complete_window(ready.window)
                 total += count
-                self._log_window(ready, count, time.monotonic() - read_started)
+                done = (ready.window.end - start) / (end - start)
+                self._log_window(ready, count, time.monotonic() - read_started, done)
             # The API's windows tile the whole range, so its bookmark now stands at `end`. Local
             # files stop at the last hour that has a file: files for later hours may still be
             # copied in (an S3 export lands hour by hour), and must not be skipped next run.
@@ -164,17 +165,28 @@ class EventsStream(Stream):
     def _local(self) -> bool:
         return bool(self.config.get("export_path"))
 
-    def _log_window(self, ready: ReadyWindow, events: int, read_seconds: float) -> None:
+    def _log_window(
+        self, ready: ReadyWindow, events: int, read_seconds: float, done: float
+    ) -> None:
+        """One line per window, with how much of this run's range is now read (a migration
+        held to an agreed speed can take days; this is its progress)."""
         if not ready.members:
-            self.logger.info("Window %s: no data (%.2f s)", ready.window, ready.seconds)
+            self.logger.info(
+                "Window %s: no data (%.2f s); %.1f%% of the range read",
+                ready.window,
+                ready.seconds,
+                100 * done,
+            )
             return
         self.logger.info(
-            "Window %s: %d bytes, %d events, %.2f s download, %.2f s read",
+            "Window %s: %d bytes, %d events, %.2f s download, %.2f s read; "
+            "%.1f%% of the range read",
             ready.window,
             ready.size,
             events,
             ready.seconds,
             read_seconds,
+            100 * done,
         )
 
     def _log_summary(self, events: int, seconds: float) -> None:
