@@ -126,5 +126,6 @@ def test_dead_letter_file_stays_valid_jsonl_across_a_kill_and_resume(
             broken.append(number)
     assert not broken, f"dead-letter lines {broken} of {len(lines)} are not whole JSON objects"
     letters = [orjson.loads(line) for line in lines]
-    assert {letter["record"]["uuid"] for letter in letters} == bad
+    # Each bad record once, though the resumed run read again the window the kill cut short.
+    assert sorted(letter["record"]["uuid"] for letter in letters) == sorted(bad)
     FIGURES.dead_lettered += len(letters)

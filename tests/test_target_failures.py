@@ -164,7 +164,7 @@ def test_a_dead_letter_file_that_cannot_be_written_stops_clearly_naming_it(
     config = target_config(tmp_path, posthog, dead_letter_path=str(dead_letters))
     run = run_target(config, messages_with_states(records, 10), tmp_path, posthog)
     assert run.returncode == 1
-    assert f"target-posthog failed: cannot write {dead_letters}" in run.stderr
+    assert f"target-posthog failed: cannot read {dead_letters} (Not a directory)" in run.stderr
     assert "Traceback" not in run.stderr
     first_bad = next(n for n, r in enumerate(records) if not mappable(r))
     # No STATE vouches for the record whose dead letter could not be written.

@@ -1,8 +1,9 @@
-"""Dead-letter and dry-run files: JSON lines, user-only permissions, appended, created lazily."""
+"""Dead-letter and dry-run files: JSON lines, user-only permissions, created lazily."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,17 @@ class JsonLinesFile:
         self._file: IO[bytes] | None = None
         self._lock = threading.Lock()
 
+    def existing_lines(self) -> Iterator[bytes]:
+        """The lines the file holds (none if there is no file), read one at a time."""
+        with self._errors_named("read"):
+            try:
+                file = self.path.open("rb")
+            except FileNotFoundError:
+                return
+            with file:
+                for line in file:
+                    yield line.rstrip(b"\n")
+
     def write_line(self, line: bytes) -> None:
         with self._lock, self._errors_named():
             if self._file is None:
@@ -57,35 +69,54 @@ class JsonLinesFile:
                     os.fsync(file.fileno())
 
     @contextlib.contextmanager
-    def _errors_named(self) -> Iterator[None]:
+    def _errors_named(self, doing: str = "write") -> Iterator[None]:
         try:
             yield
         except OSError as error:
             msg = (
-                f"cannot write {self.path} ({error.strerror or error}); check the path and "
+                f"cannot {doing} {self.path} ({error.strerror or error}); check the path and "
                 "the disk it is on (free space, quota, permissions)"
             )
             raise LocalFileError(msg) from error
 
 
 class DeadLetters:
-    """Records (or mapped events) that must not or could not be sent, with the reason."""
+    """Records (or mapped events) that must not or could not be sent, with the reason.
+
+    Each letter is in the file once: a resumed run reads again the window it was in when it
+    stopped, and the letters that window already produced are not written a second time.
+    """
 
     def __init__(self, path: Path) -> None:
         self.file = JsonLinesFile(path)
-
-    @property
-    def count(self) -> int:
-        return self.file.lines_written
+        self.count = 0  # letters of this run, including those the file already held
+        self.already_in_file = 0
+        self._in_file: set[bytes] | None = None  # digests of the file's lines, read once
 
     def add_record(self, stream: str, reason: str, record: dict[str, Any]) -> None:
-        self.file.write_line(
-            orjson.dumps({"reason": reason, "stream": stream, "record": record}, default=str)
-        )
+        self._add(orjson.dumps({"reason": reason, "stream": stream, "record": record}, default=str))
 
     def add_event(self, reason: str, event: bytes, posthog_answer: str | None = None) -> None:
         """An already encoded PostHog event that PostHog refused (or could never accept)."""
         entry: dict[str, Any] = {"reason": reason, "event": orjson.Fragment(event)}
         if posthog_answer is not None:
             entry["posthog_answer"] = posthog_answer
-        self.file.write_line(orjson.dumps(entry))
+        self._add(orjson.dumps(entry))
+
+    def _add(self, line: bytes) -> None:
+        digest = hashlib.sha1(line, usedforsecurity=False).digest()
+        in_file = self._letters_in_file()
+        self.count += 1
+        if digest in in_file:
+            self.already_in_file += 1
+            return
+        self.file.write_line(line)
+        in_file.add(digest)
+
+    def _letters_in_file(self) -> set[bytes]:
+        if self._in_file is None:
+            self._in_file = {
+                hashlib.sha1(line, usedforsecurity=False).digest()
+                for line in self.file.existing_lines()
+            }
+        return self._in_file

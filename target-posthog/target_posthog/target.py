@@ -419,10 +419,12 @@ class TargetPostHog(Target):
         delivery = self.delivery
         elapsed = max(time.monotonic() - self._started, 1e-9)
         client = self.client
+        letters = self.dead_letters
+        repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
         return (
             f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
-            f"{delivery.aliases_sent} aliases, {self.dead_letters.count} dead-lettered"
-            f" ({self.dead_letters.file.path}), {self._retries} retries, "
+            f"{delivery.aliases_sent} aliases, {letters.count} dead-lettered"
+            f" ({letters.file.path}{repeats}), {self._retries} retries, "
             f"{client.requests_sent if client else 0} requests, "
             f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"
         )
