@@ -52,6 +52,7 @@ class DrillFigures:
 
     kills_survived: int = 0
     terminations_survived: int = 0
+    pauses_survived: int = 0  # SIGSTOP ... SIGCONT of the running pipeline
     faults_injected: int = 0
     dead_lettered: int = 0
     events_resent: int = 0  # events PostHog received more than once (same uuid)
@@ -64,6 +65,7 @@ class DrillFigures:
             f"pipeline runs: {self.pipeline_runs}",
             f"SIGKILLs survived (resumed, nothing lost): {self.kills_survived}",
             f"SIGTERM/SIGINT stops survived: {self.terminations_survived}",
+            f"SIGSTOP/SIGCONT pauses survived: {self.pauses_survived}",
             f"faults injected (served by the stand-ins: injected faults, size refusals, outage "
             f"answers): {self.faults_injected}",
             f"records dead-lettered: {self.dead_lettered}",
