@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -124,6 +125,40 @@ class MeltanoProject:
         Killing the group takes down Meltano, the tap and the target at once, as a power cut
         or an OOM kill would. Meltano keeps the STATE it had stored before the kill.
         """
+
+        def kill(group: int) -> bool:
+            os.killpg(group, signal.SIGKILL)
+            return True
+
+        return self._run_job_with(condition, kill, timeout)
+
+    def run_job_pausing(
+        self,
+        condition: Callable[[], bool],
+        seconds: float,
+        *,
+        times: int = 1,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Start the job; once `condition()` holds, stop its whole process group (SIGSTOP) for
+        `seconds`, as a laptop's sleep would, then let it go on (SIGCONT); `times` such pauses,
+        a fifth of a second of running apart; then wait for its end."""
+
+        def pause(group: int) -> bool:
+            for _ in range(times):
+                os.killpg(group, signal.SIGSTOP)
+                time.sleep(seconds)
+                os.killpg(group, signal.SIGCONT)
+                time.sleep(0.2)
+            return False
+
+        return self._run_job_with(condition, pause, timeout)
+
+    def _run_job_with(
+        self, condition: Callable[[], bool], act: Callable[[int], bool], timeout: float
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the job in its own process group; call `act(group)` once, when `condition()`
+        first holds (True from `act`: the job is over, stop waiting for it to finish)."""
         process = subprocess.Popen(
             self.command("run", *JOB),
             cwd=REPO_ROOT,
@@ -134,13 +169,17 @@ class MeltanoProject:
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
+        acted = False
         try:
+            output_reader = _OutputReader(process)
             while process.poll() is None and time.monotonic() < deadline:
-                if condition():
-                    os.killpg(process.pid, signal.SIGKILL)
-                    break
+                if not acted and condition():
+                    acted = True
+                    if act(process.pid):
+                        break
                 time.sleep(0.02)
-            output, _ = process.communicate(timeout=30)
+            process.wait(timeout=max(deadline - time.monotonic(), 1))
+            output = output_reader.text()
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -151,6 +190,26 @@ class MeltanoProject:
         result = self.run("state", "get", self.state_id, timeout=60)
         assert result.returncode == 0, result.stderr
         return orjson.loads(result.stdout.strip().splitlines()[-1] or "{}")
+
+
+class _OutputReader:
+    """Drains a process's output on a thread, so a chatty job never blocks on a full pipe while
+    the test waits on it."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self._chunks: list[str] = []
+        assert process.stdout is not None
+        self._stream = process.stdout
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for line in self._stream:
+            self._chunks.append(line)
+
+    def text(self) -> str:
+        self._thread.join(timeout=30)
+        return "".join(self._chunks)
 
 
 def install_plugins() -> None:

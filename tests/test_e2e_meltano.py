@@ -182,6 +182,26 @@ def test_killed_run_resumes_with_nothing_lost(
     assert len(unique) == total
 
 
+def test_a_job_paused_mid_run_goes_on_and_loses_nothing(
+    project: MeltanoProject, store: ExportStore, posthog: PostHogStandIn
+) -> None:
+    """A laptop that sleeps during `meltano run`: Meltano, the tap and the target all stop, past
+    both plugins' request timeouts, with downloads, relayed lines and batches in flight."""
+    # More output than Meltano's buffer (1 MiB here, 100 MiB by default) and the pipes hold, and
+    # a slower PostHog: the tap is blocked mid-write when the pause lands.
+    store.add(ExportSpec(start=START, hours=48, events=5_000, seed=11))
+    project.settings["MELTANO_ELT_BUFFER_SIZE"] = str(1 << 20)
+    posthog.inject(Fault.delay(0.05), times=10_000)
+    project.settings["TAP_AMPLITUDE_REQUEST_TIMEOUT"] = "1"
+    project.settings["TARGET_POSTHOG_REQUEST_TIMEOUT"] = "1"
+    total = len(store.uuids())
+    paused = project.run_job_pausing(
+        lambda: posthog.event_count >= total // 4, seconds=1.5, times=3
+    )
+    assert_succeeded(paused)
+    assert set(non_alias_uuids(posthog)) == store.uuids()
+
+
 def test_default_environment_runs_the_bundled_sample_without_an_account(tmp_path: Path) -> None:
     payloads = tmp_path / "payloads.jsonl"
     project = MeltanoProject(
