@@ -276,3 +276,19 @@ def test_a_disk_that_refuses_the_download_stops_with_one_clear_line_then_resumes
     assert set(read_before) | set(resumed.uuids()) == three_day_store.uuids()
     assert not set(read_before) & set(resumed.uuids()), "re-read a bookmarked hour"
     assert read_before, "the limit stopped the first window: nothing shows a resume"
+
+
+def test_a_reader_that_goes_away_stops_the_tap_with_one_clear_line(amplitude_api, tmp_path):
+    """The target (or Meltano) died: the tap's next write meets a broken pipe."""
+    args = write_tap_files(tmp_path / "gone", tap_config(amplitude_api, end_date=END), None)
+    tap = subprocess.Popen(
+        [str(TAP_AMPLITUDE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=tap_environment(),
+    )  # fmt: skip
+    assert tap.stdout is not None and tap.stderr is not None
+    tap.stdout.read(1000)  # the reader takes a little, then dies
+    tap.stdout.close()
+    stderr = tap.stderr.read().decode()
+    assert tap.wait(timeout=60) == 1
+    assert "tap-amplitude stopped: its output is no longer read (broken pipe)" in stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import sys
 from functools import cached_property
@@ -223,6 +224,15 @@ class TapAmplitude(Tap):
             super().invoke(**options)
         except (FatalExportError, CorruptExportError) as exc:
             cls.logger.error("tap-amplitude stopped: %s", exc)
+            sys.exit(1)
+        except BrokenPipeError:
+            # Whatever read the output (a target, Meltano) has gone; its own error says why.
+            # Point stdout at /dev/null so that the interpreter's last flush cannot fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            cls.logger.error(
+                "tap-amplitude stopped: its output is no longer read (broken pipe); the next "
+                "run resumes from the last STATE the target emitted"
+            )
             sys.exit(1)
 
     # --- termination ---------------------------------------------------------------------

@@ -31,6 +31,7 @@ BUFFER_BYTES = 256 * 1024
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
 _TERMINATION_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 _pending = bytearray()
+_reader_gone = False
 
 
 def _fallback(value: Any) -> Any:
@@ -43,7 +44,15 @@ def _dumps(message: dict[str, Any]) -> bytes:
 
 
 def _drain() -> None:
-    """Write out and flush everything pending, with termination signals held back."""
+    """Write out and flush everything pending, with termination signals held back.
+
+    Once the reader has gone (a broken pipe), nothing more can be written: the first failure
+    is raised, and later drains (the stream's closing flush) only drop what is pending.
+    """
+    global _reader_gone
+    if _reader_gone:
+        _pending.clear()
+        return
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINATION_SIGNALS)
     try:
         sys.stdout.flush()  # anything written through the text layer goes first
@@ -54,6 +63,10 @@ def _drain() -> None:
         else:
             _write_all(fd, _pending)
         _pending.clear()
+    except BrokenPipeError:
+        _reader_gone = True
+        _pending.clear()
+        raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
