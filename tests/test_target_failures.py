@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import stat
 import subprocess
@@ -175,6 +176,25 @@ def test_a_dead_letter_file_that_cannot_be_written_stops_clearly_naming_it(
     again = run_target(fixed, messages_with_states(records[done:], 10), tmp_path, posthog)
     assert again.returncode == 0, again.stderr
     assert {e["uuid"] for e in delivered(posthog)} == uuids([r for r in records if mappable(r)])
+
+
+def test_a_state_reader_that_goes_away_stops_the_target_with_one_clear_line(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    """Meltano (the reader of STATE) died: the target's next STATE meets a broken pipe."""
+    process = start_target(target_config(tmp_path, posthog, batch_size=20), tmp_path)
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stderr is not None
+    process.stdout.close()
+    with contextlib.suppress(BrokenPipeError):  # the target may stop before reading it all
+        process.stdin.write(
+            b"".join(orjson.dumps(m) + b"\n" for m in messages_with_states(records, 20))
+        )
+        process.stdin.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert "target-posthog failed: cannot write STATE to stdout: nothing reads it" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(

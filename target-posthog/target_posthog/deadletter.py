@@ -14,7 +14,8 @@ import orjson
 
 
 class LocalFileError(Exception):
-    """A file the run writes (dead letters, dry-run payloads) cannot be written."""
+    """A file the run writes (dead letters, dry-run payloads, STATE on stdout) cannot be
+    written."""
 
 
 class JsonLinesFile:

@@ -151,6 +151,7 @@ class TargetPostHog(Target):
         self.max_parallelism = 1
         self._lean_sinks: dict[str, EventsSink] = {}
         self._stdout_lock = threading.Lock()
+        self._state_reader_gone = False
         self._started = time.monotonic()
         self._stopping = threading.Event()
         signal_pipe_read, self._signal_pipe_write = os.pipe()
@@ -298,7 +299,16 @@ class TargetPostHog(Target):
     def _emit_state(self, state: dict) -> None:
         line = orjson.dumps(state, option=orjson.OPT_APPEND_NEWLINE)
         with self._stdout_lock:
-            write_stdout(line)
+            if self._state_reader_gone:
+                return  # said once already; the run is stopping
+            try:
+                write_stdout(line)
+            except BrokenPipeError as exc:
+                self._state_reader_gone = True
+                raise LocalFileError(
+                    "cannot write STATE to stdout: nothing reads it any more (broken pipe). "
+                    "The next run resumes from the last STATE that was stored"
+                ) from exc
 
     def process_endofpipe(self) -> None:
         """End of input: deliver everything, emit the final STATE, report."""
