@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import signal
 import stat
 import subprocess
@@ -195,6 +196,23 @@ def test_a_state_reader_that_goes_away_stops_the_target_with_one_clear_line(
     assert process.wait(timeout=60) == 1
     assert "target-posthog failed: cannot write STATE to stdout: nothing reads it" in stderr
     assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="Linux pipe sizes")
+def test_the_target_enlarges_its_input_pipe_so_the_tap_can_run_ahead(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    """With the default 64 KiB pipe the tap and the target take turns (benchmarks/README.md)."""
+    process = start_target(target_config(tmp_path, posthog), tmp_path)
+    assert process.stdin is not None
+    watcher = StateWatcher(process, posthog)
+    process.stdin.write(orjson.dumps(state({"first": True})) + b"\n")
+    process.stdin.flush()
+    assert watcher.wait_for_states(1)  # the target is reading its input by now
+    size = fcntl.fcntl(process.stdin.fileno(), fcntl.F_GETPIPE_SZ)
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0
+    assert size >= 1 << 20
 
 
 def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(
