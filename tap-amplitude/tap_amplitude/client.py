@@ -21,12 +21,13 @@ import zipfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import backoff
 import requests
 
 from tap_amplitude.windows import Window, api_hour
+from tap_amplitude.writer import write_all
 
 REGION_URLS = {
     "us": "https://amplitude.com",
@@ -84,14 +85,6 @@ class Download:
     path: Path | None
     size: int
     seconds: float
-
-
-def _write_all(file: BinaryIO, data: bytes) -> None:
-    """An unbuffered write may take only part of the bytes (a nearly full disk); the next
-    write then raises the disk's error."""
-    view = memoryview(data)
-    while view:
-        view = view[file.write(view) :]
 
 
 @contextlib.contextmanager
@@ -269,7 +262,7 @@ class ExportClient:
             with file:
                 for chunk in response.iter_content(CHUNK_BYTES):
                     with _disk_errors_named(path, window):
-                        _write_all(file, chunk)
+                        write_all(file.fileno(), chunk)
                     size += len(chunk)
             expected = response.headers.get("Content-Length")
             if expected is not None and expected.isdigit() and int(expected) != size:

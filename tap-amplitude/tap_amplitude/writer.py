@@ -8,7 +8,7 @@ never waits in a buffer behind the records it covers.
 
 Writes are a few hundred KiB: a write larger than the pipe's free room blocks the tap until the
 reader has taken nearly all of it, and the two then work in turns rather than side by side.
-They go straight to the file descriptor, carrying on after a partial write (see `_write_all`).
+They go straight to the file descriptor, carrying on after a partial write (see `write_all`).
 
 Order is what makes a STATE safe: it is written after the records it covers. The termination
 handler writes a STATE from inside whatever the main thread was doing, so the one place bytes
@@ -61,7 +61,7 @@ def _drain() -> None:
             sys.stdout.buffer.write(_pending)
             sys.stdout.buffer.flush()
         else:
-            _write_all(fd, _pending)
+            write_all(fd, _pending)
         _pending.clear()
     except BrokenPipeError:
         _reader_gone = True
@@ -78,11 +78,12 @@ def _output_fd() -> int | None:
         return None
 
 
-def _write_all(fd: int, data: bytearray) -> None:
-    """Every byte of `data`, in order, whatever the pipe does.
+def write_all(fd: int, data: bytes | bytearray) -> None:
+    """Every byte of `data`, in order, whatever the pipe or disk does.
 
-    A write to a pipe can take only part of the bytes, for instance when the process is stopped
-    and continued (SIGSTOP/SIGCONT, a laptop's sleep) mid-write. Python 3.11's buffered stdout
+    A write can take only part of the bytes: to a pipe when the process is stopped and
+    continued (SIGSTOP/SIGCONT, a laptop's sleep) mid-write, to a file when the disk is nearly
+    full (the next write then raises the disk's error). Python 3.11's buffered stdout
     was measured losing the rest of such a write (whole records vanished and two half records
     ran together); plain os.write calls that carry on from where the last one stopped do not.
     """
