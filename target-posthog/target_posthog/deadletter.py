@@ -19,7 +19,7 @@ class LocalFileError(Exception):
 
 
 class JsonLinesFile:
-    """Append-only JSONL file, safe from several threads, flushed to disk on `sync()`.
+    """JSONL file, appended to, safe from several threads, flushed to disk on `sync()`.
 
     Opened on the first write, so a run that writes nothing leaves no file (and leaves an
     earlier run's file as it was). `replace=True` starts the file afresh on that first write
