@@ -121,6 +121,13 @@ def drill_target_config(
     return {k: v for k, v in config.items() if v is not None}
 
 
+def drill_pipeline(workdir: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn) -> Pipeline:
+    """`amplitude`'s export (the drill range) into `posthog`, the target's files in `workdir`."""
+    return Pipeline(
+        workdir, drill_tap_config(amplitude, DRILL_HOURS), drill_target_config(workdir, posthog)
+    )
+
+
 # --- one run of the pipeline ----------------------------------------------------------------
 
 
@@ -554,8 +561,4 @@ def posthog() -> Iterator[PostHogStandIn]:
 @pytest.fixture
 def pipeline(tmp_path: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn) -> Pipeline:
     """The drill pipeline: the shared export into the test's own PostHog and registry."""
-    return Pipeline(
-        tmp_path / "run",
-        drill_tap_config(amplitude, DRILL_HOURS),
-        drill_target_config(tmp_path / "run", posthog),
-    )
+    return drill_pipeline(tmp_path / "run", amplitude, posthog)

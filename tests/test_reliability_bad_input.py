@@ -30,6 +30,7 @@ from tests.pipeline_harness import (
     assert_delivered_exactly,
     build_drill_store,
     dead_letters,
+    drill_pipeline,
     drill_store,
     drill_tap_config,
     drill_target_config,
@@ -198,11 +199,7 @@ def test_bad_records_are_dead_lettered_with_their_reason_and_the_rest_delivered(
         AmplitudeStandIn(store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as api,
         PostHogStandIn(api_key=POSTHOG_KEY) as posthog,
     ):
-        pipeline = Pipeline(
-            tmp_path / "run",
-            drill_tap_config(api, DRILL_HOURS),
-            drill_target_config(tmp_path / "run", posthog),
-        )
+        pipeline = drill_pipeline(tmp_path / "run", api, posthog)
         result = pipeline.run()
         assert result.ok, result.describe()
         assert result.bookmark == END

@@ -18,17 +18,14 @@ import pytest
 from tests.pipeline_harness import (
     AMPLITUDE_KEY,
     AMPLITUDE_SECRET,
-    DRILL_HOURS,
     FIGURES,
     POSTHOG_KEY,
     KillSwitch,
-    Pipeline,
     assert_aliases_once,
     assert_delivered_exactly,
     assert_registry_intact,
     build_drill_store,
-    drill_tap_config,
-    drill_target_config,
+    drill_pipeline,
     why_unsendable,
 )
 from tests.testbed.amplitude import AmplitudeStandIn
@@ -98,11 +95,7 @@ def test_dead_letter_file_stays_valid_jsonl_across_a_kill_and_resume(
         AmplitudeStandIn(store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as api,
         PostHogStandIn(api_key=POSTHOG_KEY) as posthog,
     ):
-        pipeline = Pipeline(
-            tmp_path / "run",
-            drill_tap_config(api, DRILL_HOURS),
-            drill_target_config(tmp_path / "run", posthog),
-        )
+        pipeline = drill_pipeline(tmp_path / "run", api, posthog)
         switch = KillSwitch("target")
         posthog.on_stored = lambda r: switch.fire() if r.seq == kill_at_batch else None
         running = pipeline.start()

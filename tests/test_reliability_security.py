@@ -40,6 +40,7 @@ from tests.pipeline_harness import (
     drill_target_config,
     file_mode,
     outputs_of,
+    pipeline,
     posthog,
 )
 from tests.target_support import TARGET
@@ -48,7 +49,7 @@ from tests.testbed.faults import Fault
 from tests.testbed.posthog import PostHogStandIn
 from tests.testbed.store import ExportStore
 
-__all__ = ["amplitude", "drill_store", "posthog"]  # fixtures used by name
+__all__ = ["amplitude", "drill_store", "pipeline", "posthog"]  # fixtures used by name
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -177,15 +178,10 @@ def test_plain_http_is_refused_for_real_hosts_before_any_work(
     setting: str,
     url: str,
     message: str,
-    tmp_path: Path,
-    amplitude: AmplitudeStandIn,
+    pipeline: Pipeline,
     posthog: PostHogStandIn,
 ) -> None:
     """Plain http only for 127.0.0.1/localhost (every other drill runs on it)."""
-    pipeline = Pipeline(
-        tmp_path / "run", drill_tap_config(amplitude, DRILL_HOURS),
-        drill_target_config(tmp_path / "run", posthog),
-    )  # fmt: skip
     (pipeline.tap_config if plugin == "tap" else pipeline.target_config)[setting] = url
     failed = pipeline.run()
     stderr = failed.tap_stderr if plugin == "tap" else failed.target_stderr
