@@ -93,6 +93,14 @@ def write_tap_files(
     return args
 
 
+def start_tap(args: list[str], *, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """The real tap CLI with its output on a pipe the test reads (and may stop reading);
+    `stderr=subprocess.PIPE` to read its log too."""
+    return subprocess.Popen(
+        [str(TAP_AMPLITUDE), *args], stdout=subprocess.PIPE, stderr=stderr, env=tap_environment()
+    )
+
+
 @pytest.fixture
 def run_tap(tmp_path: Path) -> Callable[..., TapRun]:
     """Run `tap-amplitude --config ... [--state ...]` to completion and parse its output."""

@@ -20,6 +20,7 @@ from tests.conftest import (
     file_size_limit,
     parse_messages,
     small_store,
+    start_tap,
     tap_config,
     tap_environment,
     write_tap_files,
@@ -174,12 +175,7 @@ def test_sigterm_writes_the_safe_state_and_exits_non_zero(tmp_path):
         args = write_tap_files(
             tmp_path / "run", tap_config(api, window_hours=4, end_date=END), None
         )
-        tap = subprocess.Popen(
-            [str(TAP_AMPLITUDE), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=tap_environment(),
-        )
+        tap = start_tap(args, stderr=subprocess.PIPE)
         assert tap.stdout is not None
         messages = []
         for line in tap.stdout:
@@ -206,12 +202,7 @@ def test_sigterm_writes_the_safe_state_and_exits_non_zero(tmp_path):
 def test_sigterm_during_a_slow_download_stops_promptly_without_a_bookmark(amplitude_api, tmp_path):
     amplitude_api.inject(Fault.delay(5))
     args = write_tap_files(tmp_path / "run", tap_config(amplitude_api, end_date=END), None)
-    tap = subprocess.Popen(
-        [str(TAP_AMPLITUDE), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=tap_environment(),
-    )
+    tap = start_tap(args, stderr=subprocess.PIPE)
     assert tap.stderr is not None
     for line in tap.stderr:  # wait until the run has started its first request
         if b"This run covers" in line:
@@ -281,10 +272,7 @@ def test_a_disk_that_refuses_the_download_stops_with_one_clear_line_then_resumes
 def test_a_reader_that_goes_away_stops_the_tap_with_one_clear_line(amplitude_api, tmp_path):
     """The target (or Meltano) died: the tap's next write meets a broken pipe."""
     args = write_tap_files(tmp_path / "gone", tap_config(amplitude_api, end_date=END), None)
-    tap = subprocess.Popen(
-        [str(TAP_AMPLITUDE), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=tap_environment(),
-    )  # fmt: skip
+    tap = start_tap(args, stderr=subprocess.PIPE)
     assert tap.stdout is not None and tap.stderr is not None
     tap.stdout.read(1000)  # the reader takes a little, then dies
     tap.stdout.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,30 +13,19 @@ import orjson
 from tap_amplitude.export import normalise_record
 
 from tests.conftest import (
-    TAP_AMPLITUDE,
     TAP_API_KEY,
     TAP_DAY,
     TAP_SECRET,
     bookmark_of,
     small_store,
+    start_tap,
     tap_config,
-    tap_environment,
     write_tap_files,
 )
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
 
 END = (TAP_DAY + timedelta(days=3)).isoformat()  # the stores' data: 72 hours from TAP_DAY
-
-
-def start_tap(args: list[str]) -> subprocess.Popen[bytes]:
-    """The real tap CLI with its output on a pipe this test reads (and may stop reading)."""
-    return subprocess.Popen(
-        [str(TAP_AMPLITUDE), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=tap_environment(),
-    )
 
 
 def expected_records(store, start=None, end=None) -> dict[str, dict[str, Any]]:
