@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from target_posthog.mapping import alias_event
+from target_posthog.identity import alias_event
 
 from tests.pipeline_harness import (
     DRILL_START,

@@ -8,7 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
-from target_posthog.mapping import can_alias, map_record
+from target_posthog.identity import can_alias
+from target_posthog.mapping import map_record
 
 from tests.target_support import (
     ALIAS_EVENTS,

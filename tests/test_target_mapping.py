@@ -6,15 +6,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from target_posthog.event_keys import parse_time, session_uuid
+from target_posthog.identity import alias_event, can_alias
 from target_posthog.mapping import (
     MAPPING_TABLE,
     UnmappableError,
-    alias_event,
-    can_alias,
     map_record,
     mapping_table_markdown,
-    parse_time,
-    session_uuid,
 )
 
 WEB_RECORD = {

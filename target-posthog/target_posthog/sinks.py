@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from singer_sdk.sinks import BatchSink
 
-from target_posthog.mapping import UnmappableError, alias_event, can_alias, map_record
+from target_posthog.identity import alias_event, can_alias
+from target_posthog.mapping import UnmappableError, map_record
 from target_posthog.registry import Claim, PendingAlias
 
 if TYPE_CHECKING:

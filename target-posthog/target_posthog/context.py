@@ -1,0 +1,191 @@
+"""Device, page, location and session context: Amplitude's fields as PostHog's own properties.
+
+Each helper adds to an event's `properties` and, for the properties PostHog keeps on the
+person, to its `$set` (`person`). Where the names come from: PostHog's Amplitude importer
+(shared/reference/posthog-capture-api.md, section 4) and posthog-js's property names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from target_posthog.event_keys import SESSION_MS_MAX, SESSION_MS_MIN, session_uuid
+from target_posthog.fields import RAW_PREFIX
+
+_WEB_DESKTOP_OS = {
+    "Mac": "Mac OS X",
+    "Mac OS": "Mac OS X",
+    "Mac OS X": "Mac OS X",
+    "Windows": "Windows",
+    "Linux": "Linux",
+    "Chrome OS": "Chrome OS",
+    "Ubuntu": "Linux",
+}
+_WEB_MOBILE_OS = {"iOS": "iOS", "Android": "Android"}
+_MOBILE_OS = {
+    "ios": "iOS",
+    "ipados": "iPadOS",
+    "android": "Android",
+    "tvos": "tvOS",
+    "watchos": "watchOS",
+}
+
+# Context fields with one PostHog name whatever the platform: (field, property, also in $set).
+_COMMON_CONTEXT: tuple[tuple[str, str, bool], ...] = (
+    ("country", "$geoip_country_name", True),
+    ("city", "$geoip_city_name", True),
+    ("region", "$geoip_subdivision_1_name", True),
+    ("location_lat", "$geoip_latitude", False),
+    ("location_lng", "$geoip_longitude", False),
+    ("ip_address", "$ip", False),
+    ("version_name", "$app_version", False),
+)
+# event_properties key -> (PostHog property, also in $set)
+_PAGE_PROPERTIES: dict[str, tuple[str, bool]] = {
+    "[Amplitude] Page URL": ("$current_url", True),
+    "[Amplitude] Page Domain": ("$host", False),
+    "[Amplitude] Page Path": ("$pathname", True),
+    "[Amplitude] Page Title": ("title", False),
+    "[Amplitude] Viewport Height": ("$viewport_height", False),
+    "[Amplitude] Viewport Width": ("$viewport_width", False),
+    "referrer": ("$referrer", True),
+    "referring_domain": ("$referring_domain", True),
+}
+_PERSON_CONTEXT = ("$os", "$browser", "$device_type")
+
+# The record fields this module turns into PostHog properties (not kept as $amplitude_<field>).
+CONSUMED_FIELDS = frozenset(
+    (
+        "os_name",
+        "os_version",
+        "device_type",
+        "device_model",
+        "device_manufacturer",
+        "device_brand",
+        "device_carrier",
+        "library",
+        "amplitude_id",
+        "session_id",
+        "device_id",
+        *(field for field, _, _ in _COMMON_CONTEXT),
+    )
+)
+
+
+def add_page_properties(
+    properties: dict[str, Any], person: dict[str, Any], event_properties: dict[str, Any]
+) -> None:
+    """Amplitude's page/viewport/referrer event properties under PostHog's names."""
+    # In the table's order, not a set's: the payload bytes must not vary between processes.
+    for field, (name, in_person) in _PAGE_PROPERTIES.items():
+        value = event_properties.get(field)
+        if value is not None:
+            properties[name] = value
+            if in_person:
+                person[name] = value
+
+
+def add_context(properties: dict[str, Any], person: dict[str, Any], record: dict[str, Any]) -> None:
+    """Location, app version, OS/browser/device, library and amplitude_id."""
+    get = record.get
+    for field, name, in_person in _COMMON_CONTEXT:
+        value = get(field)
+        if value is not None and value != "":
+            properties[name] = value
+            if in_person:
+                person[name] = value
+    platform = get("platform")
+    if platform == "Web" or str(platform or "").lower() == "web":
+        _add_web_context(properties, record)
+    else:
+        _add_app_context(properties, record)
+    library = get("library")
+    if isinstance(library, str) and library:
+        properties.update(_library_properties(library))
+    amplitude_id = get("amplitude_id")
+    if amplitude_id is not None:
+        properties["$amplitude_id"] = amplitude_id
+    for name in _PERSON_CONTEXT:
+        if name in properties:
+            person[name] = properties[name]
+
+
+def add_device_and_session(
+    properties: dict[str, Any], device_id: str | None, session_id: object, scope: str
+) -> None:
+    """`$device_id` and the session: `$session_id` is a UUIDv7 whose time is the session start,
+    scoped to `scope` (the device, else the distinct_id) because Amplitude's session ids are
+    only unique per device."""
+    if device_id is not None:
+        properties["$device_id"] = device_id
+        properties[RAW_PREFIX + "device_id"] = device_id
+    if isinstance(session_id, int) and not isinstance(session_id, bool):
+        if session_id > 0:
+            properties[RAW_PREFIX + "session_id"] = session_id
+        if SESSION_MS_MIN <= session_id < SESSION_MS_MAX:
+            properties["$session_id"] = session_uuid(session_id, scope)
+
+
+def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None:
+    """Amplitude's browser SDK puts the browser in os_name and the OS in device_type."""
+    browser, version = record.get("os_name"), record.get("os_version")
+    if browser:
+        properties["$browser"] = browser
+    if version is not None and version != "":
+        properties["$browser_version"] = int(version) if str(version).isdigit() else version
+    device_type = record.get("device_type") or record.get("device_family")
+    if isinstance(device_type, str) and device_type:
+        properties.update(_web_os_properties(device_type))
+    for field, name in _WEB_RAW_DEVICE_FIELDS:
+        value = record.get(field)
+        if value is not None and value != "":
+            properties[name] = value
+
+
+_WEB_RAW_DEVICE_FIELDS = tuple(
+    (field, RAW_PREFIX + field)
+    for field in ("device_model", "device_manufacturer", "device_brand", "device_carrier")
+)
+
+
+@lru_cache(maxsize=1024)
+def _web_os_properties(device_type: str) -> dict[str, str]:
+    """$os (PostHog's names) and $device_type for a web event's Amplitude device_type."""
+    if device_type in _WEB_DESKTOP_OS:
+        return {"$os": _WEB_DESKTOP_OS[device_type], "$device_type": "Desktop"}
+    if device_type in _WEB_MOBILE_OS:
+        return {"$os": _WEB_MOBILE_OS[device_type], "$device_type": "Mobile"}
+    return {"$os": device_type}
+
+
+@lru_cache(maxsize=1024)
+def _library_properties(library: str) -> dict[str, str]:
+    """`amplitude-ts/2.7.4` -> $lib and $lib_version."""
+    lib, _, version = library.partition("/")
+    return {"$lib": lib, "$lib_version": version} if version else {"$lib": lib}
+
+
+def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None:
+    os_name = record.get("os_name")
+    if isinstance(os_name, str) and os_name:
+        properties["$os"] = _MOBILE_OS.get(os_name.lower(), os_name)
+    version = record.get("os_version")
+    if version is not None and version != "":
+        properties["$os_version"] = version
+    model = record.get("device_model")
+    if model:
+        properties["$device_model"] = model
+    maker = record.get("device_manufacturer") or record.get("device_brand")
+    if maker:
+        properties["$device_manufacturer"] = maker
+    carrier = record.get("device_carrier")
+    if carrier:
+        properties["$network_carrier"] = carrier
+    platform = str(record.get("platform") or "")
+    if platform in ("iOS", "Android"):
+        hint = f"{record.get('device_family')} {model} {os_name}".lower()
+        properties["$device_type"] = "Tablet" if "ipad" in hint or "tablet" in hint else "Mobile"
+    device_type = record.get("device_type")
+    if device_type is not None and device_type != "":
+        properties[RAW_PREFIX + "device_type"] = device_type

@@ -1,0 +1,86 @@
+"""What makes a re-sent record the same PostHog event: its timestamp and its uuids.
+
+PostHog collapses two events only when date(timestamp), event name, distinct_id and uuid are
+all equal (shared/reference/posthog-capture-api.md, section 2), so each of these is derived from
+the record alone: no clocks, no randomness.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import uuid
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+# Never change: every derived uuid (events without a valid Amplitude uuid, aliases, group
+# updates) is computed in this namespace, and changing it would defeat PostHog's dedupe.
+UUID_NAMESPACE = uuid.UUID("6b1c9f3e-2f4d-5a8e-9c70-3d1e8a5b4f21")
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# Amplitude session ids are the session start in epoch ms; only such values become UUIDv7s.
+SESSION_MS_MIN, SESSION_MS_MAX = 946_684_800_000, 4_102_444_800_000  # 2000 .. 2100
+
+
+def derived_uuid(*parts: str) -> str:
+    """uuid5 of `parts` (joined by U+001F) in the project's namespace: same parts, same uuid."""
+    return str(uuid.uuid5(UUID_NAMESPACE, "\x1f".join(parts)))
+
+
+def parse_time(value: object) -> str | None:
+    """RFC 3339 UTC with microseconds, from RFC 3339 or Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff`."""
+    if isinstance(value, str):
+        try:
+            moment = _from_iso(value)
+        except ValueError:
+            return None
+        # Fast paths (no formatting) for the two forms that make up nearly all input.
+        if len(value) == 32 and value[10] == "T" and value.endswith("+00:00"):
+            return value  # the tap's form, already canonical
+        if len(value) == 26 and value[10] == " ":
+            return f"{value[:10]}T{value[11:]}+00:00"  # Amplitude's form, UTC
+    elif isinstance(value, dt.datetime):  # records that went through singer-sdk's parsing
+        moment = value
+    else:
+        return None
+    if moment.tzinfo is None:  # Amplitude's own form has no zone and is UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    elif moment.utcoffset():
+        moment = moment.astimezone(dt.UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+_from_iso = dt.datetime.fromisoformat
+
+
+def record_uuid(record: dict[str, Any]) -> str:
+    """Amplitude's uuid if valid, else a uuid5 of a stable key (never random)."""
+    value = record.get("uuid")
+    if isinstance(value, str):
+        if _CANONICAL_UUID.fullmatch(value):
+            return value
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    insert_id = record.get("$insert_id")
+    if isinstance(insert_id, str) and insert_id:
+        # Amplitude dedupes on $insert_id per device, so that is the event's identity.
+        key = f"insert_id\x1f{record.get('device_id')}\x1f{record.get('user_id')}\x1f{insert_id}"
+    else:
+        key = "record\x1f" + orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    return str(uuid.uuid5(UUID_NAMESPACE, key))
+
+
+@lru_cache(maxsize=4096)
+def session_uuid(session_id: int, scope: str) -> str:
+    """Deterministic UUIDv7 for an Amplitude session: time = session start, rest = hash."""
+    digest = hashlib.sha1(f"{scope}\x1f{session_id}".encode(), usedforsecurity=False).digest()
+    rand_a = int.from_bytes(digest[:2]) & 0xFFF
+    rand_b = int.from_bytes(digest[2:10]) & ((1 << 62) - 1)
+    value = (session_id << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+    digits = f"{value:032x}"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"

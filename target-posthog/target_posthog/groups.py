@@ -1,0 +1,70 @@
+"""Groups: `$groups` on events, and Amplitude's `$groupidentify` rows as PostHog group updates.
+
+PostHog sets a group's properties with a `$groupidentify` event carrying `$group_type`,
+`$group_key` and `$group_set` (shared/reference/posthog-capture-api.md, section 3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from target_posthog.event_keys import derived_uuid
+from target_posthog.fields import RAW_PREFIX, UnmappableError, first, object_field
+
+GROUP_UPDATE = "$groupidentify"
+
+
+def groups_property(groups: dict[str, Any]) -> dict[str, str]:
+    """`$groups`: {group type: its first key} (PostHog holds one key per type on an event)."""
+    return {
+        str(kind): str(key) for kind, keys in groups.items() if (key := first(keys)) is not None
+    }
+
+
+def group_updates(
+    record: dict[str, Any],
+    distinct_id: str | None,
+    timestamp: str,
+    event_uuid: str,
+    groups: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One `$groupidentify` per group a `$groupidentify` row names, with its properties."""
+    group_properties = object_field(record, "group_properties")
+    updates: list[tuple[str, str, dict[str, Any]]] = []
+    for kind, by_key in group_properties.items():
+        if not isinstance(by_key, dict):
+            raise UnmappableError("group_properties is not an object of objects")
+        for key, values in by_key.items():
+            if not isinstance(values, dict):
+                raise UnmappableError("group_properties is not an object of objects")
+            updates.append((str(kind), str(key), values))
+    if not updates:  # a group named without properties still registers the group
+        for kind, keys in groups.items():
+            updates.extend(
+                (str(kind), str(key), {})
+                for key in (keys if isinstance(keys, list) else [keys])
+                if key is not None
+            )
+    if not updates:
+        raise UnmappableError("$groupidentify row names no group")
+    events = []
+    for kind, key, values in updates:
+        uuid_ = event_uuid if len(updates) == 1 else derived_uuid("group", event_uuid, kind, key)
+        events.append(
+            {
+                "event": GROUP_UPDATE,
+                # posthog-python's group_identify uses this distinct_id when there is no person.
+                "distinct_id": distinct_id or f"${kind}_{key}",
+                "timestamp": timestamp,
+                "uuid": uuid_,
+                "properties": {
+                    "$group_type": kind,
+                    "$group_key": key,
+                    "$group_set": values,
+                    RAW_PREFIX + "uuid": record.get("uuid"),
+                    "$geoip_disable": True,
+                    "analytics_source": "amplitude",
+                },
+            }
+        )
+    return events
