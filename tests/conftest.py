@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.postgres import PostgresServer
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
 from tests.testbed.store import ExportStore
@@ -156,6 +157,26 @@ def fresh_store(tmp_path: Path) -> ExportStore:
 def amplitude_api(three_day_store: ExportStore) -> Iterator[AmplitudeStandIn]:
     with AmplitudeStandIn(three_day_store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as server:
         yield server
+
+
+# --- PostgreSQL: one real server for the session (tests/postgres.py) ----------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on 127.0.0.1 (password auth), stopped and removed at the end."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL (with its password) of a new empty database of the session's server."""
+    return postgres_server.create_database()
 
 
 # --- reliability drills: the session's figures in pytest's terminal summary ----------------
