@@ -544,11 +544,16 @@ def drill_store(tmp_path_factory: pytest.TempPathFactory) -> ExportStore:
     return build_drill_store(tmp_path_factory.mktemp("drill-export"))
 
 
-@pytest.fixture
-def amplitude(drill_store: ExportStore) -> Iterator[AmplitudeStandIn]:
-    with AmplitudeStandIn(drill_store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as server:
+def serve_export(store: ExportStore) -> Iterator[AmplitudeStandIn]:
+    """The Export API stand-in serving `store` with the drills' keys (for a fixture to yield)."""
+    with AmplitudeStandIn(store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as server:
         yield server
         count_faults_fired(server)
+
+
+@pytest.fixture
+def amplitude(drill_store: ExportStore) -> Iterator[AmplitudeStandIn]:
+    yield from serve_export(drill_store)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """End-to-end runs of the real `tap-amplitude` CLI against the Export API stand-in (and files):
-exactly once, field for field; bookmarks per window; resume after a rerun, new hours, a kill."""
+exactly once, field for field; bookmarks per hour and window; resume after a rerun, new hours,
+a kill."""
 
 from __future__ import annotations
 
@@ -46,15 +47,16 @@ def test_multi_day_export_arrives_exactly_once_field_for_field(
     assert run.records[0]["server_upload_time"].endswith("+00:00")
 
 
-def test_bookmarks_are_window_ends_in_one_rfc3339_form(amplitude_api, run_tap):
+def test_bookmarks_are_hour_and_window_ends_in_one_rfc3339_form(
+    amplitude_api, three_day_store, run_tap
+):
     run = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
     assert run.returncode == 0, run.stderr
     bookmarks = [bookmark_of(state) for state in run.states]
-    assert bookmarks == [
-        "2024-03-02T00:00:00+00:00",
-        "2024-03-03T00:00:00+00:00",
-        "2024-03-04T00:00:00+00:00",
-    ]
+    hour_ends = {(hour + timedelta(hours=1)).isoformat() for hour in three_day_store.hours()}
+    window_ends = {"2024-03-02T00:00:00+00:00", "2024-03-03T00:00:00+00:00", END}
+    assert bookmarks == sorted(hour_ends | window_ends)
+    assert all(re.fullmatch(r"2024-03-0\dT\d\d:00:00\+00:00", b) for b in bookmarks)
     final = run.states[-1]["bookmarks"]["events"]
     assert final == {
         "replication_key": "server_upload_time",

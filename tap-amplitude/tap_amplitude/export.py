@@ -21,7 +21,7 @@ import orjson
 from isal import isal_zlib
 
 # `<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, possibly under a `<project>/` folder in a zip.
-MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#\d+\.json(?:\.gz)?$")
+MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(?:\.gz)?$")
 
 # Amplitude writes times as `YYYY-MM-DD HH:MM:SS.ffffff`, UTC without a zone.
 TIME_FIELDS = (
@@ -62,11 +62,22 @@ class MemberRef:
 
 def member_hour(name: str) -> dt.datetime | None:
     """The hour a member holds, from its file name (None when the name does not say)."""
+    place = member_place(name)
+    return None if place is None else place[0]
+
+
+def member_place(name: str) -> tuple[dt.datetime, int] | None:
+    """(hour, part number) from a member's file name; None when the name does not say, or says
+    something impossible (a 13th month, hour 24)."""
     match = MEMBER_NAME.search(name)
     if match is None:
         return None
-    day, hour = match.groups()
-    return dt.datetime.fromisoformat(day).replace(hour=int(hour), tzinfo=dt.UTC)
+    day, hour, part = match.groups()
+    try:
+        start = dt.datetime.fromisoformat(day).replace(hour=int(hour), tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    return start, int(part)
 
 
 def zip_members(path: Path) -> list[MemberRef]:

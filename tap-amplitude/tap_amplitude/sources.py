@@ -1,7 +1,8 @@
 """Where windows of export data come from: the Export API (prefetched) or files on disk.
 
 Both sources hand out :class:`ReadyWindow` items in hour order, each naming the JSON-lines members
-to read; the stream reads them, emits the records, then bookmarks the window's end. A window is
+to read; the stream reads them (by hour: checkpoints.py), emits the records, bookmarking each
+completed hour, then the window's end. A window is
 handed out only after every window before it, so bookmarks never jump over unread data.
 """
 

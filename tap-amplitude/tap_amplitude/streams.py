@@ -1,11 +1,15 @@
-"""The `events` stream: Amplitude's raw export records, bookmarked per completed window.
+"""The `events` stream: Amplitude's raw export records, bookmarked per completed hour.
 
 Why bookmarks are written by hand here (see docs on singer-sdk's state internals):
 records inside an export are not sorted by ``server_upload_time``, so the SDK's per-record
 bookmarking would either raise (sorted mode) or keep progress in non-resumable markers until the
-very end of the run (unsorted mode). Instead the bookmark moves only when a window has been read
-and emitted in full, to the window's exclusive end hour, and a STATE is written right then. A
-crash at any point resumes at the first window not finished; at most that window is re-sent.
+very end of the run (unsorted mode). Instead the bookmark moves only when every member of an hour
+has been read and its records emitted, to that hour's exclusive end, and a STATE is written right
+then (checkpoints.py says how a window's members are ordered and cut into hours); the window's
+end is bookmarked too, hours without data included. A crash at any point resumes at the first hour
+not finished: at most that hour is re-sent, however wide the window. The resumed run asks the
+Export API (or reads files) from that hour on, which is safe because members hold whole hours
+by ``server_upload_time``, the field the API selects by.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 
 from tap_amplitude import writer
+from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.export import read_member
 from tap_amplitude.schema import EVENTS_SCHEMA
@@ -46,7 +51,7 @@ class EventsStream(Stream):
     # Records are passed through as Amplitude wrote them (times rewritten in export.py); the
     # SDK's per-record type conformance would only cost time.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
-    # STATE is written per completed window (below), never every N records.
+    # STATE is written per completed hour and window (below), never every N records.
     STATE_MSG_FREQUENCY = sys.maxsize
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -54,6 +59,7 @@ class EventsStream(Stream):
         self.stats = ExportStats()
         self._stream_alias = self.name
         self._fast_output: bool | None = None
+        self._said_unplaced = False
 
     # --- bookmarks -----------------------------------------------------------------------
 
@@ -66,11 +72,17 @@ class EventsStream(Stream):
     ) -> None:
         """Deliberately nothing per record: see the module docstring."""
 
-    def _complete_window(self, window: Window) -> None:
-        """Every record of ``window`` is on stdout: move the bookmark to its end, checkpoint."""
+    def _checkpoint(self, hour: dt.datetime) -> None:
+        """Every record before ``hour`` is on stdout: move the bookmark there, write STATE.
+
+        A bookmark already there (an hour ending with its window) is not written twice.
+        """
         state = self.get_context_state(None)
+        text = bookmark_text(hour)
+        if state.get("replication_key_value") == text:
+            return
         state["replication_key"] = REPLICATION_KEY
-        state["replication_key_value"] = bookmark_text(window.end)
+        state["replication_key_value"] = text
         self.state_manager.is_flushed = False
         self._write_state_message()
 
@@ -92,7 +104,7 @@ class EventsStream(Stream):
     # --- records -------------------------------------------------------------------------
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """Records window by window; the bookmark follows each completed window."""
+        """Records window by window, hour by hour; the bookmark follows each completed hour."""
         start, end = self.first_hour_to_read(), self._run_end
         mode = "files under " + self.config["export_path"] if self._local else "the Export API"
         if start >= end:
@@ -110,11 +122,14 @@ class EventsStream(Stream):
             for ready in self._ready_windows(start, end):
                 count = 0
                 read_started = time.monotonic()
-                for ref in ready.members:
-                    for record in read_member(ref, context=f"window {ready.window}"):
-                        count += 1
-                        yield record
-                self._complete_window(ready.window)
+                for hour in self._reading_plan(ready).hours:
+                    for ref in hour.members:
+                        for record in read_member(ref, context=f"window {ready.window}"):
+                            count += 1
+                            yield record
+                    if hour.checkpoint is not None:
+                        self._checkpoint(hour.checkpoint)
+                self._checkpoint(ready.window.end)
                 total += count
                 done = (ready.window.end - start) / (end - start)
                 self._log_window(ready, count, time.monotonic() - read_started, done)
@@ -124,6 +139,19 @@ class EventsStream(Stream):
         finally:
             writer.flush()
         self._log_summary(total, time.monotonic() - started)
+
+    def _reading_plan(self, ready: ReadyWindow) -> ReadingPlan:
+        """The window's members in hour order; says once per run when one cannot be placed."""
+        plan = plan_window(ready.window, ready.members)
+        if plan.unplaced and not self._said_unplaced:
+            self._said_unplaced = True
+            self.logger.info(
+                "Member %s does not name an hour inside its window %s; such a window is "
+                "bookmarked only at its end (said once per run)",
+                plan.unplaced,
+                ready.window,
+            )
+        return plan
 
     def _ready_windows(self, start: dt.datetime, end: dt.datetime) -> Iterable[ReadyWindow]:
         if self._local:

@@ -238,10 +238,10 @@ class TapAmplitude(Tap):
     # --- termination ---------------------------------------------------------------------
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM/SIGINT: emit the safe STATE (completed windows only), exit non-zero.
+        """SIGTERM/SIGINT: emit the safe STATE (completed hours only), exit non-zero.
 
-        The state never holds a bookmark for a window still being read, so what is written here
-        is safe to resume from; the records of the unfinished window are simply sent again.
+        The state never holds a bookmark for an hour still being read, so what is written here
+        is safe to resume from; the records of the unfinished hour are simply sent again.
         """
         signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut this short
         name = signal.Signals(signum).name

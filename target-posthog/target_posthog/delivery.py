@@ -7,6 +7,12 @@ confirmed it, and mark it done. Batches finish out of order; the watermark is th
 position before the first unfinished batch. A Singer STATE received after position p is
 emitted once the watermark reaches p, so Meltano never stores a bookmark past an unconfirmed
 record. Dispatch blocks when too many batches are in flight, which bounds memory.
+
+A STATE does not cut the open batch short: the tap may send one per export hour, and sparse hours
+would otherwise make many small requests. It waits for the batch to fill, or, when input goes
+quiet, at most `STATE_LINGER_SECONDS` before a helper thread sends the batch as it is. Pending
+STATEs are kept only where the watermark can stop (one per batch), so their number stays bounded
+however often they come.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
+# How long a STATE may wait behind the open batch before that batch is sent unfilled.
+STATE_LINGER_SECONDS = 1.0
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
 Sender = Callable[[memoryview], Answer]
 
@@ -101,7 +109,10 @@ class Delivery:
         self._durable_files = (dead_letters.file, *durable_files)
         self._lock = threading.Condition()
         self._received = 0
+        # Guards the open batch: the main thread fills it, the linger thread may send it.
+        self._open_lock = threading.Lock()
         self._open: Batch | None = None
+        self._state_waits_since: float | None = None  # a STATE waits on the open batch
         self._unfinished: deque[Batch] = deque()  # dispatched, in position order
         self._pending_states: deque[tuple[int, dict]] = deque()
         self._last_emitted: dict | None = None
@@ -119,6 +130,7 @@ class Delivery:
         ]
         for worker in self._workers:
             worker.start()
+        threading.Thread(target=self._linger, name="posthog-state-linger", daemon=True).start()
 
     # --- main thread -------------------------------------------------------------------
 
@@ -130,46 +142,77 @@ class Delivery:
     def add(self, position: int, events: list[bytes], aliases: list[PendingAlias | None]) -> None:
         """Queue one record's events (kept in one batch); `aliases[i]` belongs to `events[i]`."""
         size = len(events) + sum(map(len, events))
-        batch = self._open
-        if batch is not None and (
-            batch.count + len(events) > self._batch_size
-            or len(batch.buffer) + size > MAX_BATCH_BYTES
-        ):
-            self.flush()
-            batch = None
-        if batch is None:
-            batch = self._open = Batch(first_position=position)
-        buffer, offsets = batch.buffer, batch.offsets
-        for index, event in enumerate(events):
-            alias = aliases[index]
-            if alias is not None:
-                batch.aliases[len(offsets)] = alias
-            offsets.append(len(buffer))
-            buffer += event
-            buffer += b","
-        batch.last_position = position
-        if batch.count >= self._batch_size:
-            self.flush()
+        with self._open_lock:
+            batch = self._open
+            if batch is not None and (
+                batch.count + len(events) > self._batch_size
+                or len(batch.buffer) + size > MAX_BATCH_BYTES
+            ):
+                self._dispatch_open()
+                batch = None
+            if batch is None:
+                batch = self._open = Batch(first_position=position)
+            buffer, offsets = batch.buffer, batch.offsets
+            for index, event in enumerate(events):
+                alias = aliases[index]
+                if alias is not None:
+                    batch.aliases[len(offsets)] = alias
+                offsets.append(len(buffer))
+                buffer += event
+                buffer += b","
+            batch.last_position = position
+            if batch.count >= self._batch_size:
+                self._dispatch_open()
 
     def flush(self) -> None:
         """Dispatch the open batch now (waits for a free slot: backpressure)."""
+        with self._open_lock:
+            self._dispatch_open()
+
+    def _dispatch_open(self) -> None:
+        """The open batch becomes unfinished and queued (caller holds `_open_lock`)."""
         self.raise_if_failed()
         batch = self._open
         if batch is None:
             return
         while not self._slots.acquire(timeout=0.2):
             self.raise_if_failed()
+            if self._stopping.is_set():
+                return  # nothing new is sent any more; the batch stays unvouched
         with self._lock:  # atomically: no longer open, now unfinished (watermark stays right)
             self._unfinished.append(batch)
             self._open = None
+            self._state_waits_since = None
         self._queue.put(batch)
 
     def add_state(self, state: dict) -> None:
-        """A STATE arrived: send what came before it, emit it once all of that is confirmed."""
-        self.flush()
-        with self._lock:
-            self._pending_states.append((self._received, state))
+        """A STATE arrived: emit it once everything received before it is confirmed.
+
+        It does not send the open batch early (see the module docstring). Of several STATEs
+        between two batch starts only the newest is kept: the watermark, always just before a
+        batch's first position or at the last one received, can never stop between them.
+        """
+        with self._open_lock, self._lock:
+            pending = self._pending_states
+            newest = self._open or (self._unfinished[-1] if self._unfinished else None)
+            if pending and (newest is None or newest.first_position <= pending[-1][0]):
+                pending.pop()
+            pending.append((self._received, state))
             self._emit_ready_states()
+            if pending and self._open is not None and self._state_waits_since is None:
+                self._state_waits_since = time.monotonic()
+
+    def _linger(self) -> None:
+        """Helper thread: the open batch a STATE has waited on for long enough goes now."""
+        poll = STATE_LINGER_SECONDS / 4
+        while not self._stopping.wait(poll):
+            since = self._state_waits_since
+            if since is None or time.monotonic() - since < STATE_LINGER_SECONDS:
+                continue
+            try:
+                self.flush()
+            except DeliveryError:
+                return  # the main thread raises it at its next call
 
     def finish(self) -> None:
         """End of input: deliver everything, emit the last STATE, stop the workers."""
