@@ -100,7 +100,7 @@ def assert_stopped_before(
     bad_hour: datetime,
 ) -> None:  # fmt: skip
     """The run failed loudly; its STATE stops at or before the damaged hour, and vouches only
-    for events PostHog stored; nothing of the damaged window was bookmarked."""
+    for events PostHog stored; nothing of the damaged hour was bookmarked."""
     assert failed.tap_returncode != 0, failed.describe()
     assert failed.bookmark is not None and failed.bookmark <= bad_hour.isoformat()
     stored = set(event_uuid_counts(posthog))
@@ -123,7 +123,7 @@ def test_a_corrupt_gzip_member_stops_loudly_naming_it_and_bookmarks_nothing_past
         failed.tap_stderr, "tap-amplitude stopped:", "window 2024-05-01T12:00Z", damaged.name
     )
     assert_stopped_before(failed, posthog, expected, BAD_HOUR)
-    assert failed.bookmark == "2024-05-01T12:00:00+00:00"  # every window before it is done
+    assert failed.bookmark == BAD_HOUR.isoformat()  # every hour before it is done
 
 
 def test_an_invalid_json_line_stops_loudly_naming_member_and_line(
