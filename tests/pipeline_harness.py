@@ -27,7 +27,7 @@ import orjson
 import pytest
 
 from tests.conftest import TAP_AMPLITUDE, tap_environment
-from tests.target_support import ALIAS_EVENTS, TARGET, target_config
+from tests.target_support import ALIAS_EVENTS, TARGET, is_export_event, target_config
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
 from tests.testbed.faults import Fault
@@ -328,7 +328,7 @@ class Pipeline:
 
 
 def event_uuid_counts(posthog: PostHogStandIn) -> Counter[str]:
-    return Counter(e["uuid"] for e in posthog.events if e["event"] not in ALIAS_EVENTS)
+    return Counter(e["uuid"] for e in posthog.events if is_export_event(e))
 
 
 def alias_copies(posthog: PostHogStandIn) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -388,7 +388,7 @@ def assert_delivered_exactly(
     missing = expected - set(counts)
     assert not missing, f"{len(missing)} events lost, e.g. {sorted(missing)[:3]}"
     assert set(counts) == expected, f"unexpected events: {sorted(set(counts) - expected)[:3]}"
-    unique = [e for e in posthog.unique_events() if e["event"] not in ALIAS_EVENTS]
+    unique = [e for e in posthog.unique_events() if is_export_event(e)]
     assert len(unique) == len(expected), "a re-sent event differs from the first copy"
     resent = sum(n - 1 for n in counts.values())
     FIGURES.events_resent += resent

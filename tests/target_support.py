@@ -26,6 +26,13 @@ TARGET = Path(sys.executable).parent / "target-posthog"
 POSTHOG_KEY = "phc_target_tests_secret_key_4711"
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 ALIAS_EVENTS = {"$create_alias", "$identify"}
+UPDATE_MARKER = "amplitude_migration_update"  # target_posthog.profiles.UPDATE_MARKER
+
+
+def is_export_event(event: dict[str, Any]) -> bool:
+    """An event of the export: not an alias, nor a person or group update the target adds."""
+    return event["event"] not in ALIAS_EVENTS and UPDATE_MARKER not in event["properties"]
+
 
 SCHEMA = {
     "type": "SCHEMA",
@@ -198,4 +205,4 @@ def uuids_of(records: list[dict[str, Any]]) -> list[str]:
 
 def delivered(posthog: PostHogStandIn) -> list[dict[str, Any]]:
     """Events other than aliases, as stored by the stand-in (duplicates included)."""
-    return [e for e in posthog.events if e["event"] not in ALIAS_EVENTS]
+    return [e for e in posthog.events if is_export_event(e)]

@@ -24,6 +24,7 @@ from tests.meltano_harness import (
     tap_settings,
     target_settings,
 )
+from tests.target_support import is_export_event
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.faults import Fault
 from tests.testbed.generator import ExportSpec, ExportStore
@@ -32,7 +33,6 @@ from tests.testbed.posthog import PostHogStandIn
 pytestmark = pytest.mark.e2e
 
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
-ALIAS_EVENTS = {"$create_alias", "$identify"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,7 +66,7 @@ def project(tmp_path: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn
 
 
 def non_alias_uuids(posthog: PostHogStandIn) -> Counter[str]:
-    return Counter(e["uuid"] for e in posthog.events if e["event"] not in ALIAS_EVENTS)
+    return Counter(e["uuid"] for e in posthog.events if is_export_event(e))
 
 
 def alias_pairs(posthog: PostHogStandIn) -> Counter[tuple[str, str]]:
@@ -178,7 +178,7 @@ def test_killed_run_resumes_with_nothing_lost(
     assert resent <= in_flight + largest_window, "the resumed run started over instead of resuming"
     # Whatever was re-sent is the same PostHog event (same uuid, name, person and day),
     # which PostHog's ReplacingMergeTree collapses into one.
-    unique = [e for e in posthog.unique_events() if e["event"] not in ALIAS_EVENTS]
+    unique = [e for e in posthog.unique_events() if is_export_event(e)]
     assert len(unique) == total
 
 
@@ -218,7 +218,7 @@ def test_default_environment_runs_the_bundled_sample_without_an_account(tmp_path
     sample = ExportStore.open(REPO_ROOT / "sample" / "amplitude-export")
     lines = payloads.read_bytes().splitlines()
     events = [event for line in lines for event in orjson.loads(line)["batch"]]
-    sent = {e["uuid"] for e in events if e["event"] not in ALIAS_EVENTS}
+    sent = {e["uuid"] for e in events if is_export_event(e)}
     assert sent == sample.uuids()
     assert all(orjson.loads(line)["historical_migration"] is True for line in lines)
 

@@ -40,8 +40,8 @@ from tests.pipeline_harness import (
     why_unsendable,
 )
 from tests.target_support import (
-    ALIAS_EVENTS,
     StateWatcher,
+    is_export_event,
     messages_with_states,
     record,
     start_target,
@@ -338,6 +338,4 @@ def test_input_cut_mid_line_by_a_dying_tap_settles_what_came_before(
     assert_one_clear_line(stderr, "input")
     assert cut.decode()[40:80] not in stderr, "a record's content was logged"
     assert watcher.states[-1] == {"done": len(records)}, "what came before the cut was not settled"
-    assert {e["uuid"] for e in posthog.events if e["event"] not in ALIAS_EVENTS} >= {
-        r["uuid"] for r in records
-    }
+    assert {e["uuid"] for e in posthog.events if is_export_event(e)} >= {r["uuid"] for r in records}

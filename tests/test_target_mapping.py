@@ -97,25 +97,33 @@ def test_web_page_view_maps_to_exact_posthog_event() -> None:
             "$session_id": session_uuid(1709251196190, "d-1"),
             "$groups": {"company": "Acme"},
             "$amplitude_groups": {"company": ["Acme", "Other"]},
-            "$set": {
-                "plan": "pro",
-                "initial_utm_source": "newsletter",
-                "initial_utm_medium": "EMPTY",
-                "$current_url": "https://shop.example/ü?x=1",
-                "$pathname": "/ü",
-                "$referrer": "https://www.google.com/",
-                "$geoip_country_name": "Germany",
-                "$geoip_city_name": "München",
-                "$geoip_subdivision_1_name": "Bavaria",
-                "$os": "Mac OS X",
-                "$browser": "Chrome",
-                "$device_type": "Desktop",
-            },
-            "$set_once": {"$initial_utm_source": "newsletter"},
             "$geoip_disable": True,
             "analytics_source": "amplitude",
         },
     }
+
+
+def test_person_properties_are_observed_not_set_on_the_event() -> None:
+    """$set on events would be applied in ingestion order; the ledger sends the newest."""
+    mapped = map_record(WEB_RECORD)
+    assert mapped.person_key == "u_1"
+    assert mapped.person == {
+        "plan": "pro",
+        "initial_utm_source": "newsletter",
+        "initial_utm_medium": "EMPTY",
+        "$current_url": "https://shop.example/ü?x=1",
+        "$pathname": "/ü",
+        "$referrer": "https://www.google.com/",
+        "$geoip_country_name": "Germany",
+        "$geoip_city_name": "München",
+        "$geoip_subdivision_1_name": "Bavaria",
+        "$os": "Mac OS X",
+        "$browser": "Chrome",
+        "$browser_version": 121,
+        "$device_type": "Desktop",
+    }
+    assert mapped.initial == {"$initial_utm_source": "newsletter"}
+    assert mapped.order == WEB_RECORD["event_time"] + WEB_RECORD["uuid"]
 
 
 def test_mobile_os_is_the_os_not_a_browser() -> None:
@@ -142,6 +150,105 @@ def test_mobile_os_is_the_os_not_a_browser() -> None:
     assert properties["$amplitude_device_type"] == "Apple iPad Air"
     assert "$browser" not in properties
     assert "$amplitude_event_type" not in properties  # not renamed
+    person = map_record(record).person
+    assert person is not None
+    assert person["$os_version"] == "16.7.5"
+
+
+@pytest.mark.parametrize(
+    ("platform", "device_type", "os_name", "expected"),
+    [
+        ("iOS", None, "iOS", "Mobile"),
+        ("ios", None, None, "Mobile"),
+        ("ANDROID", None, None, "Mobile"),
+        ("", "iOS", None, "Mobile"),
+        (None, "android", None, "Mobile"),
+        ("macOS", None, None, "Desktop"),
+        (None, "Windows", None, "Desktop"),
+        (None, "linux", None, "Desktop"),
+        ("Roku", "Roku Ultra", "roku", None),
+    ],
+)
+def test_device_type_from_any_spelling_of_platform_or_device_type(
+    platform: str | None, device_type: str | None, os_name: str | None, expected: str | None
+) -> None:
+    record = {
+        **WEB_RECORD,
+        "platform": platform,
+        "device_type": device_type,
+        "os_name": os_name,
+        "device_family": None,
+        "device_model": "X1",
+    }
+    mapped = map_record(record)
+    assert mapped.events[0]["properties"].get("$device_type") == expected
+    assert (mapped.person or {}).get("$device_type") == expected
+
+
+@pytest.mark.parametrize("device_type", ["iOS", "ios", "Android", "WINDOWS", "Mac OS X"])
+def test_web_device_type_in_any_case(device_type: str) -> None:
+    properties = map_record({**WEB_RECORD, "device_type": device_type}).events[0]["properties"]
+    expected = "Desktop" if device_type.lower() in ("windows", "mac os x") else "Mobile"
+    assert properties["$device_type"] == expected
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "undefined",
+        "null",
+        "NULL",
+        "None",
+        "nil",
+        "anonymous",
+        "Unknown",
+        "n/a",
+        "0",
+        "-1",
+        "NaN",
+        "[object Object]",
+        '"null"',
+        "'undefined'",
+        " none ",
+        "",
+        "   ",
+        "00000000-0000-0000-0000-000000000000",
+        "guest",
+        "distinct_id",
+    ],
+)
+def test_placeholder_user_id_counts_as_absent(placeholder: str) -> None:
+    mapped = map_record({**WEB_RECORD, "user_id": placeholder})
+    (event,) = mapped.events
+    assert event["distinct_id"] == "d-1"  # the device's person, not one shared "undefined"
+    assert mapped.user_id is None  # so no alias is formed with it
+    assert mapped.person_key == "d-1"
+    if placeholder.strip():
+        assert event["properties"]["$amplitude_user_id"] == placeholder  # kept for tracing
+
+
+def test_placeholder_device_id_counts_as_absent() -> None:
+    mapped = map_record({**WEB_RECORD, "device_id": "00000000-0000-0000-0000-000000000000"})
+    properties = mapped.events[0]["properties"]
+    assert mapped.device_id is None
+    assert "$device_id" not in properties
+    assert properties["$amplitude_device_id"] == "00000000-0000-0000-0000-000000000000"
+    assert properties["$session_id"] == session_uuid(1709251196190, "u_1")
+    assert map_record({**WEB_RECORD, "user_id": 0}).user_id is None  # a numeric placeholder
+
+
+def test_real_ids_resembling_placeholders_are_kept() -> None:
+    for real in ("nullable-7", "u_undefined", "00000000-0000-0000-0000-000000000001", "10"):
+        assert map_record({**WEB_RECORD, "user_id": real}).user_id == real
+
+
+def test_record_whose_ids_are_all_placeholders_is_refused_naming_them() -> None:
+    with pytest.raises(UnmappableError) as refused:
+        map_record({**WEB_RECORD, "user_id": "undefined", "device_id": "null"})
+    assert refused.value.reason == (
+        "no usable user_id or device_id (user_id 'undefined', device_id 'null': "
+        "placeholders that name nobody)"
+    )
 
 
 def test_anonymous_event_uses_device_id() -> None:
@@ -151,9 +258,12 @@ def test_anonymous_event_uses_device_id() -> None:
 
 
 def test_amplitude_identify_becomes_a_person_update_not_a_merge() -> None:
-    (event,) = map_record({**WEB_RECORD, "event_type": "$identify"}).events
+    mapped = map_record({**WEB_RECORD, "event_type": "$identify"})
+    (event,) = mapped.events
     assert event["event"] == "$set"
-    assert event["properties"]["$set"]["plan"] == "pro"
+    assert "$set" not in event["properties"]  # the ledger sends the newest values instead
+    assert mapped.person is not None
+    assert mapped.person["plan"] == "pro"
     assert "$anon_distinct_id" not in event["properties"]
 
 
@@ -163,19 +273,22 @@ def test_amplitude_group_identify_becomes_group_updates() -> None:
         "event_type": "$groupidentify",
         "group_properties": {"company": {"Acme": {"seats": 5}, "Beta": {"seats": 9}}},
     }
-    events = map_record(record).events
+    mapped = map_record(record)
+    events = mapped.events
     assert [
         (
             e["event"],
             e["properties"]["$group_type"],
             e["properties"]["$group_key"],
             e["properties"]["$group_set"],
+            e["properties"]["$amplitude_group_properties"],
         )
         for e in events
     ] == [
-        ("$groupidentify", "company", "Acme", {"seats": 5}),
-        ("$groupidentify", "company", "Beta", {"seats": 9}),
+        ("$groupidentify", "company", "Acme", {}, {"seats": 5}),
+        ("$groupidentify", "company", "Beta", {}, {"seats": 9}),
     ]
+    assert mapped.groups == [("company", "Acme", {"seats": 5}), ("company", "Beta", {"seats": 9})]
     assert len({e["uuid"] for e in events}) == 2
     assert events == map_record(record).events  # deterministic uuids
     anonymous = {
@@ -262,6 +375,8 @@ def test_alias_is_deterministic_and_ties_device_into_user() -> None:
         ("null", "u_1", False),
         ("d-1", "Anonymous", False),
         ("0", "u_1", False),
+        ("d-1", "unknown", False),
+        ("00000000-0000-0000-0000-000000000000", "u_1", False),
     ],
 )
 def test_pairs_posthog_would_refuse_are_not_aliased(device: str, user: str, ok: bool) -> None:

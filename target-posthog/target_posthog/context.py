@@ -13,16 +13,18 @@ from typing import Any
 from target_posthog.event_keys import SESSION_MS_MAX, SESSION_MS_MIN, session_uuid
 from target_posthog.fields import RAW_PREFIX
 
-_WEB_DESKTOP_OS = {
-    "Mac": "Mac OS X",
-    "Mac OS": "Mac OS X",
-    "Mac OS X": "Mac OS X",
-    "Windows": "Windows",
-    "Linux": "Linux",
-    "Chrome OS": "Chrome OS",
-    "Ubuntu": "Linux",
+# Keys lower-case: Amplitude's SDKs and server-side senders spell these every way ("iOS", "ios").
+_DESKTOP_OS = {
+    "mac": "Mac OS X",
+    "mac os": "Mac OS X",
+    "mac os x": "Mac OS X",
+    "macos": "Mac OS X",
+    "windows": "Windows",
+    "linux": "Linux",
+    "chrome os": "Chrome OS",
+    "ubuntu": "Linux",
 }
-_WEB_MOBILE_OS = {"iOS": "iOS", "Android": "Android"}
+_MOBILE_PLATFORMS = frozenset(("ios", "ipados", "android"))
 _MOBILE_OS = {
     "ios": "iOS",
     "ipados": "iPadOS",
@@ -52,7 +54,7 @@ _PAGE_PROPERTIES: dict[str, tuple[str, bool]] = {
     "referrer": ("$referrer", True),
     "referring_domain": ("$referring_domain", True),
 }
-_PERSON_CONTEXT = ("$os", "$browser", "$device_type")
+_PERSON_CONTEXT = ("$os", "$os_version", "$browser", "$browser_version", "$device_type")
 
 # The record fields this module turns into PostHog properties (not kept as $amplitude_<field>).
 CONSUMED_FIELDS = frozenset(
@@ -152,10 +154,11 @@ _WEB_RAW_DEVICE_FIELDS = tuple(
 @lru_cache(maxsize=1024)
 def _web_os_properties(device_type: str) -> dict[str, str]:
     """$os (PostHog's names) and $device_type for a web event's Amplitude device_type."""
-    if device_type in _WEB_DESKTOP_OS:
-        return {"$os": _WEB_DESKTOP_OS[device_type], "$device_type": "Desktop"}
-    if device_type in _WEB_MOBILE_OS:
-        return {"$os": _WEB_MOBILE_OS[device_type], "$device_type": "Mobile"}
+    key = device_type.strip().lower()
+    if key in _DESKTOP_OS:
+        return {"$os": _DESKTOP_OS[key], "$device_type": "Desktop"}
+    if key in _MOBILE_PLATFORMS:
+        return {"$os": _MOBILE_OS[key], "$device_type": "Mobile"}
     return {"$os": device_type}
 
 
@@ -182,10 +185,35 @@ def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     carrier = record.get("device_carrier")
     if carrier:
         properties["$network_carrier"] = carrier
-    platform = str(record.get("platform") or "")
-    if platform in ("iOS", "Android"):
+    device_type = record.get("device_type")
+    platform = record.get("platform")
+    kind = _app_device_type(
+        platform if isinstance(platform, str) else None,
+        device_type if isinstance(device_type, str) else None,
+        os_name if isinstance(os_name, str) else None,
+    )
+    if kind == "Mobile":
         hint = f"{record.get('device_family')} {model} {os_name}".lower()
         properties["$device_type"] = "Tablet" if "ipad" in hint or "tablet" in hint else "Mobile"
-    device_type = record.get("device_type")
+    elif kind is not None:
+        properties["$device_type"] = kind
     if device_type is not None and device_type != "":
         properties[RAW_PREFIX + "device_type"] = device_type
+
+
+@lru_cache(maxsize=1024)
+def _app_device_type(
+    platform: str | None, device_type: str | None, os_name: str | None
+) -> str | None:
+    """Mobile or Desktop from platform, device_type or os_name, in any case ("iOS", "ios").
+
+    PostHog's importer sets $device_type only for device_type Windows/Linux (Desktop) and
+    iOS/Android (Mobile), spelled exactly so; any spelling of either counts here.
+    """
+    for value in (platform, device_type, os_name):
+        key = (value or "").strip().lower()
+        if key in _MOBILE_PLATFORMS:
+            return "Mobile"
+        if key in _DESKTOP_OS:
+            return "Desktop"
+    return None

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from target_posthog.client import Answer, DeliveryAbandonedError, DeliveryError
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
+from target_posthog.profiles import PendingProfile, Profiles
 from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
@@ -34,6 +35,8 @@ MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20
 STATE_LINGER_SECONDS = 1.0
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
 Sender = Callable[[memoryview], Answer]
+# What an event stands for that must be recorded once PostHog confirms it.
+Confirmable = PendingAlias | PendingProfile
 
 
 @dataclass(eq=False)
@@ -48,7 +51,7 @@ class Batch:
     last_position: int = 0
     buffer: bytearray = field(default_factory=bytearray)
     offsets: list[int] = field(default_factory=list)  # where each event starts in buffer
-    aliases: dict[int, PendingAlias] = field(default_factory=dict)  # event index -> alias
+    aliases: dict[int, Confirmable] = field(default_factory=dict)  # event index -> its record
     done: bool = False
 
     @property
@@ -89,6 +92,7 @@ class Delivery:
         *,
         sender: Sender,
         registry: AliasRegistry,
+        profiles: Profiles,
         dead_letters: DeadLetters,
         emit_state: Callable[[dict], None],
         concurrency: int,
@@ -100,13 +104,19 @@ class Delivery:
     ) -> None:
         self._sender = sender
         self._registry = registry
+        self._profiles = profiles
         self._dead_letters = dead_letters
         self._emit_state = emit_state
         self._batch_size = batch_size
         self._throttle = throttle
         self._stopping = stopping
         self._logger = logger
-        self._durable_files = (dead_letters.file, *durable_files)
+        # Stored before each STATE: what the STATE vouches for (profiles: the observations).
+        self._durable: tuple[JsonLinesFile | Profiles, ...] = (
+            dead_letters.file,
+            *durable_files,
+            profiles,
+        )
         self._lock = threading.Condition()
         self._received = 0
         # Guards the open batch: the main thread fills it, the linger thread may send it.
@@ -120,6 +130,7 @@ class Delivery:
         self.failure: DeliveryError | None = None
         self.events_sent = 0
         self.aliases_sent = 0
+        self.profile_updates_sent = 0
         self.batches_split = 0
         self._queue: queue.SimpleQueue[Batch | None] = queue.SimpleQueue()
         # In flight + 2 queued: every worker stays busy, memory stays flat.
@@ -139,7 +150,7 @@ class Delivery:
         self._received += 1
         return self._received
 
-    def add(self, position: int, events: list[bytes], aliases: list[PendingAlias | None]) -> None:
+    def add(self, position: int, events: list[bytes], aliases: list[Confirmable | None]) -> None:
         """Queue one record's events (kept in one batch); `aliases[i]` belongs to `events[i]`."""
         size = len(events) + sum(map(len, events))
         with self._open_lock:
@@ -216,6 +227,11 @@ class Delivery:
 
     def finish(self) -> None:
         """End of input: deliver everything, emit the last STATE, stop the workers."""
+        self.settle()
+        self._stop_workers()
+
+    def settle(self) -> None:
+        """Deliver everything received so far and emit the STATE that covers it."""
         self.flush()
         with self._lock:
             while (
@@ -228,7 +244,6 @@ class Delivery:
         self.raise_if_failed()
         if not settled:  # a signal while waiting: queued batches were given up
             raise DeliveryAbandonedError("stopped before every batch was confirmed")
-        self._stop_workers()
 
     def abandon(self, grace_seconds: float) -> None:
         """Stop now: send nothing new, give in-flight requests `grace_seconds`, emit what's safe."""
@@ -289,10 +304,14 @@ class Delivery:
         self._throttle.wait(batch.count)
         accepted = self._send_isolating(batch, 0, batch.count)
         confirmed = [alias for index, alias in batch.aliases.items() if index in accepted]
-        self._registry.record_confirmed(confirmed)  # before the batch counts as settled
+        aliases = [item for item in confirmed if isinstance(item, PendingAlias)]
+        profiles = [item for item in confirmed if isinstance(item, PendingProfile)]
+        self._registry.record_confirmed(aliases)  # before the batch counts as settled
+        self._profiles.record_sent(profiles)
         with self._lock:
             self.events_sent += len(accepted) - len(confirmed)
-            self.aliases_sent += len(confirmed)
+            self.aliases_sent += len(aliases)
+            self.profile_updates_sent += len(profiles)
             batch.done = True
             batch.buffer, batch.offsets = bytearray(), []  # free now; the object stays for the
             # watermark until every batch before it is done
@@ -341,7 +360,7 @@ class Delivery:
             ready = self._pending_states.popleft()[1]
         if ready is None or ready == self._last_emitted:
             return
-        for durable in self._durable_files:  # what the STATE vouches for is on disk first
+        for durable in self._durable:  # what the STATE vouches for is on disk first
             durable.sync()
         self._emit_state(ready)
         self._last_emitted = ready

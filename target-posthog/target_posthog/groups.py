@@ -21,16 +21,43 @@ def groups_property(groups: dict[str, Any]) -> dict[str, str]:
     }
 
 
+# (group type, group key, properties) seen on one record
+GroupObservation = tuple[str, str, dict[str, Any]]
+
+
+def group_observations(group_properties: object) -> list[GroupObservation]:
+    """Amplitude's `group_properties` ({type: {key: {property: value}}}) as observations.
+
+    Parts that are not objects are left out here (the record keeps them in
+    `$amplitude_group_properties`); `group_updates` refuses them for `$groupidentify` rows.
+    """
+    if not isinstance(group_properties, dict):
+        return []
+    return [
+        (str(kind), str(key), values)
+        for kind, by_key in group_properties.items()
+        if isinstance(by_key, dict)
+        for key, values in by_key.items()
+        if isinstance(values, dict) and values
+    ]
+
+
 def group_updates(
     record: dict[str, Any],
     distinct_id: str | None,
     timestamp: str,
     event_uuid: str,
     groups: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """One `$groupidentify` per group a `$groupidentify` row names, with its properties."""
+) -> tuple[list[dict[str, Any]], list[GroupObservation]]:
+    """A `$groupidentify` row: one `$groupidentify` event per group it names, and its properties.
+
+    The events register the groups and keep the row in PostHog; their `$group_set` is empty
+    because PostHog applies `$group_set` in ingestion order: the properties reach the group
+    through `ledger.PropertyLedger` (newest event time wins), and stay on the event as
+    `$amplitude_group_properties`.
+    """
     group_properties = object_field(record, "group_properties")
-    updates: list[tuple[str, str, dict[str, Any]]] = []
+    updates: list[GroupObservation] = []
     for kind, by_key in group_properties.items():
         if not isinstance(by_key, dict):
             raise UnmappableError("group_properties is not an object of objects")
@@ -50,6 +77,12 @@ def group_updates(
     events = []
     for kind, key, values in updates:
         uuid_ = event_uuid if len(updates) == 1 else derived_uuid("group", event_uuid, kind, key)
+        properties: dict[str, Any] = {"$group_type": kind, "$group_key": key, "$group_set": {}}
+        if values:
+            properties[RAW_PREFIX + "group_properties"] = values
+        properties[RAW_PREFIX + "uuid"] = record.get("uuid")
+        properties["$geoip_disable"] = True
+        properties["analytics_source"] = "amplitude"
         events.append(
             {
                 "event": GROUP_UPDATE,
@@ -57,14 +90,7 @@ def group_updates(
                 "distinct_id": distinct_id or f"${kind}_{key}",
                 "timestamp": timestamp,
                 "uuid": uuid_,
-                "properties": {
-                    "$group_type": kind,
-                    "$group_key": key,
-                    "$group_set": values,
-                    RAW_PREFIX + "uuid": record.get("uuid"),
-                    "$geoip_disable": True,
-                    "analytics_source": "amplitude",
-                },
+                "properties": properties,
             }
         )
-    return events
+    return events, [update for update in updates if update[2]]

@@ -12,50 +12,82 @@ from target_posthog.event_keys import derived_uuid
 
 ALIAS = "$create_alias"
 
-# PostHog refuses to merge persons through these ids (PersonMergeService's illegal lists).
-_ILLEGAL_CASE_INSENSITIVE = frozenset(
-    (
-        "anonymous",
-        "guest",
-        "distinctid",
-        "distinct_id",
-        "id",
-        "not_authenticated",
-        "email",
-        "undefined",
-        "true",
-        "false",
-    )
+# Ids that name nobody. A record's user_id or device_id equal to one of them is treated as
+# absent (the raw value stays in `$amplitude_user_id` / `$amplitude_device_id`):
+# - PostHog refuses to merge persons through these (PersonMergeService's illegal lists,
+#   shared/reference/posthog-capture-api.md section 3), compared as PostHog compares them:
+#   surrounding whitespace and quotes stripped, the first list case-insensitively.
+_POSTHOG_CASE_INSENSITIVE = (
+    "anonymous",
+    "guest",
+    "distinctid",
+    "distinct_id",
+    "id",
+    "not_authenticated",
+    "email",
+    "undefined",
+    "true",
+    "false",
 )
-_ILLEGAL_CASE_SENSITIVE = frozenset(
-    ("[object Object]", "NaN", "None", "none", "null", "0", "undefined")
+_POSTHOG_CASE_SENSITIVE = ("[object Object]", "NaN", "None", "none", "null", "0", "undefined")
+# - Values Amplitude itself treats as invalid user/device ids (what SDKs send when the app has
+#   no id: a language's null spelled out, a zero, an all-zero advertising id). Compared like
+#   PostHog's first list (case-insensitively), so "NULL" and "Unknown" count too.
+_AMPLITUDE_INVALID = (
+    "null",
+    "undefined",
+    "none",
+    "nil",
+    "<nil>",
+    "anonymous",
+    "unknown",
+    "n/a",
+    "0",
+    "-1",
+    "nan",
+    "[object object]",
+    "{}",
+    "[]",
+    "00000000-0000-0000-0000-000000000000",
 )
-_LONGEST_ILLEGAL_ID = max(map(len, _ILLEGAL_CASE_INSENSITIVE | _ILLEGAL_CASE_SENSITIVE))
+PLACEHOLDER_IDS: tuple[str, ...] = (
+    *_POSTHOG_CASE_INSENSITIVE,
+    *_POSTHOG_CASE_SENSITIVE,
+    *_AMPLITUDE_INVALID,
+)
+_CASE_INSENSITIVE = frozenset(_POSTHOG_CASE_INSENSITIVE + _AMPLITUDE_INVALID)
+_CASE_SENSITIVE = frozenset(_POSTHOG_CASE_SENSITIVE)
+_LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDER_IDS)) + 2  # + a pair of quotes
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 
 
 def clean_id(value: object) -> str | None:
-    """An identity as PostHog wants it: a non-blank string, or None."""
+    """An identity as PostHog wants it: a non-blank string that is not a placeholder, or None.
+
+    Numbers become their decimal text (so a numeric user_id 0 is the placeholder "0").
+    """
     if isinstance(value, str):
-        return value if value.strip() else None
+        return None if is_placeholder(value) else value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
+        text = str(value)
+        return None if is_placeholder(text) else text
     return None
 
 
-def can_alias(device_id: str, user_id: str) -> bool:
-    """False for pairs PostHog would refuse to merge (same id twice, or an illegal id)."""
-    return device_id != user_id and not (_is_illegal(device_id) or _is_illegal(user_id))
-
-
-def _is_illegal(identifier: str) -> bool:
-    if len(identifier) > _LONGEST_ILLEGAL_ID + 2:  # almost every real id: no string work
+def is_placeholder(identifier: str) -> bool:
+    """True for blank ids and `PLACEHOLDER_IDS` (quotes and surrounding whitespace ignored)."""
+    length = len(identifier)
+    if length > _LONGEST_PLACEHOLDER:  # almost every real id: no string work
         return False
-    stripped = identifier.strip().strip("\"'")
-    return (
-        stripped.lower() in _ILLEGAL_CASE_INSENSITIVE
-        or stripped in _ILLEGAL_CASE_SENSITIVE
-        or not stripped
-    )
+    if length == 36 and identifier[8] == "-":  # a UUID: only the all-zero one names nobody
+        return identifier == _ZERO_UUID
+    stripped = identifier.strip().strip("\"'").strip()
+    return not stripped or stripped in _CASE_SENSITIVE or stripped.lower() in _CASE_INSENSITIVE
+
+
+def can_alias(device_id: str, user_id: str) -> bool:
+    """False for pairs PostHog would refuse to merge (same id twice, or a placeholder id)."""
+    return device_id != user_id and not (is_placeholder(device_id) or is_placeholder(user_id))
 
 
 def alias_event(device_id: str, user_id: str, timestamp: str) -> dict[str, Any]:

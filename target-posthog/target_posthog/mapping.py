@@ -22,7 +22,13 @@ from target_posthog.context import (
 )
 from target_posthog.event_keys import parse_time, record_uuid
 from target_posthog.fields import RAW_PREFIX, NameCache, UnmappableError, object_field
-from target_posthog.groups import GROUP_UPDATE, group_updates, groups_property
+from target_posthog.groups import (
+    GROUP_UPDATE,
+    GroupObservation,
+    group_observations,
+    group_updates,
+    groups_property,
+)
 from target_posthog.identity import clean_id
 from target_posthog.persons import PERSON_UPDATE, initial_values
 
@@ -163,16 +169,27 @@ _CONSUMED = frozenset(
 
 
 class Mapped(NamedTuple):
-    """The PostHog events of one record, and the identity pair it shows (for aliasing)."""
+    """The PostHog events of one record, its identity pair (for aliasing), and the person and
+    group properties it shows (for `ledger.PropertyLedger`, which sends them newest-first)."""
 
     events: list[dict[str, Any]]
     device_id: str | None
     user_id: str | None
     timestamp: str
+    # Whose properties these are: the distinct_id (None: the record shows none).
+    person_key: str | None = None
+    person: dict[str, Any] | None = None  # $set values (user_properties and person context)
+    initial: dict[str, Any] | None = None  # $initial_* values (earliest wins)
+    groups: list[GroupObservation] | None = None
+    order: str = ""  # timestamp + uuid: which of two observations is newer
 
 
 def map_record(record: dict[str, Any]) -> Mapped:
-    """Map one Amplitude export record; `UnmappableError` for records that must not be sent."""
+    """Map one Amplitude export record; `UnmappableError` for records that must not be sent.
+
+    Placeholder ids (`identity.PLACEHOLDER_IDS`) count as absent: the distinct_id is the
+    device's when the user_id is one, and a record with neither id usable is refused.
+    """
     event_type = record.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise UnmappableError("no event_type")
@@ -181,7 +198,8 @@ def map_record(record: dict[str, Any]) -> Mapped:
         raise UnmappableError("event_time missing or not a time")
     get = record.get
     user_id = clean_id(get("user_id"))
-    device_id = clean_id(get("device_id"))
+    raw_device_id = get("device_id")
+    device_id = clean_id(raw_device_id)
     # Objects (the common case) skip the checking call.
     event_properties = get("event_properties")
     if event_properties.__class__ is not dict:
@@ -193,14 +211,16 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if groups.__class__ is not dict:
         groups = object_field(record, "groups")
     event_uuid = record_uuid(record)
+    order = timestamp + event_uuid
 
     if event_type == GROUP_UPDATE:
-        events = group_updates(record, user_id or device_id, timestamp, event_uuid, groups)
-        return Mapped(events, device_id, user_id, timestamp)
+        distinct_id = user_id or device_id
+        events, observed = group_updates(record, distinct_id, timestamp, event_uuid, groups)
+        return Mapped(events, device_id, user_id, timestamp, None, None, None, observed, order)
 
     distinct_id = user_id or device_id
     if distinct_id is None:
-        raise UnmappableError("neither user_id nor device_id")
+        raise UnmappableError(_no_usable_id(record))
     properties = _raw_fields(record)
     properties.update(event_properties)
     person: dict[str, Any] = dict(user_properties)
@@ -213,14 +233,13 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if event_uuid != original_uuid and original_uuid is not None:
         properties[RAW_PREFIX + "uuid"] = original_uuid  # the invalid original, for tracing
     add_device_and_session(properties, device_id, get("session_id"), device_id or distinct_id)
+    if device_id is None and raw_device_id is not None and raw_device_id != "":
+        properties[RAW_PREFIX + "device_id"] = raw_device_id  # a placeholder, kept for tracing
     if groups:
         properties["$groups"] = groups_property(groups)
         properties[RAW_PREFIX + "groups"] = groups
-    if person:
-        properties["$set"] = person
-    initial = initial_values(user_properties)
-    if initial:
-        properties["$set_once"] = initial
+    # No $set/$set_once on the event: PostHog applies them in ingestion order, so an old event
+    # uploaded late would overwrite newer values. The ledger sends each person's newest.
     properties["$geoip_disable"] = True
     properties["analytics_source"] = "amplitude"
     event = {
@@ -230,7 +249,30 @@ def map_record(record: dict[str, Any]) -> Mapped:
         "uuid": event_uuid,
         "properties": properties,
     }
-    return Mapped([event], device_id, user_id, timestamp)
+    group_properties = get("group_properties")
+    return Mapped(
+        [event],
+        device_id,
+        user_id,
+        timestamp,
+        distinct_id,
+        person or None,
+        initial_values(user_properties) or None,
+        group_observations(group_properties) if group_properties else None,
+        order,
+    )
+
+
+def _no_usable_id(record: dict[str, Any]) -> str:
+    """The dead-letter reason for a record whose ids are all absent or placeholders."""
+    shown = [
+        f"{field} {value!r}"
+        for field in ("user_id", "device_id")
+        if (value := record.get(field)) is not None and value != ""
+    ]
+    if not shown:
+        return "neither user_id nor device_id"
+    return f"no usable user_id or device_id ({', '.join(shown)}: placeholders that name nobody)"
 
 
 def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:

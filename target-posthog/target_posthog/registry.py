@@ -40,7 +40,7 @@ class RegistryError(Exception):
     """The registry file cannot be used (locked, unreadable, not a registry)."""
 
 
-def _likely_cause(error: sqlite3.Error) -> str:
+def likely_cause(error: sqlite3.Error) -> str:
     """What the user should look at, from SQLite's message."""
     message = str(error)
     if "locked" in message:
@@ -87,7 +87,7 @@ class AliasRegistry:
         except sqlite3.Error as exc:
             self.close()
             raise RegistryError(
-                f"alias registry {path} cannot be used ({exc}); {_likely_cause(exc)}"
+                f"alias registry {path} cannot be used ({exc}); {likely_cause(exc)}"
             ) from exc
 
     def _open(self) -> None:
@@ -164,6 +164,15 @@ class AliasRegistry:
         self._note_shared_device(device_id, user_id, seen_at)
         return Claim.SHARED_DEVICE
 
+    def owner_of(self, device_id: str) -> str | None:
+        """The user PostHog confirmed this device is aliased to, if any."""
+        with self._memory_lock:
+            owner = self._confirmed.get(device_id)
+            complete = self._confirmed_is_complete
+        if owner is None and not complete:
+            owner = self._stored_owner(device_id)
+        return owner
+
     def _stored_owner(self, device_id: str) -> str | None:
         if self._reader is None:
             return None
@@ -213,7 +222,7 @@ class AliasRegistry:
             except sqlite3.Error as exc:
                 raise RegistryError(
                     f"alias registry {self.path} could not be written ({exc}); "
-                    f"{_likely_cause(exc)}. The batch counts as not delivered: the next run "
+                    f"{likely_cause(exc)}. The batch counts as not delivered: the next run "
                     "resends it with the same uuids"
                 ) from exc
         with self._memory_lock:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from singer_sdk.sinks import BatchSink
 
+from target_posthog.delivery import Confirmable
 from target_posthog.identity import alias_event, can_alias
 from target_posthog.mapping import UnmappableError, map_record
 from target_posthog.registry import Claim, PendingAlias
@@ -44,6 +45,7 @@ class EventsSink(BatchSink):
         super().__init__(target, stream_name, schema, key_properties)
         self._delivery = target.delivery
         self._registry = target.registry
+        self._profiles = target.profiles
         self._dead_letters = target.dead_letters
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
@@ -82,7 +84,17 @@ class EventsSink(BatchSink):
                 record,
             )
             return
-        aliases: list[PendingAlias | None] = [None] * len(encoded)
+        if mapped.person_key is not None and (mapped.person or mapped.initial):
+            self._profiles.observe_person(
+                mapped.person_key, mapped.order, mapped.person, mapped.initial
+            )
+        if mapped.groups:
+            by = mapped.person_key or mapped.user_id or mapped.device_id
+            for group_type, group_key, values in mapped.groups:
+                self._profiles.observe_group(
+                    group_type, group_key, mapped.order, values, by or f"${group_type}_{group_key}"
+                )
+        aliases: list[Confirmable | None] = [None] * len(encoded)
         device_id, user_id = mapped.device_id, mapped.user_id
         if (
             device_id is not None

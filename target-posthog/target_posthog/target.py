@@ -30,6 +30,7 @@ from singer_sdk.target_base import Target
 from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPolicy
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
+from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.reader import FastSingerReader, TerminationRequested
 from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.sinks import EventsSink
@@ -129,6 +130,17 @@ class TargetPostHog(Target):
             "and every shared device; relative to the working folder.",
         ),
         th.Property(
+            "existing_properties",
+            th.StringType(allowed_values=["overwrite", "keep"]),
+            default="overwrite",
+            title="Existing person and group properties",
+            description="overwrite: each person and group ends with its newest Amplitude "
+            "values (a new PostHog project, or Amplitude is the source of truth). keep: the "
+            "project already receives live data; history only fills properties that are "
+            "missing (person values sent as $set_once) and group properties are not sent "
+            "(PostHog has no set-once for groups).",
+        ),
+        th.Property(
             "dead_letter_path",
             th.StringType,
             default="target-posthog-dead-letter.jsonl",
@@ -166,11 +178,17 @@ class TargetPostHog(Target):
         self.dry_run = bool(config.get("dry_run_path"))
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
         self.registry = AliasRegistry(Path(config["alias_registry"]), read_only=self.dry_run)
+        self.profiles = Profiles(
+            Path(config["alias_registry"]),
+            existing=config.get("existing_properties", OVERWRITE),
+            read_only=self.dry_run,
+        )
         self.client: PostHogClient | None = None
         sender, durable = self._make_sender()
         self.delivery = Delivery(
             sender=sender,
             registry=self.registry,
+            profiles=self.profiles,
             dead_letters=self.dead_letters,
             emit_state=self._withhold_state if self.dry_run else self._emit_state,
             concurrency=1 if self.dry_run else config["concurrency"],
@@ -313,9 +331,28 @@ class TargetPostHog(Target):
     def process_endofpipe(self) -> None:
         """End of input: deliver everything, emit the final STATE, report."""
         super().process_endofpipe()  # drain_all: flushes the open batch, registers the STATE
+        self.delivery.settle()  # every event confirmed: now the properties they showed
+        self._send_profile_updates()
         self.delivery.finish()
         self.close()
         self.logger.info("done: %s", self.summary())
+
+    def _send_profile_updates(self) -> None:
+        """One update per person and group whose newest properties PostHog does not have yet.
+
+        Sent after the events they summarise are confirmed, so no `$set` of this run can land
+        after them; they carry no STATE (the registry remembers what is still to send).
+        """
+        delivery = self.delivery
+        for event, pending in self.profiles.updates(self.registry.owner_of):
+            delivery.add(delivery.next_position(), [orjson.dumps(event, default=str)], [pending])
+        withheld = self.profiles.group_updates_withheld
+        if withheld:
+            self.logger.warning(
+                "existing_properties is keep: %d group updates not sent (PostHog has no "
+                "set-once for groups; they would overwrite live values)",
+                withheld,
+            )
 
     # --- running, stopping, reporting ----------------------------------------------------
 
@@ -424,6 +461,7 @@ class TargetPostHog(Target):
             self.client.close()
         self.dead_letters.file.close()
         self.registry.close()
+        self.profiles.close()
 
     def summary(self) -> str:
         delivery = self.delivery
@@ -433,7 +471,8 @@ class TargetPostHog(Target):
         repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
         return (
             f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
-            f"{delivery.aliases_sent} aliases, {letters.count} dead-lettered"
+            f"{delivery.aliases_sent} aliases, {self.profiles.person_updates_sent} person and "
+            f"{self.profiles.group_updates_sent} group updates, {letters.count} dead-lettered"
             f" ({letters.file.path}{repeats}), {self._retries} retries, "
             f"{client.requests_sent if client else 0} requests, "
             f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"

@@ -32,6 +32,7 @@ from isal import isal_zlib  # ISA-L's inflate is ~2.5x zlib's; the target depend
 
 from tests.testbed.faults import Fault, FaultQueue
 from tests.testbed.httpserver import Handler, StandInServer
+from tests.testbed.persons import PersonsModel
 
 EventPredicate = Callable[[dict[str, Any]], bool]
 
@@ -64,6 +65,8 @@ class _EventFields(msgspec.Struct, gc=False):
     uuid: Any = None
     api_key: Any = None
     properties: msgspec.Raw = msgspec.Raw(b"null")
+    set: msgspec.Raw = msgspec.field(default=msgspec.Raw(b"null"), name="$set")
+    set_once: msgspec.Raw = msgspec.field(default=msgspec.Raw(b"null"), name="$set_once")
 
 
 class _PropertiesDistinctId(msgspec.Struct, gc=False):
@@ -195,6 +198,8 @@ class PostHogStandIn(StandInServer):
         self._uuids: dict[str, None] = {}
         self._event_count = 0
         self._duplicate_uuids = 0
+        # Persons and groups, built from the accepted events as PostHog's ingestion builds them.
+        self.people = PersonsModel()
         # Hooks for crash drills, called on the request's own thread: `on_received(seq)` when a
         # batch request arrives (before faults), `on_stored(request)` once its events are stored
         # and before the answer goes out, so a test can kill the client between the two.
@@ -394,6 +399,7 @@ class PostHogStandIn(StandInServer):
         with self._lock:
             self._event_count += len(batch.checked)
             seen = self._uuids
+            ingest = self.people.ingest
             for fields in batch.checked:
                 event_uuid = fields.uuid
                 if event_uuid is not None:
@@ -401,6 +407,7 @@ class PostHogStandIn(StandInServer):
                         self._duplicate_uuids += 1
                     else:
                         seen[event_uuid] = None
+                ingest(fields.event, _checked_distinct_id(fields), fields)
             if self.keep_events:
                 self._events.extend(events)
 

@@ -1,0 +1,357 @@
+"""Person and group properties: newest by event time, kept in the registry, sent as updates.
+
+PostHog applies `$set` and `$group_set` in the order it ingests events, not by event time
+(shared/reference/posthog-capture-api.md section 3, "Order"; PostHog issue 37000), while an
+Amplitude export is ordered by upload time and the target delivers batches concurrently. So
+events carry no `$set`, and properties travel this way instead:
+
+1. `observe_person` / `observe_group` (main thread, per record): for each property, the value
+   of the newest observation by (event time, event uuid); for `$initial_*`, the earliest.
+   Merging this way is idempotent and order-free, so a record seen twice (a resumed run, a
+   rerun) or in any order gives the same result.
+2. `sync` (before every STATE is released): the observations are merged into the registry file,
+   so a STATE never vouches for records whose properties are not stored.
+3. `updates` (once every event of the run is confirmed): one `$set` event per person and one
+   `$groupidentify` per group whose merged values changed since PostHog last confirmed them,
+   with a uuid derived from the values (a re-send after a crash is the same event).
+   `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
+
+With `existing_properties: keep` (a project that already has live data), person values go in
+`$set_once` (they only fill what is missing), and group updates are withheld: PostHog has no
+set-once for groups (`$group_set` is the only operation `$groupidentify` reads).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import orjson
+
+from target_posthog.event_keys import derived_uuid
+from target_posthog.groups import GROUP_UPDATE
+from target_posthog.persons import PERSON_UPDATE
+from target_posthog.registry import RegistryError, likely_cause
+
+ExistingProperties = Literal["overwrite", "keep"]
+OVERWRITE: ExistingProperties = "overwrite"
+KEEP: ExistingProperties = "keep"
+PERSON, GROUP = "person", "group"
+# On every update the target adds (not an event of the export): "person" or "group", so a
+# PostHog query can tell them from the history.
+UPDATE_MARKER = "amplitude_migration_update"
+
+# The tables of this module, in one place (folded into the registry's migrations later).
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS profiles (
+        kind TEXT NOT NULL,
+        profile_key TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        sent_version INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (kind, profile_key)
+    )""",
+    # kind: 'person' (profile_key = distinct_id) or 'group' (JSON [group type, group key]).
+    # state: JSON {"set": {name: [order, value]}, "once": {...}, "by": [order, distinct_id]};
+    # order = event timestamp (RFC 3339, fixed width) + event uuid. version: bumped when a
+    # value changes; sent_version: the version PostHog confirmed.
+    "CREATE INDEX IF NOT EXISTS profiles_unsent ON profiles (kind) WHERE version > sent_version",
+)
+_BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500  # keys per SELECT ... IN (...)
+_TIMESTAMP_WIDTH = 32  # event_keys.parse_time's output: 2024-01-01T00:00:00.000000+00:00
+
+
+class PendingProfile(NamedTuple):
+    """A person or group update sent in a batch; recorded as sent once PostHog confirms it."""
+
+    kind: str
+    profile_key: str
+    version: int
+
+
+# Held per profile while observing: ({name: (order, value)} newest, {name: (order, value)}
+# earliest, (order, distinct_id) of the newest observation).
+_Observed = tuple[dict[str, tuple[str, Any]], dict[str, tuple[str, Any]], list[str]]
+
+
+class Profiles:
+    """The person and group properties of the migration, in the registry's SQLite file."""
+
+    def __init__(
+        self, path: Path, *, existing: ExistingProperties = OVERWRITE, read_only: bool = False
+    ) -> None:
+        self.existing = existing
+        self._path = path
+        self._lock = threading.Lock()  # the pending observations
+        self._db_lock = threading.Lock()
+        self._persons: dict[str, _Observed] = {}
+        self._groups: dict[str, _Observed] = {}
+        self.person_updates_sent = 0
+        self.group_updates_sent = 0
+        self.group_updates_withheld = 0
+        try:
+            self._db = self._open(path, read_only)
+            for statement in SCHEMA:
+                self._db.execute(statement)
+        except sqlite3.Error as exc:
+            raise RegistryError(
+                f"alias registry {path} cannot be used ({exc}); {likely_cause(exc)}"
+            ) from exc
+
+    @staticmethod
+    def _open(path: Path, read_only: bool) -> sqlite3.Connection:
+        if read_only:  # a dry run: works alike, keeps nothing
+            return sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(descriptor)
+        connection = sqlite3.connect(
+            path,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            isolation_level=None,
+        )
+        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
+
+    # --- observing (main thread) -------------------------------------------------------
+
+    def observe_person(
+        self,
+        distinct_id: str,
+        order: str,
+        values: dict[str, Any] | None,
+        initial: dict[str, Any] | None,
+    ) -> None:
+        """One record's person properties (`order` = its timestamp + uuid)."""
+        with self._lock:
+            held = self._persons.get(distinct_id)
+            if held is None:
+                held = self._persons[distinct_id] = ({}, {}, ["", distinct_id])
+            if values:
+                newest = held[0]
+                for name, value in values.items():
+                    current = newest.get(name)
+                    if current is None or order > current[0]:
+                        newest[name] = (order, value)
+            if initial:
+                earliest = held[1]
+                for name, value in initial.items():
+                    current = earliest.get(name)
+                    if current is None or order < current[0]:
+                        earliest[name] = (order, value)
+
+    def observe_group(
+        self, group_type: str, group_key: str, order: str, values: dict[str, Any], by: str
+    ) -> None:
+        """One record's properties of one group; `by` is the record's distinct_id."""
+        key = orjson.dumps([group_type, group_key]).decode()
+        with self._lock:
+            held = self._groups.get(key)
+            if held is None:
+                held = self._groups[key] = ({}, {}, ["", by])
+            newest = held[0]
+            for name, value in values.items():
+                current = newest.get(name)
+                if current is None or order > current[0]:
+                    newest[name] = (order, value)
+            if order > held[2][0]:
+                held[2][:] = [order, by]
+
+    # --- storing -------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Merge the observations so far into the registry (before a STATE is released).
+
+        Raises `RegistryError` when the file cannot be written (the STATE is then not released).
+        """
+        with self._lock:
+            persons, self._persons = self._persons, {}
+            groups, self._groups = self._groups, {}
+        if persons or groups:
+
+            def merge_both() -> None:
+                self._merge(PERSON, persons)
+                self._merge(GROUP, groups)
+
+            self._write(merge_both)
+
+    def _write(self, change: Callable[[], object]) -> None:
+        """One transaction: all of `change` is stored, or none of it."""
+        with self._db_lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    change()
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise RegistryError(
+                    f"alias registry {self._path} could not be written ({exc}); "
+                    f"{likely_cause(exc)}. Nothing after the last STATE counts as delivered: "
+                    "the next run resends it with the same uuids"
+                ) from exc
+
+    def _merge(self, kind: str, observed: dict[str, _Observed]) -> None:
+        keys = list(observed)
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            stored = dict(
+                self._db.execute(
+                    f"SELECT profile_key, state FROM profiles "
+                    f"WHERE kind = ? AND profile_key IN ({marks})",
+                    (kind, *chunk),
+                ).fetchall()
+            )
+            for key in chunk:
+                text = stored.get(key)
+                state = orjson.loads(text) if text else {"set": {}, "once": {}, "by": ["", key]}
+                changed, moved = _merge_state(state, observed[key])
+                if not (changed or moved):
+                    continue
+                encoded = orjson.dumps(state, default=str).decode()
+                if text is None:
+                    self._db.execute(
+                        "INSERT INTO profiles VALUES (?, ?, ?, 1, 0)", (kind, key, encoded)
+                    )
+                else:
+                    self._db.execute(
+                        "UPDATE profiles SET state = ?, version = version + ? "
+                        "WHERE kind = ? AND profile_key = ?",
+                        (encoded, 1 if changed else 0, kind, key),
+                    )
+
+    # --- sending -------------------------------------------------------------------------
+
+    def updates(
+        self, owner_of: Callable[[str], str | None]
+    ) -> Iterator[tuple[dict[str, Any], PendingProfile]]:
+        """The updates PostHog has not confirmed yet, each with what to record once it has.
+
+        `owner_of(device_id)` names the user a device is aliased to: such a device's own
+        (anonymous) properties are not sent, because its person is the user's now and the
+        user's newest values must win.
+        """
+        self.sync()
+        with self._db_lock:
+            rows = self._db.execute(
+                "SELECT kind, profile_key, state, version FROM profiles "
+                "WHERE version > sent_version ORDER BY kind, profile_key"
+            ).fetchall()
+        settled: list[PendingProfile] = []
+        for kind, key, text, version in rows:
+            state = orjson.loads(text)
+            if kind == PERSON:
+                if owner_of(key) not in (None, key):
+                    settled.append(PendingProfile(kind, key, version))
+                    continue
+                yield self._person_update(key, state), PendingProfile(kind, key, version)
+            elif self.existing == KEEP:
+                self.group_updates_withheld += 1
+            else:
+                yield self._group_update(key, state), PendingProfile(kind, key, version)
+        self.record_sent(settled, count=False)
+
+    def _person_update(self, distinct_id: str, state: dict[str, Any]) -> dict[str, Any]:
+        values = {name: held[1] for name, held in sorted(state["set"].items())}
+        # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
+        values.update((name, held[1]) for name, held in sorted(state["once"].items()))
+        operation = "$set_once" if self.existing == KEEP else "$set"
+        digest = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        return {
+            "event": PERSON_UPDATE,
+            "distinct_id": distinct_id,
+            "timestamp": _newest_time(state),
+            "uuid": derived_uuid("person-update", distinct_id, operation, digest),
+            "properties": {
+                operation: values,
+                UPDATE_MARKER: PERSON,
+                "$geoip_disable": True,
+                "analytics_source": "amplitude",
+            },
+        }
+
+    def _group_update(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
+        group_type, group_key = orjson.loads(key)
+        values = {name: held[1] for name, held in sorted(state["set"].items())}
+        digest = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        return {
+            "event": GROUP_UPDATE,
+            # The distinct_id of the newest record showing the group: a real person (a made-up
+            # id would become a person of its own in PostHog).
+            "distinct_id": state["by"][1],
+            "timestamp": _newest_time(state),
+            "uuid": derived_uuid("group-update", group_type, group_key, digest),
+            "properties": {
+                "$group_type": group_type,
+                "$group_key": group_key,
+                "$group_set": values,
+                UPDATE_MARKER: GROUP,
+                "$geoip_disable": True,
+                "analytics_source": "amplitude",
+            },
+        }
+
+    def record_sent(self, sent: list[PendingProfile], *, count: bool = True) -> None:
+        """PostHog confirmed these updates: a rerun does not send them again."""
+        if not sent:
+            return
+        self._write(
+            lambda: self._db.executemany(
+                "UPDATE profiles SET sent_version = max(sent_version, ?) "
+                "WHERE kind = ? AND profile_key = ?",
+                [(item.version, item.kind, item.profile_key) for item in sent],
+            )
+        )
+        if count:
+            for item in sent:
+                if item.kind == PERSON:
+                    self.person_updates_sent += 1
+                else:
+                    self.group_updates_sent += 1
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _merge_state(state: dict[str, Any], observed: _Observed) -> tuple[bool, bool]:
+    """Fold observations into a stored state; (a value changed, only an order moved)."""
+    changed = moved = False
+    newest_stored, earliest_stored = state["set"], state["once"]
+    newest, earliest, by = observed
+    for name, (order, value) in newest.items():
+        held = newest_stored.get(name)
+        if held is None or order > held[0]:
+            if held is None or held[1] != value:
+                changed = True
+            else:
+                moved = True
+            newest_stored[name] = [order, value]
+    for name, (order, value) in earliest.items():
+        held = earliest_stored.get(name)
+        if held is None or order < held[0]:
+            if held is None or held[1] != value:
+                changed = True
+            else:
+                moved = True
+            earliest_stored[name] = [order, value]
+    if by[0] > state["by"][0]:
+        state["by"] = list(by)
+        moved = True
+    return changed, moved
+
+
+def _newest_time(state: dict[str, Any]) -> str:
+    orders = [held[0] for held in state["set"].values()]
+    orders += [held[0] for held in state["once"].values()]
+    return max(orders)[:_TIMESTAMP_WIDTH]
