@@ -50,10 +50,12 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "event_type",
         "event",
-        "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set` (person update), "
-        "`$groupidentify` -> `$groupidentify` (group update); others unchanged. The importer "
-        "passes `$identify`/`$groupidentify` through as plain events and drops `session_start`; "
-        "we keep every event, and keep the original name in `$amplitude_event_type` when "
+        "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set`, `$groupidentify` -> "
+        "`$groupidentify` (their properties travel in the person/group updates); others "
+        "unchanged. The importer passes `$identify`/`$groupidentify` through as plain events "
+        "and drops `session_start` and `session_end`; we keep every event, so PostHog holds "
+        "the export's count (what a verification compares) and nothing is lost (filter them "
+        "out in PostHog if unwanted). The original name stays in `$amplitude_event_type` when "
         "renamed. `[Amplitude] Element Clicked/Changed` keep their names: the importer's "
         "`$autocapture` without PostHog's `$elements` data cannot be used in PostHog",
     ),
@@ -72,17 +74,20 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "user_id, else device_id",
         "distinct_id",
-        "no id at all -> dead-letter; the importer invents a random person",
+        "placeholder ids (`null`, `undefined`, `0`, ... see 'Identity' below) count as absent; "
+        "no usable id at all -> dead-letter; the importer invents a random person",
     ),
     Rule("event_properties", "properties (all keys, unchanged)"),
     Rule(
-        "user_properties",
-        "properties.$set",
-        "the importer drops custom user properties; PostHog's migration guide sends them as $set",
+        "user_properties (+ location, OS, browser, device type, page context)",
+        "person properties: one `$set` event per person, each property its newest value by "
+        "event time",
+        "the importer drops custom user properties; `$set` on each event would be applied in "
+        "upload order, so a late upload would leave old values (see 'Persons and groups')",
     ),
     Rule(
         "user_properties.initial_*",
-        "properties.$set_once.$initial_*",
+        "person properties `$initial_*`, each from the earliest event",
         "every `initial_*` (not only utm/referrer); value `EMPTY` skipped",
     ),
     Rule(
@@ -92,24 +97,26 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule("event_properties.referrer / referring_domain", "$referrer / $referring_domain"),
     Rule(
         "os_name, os_version (platform Web)",
-        "$browser, $browser_version",
+        "$browser, $browser_version (also on the person)",
         "Amplitude's browser SDK reports the browser there",
     ),
     Rule(
         "device_type (platform Web)",
         "$os (+ $device_type Desktop/Mobile)",
-        "`Mac` normalised to PostHog's `Mac OS X`",
+        "`Mac` normalised to PostHog's `Mac OS X`; any case (`ios`, `WINDOWS`)",
     ),
     Rule(
         "os_name, os_version (other platforms)",
-        "$os, $os_version",
+        "$os, $os_version (also on the person)",
         "the importer maps os_name to $browser for every platform, which labels iOS/Android "
         "as browsers and phone models as operating systems",
     ),
     Rule(
         "device_model, device_manufacturer (or device_brand), device_carrier (apps)",
-        "$device_model, $device_manufacturer, $network_carrier (+ $device_type Mobile/Tablet)",
-        "not mapped by the importer",
+        "$device_model, $device_manufacturer, $network_carrier (+ $device_type "
+        "Mobile/Tablet/Desktop)",
+        "not mapped by the importer, which sets $device_type only for a device_type spelled "
+        "exactly iOS/Android/Windows/Linux; here platform, device_type or os_name in any case",
     ),
     Rule(
         "country / region / city",
@@ -123,7 +130,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "ip_address",
         "$ip (with `$geoip_disable: true`)",
-        "historic IPs are not geolocated again at import time",
+        "same as the importer: historic IPs are not geolocated again at import time",
     ),
     Rule("version_name", "$app_version", "not mapped by the importer"),
     Rule("library (`name/version`)", "$lib, $lib_version", "not mapped by the importer"),
@@ -139,7 +146,18 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "$groups {type: first key} (+ all keys in $amplitude_groups)",
         "the importer keeps only the first key",
     ),
-    Rule("amplitude_id", "$amplitude_id"),
+    Rule(
+        "group_properties (any event, and `$groupidentify` rows)",
+        "group properties: one `$groupidentify` per group whose values changed, each property "
+        "its newest value by event time",
+        "the importer sends one on every change, in upload order",
+    ),
+    Rule(
+        "amplitude_id",
+        "$amplitude_id",
+        "the importer drops it; it is Amplitude's merged-user id, which ties our persons back "
+        "to Amplitude's (and lets a verification compare user counts)",
+    ),
     Rule(
         "any other field (user_id, event_id, $insert_id, times, data, plan, ...)",
         "`$amplitude_<field>` (leading `$` dropped)",
