@@ -341,3 +341,72 @@ def test_capture_counts_without_keeping_events() -> None:
         assert len(server.accepted_uuids()) == 50
         assert server.duplicate_uuid_count == 1
         assert server.events == []
+
+
+# ---- PostHog stand-in: persons and groups, by PostHog's rules -------------------------------
+
+
+def person_event(name: str, distinct_id: str, n: int, **properties: Any) -> dict[str, Any]:
+    return capture_event(n, event=name, distinct_id=distinct_id, properties=properties)
+
+
+def test_persons_are_built_and_merged_by_posthogs_rules(posthog: PostHogStandIn) -> None:
+    events = [
+        person_event("seen", "dev-1", 1, **{"$set": {"plan": "free", "os": "iOS"}}),
+        person_event("seen", "user-a", 2, **{"$set": {"plan": "pro"}}),
+        # The device's person merges into user-a's: the target's value wins on a conflict.
+        person_event("$create_alias", "user-a", 3, alias="dev-1"),
+        # dev-1 is on an identified person now: a second user cannot take it.
+        person_event("seen", "user-b", 4),
+        person_event("$identify", "user-b", 5, **{"$anon_distinct_id": "dev-1"}),
+        # Illegal ids never merge (PostHog's lists, quotes and case as PostHog compares).
+        person_event("$create_alias", "user-b", 6, alias="undefined"),
+        person_event("$identify", "user-b", 7, **{"$anon_distinct_id": '"null"'}),
+        person_event("$create_alias", "Anonymous", 8, alias="dev-9"),
+        # $merge_dangerously skips the already-identified check.
+        person_event("seen", "dev-2", 9),
+        person_event("$create_alias", "user-c", 10, alias="dev-2"),
+        person_event("$merge_dangerously", "user-b", 11, alias="user-c"),
+        # $set applies in ingestion order (an older timestamp does not matter); $set_once fills.
+        person_event(
+            "late",
+            "user-a",
+            12,
+            **{"$set": {"plan": "old"}, "$set_once": {"plan": "x", "first": 1}},
+        ),
+        person_event("seen", "user-a", 13, **{"$unset": ["os"]}),
+    ]
+    assert post(posthog.url, batch(*events)) == 200
+    people = posthog.people
+    a = people.person("user-a")
+    assert a is not None
+    assert a.distinct_ids == {"user-a", "dev-1"}
+    assert a.properties == {"plan": "old", "first": 1}
+    assert a.is_identified
+    b = people.person("user-b")
+    assert b is not None and b.distinct_ids == {"user-b", "user-c", "dev-2"}
+    assert people.person("undefined") is None  # merged into nobody
+    assert people.person("dev-9") is None and people.person("Anonymous") is not None
+    assert [kind for kind, _ in people.warnings] == [
+        "cannot_merge_already_identified",
+        "cannot_merge_with_illegal_distinct_id",
+        "cannot_merge_with_illegal_distinct_id",
+        "cannot_merge_with_illegal_distinct_id",
+    ]
+    assert len(people.persons()) == len({p.distinct_ids for p in people.persons()})
+
+
+def test_groups_take_group_set_key_by_key_in_ingestion_order(posthog: PostHogStandIn) -> None:
+    def identify(n: int, values: Any) -> dict[str, Any]:
+        return person_event(
+            "$groupidentify", "user-a", n,
+            **{"$group_type": "company", "$group_key": "acme", "$group_set": values},
+        )  # fmt: skip
+
+    posthog.people.add_group("company", "acme", {"name": "Acme (live)", "seats": 1})
+    assert post(posthog.url, batch(identify(1, {"seats": 5}), identify(2, {"tier": "gold"}))) == 200
+    assert post(posthog.url, batch(identify(3, "not an object"))) == 200
+    assert posthog.people.groups() == {
+        ("company", "acme"): {"name": "Acme (live)", "seats": 5, "tier": "gold"}
+    }
+    assert posthog.people.warnings[-1][0] == "invalid_group_set"

@@ -34,6 +34,7 @@ import orjson
 
 from target_posthog.event_keys import derived_uuid
 from target_posthog.groups import GROUP_UPDATE
+from target_posthog.mapping import Mapped
 from target_posthog.persons import PERSON_UPDATE
 from target_posthog.registry import RegistryError, likely_cause
 
@@ -63,6 +64,10 @@ SCHEMA = (
 )
 _BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 500  # keys per SELECT ... IN (...)
+_PAGE = 2_000  # updates read at a time
+# Observations held in memory before they are merged into the file even without a STATE
+# (merging early is harmless: it is idempotent), so memory stays flat between STATEs.
+PENDING_LIMIT = 50_000
 _TIMESTAMP_WIDTH = 32  # event_keys.parse_time's output: 2024-01-01T00:00:00.000000+00:00
 
 
@@ -123,6 +128,20 @@ class Profiles:
 
     # --- observing (main thread) -------------------------------------------------------
 
+    def observe(self, mapped: Mapped) -> None:
+        """The person and group properties one mapped record shows."""
+        person_key = mapped.person_key
+        if person_key is not None and (mapped.person or mapped.initial):
+            self.observe_person(person_key, mapped.order, mapped.person, mapped.initial)
+        if mapped.groups:
+            by = person_key or mapped.user_id or mapped.device_id
+            for group_type, group_key, values in mapped.groups:
+                self.observe_group(
+                    group_type, group_key, mapped.order, values, by or f"${group_type}_{group_key}"
+                )
+        if len(self._persons) + len(self._groups) > PENDING_LIMIT:
+            self.sync()
+
     def observe_person(
         self,
         distinct_id: str,
@@ -164,6 +183,11 @@ class Profiles:
                     newest[name] = (order, value)
             if order > held[2][0]:
                 held[2][:] = [order, by]
+
+    @property
+    def pending(self) -> int:
+        """Persons and groups observed since the last `sync`."""
+        return len(self._persons) + len(self._groups)
 
     # --- storing -------------------------------------------------------------------------
 
@@ -243,24 +267,31 @@ class Profiles:
         user's newest values must win.
         """
         self.sync()
-        with self._db_lock:
-            rows = self._db.execute(
-                "SELECT kind, profile_key, state, version FROM profiles "
-                "WHERE version > sent_version ORDER BY kind, profile_key"
-            ).fetchall()
-        settled: list[PendingProfile] = []
-        for kind, key, text, version in rows:
-            state = orjson.loads(text)
-            if kind == PERSON:
-                if owner_of(key) not in (None, key):
-                    settled.append(PendingProfile(kind, key, version))
-                    continue
-                yield self._person_update(key, state), PendingProfile(kind, key, version)
-            elif self.existing == KEEP:
-                self.group_updates_withheld += 1
-            else:
-                yield self._group_update(key, state), PendingProfile(kind, key, version)
-        self.record_sent(settled, count=False)
+        after = ("", "")
+        while True:  # a page at a time: millions of persons never sit in memory at once
+            with self._db_lock:
+                rows = self._db.execute(
+                    "SELECT kind, profile_key, state, version FROM profiles "
+                    "WHERE version > sent_version AND (kind, profile_key) > (?, ?) "
+                    "ORDER BY kind, profile_key LIMIT ?",
+                    (*after, _PAGE),
+                ).fetchall()
+            if not rows:
+                return
+            after = (rows[-1][0], rows[-1][1])
+            settled: list[PendingProfile] = []
+            for kind, key, text, version in rows:
+                state = orjson.loads(text)
+                if kind == PERSON:
+                    if owner_of(key) not in (None, key):
+                        settled.append(PendingProfile(kind, key, version))
+                        continue
+                    yield self._person_update(key, state), PendingProfile(kind, key, version)
+                elif self.existing == KEEP:
+                    self.group_updates_withheld += 1
+                else:
+                    yield self._group_update(key, state), PendingProfile(kind, key, version)
+            self.record_sent(settled, count=False)
 
     def _person_update(self, distinct_id: str, state: dict[str, Any]) -> dict[str, Any]:
         values = {name: held[1] for name, held in sorted(state["set"].items())}

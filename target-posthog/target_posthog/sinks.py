@@ -84,16 +84,7 @@ class EventsSink(BatchSink):
                 record,
             )
             return
-        if mapped.person_key is not None and (mapped.person or mapped.initial):
-            self._profiles.observe_person(
-                mapped.person_key, mapped.order, mapped.person, mapped.initial
-            )
-        if mapped.groups:
-            by = mapped.person_key or mapped.user_id or mapped.device_id
-            for group_type, group_key, values in mapped.groups:
-                self._profiles.observe_group(
-                    group_type, group_key, mapped.order, values, by or f"${group_type}_{group_key}"
-                )
+        self._profiles.observe(mapped)
         aliases: list[Confirmable | None] = [None] * len(encoded)
         device_id, user_id = mapped.device_id, mapped.user_id
         if (
