@@ -17,7 +17,7 @@ ALIAS = "$create_alias"
 # - PostHog refuses to merge persons through these (PersonMergeService's illegal lists,
 #   shared/reference/posthog-capture-api.md section 3), compared as PostHog compares them:
 #   surrounding whitespace and quotes stripped, the first list case-insensitively.
-_POSTHOG_CASE_INSENSITIVE = (
+POSTHOG_ILLEGAL_CASE_INSENSITIVE = (
     "anonymous",
     "guest",
     "distinctid",
@@ -29,7 +29,15 @@ _POSTHOG_CASE_INSENSITIVE = (
     "true",
     "false",
 )
-_POSTHOG_CASE_SENSITIVE = ("[object Object]", "NaN", "None", "none", "null", "0", "undefined")
+POSTHOG_ILLEGAL_CASE_SENSITIVE = (
+    "[object Object]",
+    "NaN",
+    "None",
+    "none",
+    "null",
+    "0",
+    "undefined",
+)
 # - Values Amplitude itself treats as invalid user/device ids (what SDKs send when the app has
 #   no id: a language's null spelled out, a zero, an all-zero advertising id). Compared like
 #   PostHog's first list (case-insensitively), so "NULL" and "Unknown" count too.
@@ -51,12 +59,12 @@ _AMPLITUDE_INVALID = (
     "00000000-0000-0000-0000-000000000000",
 )
 PLACEHOLDER_IDS: tuple[str, ...] = (
-    *_POSTHOG_CASE_INSENSITIVE,
-    *_POSTHOG_CASE_SENSITIVE,
+    *POSTHOG_ILLEGAL_CASE_INSENSITIVE,
+    *POSTHOG_ILLEGAL_CASE_SENSITIVE,
     *_AMPLITUDE_INVALID,
 )
-_CASE_INSENSITIVE = frozenset(_POSTHOG_CASE_INSENSITIVE + _AMPLITUDE_INVALID)
-_CASE_SENSITIVE = frozenset(_POSTHOG_CASE_SENSITIVE)
+_CASE_INSENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_INSENSITIVE + _AMPLITUDE_INVALID)
+_CASE_SENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_SENSITIVE)
 _LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDER_IDS)) + 2  # + a pair of quotes
 _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 

@@ -26,25 +26,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+from target_posthog.identity import (
+    POSTHOG_ILLEGAL_CASE_INSENSITIVE,
+    POSTHOG_ILLEGAL_CASE_SENSITIVE,
+)
 
 MERGE_EVENTS = frozenset(("$create_alias", "$identify", "$merge_dangerously"))
-_ILLEGAL_CASE_INSENSITIVE = frozenset(
-    (
-        "anonymous",
-        "guest",
-        "distinctid",
-        "distinct_id",
-        "id",
-        "not_authenticated",
-        "email",
-        "undefined",
-        "true",
-        "false",
-    )
-)
-_ILLEGAL_CASE_SENSITIVE = frozenset(
-    ("[object Object]", "NaN", "None", "none", "null", "0", "undefined")
-)
+# PostHog's lists, as the reference records them (one place in the project: the target's
+# identity module; tests/test_testbed.py checks the stand-in's refusals with literal ids).
+_ILLEGAL_CASE_INSENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_INSENSITIVE)
+_ILLEGAL_CASE_SENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_SENSITIVE)
 
 
 def is_illegal_id(distinct_id: str) -> bool:
