@@ -109,11 +109,20 @@ def own_cpu_seconds() -> float:
 
 
 def run_pipeline(
-    workdir: Path, store: ExportStore, latency: float, concurrency: int, generated: set[str]
+    workdir: Path,
+    store: ExportStore,
+    latency: float,
+    concurrency: int,
+    generated: set[str],
+    baseline: Path | None = None,
 ) -> Measurement:
+    """The pipeline into the stand-in; with `baseline` (a checkout's target-posthog folder), the
+    target runs that code instead, and the stand-in does not build persons (as it did not)."""
     with (
         AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET) as amplitude,
-        PostHogStandIn(api_key=POSTHOG_KEY, latency=latency, keep_events=False) as posthog,
+        PostHogStandIn(
+            api_key=POSTHOG_KEY, latency=latency, keep_events=False, model_persons=not baseline
+        ) as posthog,
     ):
         target_config = write_json(
             workdir / f"target-{latency}.json",
@@ -140,6 +149,8 @@ def run_pipeline(
             stdin=tap.stdout,
             stdout=subprocess.DEVNULL,
             stderr=target_log,
+            # PYTHONPATH comes before the editable install: the baseline's code is imported.
+            env={**os.environ, "PYTHONPATH": str(baseline)} if baseline else None,
         )
         profilers = [profiled(tap.pid, "tap"), profiled(target.pid, "target")]
         standins_profiler = profiled(os.getpid(), "standins", children=False)
@@ -164,7 +175,8 @@ def run_pipeline(
         (tap_peak, tap_cpu), (target_peak, target_cpu) = read_usage(tap_rss), read_usage(target_rss)
         per_million = 1e6 / max(delivered, 1)
         return Measurement(
-            label=f"tap-amplitude | target-posthog, {latency * 1000:.0f} ms sink",
+            label=f"tap-amplitude | target-posthog{' (baseline)' if baseline else ''}, "
+            f"{latency * 1000:.0f} ms sink",
             events=delivered,
             seconds=seconds,
             delivered=delivered,
@@ -343,6 +355,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also run the main job through `meltano run` (needs `meltano install`)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="DIR",
+        help="a checkout's target-posthog folder (git worktree add ... <commit>): the pipeline "
+        "also runs with that target, and the ratio this tree / baseline is printed",
+    )
     parser.add_argument("--skip-guide", action="store_true")
     parser.add_argument("--skip-windows", action="store_true")
     parser.add_argument(
@@ -361,6 +380,12 @@ def compare_with_guide(
         rows.append(ours)
         lost = len(generated) - (ours.delivered or 0)
         print(f"{ours.label}: {ours.rate:,.0f} events/s, {ours.delivered:,} delivered, {lost} lost")
+        if args.baseline is not None:
+            base = run_pipeline(
+                workdir, store, latency, args.concurrency, generated, args.baseline.resolve()
+            )
+            rows.append(base)
+            ratios.append(before_after(ours, base, latency))
         if args.skip_guide:
             continue
         # The guide's loop is slow; with a slow sink a quarter of the events tells its rate.
@@ -372,6 +397,18 @@ def compare_with_guide(
             f"(guide delivered {guide.delivered:,} of {guide.events:,} captured)"
         )
     return rows, ratios
+
+
+def before_after(ours: Measurement, base: Measurement, latency: float) -> str:
+    """This tree against the baseline on the same export and stand-ins."""
+    assert ours.cpu_per_million is not None and base.cpu_per_million is not None
+    return (
+        f"{latency * 1000:.0f} ms sink, this tree / baseline: events/s "
+        f"{ours.rate / base.rate:.2f}x, target CPU per event "
+        f"{ours.cpu_per_million[1] / base.cpu_per_million[1]:.2f}x, stand-ins CPU per event "
+        f"{ours.cpu_per_million[2] / base.cpu_per_million[2]:.2f}x, target peak RSS "
+        f"{mib(ours.target_rss)} vs {mib(base.target_rss)}"
+    )
 
 
 def compare_windows(latency: float, workdir: Path) -> tuple[list[Measurement], str]:

@@ -57,9 +57,9 @@ SCHEMA = (
         PRIMARY KEY (kind, profile_key)
     )""",
     # kind: 'person' (profile_key = distinct_id) or 'group' (JSON [group type, group key]).
-    # state: JSON {"set": {name: [order, value]}, "once": {...}, "by": [order, distinct_id]};
-    # order = event timestamp (RFC 3339, fixed width) + event uuid. version: bumped when a
-    # value changes; sent_version: the version PostHog confirmed.
+    # state: JSON {"set": [values, orders, first, last], "once": [...], "by": [order,
+    # distinct_id]} (see Winners); order = event timestamp (RFC 3339, fixed width) + event
+    # uuid. version: bumped when a value changes; sent_version: the version PostHog confirmed.
     "CREATE INDEX IF NOT EXISTS profiles_unsent ON profiles (kind) WHERE version > sent_version",
 )
 _BUSY_TIMEOUT_MS = 30_000
@@ -79,9 +79,87 @@ class PendingProfile(NamedTuple):
     version: int
 
 
-# Held per profile while observing: ({name: (order, value)} newest, {name: (order, value)}
-# earliest, (order, distinct_id) of the newest observation).
-_Observed = tuple[dict[str, tuple[str, Any]], dict[str, tuple[str, Any]], list[str]]
+class Winners:
+    """name -> value, each name holding the value of its newest observation by order (or, with
+    `earliest`, its earliest). `first`/`last` bound the orders held, which lets records that
+    arrive in time order (nearly all) update every name at once instead of one by one."""
+
+    __slots__ = ("earliest", "first", "last", "orders", "values")
+
+    def __init__(self, earliest: bool = False) -> None:
+        self.earliest = earliest
+        self.values: dict[str, Any] = {}
+        self.orders: dict[str, str] = {}
+        self.first = self.last = ""
+
+    def add(self, order: str, values: dict[str, Any]) -> None:
+        """One observation: `values` seen at `order`."""
+        orders = self.orders
+        if self.earliest and order >= self.last and values.keys() <= orders.keys():
+            return  # later than all held, names all held: nothing to do (the common case)
+        if not orders or (order <= self.first if self.earliest else order >= self.last):
+            self.values.update(values)
+            orders.update(dict.fromkeys(values, order))
+        else:
+            earliest = self.earliest
+            for name, value in values.items():
+                held = orders.get(name)
+                if held is None or (order < held if earliest else order > held):
+                    self.values[name] = value
+                    orders[name] = order
+        if not self.first or order < self.first:
+            self.first = order
+        if order > self.last:
+            self.last = order
+
+    def merge(self, other: Winners) -> tuple[bool, bool]:
+        """Fold `other` in; (a value changed, an order moved without a value changing)."""
+        values, orders = self.values, self.orders
+        if not orders or (
+            other.last < self.first if self.earliest else other.first > self.last
+        ):  # all of `other` wins (the common case): C-speed comparison and update
+            changed = not (other.values.items() <= values.items())
+            values.update(other.values)
+            orders.update(other.orders)
+            moved = bool(other.orders)
+        else:
+            changed = moved = False
+            earliest = self.earliest
+            for name, order in other.orders.items():
+                held = orders.get(name)
+                if held is None or (order < held if earliest else order > held):
+                    value = other.values[name]
+                    if held is None or values[name] != value:
+                        changed = True
+                    else:
+                        moved = True
+                    values[name] = value
+                    orders[name] = order
+        if other.first and (not self.first or other.first < self.first):
+            self.first = other.first
+        if other.last > self.last:
+            self.last = other.last
+        return changed, moved and not changed
+
+    def dump(self) -> list[Any]:
+        return [self.values, self.orders, self.first, self.last]
+
+    @classmethod
+    def load(cls, stored: list[Any], earliest: bool = False) -> Winners:
+        winners = cls(earliest)
+        winners.values, winners.orders, winners.first, winners.last = stored
+        return winners
+
+
+class _Observed:
+    """What one person or group showed: newest values, earliest `$initial_*`, newest showing."""
+
+    __slots__ = ("by", "by_order", "initial", "newest")
+
+    def __init__(self, by: str) -> None:
+        self.newest = Winners()
+        self.initial = Winners(earliest=True)
+        self.by, self.by_order = by, ""
 
 
 class Profiles:
@@ -153,19 +231,11 @@ class Profiles:
         with self._lock:
             held = self._persons.get(distinct_id)
             if held is None:
-                held = self._persons[distinct_id] = ({}, {}, ["", distinct_id])
+                held = self._persons[distinct_id] = _Observed(distinct_id)
             if values:
-                newest = held[0]
-                for name, value in values.items():
-                    current = newest.get(name)
-                    if current is None or order > current[0]:
-                        newest[name] = (order, value)
+                held.newest.add(order, values)
             if initial:
-                earliest = held[1]
-                for name, value in initial.items():
-                    current = earliest.get(name)
-                    if current is None or order < current[0]:
-                        earliest[name] = (order, value)
+                held.initial.add(order, initial)
 
     def observe_group(
         self, group_type: str, group_key: str, order: str, values: dict[str, Any], by: str
@@ -175,14 +245,10 @@ class Profiles:
         with self._lock:
             held = self._groups.get(key)
             if held is None:
-                held = self._groups[key] = ({}, {}, ["", by])
-            newest = held[0]
-            for name, value in values.items():
-                current = newest.get(name)
-                if current is None or order > current[0]:
-                    newest[name] = (order, value)
-            if order > held[2][0]:
-                held[2][:] = [order, by]
+                held = self._groups[key] = _Observed(by)
+            held.newest.add(order, values)
+            if order > held.by_order:
+                held.by, held.by_order = by, order
 
     @property
     def pending(self) -> int:
@@ -237,23 +303,24 @@ class Profiles:
                     (kind, *chunk),
                 ).fetchall()
             )
+            inserts, updates = [], []
             for key in chunk:
                 text = stored.get(key)
-                state = orjson.loads(text) if text else {"set": {}, "once": {}, "by": ["", key]}
-                changed, moved = _merge_state(state, observed[key])
+                state = _State.load(text, key)
+                changed, moved = state.merge(observed[key])
                 if not (changed or moved):
                     continue
-                encoded = orjson.dumps(state, default=str).decode()
+                encoded = state.dump()
                 if text is None:
-                    self._db.execute(
-                        "INSERT INTO profiles VALUES (?, ?, ?, 1, 0)", (kind, key, encoded)
-                    )
+                    inserts.append((kind, key, encoded))
                 else:
-                    self._db.execute(
-                        "UPDATE profiles SET state = ?, version = version + ? "
-                        "WHERE kind = ? AND profile_key = ?",
-                        (encoded, 1 if changed else 0, kind, key),
-                    )
+                    updates.append((encoded, 1 if changed else 0, kind, key))
+            self._db.executemany("INSERT INTO profiles VALUES (?, ?, ?, 1, 0)", inserts)
+            self._db.executemany(
+                "UPDATE profiles SET state = ?, version = version + ? "
+                "WHERE kind = ? AND profile_key = ?",
+                updates,
+            )
 
     # --- sending -------------------------------------------------------------------------
 
@@ -281,7 +348,7 @@ class Profiles:
             after = (rows[-1][0], rows[-1][1])
             settled: list[PendingProfile] = []
             for kind, key, text, version in rows:
-                state = orjson.loads(text)
+                state = _State.load(text, key)
                 if kind == PERSON:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
@@ -293,16 +360,16 @@ class Profiles:
                     yield self._group_update(key, state), PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
 
-    def _person_update(self, distinct_id: str, state: dict[str, Any]) -> dict[str, Any]:
-        values = {name: held[1] for name, held in sorted(state["set"].items())}
+    def _person_update(self, distinct_id: str, state: _State) -> dict[str, Any]:
+        values = dict(sorted(state.newest.values.items()))
         # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
-        values.update((name, held[1]) for name, held in sorted(state["once"].items()))
+        values.update(sorted(state.initial.values.items()))
         operation = "$set_once" if self.existing == KEEP else "$set"
         digest = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
         return {
             "event": PERSON_UPDATE,
             "distinct_id": distinct_id,
-            "timestamp": _newest_time(state),
+            "timestamp": state.newest_time(),
             "uuid": derived_uuid("person-update", distinct_id, operation, digest),
             "properties": {
                 operation: values,
@@ -312,16 +379,16 @@ class Profiles:
             },
         }
 
-    def _group_update(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
+    def _group_update(self, key: str, state: _State) -> dict[str, Any]:
         group_type, group_key = orjson.loads(key)
-        values = {name: held[1] for name, held in sorted(state["set"].items())}
+        values = dict(sorted(state.newest.values.items()))
         digest = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
         return {
             "event": GROUP_UPDATE,
             # The distinct_id of the newest record showing the group: a real person (a made-up
             # id would become a person of its own in PostHog).
-            "distinct_id": state["by"][1],
-            "timestamp": _newest_time(state),
+            "distinct_id": state.by,
+            "timestamp": state.newest_time(),
             "uuid": derived_uuid("group-update", group_type, group_key, digest),
             "properties": {
                 "$group_type": group_type,
@@ -355,34 +422,41 @@ class Profiles:
         self._db.close()
 
 
-def _merge_state(state: dict[str, Any], observed: _Observed) -> tuple[bool, bool]:
-    """Fold observations into a stored state; (a value changed, only an order moved)."""
-    changed = moved = False
-    newest_stored, earliest_stored = state["set"], state["once"]
-    newest, earliest, by = observed
-    for name, (order, value) in newest.items():
-        held = newest_stored.get(name)
-        if held is None or order > held[0]:
-            if held is None or held[1] != value:
-                changed = True
-            else:
-                moved = True
-            newest_stored[name] = [order, value]
-    for name, (order, value) in earliest.items():
-        held = earliest_stored.get(name)
-        if held is None or order < held[0]:
-            if held is None or held[1] != value:
-                changed = True
-            else:
-                moved = True
-            earliest_stored[name] = [order, value]
-    if by[0] > state["by"][0]:
-        state["by"] = list(by)
-        moved = True
-    return changed, moved
+class _State(_Observed):
+    """A stored profile: what was observed so far, as one JSON text in the registry."""
 
+    __slots__ = ()
 
-def _newest_time(state: dict[str, Any]) -> str:
-    orders = [held[0] for held in state["set"].values()]
-    orders += [held[0] for held in state["once"].values()]
-    return max(orders)[:_TIMESTAMP_WIDTH]
+    @classmethod
+    def load(cls, text: str | None, key: str) -> _State:
+        state = cls(key)
+        if text is not None:
+            stored = orjson.loads(text)
+            state.newest = Winners.load(stored["set"])
+            state.initial = Winners.load(stored["once"], earliest=True)
+            state.by_order, state.by = stored["by"]
+        return state
+
+    def merge(self, observed: _Observed) -> tuple[bool, bool]:
+        """Fold observations in; (a value changed, only an order moved)."""
+        changed, moved = self.newest.merge(observed.newest)
+        changed_initial, moved_initial = self.initial.merge(observed.initial)
+        if observed.by_order > self.by_order:
+            self.by, self.by_order = observed.by, observed.by_order
+            moved = True
+        changed = changed or changed_initial
+        return changed, (moved or moved_initial) and not changed
+
+    def dump(self) -> str:
+        return orjson.dumps(
+            {
+                "set": self.newest.dump(),
+                "once": self.initial.dump(),
+                "by": [self.by_order, self.by],
+            },
+            default=str,
+        ).decode()
+
+    def newest_time(self) -> str:
+        """The event time of the newest observation held."""
+        return max(self.newest.last, self.initial.last)[:_TIMESTAMP_WIDTH]

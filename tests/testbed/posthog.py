@@ -178,7 +178,11 @@ class PostHogStandIn(StandInServer):
     """PostHog capture on 127.0.0.1; use as a context manager, point a target at `.url`."""
 
     def __init__(
-        self, api_key: str = "phc_test_key", latency: float = 0.0, keep_events: bool = True
+        self,
+        api_key: str = "phc_test_key",
+        latency: float = 0.0,
+        keep_events: bool = True,
+        model_persons: bool = True,
     ) -> None:
         super().__init__()
         self.api_key = api_key
@@ -198,8 +202,10 @@ class PostHogStandIn(StandInServer):
         self._uuids: dict[str, None] = {}
         self._event_count = 0
         self._duplicate_uuids = 0
-        # Persons and groups, built from the accepted events as PostHog's ingestion builds them.
+        # Persons and groups, built from the accepted events as PostHog's ingestion builds them
+        # (model_persons=False: not built, for a benchmark's baseline).
         self.people = PersonsModel()
+        self.model_persons = model_persons
         # Hooks for crash drills, called on the request's own thread: `on_received(seq)` when a
         # batch request arrives (before faults), `on_stored(request)` once its events are stored
         # and before the answer goes out, so a test can kill the client between the two.
@@ -399,7 +405,6 @@ class PostHogStandIn(StandInServer):
         with self._lock:
             self._event_count += len(batch.checked)
             seen = self._uuids
-            ingest = self.people.ingest
             for fields in batch.checked:
                 event_uuid = fields.uuid
                 if event_uuid is not None:
@@ -407,7 +412,10 @@ class PostHogStandIn(StandInServer):
                         self._duplicate_uuids += 1
                     else:
                         seen[event_uuid] = None
-                ingest(fields.event, _checked_distinct_id(fields), fields)
+            if self.model_persons:
+                ingest = self.people.ingest
+                for fields in batch.checked:
+                    ingest(fields.event, _checked_distinct_id(fields), fields)
             if self.keep_events:
                 self._events.extend(events)
 
