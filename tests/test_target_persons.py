@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from target_posthog.identity import is_placeholder
-from target_posthog.profiles import Profiles
+from target_posthog.profiles import Profiles, Winners
 
 from tests.target_support import (
     SCHEMA,
@@ -371,3 +372,35 @@ def test_keep_sends_person_values_as_set_once_and_withholds_groups(tmp_path: Pat
     assert "$set" not in update["properties"]
     assert profiles.group_updates_withheld == 1
     profiles.close()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_winners_equal_brute_force_whatever_the_order_and_sync_points(seed: int) -> None:
+    """Newest (and earliest) per name, through observations, merges and stored round trips."""
+    rng = random.Random(seed)
+    observations = [
+        (f"2024-04-01T00:00:{rng.randrange(60):02d}.{n:06d}+00:00",
+         {name: rng.randrange(4) for name in rng.sample("abcdef", rng.randint(1, 4))})
+        for n in range(rng.randint(1, 30))
+    ]  # fmt: skip
+    rng.shuffle(observations)
+    for earliest in (False, True):
+        stored = Winners(earliest)
+        pending = Winners(earliest)
+        for order, values in observations:
+            pending.add(order, values)
+            if rng.random() < 0.3:  # a STATE: merge into the stored copy, through JSON
+                stored.merge(pending)
+                stored = Winners.load(orjson.loads(orjson.dumps(stored.dump())), earliest)
+                pending = Winners(earliest)
+        stored.merge(pending)
+        truth: dict[str, tuple[str, int]] = {}
+        for order, values in observations:
+            for name, value in values.items():
+                held = truth.get(name)
+                if held is None or (order < held[0] if earliest else order > held[0]):
+                    truth[name] = (order, value)
+        assert stored.values == {name: value for name, (_, value) in truth.items()}
+        assert {n: stored.orders.get(n, stored.edge) for n in stored.values} == {
+            name: order for name, (order, _) in truth.items()
+        }

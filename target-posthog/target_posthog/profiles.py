@@ -80,65 +80,120 @@ class PendingProfile(NamedTuple):
 
 
 class Winners:
-    """name -> value, each name holding the value of its newest observation by order (or, with
-    `earliest`, its earliest). `first`/`last` bound the orders held, which lets records that
-    arrive in time order (nearly all) update every name at once instead of one by one."""
+    """name -> value, each name holding the value of its newest observation by order (with
+    `earliest`, its earliest).
+
+    Orders are held compactly: a name's order is `orders[name]`, or the edge (`last`; with
+    `earliest`, `first`) when it has none, so records arriving in time order (nearly all) only
+    move the edge: no per-name work, and little to store. `first`/`last` bound every order held.
+    """
 
     __slots__ = ("earliest", "first", "last", "orders", "values")
 
     def __init__(self, earliest: bool = False) -> None:
         self.earliest = earliest
         self.values: dict[str, Any] = {}
-        self.orders: dict[str, str] = {}
+        self.orders: dict[str, str] = {}  # only names whose order is not the edge
         self.first = self.last = ""
+
+    @property
+    def edge(self) -> str:
+        return self.first if self.earliest else self.last
+
+    def _wins(self, order: str, held: str) -> bool:
+        return order < held if self.earliest else order > held
+
+    def _widen(self, first: str, last: str) -> None:
+        if first < self.first:
+            self.first = first
+        if last > self.last:
+            self.last = last
+
+    def _move_edge(self, edge: str, incoming: Any) -> None:
+        """Make `edge` the edge, for the names in `incoming` (the others keep their orders)."""
+        held, orders = self.values, self.orders
+        if not held.keys() <= incoming:
+            old = self.edge
+            for name in held.keys() - incoming:
+                orders.setdefault(name, old)
+        if orders:
+            for name in incoming:
+                orders.pop(name, None)
+        if self.earliest:
+            self.first = edge
+        else:
+            self.last = edge
 
     def add(self, order: str, values: dict[str, Any]) -> None:
         """One observation: `values` seen at `order`."""
+        held = self.values
+        # The two common cases first, without a call: records arriving in time order.
+        if order >= self.last and held:
+            if self.earliest:
+                if values.keys() <= held.keys():
+                    return  # later than every name held, and no new name: nothing wins
+            elif not self.orders and held.keys() <= values.keys():
+                held.update(values)
+                self.last = order
+                return
+        if not held:
+            held.update(values)
+            self.first = self.last = order
+            return
+        edge = self.edge
+        if order == edge or self._wins(order, edge):  # beats every name held (the common case)
+            self._move_edge(order, values.keys())
+            held.update(values)
+            self._widen(order, order)
+            return
         orders = self.orders
-        if self.earliest and order >= self.last and values.keys() <= orders.keys():
-            return  # later than all held, names all held: nothing to do (the common case)
-        if not orders or (order <= self.first if self.earliest else order >= self.last):
-            self.values.update(values)
-            orders.update(dict.fromkeys(values, order))
-        else:
-            earliest = self.earliest
-            for name, value in values.items():
-                held = orders.get(name)
-                if held is None or (order < held if earliest else order > held):
-                    self.values[name] = value
-                    orders[name] = order
-        if not self.first or order < self.first:
-            self.first = order
-        if order > self.last:
-            self.last = order
+        for name, value in values.items():
+            current = orders.get(name, edge) if name in held else None
+            if current is None or self._wins(order, current):
+                held[name] = value
+                orders[name] = order
+        self._widen(order, order)
 
     def merge(self, other: Winners) -> tuple[bool, bool]:
         """Fold `other` in; (a value changed, an order moved without a value changing)."""
-        values, orders = self.values, self.orders
-        if not orders or (
-            other.last < self.first if self.earliest else other.first > self.last
-        ):  # all of `other` wins (the common case): C-speed comparison and update
-            changed = not (other.values.items() <= values.items())
-            values.update(other.values)
+        held, orders = self.values, self.orders
+        if not other.values:
+            return False, False
+        if not held:
+            held.update(other.values)
             orders.update(other.orders)
-            moved = bool(other.orders)
-        else:
-            changed = moved = False
-            earliest = self.earliest
-            for name, order in other.orders.items():
-                held = orders.get(name)
-                if held is None or (order < held if earliest else order > held):
-                    value = other.values[name]
-                    if held is None or values[name] != value:
-                        changed = True
-                    else:
-                        moved = True
-                    values[name] = value
-                    orders[name] = order
-        if other.first and (not self.first or other.first < self.first):
-            self.first = other.first
-        if other.last > self.last:
-            self.last = other.last
+            self.first, self.last = other.first, other.last
+            return True, False
+        edge, other_edge = self.edge, other.edge
+        toward = other.last if self.earliest else other.first  # other's order nearest to us
+        if toward == edge or self._wins(toward, edge):  # all of `other` wins (the common case)
+            changed = not (other.values.items() <= held.items())
+            moved = other_edge != edge or bool(other.orders)
+            self._move_edge(other_edge, other.values.keys())
+            orders.update(other.orders)
+            held.update(other.values)
+            self._widen(other.first, other.last)
+            return changed, moved and not changed
+        if self._wins(other_edge, edge):  # the edge moves: pin every name at its order first
+            for name in held:
+                orders.setdefault(name, edge)
+            edge = other_edge
+            if self.earliest:
+                self.first = edge
+            else:
+                self.last = edge
+        changed = moved = False
+        for name, value in other.values.items():
+            order = other.orders.get(name, other_edge)
+            current = orders.get(name, edge) if name in held else None
+            if current is None or self._wins(order, current):
+                if current is None or held[name] != value:
+                    changed = True
+                else:
+                    moved = True
+                held[name] = value
+                orders[name] = order
+        self._widen(other.first, other.last)
         return changed, moved and not changed
 
     def dump(self) -> list[Any]:
