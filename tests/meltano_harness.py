@@ -154,8 +154,32 @@ class MeltanoProject:
 
         return self._run_job_with(condition, pause, timeout)
 
+    def run_job_stopping(
+        self, condition: Callable[[int], bool], signum: int, *, whole_group: bool
+    ) -> tuple[subprocess.CompletedProcess[str], float]:
+        """Start the job; once `condition(group)` holds, send one stop request (`signum`) to
+        its whole process group (Ctrl-C in a terminal) or to Meltano alone (a supervisor).
+        Returns the result and the seconds from the request to Meltano's exit; a job still
+        running after 60 s is killed and counts as hung (returncode -9)."""
+        asked: list[float] = []
+
+        def stop(group: int) -> bool:
+            (os.killpg if whole_group else os.kill)(group, signum)
+            asked.append(time.monotonic())
+            return False
+
+        result = self._run_job_with(lambda: condition(self._group), stop, 90, grace=60)
+        if not asked:
+            raise AssertionError(f"the moment to stop never came:\n{result.stdout[-3000:]}")
+        return result, time.monotonic() - asked[0]
+
     def _run_job_with(
-        self, condition: Callable[[], bool], act: Callable[[int], bool], timeout: float
+        self,
+        condition: Callable[[], bool],
+        act: Callable[[int], bool],
+        timeout: float,
+        *,
+        grace: float | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the job in its own process group; call `act(group)` once, when `condition()`
         first holds (True from `act`: the job is over, stop waiting for it to finish)."""
@@ -168,6 +192,7 @@ class MeltanoProject:
             text=True,
             start_new_session=True,
         )
+        self._group = process.pid
         deadline = time.monotonic() + timeout
         acted = False
         try:
@@ -175,6 +200,8 @@ class MeltanoProject:
             while process.poll() is None and time.monotonic() < deadline:
                 if not acted and condition():
                     acted = True
+                    if grace is not None:  # from now on, only `grace` seconds to finish
+                        deadline = time.monotonic() + grace
                     if act(process.pid):
                         break
                 time.sleep(0.02)
@@ -210,6 +237,24 @@ class _OutputReader:
     def text(self) -> str:
         self._thread.join(timeout=30)
         return "".join(self._chunks)
+
+
+def blocked_writing_to_a_pipe(session: int, executable: str) -> bool:
+    """Whether a process of `session` running `executable` is blocked in a write to a full
+    pipe (Linux: its wait channel is pipe_write or anon_pipe_write), as a tap is when its
+    reader is slower."""
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) != session:  # fields after "(comm)": state, ppid, pgrp, session
+                continue
+            proc = stat_file.parent
+            command = (proc / "cmdline").read_bytes().decode(errors="replace")
+            if executable in command and (proc / "wchan").read_text().endswith("pipe_write"):
+                return True
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+    return False
 
 
 def install_plugins() -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from functools import cached_property
 from types import FrameType
 from typing import Any, ClassVar
@@ -17,6 +18,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.singerlib import StateMessage
 
+from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
 from tap_amplitude.sources import LocalSource
@@ -238,19 +240,32 @@ class TapAmplitude(Tap):
     # --- termination ---------------------------------------------------------------------
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """SIGTERM/SIGINT: emit the safe STATE (completed hours only), exit non-zero.
+        """SIGTERM/SIGINT: stop within seconds, exit 128 + signal number.
 
-        The state never holds a bookmark for an hour still being read, so what is written here
-        is safe to resume from; the records of the unfinished hour are simply sent again.
+        The state never holds a bookmark for an hour still being read, so the closing STATE
+        (written only when it can follow everything already queued, see `writer.stop`) is safe
+        to resume from; the records of the unfinished hour are simply sent again.
         """
-        signal.signal(signum, signal.SIG_IGN)  # a second signal must not cut this short
+        # A second request changes nothing (Meltano adds a SIGTERM to a Ctrl-C on the group).
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, signal.SIG_IGN)
         name = signal.Signals(signum).name
-        self.logger.warning("%s received: writing the last safe STATE and stopping.", name)
-        try:
-            # Written even if identical to the last STATE: it is the run's closing word.
-            self.message_writer.write_message(StateMessage(value=self.state))
-        finally:
-            sys.exit(128 + signum)
+        read = _bookmark(self.state)
+        self.logger.warning(
+            "tap-amplitude stopped on %s (%s); the next run resumes from the last STATE the "
+            "target confirmed",
+            name,
+            f"read in full up to {read}" if read else "no window read in full yet",
+        )
+        writer.stop(
+            self.message_writer.format_message(StateMessage(value=self.state)), 128 + signum
+        )
+
+
+def _bookmark(state: Mapping[str, Any]) -> str | None:
+    """The events stream's bookmark in a Singer state, if any."""
+    value = state.get("bookmarks", {}).get("events", {}).get("replication_key_value")
+    return str(value) if value else None
 
 
 def _parse_time(value: Any) -> dt.datetime | None:

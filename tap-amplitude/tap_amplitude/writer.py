@@ -10,18 +10,22 @@ Writes are a few hundred KiB: a write larger than the pipe's free room blocks th
 reader has taken nearly all of it, and the two then work in turns rather than side by side.
 They go straight to the file descriptor, carrying on after a partial write (see `write_all`).
 
-Order is what makes a STATE safe: it is written after the records it covers. The termination
-handler writes a STATE from inside whatever the main thread was doing, so the one place bytes
-leave the buffer blocks SIGTERM/SIGINT while it runs: a signal can never land between taking
-bytes out of the buffer and writing them.
+Order is what makes a STATE safe: it is written after the records it covers. A stop request
+(SIGTERM/SIGINT, see `stop`) must be honoured within seconds even while a write is blocked on a
+full pipe that nobody reads any more (Meltano stops reading once its target has stopped), so
+signals are never held back here. Instead a stop that lands during a write abandons what is
+pending (no STATE follows it, so nothing unconfirmed is ever claimed), and a stop between writes
+adds the closing STATE behind everything pending and writes it with a deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
+import select
 import sys
-from typing import Any
+import time
+from typing import Any, NoReturn
 
 import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
@@ -29,9 +33,13 @@ from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 
 BUFFER_BYTES = 256 * 1024
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
-_TERMINATION_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# How long a stop request may spend writing out what is pending and the closing STATE.
+STOP_WRITE_SECONDS = 2.0
+_PIPE_CHUNK = 4096  # a pipe that polls writable takes this much without blocking (PIPE_BUF)
 _pending = bytearray()
 _reader_gone = False
+_stopping = False  # a stop request arrived: nothing more is written
+_draining = False  # bytes are leaving the buffer (a memoryview of it is held)
 
 
 def _fallback(value: Any) -> Any:
@@ -44,16 +52,17 @@ def _dumps(message: dict[str, Any]) -> bytes:
 
 
 def _drain() -> None:
-    """Write out and flush everything pending, with termination signals held back.
+    """Write out and flush everything pending.
 
-    Once the reader has gone (a broken pipe), nothing more can be written: the first failure
-    is raised, and later drains (the stream's closing flush) only drop what is pending.
+    Once the reader has gone (a broken pipe) or a stop was requested, nothing more can be
+    written: the first broken pipe is raised, and later drains (the stream's closing flush)
+    only drop what is pending.
     """
-    global _reader_gone
-    if _reader_gone:
+    global _reader_gone, _draining
+    if _reader_gone or _stopping:
         _pending.clear()
         return
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINATION_SIGNALS)
+    _draining = True
     try:
         sys.stdout.flush()  # anything written through the text layer goes first
         fd = _output_fd()
@@ -68,7 +77,41 @@ def _drain() -> None:
         _pending.clear()
         raise
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        _draining = False
+
+
+def stop(closing_line: bytes, exit_code: int) -> NoReturn:
+    """Honour a stop request (called from the tap's signal handler); always raises SystemExit.
+
+    Between writes, the buffer is whole and in order, so `closing_line` (the tap's STATE, which
+    covers only records before it) goes behind it, and all of it is written if the reader takes
+    it within `STOP_WRITE_SECONDS`. During a write (the handler then runs inside it, typically
+    while it is blocked on a full pipe), the rest is dropped without the closing line: the
+    reader resumes from the last STATE it did receive. Either way the process ends now.
+    """
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        fd = _output_fd()
+        if not _draining and not _reader_gone and fd is not None:
+            _pending.extend(closing_line)
+            # A broken pipe or a full disk: the reader keeps the last STATE it received.
+            with contextlib.suppress(OSError):
+                _write_before(fd, _pending, time.monotonic() + STOP_WRITE_SECONDS)
+        if not _draining:  # during a write its memoryview pins the buffer; exit drops it
+            _pending.clear()
+    raise SystemExit(exit_code)
+
+
+def _write_before(fd: int, data: bytes | bytearray, deadline: float) -> None:
+    """Write `data` in pipe-sized pieces while the reader takes them; give up at `deadline`."""
+    with memoryview(data) as view:
+        written = 0
+        while written < len(view):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+                return
+            written += os.write(fd, view[written : written + _PIPE_CHUNK])
 
 
 def _output_fd() -> int | None:

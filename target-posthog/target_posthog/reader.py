@@ -36,6 +36,50 @@ def enlarge_pipe(fd: int, size: int = PIPE_BYTES) -> None:
         pass  # another OS, not a pipe, or a lower limit: the pipe stays as it is
 
 
+# How long the input is still read (and dropped) after the target stops early: long enough for
+# Meltano to stop the tap and forward what it holds, short enough that a tap nobody stops (a
+# shell pipeline) is not fed for long.
+HAND_OFF_SECONDS = 15
+
+# The child that keeps reading: from stdin to nowhere, until end of input or the deadline.
+_DRAIN_INPUT = """
+import os, select, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+while (left := deadline - time.monotonic()) > 0:
+    if select.select([0], [], [], left)[0] and not os.read(0, 1 << 20):
+        break
+"""
+
+
+def hand_off_input(seconds: float = HAND_OFF_SECONDS) -> None:
+    """Keep the input pipe read, by a short-lived child, after the target stops before its end.
+
+    Whatever writes into the target (Meltano, a shell pipeline's tap) would otherwise hit a
+    broken pipe: Meltano 4.4 then prints two long BrokenPipeError tracebacks after the target's
+    own last line, and, if its buffer of the tap's output is full when it is asked to stop, waits
+    forever for the tap's output to end. The child holds only stdin (not stdout/stderr, whose end
+    tells Meltano the target is gone), ignores the stop signals the target has already
+    honoured, and exits at end of input (Meltano stops the tap at once when the target ends) or
+    after `seconds`. Best effort: without stdin as a pipe, nothing is started.
+    """
+    try:
+        if not stat.S_ISFIFO(os.fstat(0).st_mode):
+            return
+        # posix_spawn, not subprocess: nothing waits for this child, and it must outlive us.
+        os.posix_spawn(
+            sys.executable,
+            [sys.executable, "-c", _DRAIN_INPUT, str(seconds)],
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
+            setsid=True,  # a Ctrl-C to the job's process group does not end it early
+        )
+    except (AttributeError, OSError):
+        pass  # no posix_spawn or no process: the writer sees a broken pipe, as before
+
+
 class TerminationRequested(BaseException):
     """SIGTERM/SIGINT arrived: stop taking input, settle what is in flight, exit non-zero."""
 
@@ -66,6 +110,7 @@ class FastSingerReader(GenericSingerReader[bytes]):
     def __init__(self) -> None:
         super().__init__()
         self.shutdown = Shutdown()
+        self.at_end_of_input = False
 
     @property
     def default_input(self) -> IO[bytes]:
@@ -108,6 +153,7 @@ class FastSingerReader(GenericSingerReader[bytes]):
             finally:
                 shutdown.waiting_for_input = False
             if line is None:
+                self.at_end_of_input = True
                 return counts
             number += 1
             if line.isspace():  # no copy of the line, unlike strip()

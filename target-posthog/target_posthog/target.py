@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import sys
 import threading
 import time
@@ -31,7 +32,7 @@ from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPol
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.profiles import OVERWRITE, Profiles
-from target_posthog.reader import FastSingerReader, TerminationRequested
+from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.sinks import EventsSink
 
@@ -164,6 +165,7 @@ class TargetPostHog(Target):
         self._lean_sinks: dict[str, EventsSink] = {}
         self._stdout_lock = threading.Lock()
         self._state_reader_gone = False
+        self._last_state_emitted: dict | None = None
         self._started = time.monotonic()
         self._stopping = threading.Event()
         signal_pipe_read, self._signal_pipe_write = os.pipe()
@@ -321,6 +323,7 @@ class TargetPostHog(Target):
                 return  # said once already; the run is stopping
             try:
                 write_stdout(line)
+                self._last_state_emitted = state
             except BrokenPipeError as exc:
                 self._state_reader_gone = True
                 raise LocalFileError(
@@ -379,8 +382,19 @@ class TargetPostHog(Target):
             )
         except RegistryError as exc:
             cls.logger.error("target-posthog cannot start: %s", exc)
-            sys.exit(1)
-        sys.exit(target.run(file_input))
+            code = 1
+        except ConfigValidationError as exc:
+            for error in exc.errors:
+                cls.logger.error("target-posthog cannot start: %s", error)
+            code = 1
+        else:
+            code = target.run(file_input)
+            reader = target.message_reader
+            if isinstance(reader, FastSingerReader) and reader.at_end_of_input:
+                sys.exit(code)
+        if code and file_input is None:
+            hand_off_input()  # stopped before the end of input: see reader.hand_off_input
+        sys.exit(code)
 
     def run(self, file_input: Any = None) -> int:
         """Process all input; the exit code (0, 1 on failure, 128+signal on SIGTERM/SIGINT)."""
@@ -390,45 +404,68 @@ class TargetPostHog(Target):
             self.logger.warning(
                 "stopping on signal %d: no new input; settling batches in flight", stop.signum
             )
-            self._stop_now()
-            return 128 + stop.signum
+            return self._stop_now(stop.signum)
         except InvalidInputLine as exc:
             # Mostly a tap that died while writing its last line: all before it is whole,
             # so deliver it and emit the STATE that covers it, then fail.
-            self.logger.error("target-posthog stopped: %s", exc)
-            return self._settle_then_fail()
+            return self._settle_then_fail(f"target-posthog stopped: {exc}")
         except _STOPPING_ERRORS as exc:
             signum = self._reader_shutdown_signal()
             if signum is not None:  # a signal during the final wait: stopped, not failed
                 self.logger.warning("stopping on signal %d while finishing", signum)
-                self._stop_now()
-                return 128 + signum
-            self.logger.error("target-posthog failed: %s", exc)
-            self._stop_now()
-            return 1
+                return self._stop_now(signum)
+            return self._stop_now(None, f"target-posthog failed: {exc}")
         return 0
 
-    def _settle_then_fail(self) -> int:
+    def _settle_then_fail(self, cause: str) -> int:
         """Input cannot go on: deliver what was received, emit its STATE, exit code 1."""
         try:
             self.delivery.finish()
         except _STOPPING_ERRORS as exc:
-            self.logger.error("target-posthog failed: %s", exc)
-            self._stop_now()
-            return 1
+            return self._stop_now(None, f"target-posthog failed: {exc}")
         self.close()
-        self.logger.info("stopped: %s", self.summary())
+        self._log_last_words(None, cause)
         return 1
 
     def _reader_shutdown_signal(self) -> int | None:
         reader = self.message_reader
         return reader.shutdown.signum if isinstance(reader, FastSingerReader) else None
 
-    def _stop_now(self) -> None:
+    def _stop_now(self, signum: int | None, cause: str = "") -> int:
+        """Settle what is in flight, close, say why and where the next run resumes; the exit
+        code (128 + signal number for a stop request, else 1)."""
         grace = float(self.config["request_timeout"]) + 1.0
         self.delivery.abandon(grace)
         self.close()
+        self._log_last_words(signum, cause)
+        return 1 if signum is None else 128 + signum
+
+    def _log_last_words(self, signum: int | None, cause: str) -> None:
+        """The run's closing lines, the cause last: it is what a user reads first."""
         self.logger.info("stopped: %s", self.summary())
+        if signum is not None:
+            self.logger.warning(
+                "target-posthog stopped on %s; %s",
+                signal.Signals(signum).name,
+                self.resume_point(),
+            )
+        else:
+            self.logger.error("%s; %s", cause, self.resume_point())
+
+    def resume_point(self) -> str:
+        """Where the next run starts, in words: from the last STATE this run emitted."""
+        if self.dry_run:
+            return "dry run: nothing sent, no bookmark moved"
+        state = self._last_state_emitted
+        if state is None:
+            return "the next run resumes where this one started (no new STATE was confirmed)"
+        bookmarks = [
+            f"{stream} {bookmark['replication_key_value']}"
+            for stream, bookmark in sorted(state.get("bookmarks", {}).items())
+            if isinstance(bookmark, dict) and bookmark.get("replication_key_value")
+        ]
+        where = ", ".join(bookmarks) or "the last STATE emitted"
+        return f"the next run resumes from {where}"
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Record the signal; the reader stops at the next line (see reader.py).
