@@ -255,7 +255,7 @@ class TapAmplitude(Tap):
             "tap-amplitude stopped on %s (%s); the next run resumes from the last STATE the "
             "target confirmed",
             name,
-            f"read in full up to {read}" if read else "no window read in full yet",
+            f"read in full up to {read}" if read else "no hour read in full yet",
         )
         writer.stop(
             self.message_writer.format_message(StateMessage(value=self.state)), 128 + signum
