@@ -27,6 +27,7 @@ from tests.meltano_harness import (
     tap_settings,
     target_settings,
 )
+from tests.target_support import is_export_event
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.generator import ExportSpec, ExportStore
 from tests.testbed.posthog import PostHogStandIn
@@ -35,7 +36,6 @@ pytestmark = pytest.mark.e2e
 
 START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
 HOURS = 48
-ALIAS_EVENTS = {"$create_alias", "$identify"}
 STOP_SECONDS = 10  # "within seconds": Meltano itself needs about one to wind down
 
 
@@ -76,7 +76,7 @@ def project(tmp_path: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn
 
 
 def non_alias_uuids(posthog: PostHogStandIn) -> set[str]:
-    return {e["uuid"] for e in posthog.events if e["event"] not in ALIAS_EVENTS}
+    return {e["uuid"] for e in posthog.events if is_export_event(e)}
 
 
 @pytest.mark.parametrize(
