@@ -453,7 +453,9 @@ class TargetPostHog(Target):
             self.logger.error("%s; %s", cause, self.resume_point())
 
     def resume_point(self) -> str:
-        """Where the next run starts, in words: from the last STATE this run emitted."""
+        """Where the next run starts, in words: from the last STATE this run emitted, or an
+        earlier one: Meltano, when it is being stopped too, drops the target's last lines
+        unread (meltano 4.4 cancels its reader as soon as the target exits)."""
         if self.dry_run:
             return "dry run: nothing sent, no bookmark moved"
         state = self._last_state_emitted
@@ -465,7 +467,10 @@ class TargetPostHog(Target):
             if isinstance(bookmark, dict) and bookmark.get("replication_key_value")
         ]
         where = ", ".join(bookmarks) or "the last STATE emitted"
-        return f"the next run resumes from {where}"
+        return (
+            f"the next run resumes from {where} or earlier (the last STATE emitted; "
+            "`meltano state get` shows the one stored)"
+        )
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Record the signal; the reader stops at the next line (see reader.py).
