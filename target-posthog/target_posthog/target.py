@@ -32,6 +32,7 @@ from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPol
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.profiles import OVERWRITE, Profiles
+from target_posthog.project import bind_registry
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.sinks import EventsSink
@@ -179,6 +180,14 @@ class TargetPostHog(Target):
         config = self.config
         self.dry_run = bool(config.get("dry_run_path"))
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
+        bound = bind_registry(
+            Path(config["alias_registry"]),
+            config["host"],
+            config["api_key"],
+            read_only=self.dry_run,
+        )
+        if bound:
+            self.logger.info(bound)
         self.registry = AliasRegistry(Path(config["alias_registry"]), read_only=self.dry_run)
         self.profiles = Profiles(
             Path(config["alias_registry"]),
