@@ -29,6 +29,7 @@ from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.export import read_member
 from tap_amplitude.schema import EVENTS_SCHEMA
+from tap_amplitude.settings_env import start_date_against_bookmark
 from tap_amplitude.sources import ApiSource, LocalSource, ReadyWindow, make_workdir, remove_workdir
 from tap_amplitude.windows import Window, WindowPlanner, bookmark_text, floor_hour
 
@@ -97,6 +98,11 @@ class EventsStream(Stream):
         # completes (e.g. on SIGTERM) should carry only real bookmarks.
         self.get_context_state(None).pop("starting_replication_value", None)
         start_date = dt.datetime.fromisoformat(self.config["start_date"])
+        if start_date.tzinfo is None:
+            start_date = start_date.replace(tzinfo=dt.UTC)
+        bookmark = self.get_context_state(None).get("replication_key_value")
+        if bookmark and floor_hour(dt.datetime.fromisoformat(bookmark)) != floor_hour(start_date):
+            self.logger.warning(start_date_against_bookmark(start_date, bookmark))
         if starting is None or floor_hour(starting) < floor_hour(start_date):
             return floor_hour(start_date)
         return floor_hour(starting)

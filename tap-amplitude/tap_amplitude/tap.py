@@ -21,6 +21,7 @@ from singer_sdk.singerlib import StateMessage
 from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
+from tap_amplitude.settings_env import unknown_setting_variables
 from tap_amplitude.sources import LocalSource
 from tap_amplitude.streams import EventsStream
 from tap_amplitude.windows import MAX_WINDOW_HOURS, floor_hour
@@ -80,7 +81,6 @@ class TapAmplitude(Tap):
             "data_region",
             th.StringType(nullable=False),
             default="us",
-            allowed_values=sorted(REGION_URLS),
             title="Data region",
             description="us (amplitude.com) or eu (analytics.eu.amplitude.com).",
         ),
@@ -137,6 +137,13 @@ class TapAmplitude(Tap):
         ),
     ).to_dict()
 
+    _announce_on_start: ClassVar[bool] = False  # set by `invoke` for a sync
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if type(self)._announce_on_start:
+            self.announce()
+
     @cached_property
     def end_hour(self) -> dt.datetime:
         """Exclusive end of this run, decided once: end_date, capped at what Amplitude loaded."""
@@ -149,13 +156,49 @@ class TapAmplitude(Tap):
     def discover_streams(self) -> list[Stream]:
         return [EventsStream(self)]
 
+    def announce(self) -> None:
+        """Say once, before reading, what this run will do (the CLI's sync; not discovery)."""
+        for warning in unknown_setting_variables(
+            os.environ, "TAP_AMPLITUDE_", self.config_jsonschema["properties"]
+        ):
+            self.logger.warning(warning)
+        self.logger.info("settings in force: %s", self.settings_in_force())
+
+    def settings_in_force(self) -> str:
+        """The settings that change what a run does, in one line (no secrets)."""
+        config = self.config
+        source = (
+            f"export_path {config['export_path']}"
+            if config.get("export_path")
+            else f"Export API {self.base_url} (data_region {config['data_region']})"
+        )
+        windows = (
+            f"windows of at most {config['window_hours']} h"
+            if config.get("window_hours")
+            else f"adaptive windows aiming at {config['target_window_mb']} MB"
+        )
+        return (
+            f"{source}; start_date {config['start_date']}; end_date "
+            f"{config.get('end_date') or 'unset (now - 2 h)'}, this run stops at "
+            f"{self.end_hour.isoformat()}; {windows}; request_timeout "
+            f"{config['request_timeout']} s; max_retries {config['max_retries']}"
+        )
+
     # --- validation ----------------------------------------------------------------------
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus the rules a schema cannot say; one line per problem."""
+        region = self._config.get("data_region") if self._config else None
+        if isinstance(region, str):  # a choice, in any case ("EU")
+            self._config["data_region"] = region.strip().lower()
         errors = super()._validate_config(raise_errors=False)
         if not errors:
             errors = self._cross_field_errors(dt.datetime.now(dt.UTC))
+        region = self._config.get("data_region", "us") if self._config else "us"
+        if region not in REGION_URLS:
+            errors.append(
+                f"data_region {region!r} is not one of: {', '.join(sorted(REGION_URLS))} (any case)"
+            )
         if errors and raise_errors:
             raise ConfigValidationError("Config validation failed", errors=errors)
         return errors
@@ -222,8 +265,13 @@ class TapAmplitude(Tap):
         """singer-sdk's invoke; a failure the tap explains (refused keys, retries exhausted,
         a damaged export) ends the run with that one line and exit code 1, not a traceback
         that buries it."""
+        cls._announce_on_start = not any(options.get(k) for k in ("discover", "test", "about"))
         try:
             super().invoke(**options)
+        except ConfigValidationError as exc:
+            for error in exc.errors:
+                cls.logger.error("tap-amplitude cannot start: %s", error)
+            sys.exit(1)
         except (FatalExportError, CorruptExportError) as exc:
             cls.logger.error("tap-amplitude stopped: %s", exc)
             sys.exit(1)

@@ -35,6 +35,7 @@ from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.project import bind_registry
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
+from target_posthog.settings_env import unknown_setting_variables
 from target_posthog.sinks import EventsSink
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
@@ -220,6 +221,27 @@ class TargetPostHog(Target):
                 config["dry_run_path"],
             )
 
+    def announce(self) -> None:
+        """Say once, at start, what this run will do: settings in force, misspelt variables."""
+        for warning in unknown_setting_variables(
+            os.environ, "TARGET_POSTHOG_", self.config_jsonschema["properties"]
+        ):
+            self.logger.warning(warning)
+        self.logger.info("settings in force: %s", self.settings_in_force())
+
+    def settings_in_force(self) -> str:
+        """The settings that change what a run does, in one line (never the key)."""
+        config = self.config
+        limit = config.get("max_events_per_minute")
+        return (
+            f"host {config['host']}; historical_migration {config['historical_migration']}; "
+            f"speed limit {f'{limit} events/min' if limit else 'none (no limit)'}; "
+            f"{self._batch_size()} events per request, concurrency "
+            f"{1 if self.dry_run else config['concurrency']}; alias_registry "
+            f"{config['alias_registry']}; dead_letter_path {config['dead_letter_path']}; "
+            + (f"dry run into {config['dry_run_path']}" if self.dry_run else "dry run off")
+        )
+
     def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
         config = self.config
         if self.dry_run:
@@ -397,6 +419,7 @@ class TargetPostHog(Target):
                 cls.logger.error("target-posthog cannot start: %s", error)
             code = 1
         else:
+            target.announce()
             code = target.run(file_input)
             reader = target.message_reader
             if isinstance(reader, FastSingerReader) and reader.at_end_of_input:

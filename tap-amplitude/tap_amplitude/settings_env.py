@@ -1,0 +1,50 @@
+"""Settings a user may get wrong without a word: misspelt variables, a start_date that the
+bookmark overrides."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from collections.abc import Iterable, Mapping
+
+# Variables with the prefix that are not settings: the SDK's log level, and Meltano's extras
+# (`TAP_AMPLITUDE__SELECT`, ...: a double underscore).
+_NOT_SETTINGS = ("LOGLEVEL",)
+
+
+def unknown_setting_variables(
+    environ: Mapping[str, str], prefix: str, settings: Iterable[str]
+) -> list[str]:
+    """One warning per `<prefix>NAME` variable that names no setting, with the closest one.
+
+    Meltano passes each setting as `<PLUGIN>_<SETTING>` (upper case); a misspelt name reaches
+    the plugin as an unknown variable and would otherwise change nothing, silently.
+    """
+    known = {name.upper(): name for name in settings}
+    warnings = []
+    for variable in sorted(environ):
+        if not variable.startswith(prefix) or variable.startswith(prefix + "_"):
+            continue
+        name = variable.removeprefix(prefix)
+        if name in known or name in _NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = f"did you mean {prefix}{close[0]} ({known[close[0]]})?" if close else "ignored"
+        warnings.append(f"{variable} names no setting of this plugin: {hint}")
+    return warnings
+
+
+def start_date_against_bookmark(start_date: dt.datetime, bookmark: str) -> str:
+    """Which of a differing start_date and stored bookmark this run starts from, and how to
+    start over."""
+    if dt.datetime.fromisoformat(bookmark) > start_date:
+        return (
+            f"start_date {start_date.isoformat()} differs from the stored bookmark {bookmark}: "
+            "the bookmark wins, this run resumes there. To start over from start_date, clear "
+            "the job's state (meltano state clear --force <environment>:tap-amplitude-to-"
+            "<loader>)"
+        )
+    return (
+        f"start_date {start_date.isoformat()} is after the stored bookmark {bookmark}: "
+        "start_date wins, the hours between are not read"
+    )

@@ -1,0 +1,119 @@
+"""Settings a user can get wrong: each mistake is said in one line, and each run says at start
+which settings are in force. Driven through the real `meltano run` where Meltano is involved
+(environment variables, the conversion of values), and the tap's CLI for the bookmark rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TAP_DAY, TapRun, tap_config
+from tests.meltano_harness import (
+    AMPLITUDE_KEY,
+    AMPLITUDE_SECRET,
+    POSTHOG_KEY,
+    MeltanoProject,
+    install_plugins,
+    tap_settings,
+    target_settings,
+)
+from tests.testbed.amplitude import AmplitudeStandIn
+from tests.testbed.generator import ExportSpec, ExportStore
+from tests.testbed.posthog import PostHogStandIn
+
+START = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def meltano_project(tmp_path: Path) -> Iterator[MeltanoProject]:
+    install_plugins()
+    store = ExportStore.build(tmp_path / "export", ExportSpec(start=START, hours=6, events=300))
+    with (
+        AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET) as amplitude,
+        PostHogStandIn(api_key=POSTHOG_KEY) as posthog,
+    ):
+        settings = tap_settings(amplitude.url, START, START + dt.timedelta(hours=6))
+        settings |= target_settings(posthog.url, tmp_path / "out")
+        yield MeltanoProject(workdir=tmp_path, environment="prod", settings=settings)
+
+
+@pytest.mark.e2e
+def test_a_misspelt_variable_is_named_with_the_setting_meant_and_settings_in_force_are_logged(
+    meltano_project: MeltanoProject,
+) -> None:
+    meltano_project.settings |= {
+        "TARGET_POSTHOG_MAX_EVENT_PER_MINUTE": "6000",  # the typo of the issue
+        "TAP_AMPLITUDE_WINDOWS_HOURS": "4",
+        "TAP_AMPLITUDE_DATA_REGION": "EU",  # any case
+    }
+    result = meltano_project.run_job()
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert (
+        "TARGET_POSTHOG_MAX_EVENT_PER_MINUTE names no setting of this plugin: did you mean "
+        "TARGET_POSTHOG_MAX_EVENTS_PER_MINUTE (max_events_per_minute)?" in output
+    )
+    assert (
+        "TAP_AMPLITUDE_WINDOWS_HOURS names no setting of this plugin: did you mean "
+        "TAP_AMPLITUDE_WINDOW_HOURS (window_hours)?" in output
+    )
+    (tap_line,) = [
+        line for line in output.splitlines() if "tap-amplitude settings in force" in line
+    ]
+    assert "(data_region eu)" in tap_line and "adaptive windows" in tap_line
+    (target_line,) = [line for line in output.splitlines() if "posthog settings in force" in line]
+    assert "speed limit none (no limit)" in target_line and "dry run off" in target_line
+    for secret in (AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
+        assert secret not in output
+
+
+@pytest.mark.e2e
+def test_a_date_that_is_not_iso_8601_and_an_unknown_region_fail_in_one_line_each(
+    meltano_project: MeltanoProject,
+) -> None:
+    meltano_project.settings |= {
+        "TAP_AMPLITUDE_START_DATE": "01/02/2025",  # Meltano used to make this 2 January
+        "TAP_AMPLITUDE_END_DATE": "next tuesday",
+        "TAP_AMPLITUDE_DATA_REGION": "europe",
+    }
+    result = meltano_project.run_job()
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if "tap-amplitude cannot start:" in line]
+    assert len(lines) == 3, output[-3000:]
+    assert "start_date '01/02/2025' is not an ISO 8601 date-time" in lines[0] + lines[1] + lines[2]
+    assert any("end_date 'next tuesday' is not an ISO 8601 date-time" in line for line in lines)
+    assert any("data_region 'europe' is not one of: eu, us (any case)" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("bookmark_hours", "says"),
+    [
+        (24, "the bookmark wins, this run resumes there. To start over from start_date, clear"),
+        (-24, "start_date wins, the hours between are not read"),
+    ],
+)
+def test_a_start_date_that_differs_from_the_bookmark_says_which_wins(
+    run_tap: Callable[..., TapRun], amplitude_api: AmplitudeStandIn, bookmark_hours: int, says: str
+) -> None:
+    start = TAP_DAY + dt.timedelta(hours=24)
+    bookmark = (start + dt.timedelta(hours=bookmark_hours)).isoformat()
+    state = {
+        "bookmarks": {
+            "events": {"replication_key": "server_upload_time", "replication_key_value": bookmark}
+        }
+    }
+    config = tap_config(
+        amplitude_api,
+        start_date=start.isoformat(),
+        end_date=(TAP_DAY + dt.timedelta(hours=72)).isoformat(),
+    )
+    run = run_tap(config, state)
+    assert run.returncode == 0, run.stderr
+    assert says in run.stderr
+    first = min(r["server_upload_time"] for r in run.records)
+    assert first >= max(start.isoformat(), bookmark)
