@@ -82,7 +82,8 @@ def test_an_hour_that_always_fails_stops_the_run_with_the_bookmark_before_it(
     assert len(one_hour_tries) == 3  # the first try and max_retries=2 retries
 
 
-def test_windows_without_data_are_skipped(tmp_path, run_tap):
+def test_windows_without_data_are_skipped(tmp_path, run_tap, monkeypatch):
+    monkeypatch.setenv("LOGLEVEL", "debug")  # window lines are debug detail
     store = ExportStore.build(tmp_path / "export", ExportSpec(start=TAP_DAY, hours=24, events=500))
     store.add(ExportSpec(start=TAP_DAY + timedelta(days=3), hours=24, events=500, seed=9))
     with AmplitudeStandIn(store, api_key=TAP_API_KEY, secret_key=TAP_SECRET) as api:
@@ -184,7 +185,10 @@ def test_sigterm_writes_the_safe_state_and_exits_non_zero(tmp_path):
                 break
         # The tap is blocked on the pipe we stopped reading: it is mid-run when the signal lands.
         tap.send_signal(signal.SIGTERM)
-        rest, stderr = tap.communicate(timeout=60)
+        # The rest through the same buffered reader: communicate() would skip what it holds.
+        rest = tap.stdout.read()
+        stderr = tap.stderr.read() if tap.stderr else b""
+        tap.wait(timeout=60)
     messages += [orjson.loads(line) for line in rest.splitlines()]
     assert tap.returncode == 128 + signal.SIGTERM
     assert messages[-1]["type"] == "STATE"

@@ -64,7 +64,13 @@ def test_bookmarks_are_hour_and_window_ends_in_one_rfc3339_form(
     }
 
 
-def test_each_window_logs_how_much_of_the_range_is_read(amplitude_api, run_tap):
+def test_each_window_logs_how_much_of_the_range_is_read_at_debug_level(
+    amplitude_api, run_tap, monkeypatch
+):
+    quiet = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Window " not in quiet.stderr and "METRIC" not in quiet.stderr
+    monkeypatch.setenv("LOGLEVEL", "debug")
     run = run_tap(tap_config(amplitude_api, window_hours=24, end_date=END))
     assert run.returncode == 0, run.stderr
     progress = re.findall(r"Window .*; ([0-9.]+)% of the range read", run.stderr)

@@ -202,17 +202,17 @@ class EventsStream(Stream):
     def _log_window(
         self, ready: ReadyWindow, events: int, read_seconds: float, done: float
     ) -> None:
-        """One line per window, with how much of this run's range is now read (a migration
-        held to an agreed speed can take days; this is its progress)."""
+        """One line per window, at debug level: with a speed limit the tap reads far ahead of
+        what is delivered, so the target's progress lines are the migration's progress."""
         if not ready.members:
-            self.logger.info(
+            self.logger.debug(
                 "Window %s: no data (%.2f s); %.1f%% of the range read",
                 ready.window,
                 ready.seconds,
                 100 * done,
             )
             return
-        self.logger.info(
+        self.logger.debug(
             "Window %s: %d bytes, %d events, %.2f s download, %.2f s read; "
             "%.1f%% of the range read",
             ready.window,

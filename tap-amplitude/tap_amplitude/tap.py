@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import signal
 import sys
@@ -141,6 +142,8 @@ class TapAmplitude(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if not self.logger.isEnabledFor(logging.DEBUG):
+            self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         if type(self)._announce_on_start:
             self.announce()
 
@@ -307,7 +310,15 @@ class TapAmplitude(Tap):
         )
         writer.stop(
             self.message_writer.format_message(StateMessage(value=self.state)), 128 + signum
-        )
+        )  # exits now, or at the end of the write it interrupted
+
+
+def _not_sdk_noise(record: logging.LogRecord) -> bool:
+    """The SDK says this at every start, under Meltano always (it passes a config file)."""
+    return record.msg != "Skipping parse of env var settings..."
+
+
+logging.getLogger(TapAmplitude.name).addFilter(_not_sdk_noise)
 
 
 def _bookmark(state: Mapping[str, Any]) -> str | None:

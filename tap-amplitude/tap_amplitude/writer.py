@@ -13,9 +13,10 @@ They go straight to the file descriptor, carrying on after a partial write (see 
 Order is what makes a STATE safe: it is written after the records it covers. A stop request
 (SIGTERM/SIGINT, see `stop`) must be honoured within seconds even while a write is blocked on a
 full pipe that nobody reads any more (Meltano stops reading once its target has stopped), so
-signals are never held back here. Instead a stop that lands during a write abandons what is
-pending (no STATE follows it, so nothing unconfirmed is ever claimed), and a stop between writes
-adds the closing STATE behind everything pending and writes it with a deadline.
+signals are never held back here. A stop between writes adds the closing STATE behind everything
+pending and writes it with a deadline; a stop during a write makes the output non-blocking so
+that the write returns, then the drain finishes the same way. A write cut by the deadline is
+never followed by a STATE, so nothing unread is ever claimed (see `stop`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import stat
 import sys
 import time
 from typing import Any, NoReturn
@@ -38,7 +40,9 @@ STOP_WRITE_SECONDS = 2.0
 _PIPE_CHUNK = 4096  # a pipe that polls writable takes this much without blocking (PIPE_BUF)
 _pending = bytearray()
 _reader_gone = False
-_stopping = False  # a stop request arrived: nothing more is written
+_stop_code: int | None = None  # a stop request arrived: the exit code it asks for
+_closing_line = b""  # written last when stopping, if everything before it was
+_cut = False  # stopping cut a write short: nothing may follow it
 _draining = False  # bytes are leaving the buffer (a memoryview of it is held)
 
 
@@ -56,10 +60,10 @@ def _drain() -> None:
 
     Once the reader has gone (a broken pipe) or a stop was requested, nothing more can be
     written: the first broken pipe is raised, and later drains (the stream's closing flush)
-    only drop what is pending.
+    only drop what is pending. A stop requested during this drain is finished at its end.
     """
     global _reader_gone, _draining
-    if _reader_gone or _stopping:
+    if _reader_gone or _stop_code is not None:
         _pending.clear()
         return
     _draining = True
@@ -78,40 +82,63 @@ def _drain() -> None:
         raise
     finally:
         _draining = False
+    if _stop_code is not None:
+        _finish_stop()
 
 
-def stop(closing_line: bytes, exit_code: int) -> NoReturn:
-    """Honour a stop request (called from the tap's signal handler); always raises SystemExit.
+def stop(closing_line: bytes, exit_code: int) -> None:
+    """Honour a stop request (called from the tap's signal handler): exit with `exit_code`
+    within about `STOP_WRITE_SECONDS`, even if the reader no longer reads.
 
-    Between writes, the buffer is whole and in order, so `closing_line` (the tap's STATE, which
-    covers only records before it) goes behind it, and all of it is written if the reader takes
-    it within `STOP_WRITE_SECONDS`. During a write (the handler then runs inside it, typically
-    while it is blocked on a full pipe), the rest is dropped without the closing line: the
-    reader resumes from the last STATE it did receive. Either way the process ends now.
+    Between writes, `closing_line` (the tap's STATE, which covers only records before it) goes
+    behind what is pending, and all of it is written if the reader takes it in time. During a
+    write (typically blocked on a full pipe), the output is made non-blocking so the write
+    returns, and the drain finishes the stop: the rest of what it was writing, then the closing
+    line, in time or not at all (a line cut by the deadline is never followed by a STATE).
     """
-    global _stopping
-    if not _stopping:
-        _stopping = True
-        fd = _output_fd()
-        if not _draining and not _reader_gone and fd is not None:
-            _pending.extend(closing_line)
-            # A broken pipe or a full disk: the reader keeps the last STATE it received.
-            with contextlib.suppress(OSError):
-                _write_before(fd, _pending, time.monotonic() + STOP_WRITE_SECONDS)
-        if not _draining:  # during a write its memoryview pins the buffer; exit drops it
-            _pending.clear()
-    raise SystemExit(exit_code)
+    global _stop_code, _closing_line
+    if _stop_code is not None:
+        return
+    _stop_code, _closing_line = exit_code, closing_line
+    if _draining:
+        _unblock_output()
+        return
+    _finish_stop()
 
 
-def _write_before(fd: int, data: bytes | bytearray, deadline: float) -> None:
-    """Write `data` in pipe-sized pieces while the reader takes them; give up at `deadline`."""
+def _unblock_output() -> None:
+    """Make a blocked write to a pipe or socket return at once (not a file or terminal, whose
+    open file description the shell shares: it would stay non-blocking after we exit)."""
+    fd = _output_fd()
+    with contextlib.suppress(OSError):
+        mode = os.fstat(fd).st_mode if fd is not None else 0
+        if fd is not None and (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            os.set_blocking(fd, False)
+
+
+def _finish_stop() -> NoReturn:
+    fd = _output_fd()
+    if fd is not None and not _reader_gone and not _cut:
+        _pending.extend(_closing_line)
+        # A broken pipe or a full disk: the reader keeps the last STATE it received.
+        with contextlib.suppress(OSError):
+            _write_before(fd, _pending, time.monotonic() + STOP_WRITE_SECONDS)
+    _pending.clear()
+    raise SystemExit(_stop_code)
+
+
+def _write_before(fd: int, data: bytes | bytearray | memoryview, deadline: float) -> bool:
+    """Write `data` in pipe-sized pieces while the reader takes them; give up at `deadline`.
+    True if all of it was written."""
     with memoryview(data) as view:
         written = 0
         while written < len(view):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
-                return
-            written += os.write(fd, view[written : written + _PIPE_CHUNK])
+                return False
+            with contextlib.suppress(BlockingIOError):
+                written += os.write(fd, view[written : written + _PIPE_CHUNK])
+    return True
 
 
 def _output_fd() -> int | None:
@@ -130,10 +157,19 @@ def write_all(fd: int, data: bytes | bytearray) -> None:
     was measured losing the rest of such a write (whole records vanished and two half records
     ran together); plain os.write calls that carry on from where the last one stopped do not.
     """
+    global _cut
     with memoryview(data) as view:
         written = 0
         while written < len(view):
-            written += os.write(fd, view[written:])
+            try:
+                written += os.write(fd, view[written:])
+            except BlockingIOError:
+                if _stop_code is None:
+                    raise
+                # A stop request unblocked the output (see `stop`): the rest, if read in time.
+                deadline = time.monotonic() + STOP_WRITE_SECONDS
+                _cut = not _write_before(fd, view[written:], deadline)
+                return
 
 
 def write_line(line: bytes, *, flush: bool) -> None:

@@ -44,15 +44,24 @@ class JsonLinesFile:
                 for line in file:
                     yield line.rstrip(b"\n")
 
+    def open_now(self) -> None:
+        """Open (with `replace`: empty) the file now, even if nothing is ever written."""
+        with self._lock, self._errors_named():
+            self._opened()
+
     def write_line(self, line: bytes) -> None:
         with self._lock, self._errors_named():
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.path, self._mode, 0o600)
-                os.fchmod(fd, 0o600)
-                self._file = os.fdopen(fd, "ab")
-            self._file.write(line + b"\n")
+            self._opened().write(line + b"\n")
             self.lines_written += 1
+
+    def _opened(self) -> IO[bytes]:
+        """The open file (caller holds the lock)."""
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, self._mode, 0o600)
+            os.fchmod(fd, 0o600)
+            self._file = os.fdopen(fd, "ab")
+        return self._file
 
     def sync(self) -> None:
         """Make every line written so far durable (before a STATE that depends on them)."""

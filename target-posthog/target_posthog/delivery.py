@@ -145,6 +145,11 @@ class Delivery:
 
     # --- main thread -------------------------------------------------------------------
 
+    @property
+    def received(self) -> int:
+        """Records received so far."""
+        return self._received
+
     def next_position(self) -> int:
         """Position of the record being handled; a record without events is settled at once."""
         self._received += 1

@@ -9,6 +9,7 @@ delivery watermark and reaches stdout only once everything before it is confirme
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import sys
@@ -32,6 +33,7 @@ from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPol
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.profiles import OVERWRITE, Profiles
+from target_posthog.progress import Counts, Progress
 from target_posthog.project import bind_registry
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
@@ -162,6 +164,8 @@ class TargetPostHog(Target):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if not self.logger.isEnabledFor(logging.DEBUG):
+            self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         # One sink drain at a time: sinks share one Delivery (singer-sdk drains in 8 threads).
         self.max_parallelism = 1
         self._lean_sinks: dict[str, EventsSink] = {}
@@ -248,6 +252,7 @@ class TargetPostHog(Target):
             # Each dry run's file holds that run's payloads (it moves no bookmark, so the next
             # dry run covers the same range again).
             payloads = JsonLinesFile(Path(config["dry_run_path"]), replace=True)
+            payloads.open_now()  # a run that writes nothing must not leave an earlier run's
             head = (
                 b'{"historical_migration":'
                 + (b"true" if config["historical_migration"] else b"false")
@@ -543,6 +548,13 @@ class TargetPostHog(Target):
         client = self.client
         letters = self.dead_letters
         repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
+        if self.dry_run:
+            return (
+                f"dry run: nothing sent; {delivery.events_sent} events and "
+                f"{delivery.aliases_sent} aliases written as payloads to "
+                f"{self.config['dry_run_path']}, {letters.count} dead-lettered"
+                f" ({letters.file.path}{repeats})"
+            )
         return (
             f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
             f"{delivery.aliases_sent} aliases, {self.profiles.person_updates_sent} person and "
@@ -552,11 +564,31 @@ class TargetPostHog(Target):
             f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"
         )
 
+    def counts(self) -> Counts:
+        delivery = self.delivery
+        return Counts(
+            received=delivery.received,
+            events_sent=delivery.events_sent,
+            aliases_sent=delivery.aliases_sent,
+            updates_sent=self.profiles.person_updates_sent + self.profiles.group_updates_sent,
+            dead_letters=self.dead_letters.count,
+        )
+
     def _report_progress(self) -> None:
+        progress = Progress(self.config.get("max_events_per_minute"))
         while not self._stopping.wait(PROGRESS_INTERVAL_SECONDS):
+            line = progress.line(self.counts(), self.delivery.in_flight)
             self.logger.info(
-                "progress: %s, %d batches in flight", self.summary(), self.delivery.in_flight
+                "progress%s: %s", " (dry run: nothing sent)" if self.dry_run else "", line
             )
+
+
+def _not_sdk_noise(record: logging.LogRecord) -> bool:
+    """The SDK says this at every start, under Meltano always (it passes a config file)."""
+    return record.msg != "Skipping parse of env var settings..."
+
+
+logging.getLogger(TargetPostHog.name).addFilter(_not_sdk_noise)
 
 
 def write_stdout(data: bytes) -> None:

@@ -1,0 +1,78 @@
+"""Progress a person can read during a migration that may last days.
+
+Every few seconds: events delivered of those received so far (the tap reads ahead of what is
+delivered, most of all under a speed limit), aliases and dead letters, the speed counting every
+event PostHog took (aliases and person/group updates count against the agreed limit too), and an
+ETA for what was received, from the recent speed, never faster than the limit allows.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the run has done so far (all counts since the run started)."""
+
+    received: int  # records read from the tap
+    events_sent: int  # export events PostHog confirmed
+    aliases_sent: int
+    updates_sent: int  # person and group updates
+    dead_letters: int
+
+    @property
+    def posthog_events(self) -> int:
+        """Everything PostHog took: what the speed limit counts."""
+        return self.events_sent + self.aliases_sent + self.updates_sent
+
+
+class Progress:
+    """Builds progress lines; the speed is measured between consecutive lines."""
+
+    def __init__(self, events_per_minute: int | None, *, now: float | None = None) -> None:
+        self._limit_per_second = events_per_minute / 60 if events_per_minute else None
+        self._last: tuple[float, int] | None = None
+        self._started = time.monotonic() if now is None else now
+
+    def line(self, counts: Counts, in_flight: int, *, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        last_time, last_events = self._last or (self._started, 0)
+        self._last = (now, counts.posthog_events)
+        speed = (counts.posthog_events - last_events) / max(now - last_time, 1e-9)
+        settled = counts.events_sent + counts.dead_letters
+        share = f" ({100 * settled / counts.received:.1f}%)" if counts.received else ""
+        return (
+            f"{counts.events_sent:,} events delivered of {counts.received:,} received so far"
+            f"{share}, {counts.aliases_sent:,} aliases, {counts.dead_letters:,} dead-lettered; "
+            f"{speed:,.0f} events/s to PostHog incl. aliases and updates"
+            f"{self._limit_text()}; {self._eta(counts.received - settled, speed)}; "
+            f"{in_flight} batches in flight"
+        )
+
+    def _limit_text(self) -> str:
+        if self._limit_per_second is None:
+            return " (no speed limit)"
+        return f" (limit {self._limit_per_second:,.0f}/s)"
+
+    def _eta(self, remaining: int, speed: float) -> str:
+        if remaining <= 0:
+            return "all received is delivered"
+        rate = speed
+        if self._limit_per_second is not None:
+            rate = min(rate, self._limit_per_second) if rate > 0 else self._limit_per_second
+        if rate <= 0:
+            return "ETA unknown (nothing delivered lately)"
+        return f"ETA for what was received {_duration(remaining / rate)}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {seconds:02d} s"
+    return f"{seconds} s"
