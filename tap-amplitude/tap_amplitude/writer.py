@@ -42,6 +42,7 @@ _pending = bytearray()
 _reader_gone = False
 _stop_code: int | None = None  # a stop request arrived: the exit code it asks for
 _closing_line = b""  # written last when stopping, if everything before it was
+_stop_deadline = 0.0  # when stopping, no write goes on past this (time.monotonic())
 _cut = False  # stopping cut a write short: nothing may follow it
 _draining = False  # bytes are leaving the buffer (a memoryview of it is held)
 
@@ -96,10 +97,11 @@ def stop(closing_line: bytes, exit_code: int) -> None:
     returns, and the drain finishes the stop: the rest of what it was writing, then the closing
     line, in time or not at all (a line cut by the deadline is never followed by a STATE).
     """
-    global _stop_code, _closing_line
+    global _stop_code, _closing_line, _stop_deadline
     if _stop_code is not None:
         return
     _stop_code, _closing_line = exit_code, closing_line
+    _stop_deadline = time.monotonic() + STOP_WRITE_SECONDS
     if _draining:
         _unblock_output()
         return
@@ -122,7 +124,7 @@ def _finish_stop() -> NoReturn:
         _pending.extend(_closing_line)
         # A broken pipe or a full disk: the reader keeps the last STATE it received.
         with contextlib.suppress(OSError):
-            _write_before(fd, _pending, time.monotonic() + STOP_WRITE_SECONDS)
+            _write_before(fd, _pending, _stop_deadline)
     _pending.clear()
     raise SystemExit(_stop_code)
 
@@ -167,8 +169,7 @@ def write_all(fd: int, data: bytes | bytearray) -> None:
                 if _stop_code is None:
                     raise
                 # A stop request unblocked the output (see `stop`): the rest, if read in time.
-                deadline = time.monotonic() + STOP_WRITE_SECONDS
-                _cut = not _write_before(fd, view[written:], deadline)
+                _cut = not _write_before(fd, view[written:], _stop_deadline)
                 return
 
 
