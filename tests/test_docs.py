@@ -34,3 +34,30 @@ def test_readme_gives_the_two_commands_ci_runs() -> None:
     assert any(line.endswith("meltano run tap-amplitude target-posthog") for line in one_liners)
     test_command = next(line for line in one_liners if line.endswith(".venv/bin/pytest"))
     assert test_command in (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_troubleshooting_quotes_messages_the_plugins_really_print() -> None:
+    """Each quoted message of README's troubleshooting table, cut at its '...' and 'N' gaps,
+    is in the plugins' code (or is Meltano's own, listed here)."""
+    meltano_says = {"Another ... pipeline is already running"}
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = readme.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    code = "".join(
+        path.read_text()
+        for package in ("tap-amplitude/tap_amplitude", "target-posthog/target_posthog")
+        for path in (REPO_ROOT / package).glob("*.py")
+    )
+    quoted = [
+        quote
+        for row in table.splitlines()
+        if row.startswith("| ")
+        for quote in re.findall(r'"([^"]+)"', row.split(" | ")[0])
+    ]
+    assert len(quoted) >= 8
+    for quote in quoted:
+        if quote in meltano_says:
+            continue
+        for piece in re.split(r"\.\.\.|\bN\b|\b\d{3}\b", quote):  # gaps and HTTP statuses
+            # Code builds messages from f-string pieces: each literal piece must be in it.
+            for part in re.split(r"\{[^}]*\}", piece):
+                assert part.strip(" .") in code, f"README quotes {quote!r}: {part!r} not printed"
