@@ -68,14 +68,16 @@ def wide_pipeline(
 
 
 def resend_bound(pipeline: Pipeline, store: ExportStore) -> int:
-    """The hour being read (the fullest hour) plus every batch that can be in flight: sent or
-    queued (concurrency + 2) and the one being filled."""
+    """The hour being read (the fullest hour), plus every batch that can be in flight (sent or
+    queued: concurrency + 2, and the one being filled), plus what a safe STATE held back from
+    Meltano may vouch for (concurrency + 2 batches' worth of records; see delivery.py)."""
     by_hour = Counter(
         datetime.fromisoformat(r["server_upload_time"]).replace(minute=0, second=0, microsecond=0)
         for r in store.iter_events()
     )
     config = pipeline.target_config
-    return max(by_hour.values()) + (config["concurrency"] + 3) * config["batch_size"]
+    batches = (config["concurrency"] + 3) + (config["concurrency"] + 2)
+    return max(by_hour.values()) + batches * config["batch_size"]
 
 
 @pytest.mark.timeout(180)

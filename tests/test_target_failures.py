@@ -253,7 +253,12 @@ def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(
     for thread in threads:
         thread.join(timeout=30)
     assert process.wait(timeout=60) == 0
-    assert [orjson.loads(line) for line in lines] == states
+    emitted = [orjson.loads(line) for line in lines]  # each line whole, or this raises
+    # STATEs that vouch for no new record are written at most once a second (Meltano stores
+    # each): the newest of them, in order, the last one always.
+    assert emitted == [value for value in states if value in emitted]
+    assert emitted[-1] == states[-1]
+    assert len(emitted) >= 2
 
 
 def test_unreachable_host_fails_clearly(tmp_path: Path, records: list[dict[str, Any]]) -> None:

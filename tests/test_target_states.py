@@ -53,11 +53,18 @@ def test_a_state_after_every_record_leaves_batches_full(
         assert before <= stored, f"STATE {emitted} was emitted before its records were stored"
 
 
-class _Registry:
-    """The one call Delivery makes on the alias registry (no aliases here)."""
+class _Stores:
+    """The calls Delivery makes on the alias registry and the profiles store (neither has
+    anything to record here: the events carry no alias and no profile update)."""
 
     def record_confirmed(self, aliases: list[Any]) -> None:
         assert not aliases
+
+    def record_sent(self, profiles: list[Any]) -> None:
+        assert not profiles
+
+    def sync(self) -> None:
+        pass
 
 
 def test_states_waiting_on_unconfirmed_batches_stay_one_per_batch(tmp_path: Path) -> None:
@@ -71,7 +78,8 @@ def test_states_waiting_on_unconfirmed_batches_stay_one_per_batch(tmp_path: Path
     stopping = threading.Event()
     delivery = Delivery(
         sender=send,
-        registry=_Registry(),  # type: ignore[arg-type]
+        registry=_Stores(),  # type: ignore[arg-type]
+        profiles=_Stores(),  # type: ignore[arg-type]
         dead_letters=DeadLetters(tmp_path / "dead.jsonl"),
         emit_state=emitted.append,
         concurrency=2,

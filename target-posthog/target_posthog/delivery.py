@@ -13,6 +13,12 @@ would otherwise make many small requests. It waits for the batch to fill, or, wh
 quiet, at most `STATE_LINGER_SECONDS` before a helper thread sends the batch as it is. Pending
 STATEs are kept only where the watermark can stop (one per batch), so their number stays bounded
 however often they come.
+
+Nor is every safe STATE written at once: Meltano stores each STATE line in its system database
+before it relays the next message (measured at tens of milliseconds each), so the newest safe
+STATE is written once `STATE_EMIT_SECONDS` have passed since the last one, or once it vouches
+for `concurrency + 2` batches' worth of records more; at the end of input, or on a stop, at
+once. A crash then re-sends at most that many records on top of the batches in flight.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
 # How long a STATE may wait behind the open batch before that batch is sent unfilled.
 STATE_LINGER_SECONDS = 1.0
+# At most one STATE line per this many seconds, unless it vouches for many more records.
+STATE_EMIT_SECONDS = 1.0
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
 Sender = Callable[[memoryview], Answer]
 # What an event stands for that must be recorded once PostHog confirms it.
@@ -126,6 +134,10 @@ class Delivery:
         self._unfinished: deque[Batch] = deque()  # dispatched, in position order
         self._pending_states: deque[tuple[int, dict]] = deque()
         self._last_emitted: dict | None = None
+        self._ready: tuple[int, dict] | None = None  # the newest safe STATE not yet written
+        self._emitted_at = 0.0  # time.monotonic() of the last STATE written
+        self._emitted_position = 0
+        self._emit_every_records = (concurrency + 2) * batch_size
         self._in_progress = 0
         self.failure: DeliveryError | None = None
         self.events_sent = 0
@@ -219,16 +231,22 @@ class Delivery:
                 self._state_waits_since = time.monotonic()
 
     def _linger(self) -> None:
-        """Helper thread: the open batch a STATE has waited on for long enough goes now."""
-        poll = STATE_LINGER_SECONDS / 4
+        """Helper thread: the open batch a STATE has waited on for long enough goes now, and a
+        safe STATE held back (STATE_EMIT_SECONDS) is written once its time has come."""
+        poll = min(STATE_LINGER_SECONDS, STATE_EMIT_SECONDS) / 4
         while not self._stopping.wait(poll):
-            since = self._state_waits_since
-            if since is None or time.monotonic() - since < STATE_LINGER_SECONDS:
-                continue
             try:
-                self.flush()
+                if self._ready is not None:
+                    with self._lock:
+                        self._emit_ready_states()
+                since = self._state_waits_since
+                if since is not None and time.monotonic() - since >= STATE_LINGER_SECONDS:
+                    self.flush()
             except DeliveryError:
                 return  # the main thread raises it at its next call
+            except LocalFileError as exc:  # stdout or a durable file: the run cannot go on
+                self._fail(DeliveryError(str(exc)))
+                return
 
     def finish(self) -> None:
         """End of input: deliver everything, emit the last STATE, stop the workers."""
@@ -246,6 +264,8 @@ class Delivery:
             ):
                 self._lock.wait(0.5)
             settled = self._safe_position() >= self._received
+            if settled and self.failure is None:
+                self._emit_ready_states(now=True)
         self.raise_if_failed()
         if not settled:  # a signal while waiting: queued batches were given up
             raise DeliveryAbandonedError("stopped before every batch was confirmed")
@@ -257,7 +277,7 @@ class Delivery:
         with self._lock:
             while self._in_progress and time.monotonic() < deadline:
                 self._lock.wait(min(0.2, max(0.0, deadline - time.monotonic())))
-            self._emit_ready_states()
+            self._emit_ready_states(now=True)
         self._stop_workers()
 
     def raise_if_failed(self) -> None:
@@ -358,14 +378,26 @@ class Delivery:
             return self._open.first_position - 1
         return self._received
 
-    def _emit_ready_states(self) -> None:
+    def _emit_ready_states(self, *, now: bool = False) -> None:
+        """Write the newest safe STATE, when its time has come (see the module docstring) or
+        `now`."""
         safe = self._safe_position()
-        ready: dict | None = None
         while self._pending_states and self._pending_states[0][0] <= safe:
-            ready = self._pending_states.popleft()[1]
-        if ready is None or ready == self._last_emitted:
+            self._ready = self._pending_states.popleft()
+        if self._ready is None:
+            return
+        position, ready = self._ready
+        if not now and (
+            time.monotonic() - self._emitted_at < STATE_EMIT_SECONDS
+            and position - self._emitted_position < self._emit_every_records
+        ):
+            return
+        self._ready = None
+        if ready == self._last_emitted:
             return
         for durable in self._durable:  # what the STATE vouches for is on disk first
             durable.sync()
         self._emit_state(ready)
         self._last_emitted = ready
+        self._emitted_at = time.monotonic()
+        self._emitted_position = position
