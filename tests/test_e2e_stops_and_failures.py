@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tests.meltano_harness import (
     AMPLITUDE_KEY,
     AMPLITUDE_SECRET,
     POSTHOG_KEY,
+    REPO_ROOT,
     MeltanoProject,
     blocked_writing_to_a_pipe,
     install_plugins,
@@ -150,3 +152,22 @@ def test_a_posthog_failure_ends_with_the_cause_not_a_traceback(
         "Run completed",
     ], after
     assert posthog.event_count == 0
+
+
+def test_a_killed_run_leaves_no_key_in_meltanos_run_folder(
+    project: MeltanoProject, posthog: PostHogStandIn
+) -> None:
+    """Meltano writes each plugin's config, keys included, under .meltano/run/ and deletes it
+    only when the run ends normally; the plugins delete it once they have read it."""
+    run_folder = REPO_ROOT / ".meltano" / "run"
+    started = time.time() - 1
+    killed = project.run_job_until(lambda: posthog.event_count > 0)
+    assert killed.returncode == -signal.SIGKILL
+    written = [
+        path for path in run_folder.rglob("*") if path.is_file() and path.stat().st_mtime > started
+    ]
+    assert written, "Meltano wrote nothing under .meltano/run/ (the test would prove nothing)"
+    for path in written:
+        content = path.read_bytes()
+        for secret in (AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
+            assert secret.encode() not in content, f"{path.name} holds a key after a kill"

@@ -3,9 +3,13 @@ bookmark overrides."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
-from collections.abc import Iterable, Mapping
+import itertools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 # Variables with the prefix that are not settings: the SDK's log level, and Meltano's extras
 # (`TAP_AMPLITUDE__SELECT`, ...: a double underscore).
@@ -48,3 +52,23 @@ def start_date_against_bookmark(start_date: dt.datetime, bookmark: str) -> str:
         f"start_date {start_date.isoformat()} is after the stored bookmark {bookmark}: "
         "start_date wins, the hours between are not read"
     )
+
+
+def remove_meltano_config_file(argv: Sequence[str], role: str) -> bool:
+    """Delete the config file Meltano wrote for this run, once read: it holds the keys in clear
+    and Meltano removes it only when the run ends normally (a killed run left it in
+    `.meltano/run/<plugin>/<role>.<uuid>.config.json`). Only a file of exactly that shape is
+    touched, never a config file a user passes by hand. True if one was removed."""
+    for flag, value in itertools.pairwise(argv):
+        if flag != "--config":
+            continue
+        path = Path(value)
+        if (
+            re.fullmatch(rf"{role}\.[0-9a-f-]{{36}}\.config\.json", path.name)
+            and path.parent.parent.name == "run"
+            and path.parent.parent.parent.name == ".meltano"
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                return True
+    return False

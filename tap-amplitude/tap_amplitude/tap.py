@@ -22,7 +22,7 @@ from singer_sdk.singerlib import StateMessage
 from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
-from tap_amplitude.settings_env import unknown_setting_variables
+from tap_amplitude.settings_env import remove_meltano_config_file, unknown_setting_variables
 from tap_amplitude.sources import LocalSource
 from tap_amplitude.streams import EventsStream
 from tap_amplitude.windows import MAX_WINDOW_HOURS, floor_hour
@@ -146,6 +146,8 @@ class TapAmplitude(Tap):
             self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         if type(self)._announce_on_start:
             self.announce()
+            # Not at discovery: Meltano passes the same file to the sync that follows.
+            remove_meltano_config_file(sys.argv, "tap")
 
     @cached_property
     def end_hour(self) -> dt.datetime:

@@ -37,7 +37,7 @@ from target_posthog.progress import Counts, Progress
 from target_posthog.project import bind_registry
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
-from target_posthog.settings_env import unknown_setting_variables
+from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
 from target_posthog.sinks import EventsSink
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
@@ -424,6 +424,7 @@ class TargetPostHog(Target):
                 cls.logger.error("target-posthog cannot start: %s", error)
             code = 1
         else:
+            remove_meltano_config_file(sys.argv, "target")
             target.announce()
             code = target.run(file_input)
             reader = target.message_reader
