@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -58,6 +59,16 @@ def target_settings(host: str, out: Path, *, api_key: str = POSTHOG_KEY) -> dict
     }
 
 
+def meltano_command(workdir: Path | None, *args: str) -> list[str]:
+    """`meltano ARGS` that ignores the repository's `.env`: a user's filled `.env` (the real
+    migration's keys, start_date, limits) must not change what the tests do. `--env-file`
+    replaces `.env` with a file of our own (empty)."""
+    folder = workdir if workdir is not None else Path(tempfile.gettempdir())
+    env_file = folder / "tests-no-dotenv.env"
+    env_file.touch()
+    return [str(MELTANO), "--env-file", str(env_file), *args]
+
+
 def base_environment() -> dict[str, str]:
     """Environment shared by every Meltano invocation in the tests: quiet and offline."""
     env = {
@@ -95,7 +106,7 @@ class MeltanoProject:
         return env
 
     def command(self, *args: str) -> list[str]:
-        return [str(MELTANO), *args]
+        return meltano_command(self.workdir, *args)
 
     def run(
         self, *args: str, timeout: float = 240, extra_env: Mapping[str, str] | None = None
@@ -261,7 +272,7 @@ def install_plugins() -> None:
     """Install (or refresh) the plugin virtualenvs once; `meltano run` alone would not notice
     dependency changes in the plugins' pyproject files."""
     result = subprocess.run(
-        [str(MELTANO), "install"],
+        meltano_command(None, "install"),
         cwd=REPO_ROOT,
         env=base_environment(),
         capture_output=True,

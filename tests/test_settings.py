@@ -15,6 +15,7 @@ from tests.meltano_harness import (
     AMPLITUDE_KEY,
     AMPLITUDE_SECRET,
     POSTHOG_KEY,
+    REPO_ROOT,
     MeltanoProject,
     install_plugins,
     tap_settings,
@@ -117,3 +118,26 @@ def test_a_start_date_that_differs_from_the_bookmark_says_which_wins(
     assert says in run.stderr
     first = min(r["server_upload_time"] for r in run.records)
     assert first >= max(start.isoformat(), bookmark)
+
+
+@pytest.mark.e2e
+def test_a_filled_dotenv_changes_nothing_in_the_tests_meltano_runs(
+    meltano_project: MeltanoProject,
+) -> None:
+    """README step 2 fills `.env` for the real migration; the test suite must not read it."""
+    dotenv = REPO_ROOT / ".env"
+    if dotenv.exists():
+        pytest.skip("a real .env is in the repository; the test does not touch it")
+    # Values none of the tests set themselves, each of which would change the run if read.
+    dotenv.write_text(
+        "TAP_AMPLITUDE_DATA_REGION=mars\n"
+        f"TARGET_POSTHOG_DRY_RUN_PATH={meltano_project.workdir / 'leaked.jsonl'}\n"
+        "TARGET_POSTHOG_MAX_EVENTS_PER_MINUTE=1\n"
+    )
+    try:
+        result = meltano_project.run_job()
+    finally:
+        dotenv.unlink()
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert "speed limit none (no limit)" in result.stdout + result.stderr
+    assert not (meltano_project.workdir / "leaked.jsonl").exists()
