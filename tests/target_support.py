@@ -17,7 +17,9 @@ from typing import Any
 
 import orjson
 import pytest
+from tap_amplitude.conform import Conformer
 from tap_amplitude.export import normalise_record
+from tap_amplitude.schema import EVENTS_SCHEMA
 
 from tests.testbed.generator import ExportSpec, generate_events
 from tests.testbed.posthog import PostHogStandIn
@@ -46,9 +48,13 @@ SCHEMA = {
 }
 
 
+_CONFORM = Conformer(EVENTS_SCHEMA)
+
+
 def as_tap_record(raw: dict[str, Any]) -> dict[str, Any]:
-    """A raw Amplitude record exactly as tap-amplitude emits it (times in RFC 3339 UTC)."""
-    return normalise_record(dict(raw))
+    """A raw Amplitude record exactly as tap-amplitude emits it (times in RFC 3339 UTC, each
+    field of its one schema type, other fields in `additional_properties`)."""
+    return _CONFORM(normalise_record(dict(raw)), orjson.dumps(raw))
 
 
 def tap_records(

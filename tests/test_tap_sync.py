@@ -30,8 +30,16 @@ END = (TAP_DAY + timedelta(days=3)).isoformat()  # the stores' data: 72 hours fr
 
 
 def expected_records(store, start=None, end=None) -> dict[str, dict[str, Any]]:
-    """What the tap must emit for these hours: the raw records with RFC 3339 times."""
-    return {r["uuid"]: normalise_record(r) for r in store.iter_events(start, end)}
+    """What the tap must emit for these hours: the raw records with RFC 3339 times, and `paying`
+    (the one field the stand-in's exports spell in another type, "true") as the documented
+    boolean."""
+    expected = {}
+    for raw in store.iter_events(start, end):
+        record = normalise_record(raw)
+        if record["paying"] is not None:
+            record["paying"] = {"true": True, "false": False}[record["paying"]]
+        expected[record["uuid"]] = record
+    return expected
 
 
 def test_multi_day_export_arrives_exactly_once_field_for_field(
@@ -45,6 +53,8 @@ def test_multi_day_export_arrives_exactly_once_field_for_field(
     for record in run.records:
         assert record == expected[record["uuid"]]
     assert run.records[0]["server_upload_time"].endswith("+00:00")
+    converted = sum(r["paying"] is not None for r in expected.values())
+    assert f"paying: {converted} string converted to boolean" in run.stderr
 
 
 def test_bookmarks_are_hour_and_window_ends_in_one_rfc3339_form(

@@ -15,7 +15,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from isal import isal_zlib
@@ -39,6 +39,12 @@ READ_BYTES = 256 * 1024
 # isal's stubs do not declare its error as an exception class; it is one (IsalError).
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 _READ_ERRORS = (OSError, EOFError, zlib.error, _INFLATE_ERROR, zipfile.BadZipFile)
+
+
+class Conform(Protocol):
+    """Fits a parsed record to the stream's schema, given the line it came from (conform.py)."""
+
+    def __call__(self, record: dict[str, Any], line: bytes) -> dict[str, Any]: ...
 
 
 class CorruptExportError(Exception):
@@ -142,7 +148,9 @@ def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
         yield tail
 
 
-def _records_from(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
+def _records_from(
+    stream: IO[bytes], where: str, conform: Conform | None = None
+) -> Iterator[dict[str, Any]]:
     """Parse gzipped JSON lines from ``stream``; errors name ``where`` and the line number."""
     line_number = 0
     try:
@@ -157,22 +165,29 @@ def _records_from(stream: IO[bytes], where: str) -> Iterator[dict[str, Any]]:
             if type(record) is not dict:
                 msg = f"{where}, line {line_number}: not a JSON object"
                 raise CorruptExportError(msg)
-            yield normalise_record(record)
+            yield (
+                normalise_record(record)
+                if conform is None
+                else conform(normalise_record(record), line)
+            )
     except _READ_ERRORS as error:
         msg = f"{where}: corrupt after line {line_number} ({type(error).__name__}: {error})"
         raise CorruptExportError(msg) from error
 
 
-def read_member(ref: MemberRef, context: str = "") -> Iterator[dict[str, Any]]:
-    """All records of one member, normalised; ``context`` (e.g. the window) prefixes errors."""
+def read_member(
+    ref: MemberRef, context: str = "", conform: Conform | None = None
+) -> Iterator[dict[str, Any]]:
+    """All records of one member, normalised (and fitted by ``conform``, if given);
+    ``context`` (e.g. the window) prefixes errors."""
     where = f"{context}, member {ref}" if context else f"member {ref}"
     try:
         if ref.member is None:
             with ref.path.open("rb") as raw:
-                yield from _records_from(raw, where)
+                yield from _records_from(raw, where, conform)
             return
         with zipfile.ZipFile(ref.path) as archive, archive.open(ref.member) as raw:
-            yield from _records_from(raw, where)
+            yield from _records_from(raw, where, conform)
     except _READ_ERRORS as error:
         msg = f"{where}: cannot be opened ({type(error).__name__}: {error})"
         raise CorruptExportError(msg) from error

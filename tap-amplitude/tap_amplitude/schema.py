@@ -1,28 +1,39 @@
 """The catalog schema of the `events` stream: Amplitude's raw export record.
 
-Types are deliberately tolerant (every field nullable, several fields accept what Amplitude has
-been seen to send over the years) and `additionalProperties` is true: new fields appear in exports
-over time, and a migration must carry them rather than drop them.
+Every field has exactly one JSON type (plus null), so that every Singer target can give it one
+column type: targets of the pipelinewise family map a union such as string|number|boolean to a
+number column and then fail on the values, and others load it as text. The types are the ones
+Amplitude documents for the Export API's records (``paying`` boolean, ``$schema`` int,
+``amplitude_attribution_ids`` string, ``amplitude_id``/``session_id`` long, ``location_lat``
+float, ... : amplitude.com/docs/apis/analytics/export, "Response schema"); ``sample_rate``,
+documented only as null, is a number. Values that arrive in another type are converted exactly
+or set aside by :mod:`tap_amplitude.conform`.
+
+Fields the schema does not name (Amplitude adds fields over time) are not dropped: they are
+gathered in one object field, :data:`EXTRA_FIELD`, that every target can store (a JSON column).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+# Where a record keeps the export's fields the schema does not name, and the original of any
+# value that could not be converted exactly to its field's type (see conform.py).
+EXTRA_FIELD = "additional_properties"
+# Amplitude's ids and counters are 64-bit ("long"); the bounds let SQL targets pick BIGINT.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
-def _nullable(*types: str, **extra: Any) -> dict[str, Any]:
-    return {"type": [*types, "null"], **extra}
+
+def _nullable(json_type: str, **extra: Any) -> dict[str, Any]:
+    return {"type": [json_type, "null"], **extra}
 
 
 STRING = _nullable("string")
-INTEGER = _nullable("integer")
+INTEGER = _nullable("integer", minimum=INT64_MIN, maximum=INT64_MAX)
 NUMBER = _nullable("number")
 BOOLEAN = _nullable("boolean")
 DATETIME = _nullable("string", format="date-time")
 OBJECT = _nullable("object", additionalProperties=True)
-ARRAY = _nullable("array")
-# Fields whose type has varied between projects and years.
-LOOSE = _nullable("string", "number", "integer", "boolean")
 
 _PROPERTIES: dict[str, dict[str, Any]] = {
     # Identity
@@ -44,13 +55,13 @@ _PROPERTIES: dict[str, dict[str, Any]] = {
     "data": OBJECT,
     "data_type": STRING,
     "amplitude_event_type": STRING,
-    "is_attribution_event": _nullable("boolean", "string"),
-    "amplitude_attribution_ids": _nullable("array", "string"),
+    "is_attribution_event": BOOLEAN,
+    "amplitude_attribution_ids": STRING,
     "plan": OBJECT,
     "partner_id": STRING,
     "source_id": STRING,
     "sample_rate": NUMBER,
-    "$schema": LOOSE,
+    "$schema": INTEGER,
     # Times, emitted as RFC 3339 UTC
     "event_time": DATETIME,
     "client_event_time": DATETIME,
@@ -83,11 +94,14 @@ _PROPERTIES: dict[str, dict[str, Any]] = {
     "location_lng": NUMBER,
     "idfa": STRING,
     "adid": STRING,
-    "paying": LOOSE,
+    "paying": BOOLEAN,
+    # Not Amplitude's: what the fields above cannot hold (see EXTRA_FIELD).
+    EXTRA_FIELD: OBJECT,
 }
 
 EVENTS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": _PROPERTIES,
-    "additionalProperties": True,
+    # Records carry no other top-level field: SQL targets would drop it silently.
+    "additionalProperties": False,
 }

@@ -27,6 +27,7 @@ from singer_sdk.mapper import SameRecordTransform
 from tap_amplitude import writer
 from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
+from tap_amplitude.conform import Conformer
 from tap_amplitude.export import read_member
 from tap_amplitude.schema import EVENTS_SCHEMA
 from tap_amplitude.settings_env import start_date_against_bookmark
@@ -58,6 +59,7 @@ class EventsStream(Stream):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stats = ExportStats()
+        self.conform = Conformer(self.schema)
         self._stream_alias = self.name
         self._fast_output: bool | None = None
         self._said_unplaced = False
@@ -130,7 +132,7 @@ class EventsStream(Stream):
                 read_started = time.monotonic()
                 for hour in self._reading_plan(ready).hours:
                     for ref in hour.members:
-                        for record in read_member(ref, context=f"window {ready.window}"):
+                        for record in read_member(ref, f"window {ready.window}", self.conform):
                             count += 1
                             yield record
                     if hour.checkpoint is not None:
@@ -236,6 +238,8 @@ class EventsStream(Stream):
             stats.retries,
             stats.bytes,
         )
+        if self.conform.counts:
+            self.logger.info("Types fitted to the schema: %s", self.conform.summary())
 
     # --- output --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import orjson
 from singer_sdk.sinks import BatchSink
 
 from target_posthog.delivery import Confirmable
+from target_posthog.extras import with_extra_fields
 from target_posthog.identity import alias_event, can_alias
 from target_posthog.mapping import UnmappableError, map_record
 from target_posthog.registry import Claim, PendingAlias
@@ -64,6 +65,7 @@ class EventsSink(BatchSink):
     def handle(self, record: dict[str, Any]) -> None:
         """The per-record hot path: map, encode, alias, queue."""
         position = self._delivery.next_position()
+        record = with_extra_fields(record)
         try:
             mapped = map_record(record)
         except UnmappableError as exc:

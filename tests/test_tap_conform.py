@@ -1,0 +1,198 @@
+"""One JSON type per field: exact conversions, values kept aside, unknown fields gathered.
+
+Every case starts from an export line as Amplitude would write it (the exact text matters: the
+JSON parser turns `1.10` into 1.1), goes through the tap's own parsing and conform step, and
+checks the record against the SCHEMA with a Draft 7 validator, as a strict target would.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import pytest
+from jsonschema import Draft7Validator
+from tap_amplitude.conform import Conformer, raw_values
+from tap_amplitude.export import normalise_record
+from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
+
+VALIDATOR = Draft7Validator(EVENTS_SCHEMA)
+UUID = "5d6c1f9e-8f3a-4c55-9b1e-0d2f4a6b8c01"
+BASE = (
+    f'{{"uuid": "{UUID}", "event_type": "Play", "event_time": "2024-03-01 10:00:00.123456", '
+    '"user_id": "u1", "event_properties": {"a": 1}'
+)
+
+
+def conform_line(text: str, conformer: Conformer | None = None) -> dict[str, Any]:
+    """One export line through the same steps as the tap: parse, times, conform; validated."""
+    conformer = conformer or Conformer(EVENTS_SCHEMA)
+    line = text.encode()
+    record = conformer(normalise_record(orjson.loads(line)), line)
+    VALIDATOR.validate(record)
+    return record
+
+
+def with_fields(fields: str) -> str:
+    return BASE + ", " + fields + "}"
+
+
+def test_every_schema_field_has_one_json_type_plus_null() -> None:
+    for name, spec in EVENTS_SCHEMA["properties"].items():
+        types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+        assert len([t for t in types if t != "null"]) == 1, name
+    assert EVENTS_SCHEMA["additionalProperties"] is False
+    documented = EVENTS_SCHEMA["properties"]
+    assert documented["paying"]["type"] == ["boolean", "null"]
+    assert documented["$schema"]["type"] == ["integer", "null"]
+    assert documented["amplitude_attribution_ids"]["type"] == ["string", "null"]
+    assert documented["is_attribution_event"]["type"] == ["boolean", "null"]
+
+
+def test_a_record_that_fits_is_returned_untouched() -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    line = with_fields('"paying": true, "amplitude_id": 7, "location_lat": 1.5').encode()
+    record = normalise_record(orjson.loads(line))
+    assert conformer(record, line) is record
+    assert not conformer.counts
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ('"paying": "true"', {"paying": True}),
+        ('"paying": "false"', {"paying": False}),
+        ('"is_attribution_event": "true"', {"is_attribution_event": True}),
+        # string fields: the number's exact text, never the parser's rounding
+        ('"version_name": 1.10', {"version_name": "1.10"}),
+        ('"user_id": 12345', {"user_id": "12345"}),
+        ('"device_id": 123456789012345678901234', {"device_id": "123456789012345678901234"}),
+        ('"platform": 1e3', {"platform": "1e3"}),
+        ('"city": false', {"city": "false"}),
+        (
+            '"amplitude_attribution_ids": ["a1", "b2"]',
+            {"amplitude_attribution_ids": '["a1", "b2"]'},
+        ),
+        ('"idfa": {"k":[1.50, null]}', {"idfa": '{"k":[1.50, null]}'}),
+        # integers: whole values within 64 bits, from any JSON spelling
+        ('"amplitude_id": "42"', {"amplitude_id": 42}),
+        ('"amplitude_id": 42.0', {"amplitude_id": 42}),
+        ('"$schema": "12"', {"$schema": 12}),
+        ('"session_id": "4.2e1"', {"session_id": 42}),
+        ('"event_id": 9007199254740993.0', {"event_id": 9007199254740993}),
+        # numbers
+        ('"location_lat": "12.5"', {"location_lat": 12.5}),
+        ('"sample_rate": "-0.25e-1"', {"sample_rate": -0.025}),
+        # times in another ISO 8601 form, made RFC 3339 (Amplitude's times are UTC)
+        (
+            '"client_event_time": "2024-03-01 10:00:00.123"',
+            {"client_event_time": "2024-03-01T10:00:00.123+00:00"},
+        ),
+        (
+            '"processed_time": "2024-03-01T10:00:00"',
+            {"processed_time": "2024-03-01T10:00:00+00:00"},
+        ),
+        (
+            '"server_upload_time": "2024-03-01 10:00:00Z"',
+            {"server_upload_time": "2024-03-01T10:00:00+00:00"},
+        ),
+    ],
+)
+def test_values_of_another_type_are_converted_exactly_and_counted(
+    fields: str, expected: dict[str, Any]
+) -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    record = conform_line(with_fields(fields), conformer)
+    for key, value in expected.items():
+        assert record[key] == value
+        assert type(record[key]) is type(value)
+    assert EXTRA_FIELD not in record
+    assert sum(conformer.counts.values()) == len(expected)
+    assert all(outcome == "converted" for _, _, outcome in conformer.counts)
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept"),
+    [
+        ('"paying": "yes"', {"paying": "yes"}),
+        ('"paying": "True"', {"paying": "True"}),
+        ('"paying": 1', {"paying": 1}),
+        ('"amplitude_id": "abc"', {"amplitude_id": "abc"}),
+        ('"amplitude_id": " 42"', {"amplitude_id": " 42"}),
+        ('"amplitude_id": 4.5', {"amplitude_id": 4.5}),
+        ('"amplitude_id": true', {"amplitude_id": True}),
+        ('"amplitude_id": 9223372036854775808', {"amplitude_id": 9223372036854775808}),
+        ('"location_lat": "n/a"', {"location_lat": "n/a"}),
+        ('"location_lat": "1e400"', {"location_lat": "1e400"}),
+        ('"location_lng": [1, 2]', {"location_lng": [1, 2]}),
+        ('"event_properties": [1, 2]', {"event_properties": [1, 2]}),
+        ('"groups": "company"', {"groups": "company"}),
+        ('"event_time": "yesterday"', {"event_time": "yesterday"}),
+        ('"client_event_time": "2024-03-01 10:00"', {"client_event_time": "2024-03-01 10:00"}),
+        (
+            '"client_event_time": "2024-02-30T10:00:00Z"',
+            {"client_event_time": "2024-02-30T10:00:00Z"},
+        ),
+        ('"client_upload_time": ""', {"client_upload_time": ""}),
+        ('"user_creation_time": 1709287200000', {"user_creation_time": 1709287200000}),
+    ],
+)
+def test_values_that_cannot_be_converted_exactly_are_kept_aside_as_exported(
+    fields: str, kept: dict[str, Any]
+) -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    record = conform_line(with_fields(fields), conformer)
+    assert record[EXTRA_FIELD] == kept
+    for key in kept:
+        assert record[key] is None
+    assert [outcome for _, _, outcome in conformer.counts] == ["kept aside"]
+
+
+def test_fields_the_schema_does_not_name_are_gathered_in_one_object() -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    record = conform_line(
+        with_fields(
+            '"brand_new_field": {"nested": [1.10, "x"]}, "another": null, '
+            '"additional_properties": "an export field of that name", "paying": "true"'
+        ),
+        conformer,
+    )
+    assert record[EXTRA_FIELD] == {
+        "brand_new_field": {"nested": [1.1, "x"]},
+        "another": None,
+        "additional_properties": "an export field of that name",
+    }
+    assert record["paying"] is True
+    assert record["event_properties"] == {"a": 1}
+    assert record["event_time"] == "2024-03-01T10:00:00.123456+00:00"
+    assert set(record) - {EXTRA_FIELD} <= set(EVENTS_SCHEMA["properties"])
+
+
+def test_counts_summary_and_log_lines_name_field_type_and_event_never_the_value(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    caplog.set_level(logging.INFO, logger="tap-amplitude")
+    for _ in range(3):
+        conform_line(with_fields('"paying": "true", "location_lat": "secret-ish"'), conformer)
+    conform_line(with_fields('"extra_one": 5'), conformer)
+    assert conformer.summary() == (
+        "extra_one: 1 integer not in the schema, in additional_properties; "
+        "location_lat: 3 string kept aside, in additional_properties; "
+        "paying: 3 string converted to boolean"
+    )
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3  # the first of each kind only
+    assert all(UUID in m for m in messages)
+    assert not any("secret-ish" in m for m in messages)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("location_lat: a string is not a number")
+
+
+def test_raw_values_gives_each_top_level_value_as_written() -> None:
+    line = b' { "a" : 1.10 , "b":[1, {"c": "d\\"e"}],"a\\u00e9":-0e0, "a": 2 } '
+    assert raw_values(line) == {"a": "2", "b": '[1, {"c": "d\\"e"}]', "aé": "-0e0"}
+    assert raw_values(b"[1, 2]") == {}
+    assert raw_values(b'{"a": 1') == {}
