@@ -12,8 +12,6 @@ import datetime as dt
 import glob
 import logging
 import queue
-import shutil
-import tempfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -198,12 +196,3 @@ def _member_size(ref: MemberRef) -> int:
         return ref.path.stat().st_size
     with zipfile.ZipFile(ref.path) as archive:
         return archive.getinfo(ref.member).compress_size
-
-
-def make_workdir() -> Path:
-    """A private temporary folder for downloaded archives."""
-    return Path(tempfile.mkdtemp(prefix="tap-amplitude-"))
-
-
-def remove_workdir(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -29,9 +29,10 @@ from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.conform import Conformer
 from tap_amplitude.export import read_member
+from tap_amplitude.rundir import RunFolder, remove_leftovers
 from tap_amplitude.schema import EVENTS_SCHEMA
 from tap_amplitude.settings_env import start_date_against_bookmark
-from tap_amplitude.sources import ApiSource, LocalSource, ReadyWindow, make_workdir, remove_workdir
+from tap_amplitude.sources import ApiSource, LocalSource, ReadyWindow
 from tap_amplitude.windows import Window, WindowPlanner, bookmark_text, floor_hour
 
 if TYPE_CHECKING:
@@ -163,14 +164,15 @@ class EventsStream(Stream):
 
     def _ready_windows(self, start: dt.datetime, end: dt.datetime) -> Iterable[ReadyWindow]:
         if self._local:
+            remove_leftovers()  # no downloads in this mode, but earlier killed runs' remain
             yield from LocalSource(self.config["export_path"], Window(start, end)).windows()
             return
-        workdir = make_workdir()
+        run_folder = RunFolder.create()  # also removes the folders of killed runs
         client = ExportClient(
             base_url=self._base_url,
             api_key=self.config["api_key"],
             secret_key=self.config["secret_key"],
-            workdir=workdir,
+            workdir=run_folder.path,
             request_timeout=float(self.config["request_timeout"]),
             max_retries=int(self.config["max_retries"]),
             retry_base_seconds=float(self.config["retry_base_seconds"]),
@@ -186,7 +188,7 @@ class EventsStream(Stream):
             yield from ApiSource(client, planner).windows()
         finally:
             client.close()
-            remove_workdir(workdir)
+            run_folder.remove()
 
     @property
     def _run_end(self) -> dt.datetime:
