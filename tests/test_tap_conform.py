@@ -196,3 +196,26 @@ def test_raw_values_gives_each_top_level_value_as_written() -> None:
     assert raw_values(line) == {"a": "2", "b": '[1, {"c": "d\\"e"}]', "aé": "-0e0"}
     assert raw_values(b"[1, 2]") == {}
     assert raw_values(b'{"a": 1') == {}
+
+
+def test_a_shape_seen_to_fit_still_has_its_times_and_integers_checked() -> None:
+    """The remembered shapes (keys and types) skip only the type checks, never the values'."""
+    conformer = Conformer(EVENTS_SCHEMA)
+    fitting = with_fields('"amplitude_id": 7, "client_event_time": "2024-03-01 10:00:00.000000"')
+    assert conform_line(fitting, conformer)["amplitude_id"] == 7
+    same_shape = [
+        ('"amplitude_id": 9223372036854775807', 9223372036854775807, None),
+        ('"amplitude_id": 18446744073709551615', None, {"amplitude_id": 18446744073709551615}),
+    ]
+    for fields, kept, extra in same_shape:
+        record = conform_line(
+            with_fields(fields + ', "client_event_time": "2024-03-01 10:00:00.000000"'), conformer
+        )
+        assert record["amplitude_id"] == kept
+        assert record.get(EXTRA_FIELD) == extra
+    record = conform_line(
+        with_fields('"amplitude_id": 7, "client_event_time": "2024-13-01 10:00:00.000000"'),
+        conformer,
+    )
+    assert record["client_event_time"] is None
+    assert record[EXTRA_FIELD] == {"client_event_time": "2024-13-01 10:00:00.000000"}

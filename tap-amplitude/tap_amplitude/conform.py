@@ -80,7 +80,7 @@ KEPT_ASIDE = "kept aside"
 UNKNOWN = "not in the schema"
 
 _MISSING = object()  # no exact conversion
-MAX_SHAPES = 1024  # distinct record shapes remembered
+MAX_SHAPES = 1024  # key orders, and type patterns per key order, remembered
 
 
 def field_kind(spec: dict[str, Any]) -> str:
@@ -121,9 +121,13 @@ class Conformer:
         misfits = None if by_types is None else by_types.get(types)
         if misfits is None:
             misfits = self._type_misfits(record)
-            if len(self._misfits) >= MAX_SHAPES:
-                self._misfits.clear()
-            self._misfits.setdefault(keys, {})[types] = misfits
+            if by_types is None:
+                if len(self._misfits) >= MAX_SHAPES:
+                    self._misfits.clear()
+                by_types = self._misfits[keys] = {}
+            elif len(by_types) >= MAX_SHAPES:
+                by_types.clear()
+            by_types[types] = misfits
         # Values a type cannot judge: times, and integers beyond 64 bits.
         if not self._times_fit(record):
             misfits += tuple(
