@@ -219,3 +219,13 @@ def test_a_shape_seen_to_fit_still_has_its_times_and_integers_checked() -> None:
     )
     assert record["client_event_time"] is None
     assert record[EXTRA_FIELD] == {"client_event_time": "2024-13-01 10:00:00.000000"}
+
+
+@pytest.mark.parametrize(
+    "time",
+    ["2024-W09-5T10:00:00.123456+00:00", "2024-03-01T10:00:00.123456789012"],
+)
+def test_times_of_the_canonical_length_in_another_form_take_the_checked_path(time: str) -> None:
+    record = conform_line(with_fields(f'"processed_time": "{time}"'))
+    assert record["processed_time"] is None
+    assert record[EXTRA_FIELD] == {"processed_time": time}

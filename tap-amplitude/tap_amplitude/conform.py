@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import operator
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -67,9 +68,11 @@ _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _ISO_TIME = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?"
 )
-# export.py's form of a time, `2024-03-01T10:00:00.123456+00:00`: at this length and valid for
-# fromisoformat, a time is a full RFC 3339 date-time with an offset.
+# export.py's form of a time, `2024-03-01T10:00:00.123456+00:00`: this length, these separators
+# at these places, and valid for fromisoformat (digits, and real days and hours).
 _TIME_LENGTHS = frozenset((32,))
+_SEPARATORS = operator.itemgetter(4, 7, 10, 13, 16, 19, 26, 29)
+_CANONICAL_SEPARATORS = frozenset((tuple("--T::.+:"),))
 _FROM_ISO = dt.datetime.fromisoformat
 _BOOLEANS = {"true": True, "false": False}
 _DECODER = json.JSONDecoder()
@@ -152,7 +155,10 @@ class Conformer:
         if len(present) + values.count(None) != len(values):
             return False
         try:
-            if not {*map(len, present)} <= _TIME_LENGTHS:
+            if not (
+                {*map(len, present)} <= _TIME_LENGTHS
+                and {*map(_SEPARATORS, present)} <= _CANONICAL_SEPARATORS
+            ):
                 return False
             all(map(_FROM_ISO, present))  # raises on a day, hour or minute out of range
         except (TypeError, ValueError):  # not strings (their type is a misfit already)
