@@ -37,6 +37,7 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import orjson
@@ -68,11 +69,12 @@ _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _ISO_TIME = re.compile(
     r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?"
 )
-# export.py's form of a time, `2024-03-01T10:00:00.123456+00:00`: this length, these separators
-# at these places, and valid for fromisoformat (digits, and real days and hours).
-_TIME_LENGTHS = frozenset((32,))
-_SEPARATORS = operator.itemgetter(4, 7, 10, 13, 16, 19, 26, 29)
-_CANONICAL_SEPARATORS = frozenset((tuple("--T::.+:"),))
+# export.py's form of a time, `2024-03-01T10:00:00.123456+00:00`, with its digits read as 0.
+_TIME_TEMPLATE = b"0000-00-00T00:00:00.000000+00:00"
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_FIVE = ord("5")
+_DATE_HOUR = operator.itemgetter(slice(0, 13))
+_not_none = partial(operator.is_not, None)
 _FROM_ISO = dt.datetime.fromisoformat
 _BOOLEANS = {"true": True, "false": False}
 _DECODER = json.JSONDecoder()
@@ -96,8 +98,8 @@ def field_kind(spec: dict[str, Any]) -> str:
 class Conformer:
     """Fits records to a schema whose properties each have one JSON type; counts what it did.
 
-    Call it with each parsed record and, when at hand, the line it was parsed from. A record that
-    fits is returned as it is; otherwise a copy with only the misfitting fields handled.
+    Call it with each parsed record and, when at hand, the line it was parsed from. The record is
+    returned, changed in place where it does not fit: only its misfitting fields are handled.
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
@@ -109,6 +111,7 @@ class Conformer:
         self._times = tuple(n for n, k in self.kinds.items() if k == "date-time")
         self._integers = tuple(n for n, k in self.kinds.items() if k == "integer")
         self.counts: Counter[tuple[str, str, str]] = Counter()
+        self._real_hours: set[str] = set()  # `YYYY-MM-DDTHH` seen to be real
         # Records of one project come in a few shapes (the same keys in the same order, the same
         # types but for nulls), and a misfit is usually one field of one shape (`paying` spelled
         # "true"). For each shape the fields whose type does not fit are remembered: a record is
@@ -148,21 +151,33 @@ class Conformer:
         return self._fix(record, misfits, line) if misfits else record
 
     def _times_fit(self, record: dict[str, Any]) -> bool:
-        """Whether every time is a real RFC 3339 time, checked in C-level passes: export.py
-        writes Amplitude's own times in exactly one 32-character form with an offset."""
-        values = [*map(record.get, self._times)]
-        present = [*filter(None, values)]  # drops None and "" ("" is counted below)
-        if len(present) + values.count(None) != len(values):
-            return False
+        """Whether every time is export.py's RFC 3339 form of a real time, in C-level passes over
+        all of them at once (a fromisoformat per time cost more than the rest of this module)."""
+        present: list[Any] = [*filter(_not_none, map(record.get, self._times))]
+        if not present:
+            return True
         try:
-            if not (
-                {*map(len, present)} <= _TIME_LENGTHS
-                and {*map(_SEPARATORS, present)} <= _CANONICAL_SEPARATORS
-            ):
-                return False
-            all(map(_FROM_ISO, present))  # raises on a day, hour or minute out of range
-        except (TypeError, ValueError):  # not strings (their type is a misfit already)
+            joined = "".join(present).encode("ascii")
+        except (TypeError, UnicodeEncodeError):  # not strings (a type misfit already), not ASCII
             return False
+        # Shape, separators and digits at once: every digit read as 0 must give the template.
+        if joined.translate(_DIGITS_AS_ZERO) != _TIME_TEMPLATE * len(present):
+            return False
+        if max(joined[14::32]) > _FIVE or max(joined[17::32]) > _FIVE:  # minutes, seconds
+            return False
+        hours = {*map(_DATE_HOUR, present)}
+        return hours <= self._real_hours or self._learn_hours(hours)
+
+    def _learn_hours(self, hours: set[str]) -> bool:
+        """Whether each `YYYY-MM-DDTHH` is a real day and hour; remembers those that are."""
+        try:
+            for hour in hours - self._real_hours:
+                _FROM_ISO(hour + ":00")
+        except ValueError:
+            return False
+        if len(self._real_hours) >= MAX_SHAPES:
+            self._real_hours.clear()
+        self._real_hours |= hours
         return True
 
     def _integers_fit(self, record: dict[str, Any]) -> bool:
@@ -184,9 +199,10 @@ class Conformer:
     def _fix(
         self, record: dict[str, Any], misfits: tuple[str, ...], line: bytes | None
     ) -> dict[str, Any]:
-        """A copy of `record` with each misfitting field converted exactly, or set to null and
-        its value kept in EXTRA_FIELD; fields the schema does not name moved there too."""
-        out = dict(record)
+        """`record` (changed in place: it is the parser's own) with each misfitting field
+        converted exactly, or set to null and its value kept in EXTRA_FIELD; fields the schema
+        does not name moved there too."""
+        out = record
         extra: dict[str, Any] = {}
         texts: dict[str, str] | None = None
         for key in misfits:
