@@ -68,7 +68,9 @@ def test_a_record_that_fits_is_returned_untouched() -> None:
         ('"version_name": 1.10', {"version_name": "1.10"}),
         ('"user_id": 12345', {"user_id": "12345"}),
         ('"device_id": 123456789012345678901234', {"device_id": "123456789012345678901234"}),
-        ('"platform": 1e3', {"platform": "1e3"}),
+        ('"platform": 1e3', {"platform": "1000"}),  # a whole number: its digits
+        ('"user_id": 4242424242.0', {"user_id": "4242424242"}),
+        ('"device_id": 12.50', {"device_id": "12.50"}),
         ('"city": false', {"city": "false"}),
         (
             '"amplitude_attribution_ids": ["a1", "b2"]',

@@ -3,8 +3,10 @@
 The rules (tap-amplitude's README says the same to users, under "Records"):
 
 - A value of the field's type, or null, is kept as it is.
-- string field: a number, boolean, array or object becomes its JSON text exactly as exported
-  (``1.10`` becomes ``"1.10"``, ``true`` ``"true"``, ``[1, 2]`` ``"[1, 2]"``).
+- string field: a whole number becomes its digits (``4242424242.0``: ``"4242424242"``, as
+  target-posthog writes a numeric id); any other number, a boolean, array or object its JSON
+  text exactly as exported (``1.10`` becomes ``"1.10"``, ``true`` ``"true"``, ``[1, 2]``
+  ``"[1, 2]"``).
 - integer field: a number, or a string spelling a JSON number, whose value is a whole number
   within 64 bits becomes that integer (``"42"``, ``42.0`` and ``"4.2e1"`` become ``42``).
 - number field: a string spelling a JSON number becomes that number (``"12.5"``: ``12.5``).
@@ -85,6 +87,7 @@ KEPT_ASIDE = "kept aside"
 UNKNOWN = "not in the schema"
 
 _MISSING = object()  # no exact conversion
+_EXACT_FLOAT_INTS = 2**53  # a float holds every whole number below this exactly
 MAX_SHAPES = 1024  # key orders, and type patterns per key order, remembered
 
 
@@ -223,7 +226,7 @@ class Conformer:
                     texts = raw_values(line) if line is not None else {}
                 text = texts.get(key)
                 if kind == "string":
-                    converted = text if text is not None else orjson.dumps(value).decode()
+                    converted = _as_text(value, text)
                 elif text is not None:
                     converted = _to_integer(text)
             if converted is _MISSING:
@@ -357,6 +360,17 @@ def _to_number(value: Any) -> Any:
         return orjson.loads(value)  # the number the same text parses to as a JSON number
     except orjson.JSONDecodeError:  # beyond a double's range (1e400)
         return _MISSING
+
+
+def _as_text(value: Any, text: str | None) -> str:
+    """A non-string's exact text for a string field: a whole number as its digits (the one form
+    target-posthog gives a numeric id, so `4242424242.0` and `4242424242` stay one user), any
+    other value as the line spells it (`1.10` stays "1.10"), or re-encoded without a line."""
+    if value.__class__ is int:
+        return str(value)
+    if value.__class__ is float and value.is_integer() and abs(value) < _EXACT_FLOAT_INTS:
+        return str(int(value))
+    return text if text is not None else orjson.dumps(value).decode()
 
 
 def _original(text: str | None, value: Any) -> Any:
