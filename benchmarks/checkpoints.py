@@ -108,7 +108,8 @@ def run_pipeline(
     workdir: Path, store: ExportStore, shape: str, mode: str, generated: set[str]
 ) -> Run:
     """`tap-amplitude | target-posthog` into the PostHog stand-in (0 ms answers)."""
-    tag = f"{shape}-{MODES.index(mode)}"
+    # Each run its own registry: a registry serves one PostHog project (each stand-in's URL).
+    tag = f"{shape}-{MODES.index(mode)}-{time.monotonic_ns()}"
     with (
         AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET) as amplitude,
         PostHogStandIn(api_key=POSTHOG_KEY, keep_events=False) as posthog,
@@ -147,7 +148,13 @@ def run_pipeline(
             assert tap.stdout is not None
             tap.stdout.close()
             if target.wait() != 0 or tap.wait() != 0:
-                raise SystemExit(f"pipeline failed ({shape}, {mode}): see {workdir}")
+                logs = b"".join(
+                    (workdir / f"{name}-{tag}.log").read_bytes()[-1500:]
+                    for name in ("tap", "target")
+                )
+                raise SystemExit(
+                    f"pipeline failed ({shape}, {mode}):\n{logs.decode(errors='replace')}"
+                )
             seconds = time.perf_counter() - started
         delivered = len(posthog.accepted_uuids() & generated)
         if delivered != len(generated):
