@@ -504,6 +504,17 @@ class KillSwitch:
             self.fired.set()
 
 
+_EVENT_TIME_FIELDS = ("event_time", "client_event_time", "server_received_time")
+
+
+def _is_amplitude_time(value: object) -> bool:
+    try:
+        datetime.strptime(str(value or ""), "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return True
+
+
 def why_unsendable(record: dict[str, Any]) -> str:
     """The reason a correct target gives for not sending a raw record ('' if it can be sent)."""
     if not record.get("event_type"):
@@ -512,12 +523,8 @@ def why_unsendable(record: dict[str, Any]) -> str:
     no_ids = not record.get("user_id") and not record.get("device_id")
     if no_ids and record["event_type"] != "$groupidentify":
         return "neither user_id nor device_id"
-    try:
-        datetime.strptime(record.get("event_time") or "", "%Y-%m-%d %H:%M:%S.%f").replace(
-            tzinfo=UTC
-        )
-    except ValueError:
-        return "event_time"
+    if not any(_is_amplitude_time(record.get(field)) for field in _EVENT_TIME_FIELDS):
+        return "no time"
     if not isinstance(record.get("event_properties"), dict):
         return "event_properties is not an object"
     if len(orjson.dumps(record)) > 1_000_000:

@@ -126,22 +126,30 @@ def test_a_corrupt_gzip_member_stops_loudly_naming_it_and_bookmarks_nothing_past
     assert failed.bookmark == BAD_HOUR.isoformat()  # every hour before it is done
 
 
-def test_an_invalid_json_line_stops_loudly_naming_member_and_line(
+def test_an_invalid_json_line_is_set_aside_and_the_migration_goes_on(
     own_pipeline: tuple[Pipeline, PostHogStandIn], own_store: ExportStore
 ) -> None:
+    """Re-reading cannot mend a broken line, so it must not stop the run (issue 11): it is
+    kept byte for byte beside the dead letters, and everything else arrives."""
     pipeline, posthog = own_pipeline
-    expected = {r["uuid"]: r for r in own_store.iter_events()}
+    broken = b'{"event_type": "Broken", "user_id": "u'
+    lost: list[str] = []
 
     def break_line_3(lines: list[bytes]) -> None:
-        lines[2] = b'{"event_type": "Broken", "user_id": "u'
+        lost.append(orjson.loads(lines[2])["uuid"])
+        lines[2] = broken
 
     name = rewrite_member(own_store, BAD_HOUR, break_line_3)
-    failed = pipeline.run()
+    result = pipeline.run()
+    assert result.ok, result.describe()
+    assert result.bookmark == END
     assert_one_clear_line(
-        failed.tap_stderr, "tap-amplitude stopped:", "window 2024-05-01T12:00Z",
-        f"{name}, line 3: invalid JSON",
-    )  # fmt: skip
-    assert_stopped_before(failed, posthog, expected, BAD_HOUR)
+        result.tap_stderr, "window 2024-05-01T12:00Z", f"{name}, line 3: set aside as unreadable"
+    )
+    assert_delivered_exactly(posthog, own_store, excluded=set(lost))
+    dead_letter = Path(pipeline.target_config["dead_letter_path"])
+    kept = dead_letter.with_name(dead_letter.stem + ".unreadable-lines.raw")
+    assert kept.read_bytes() == broken + b"\n"
 
 
 def test_a_corrupt_zip_in_local_export_files_stops_loudly_naming_it(

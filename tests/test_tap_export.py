@@ -22,6 +22,7 @@ from tap_amplitude.export import (
     read_member,
     zip_members,
 )
+from tap_amplitude.setaside import UnreadableLine
 
 
 def gz(lines: list[bytes]) -> bytes:
@@ -87,28 +88,30 @@ def test_archive_members_are_read_in_order(tmp_path):
     path = write_zip(
         tmp_path / "export.zip",
         {
-            "1/1_2024-03-01_0#0.json.gz": gz([b'{"uuid":"a"}', b'{"uuid":"b"}']),
-            "1/1_2024-03-01_1#0.json.gz": gz([b'{"uuid":"c"}']),
+            "1/1_2024-03-01_0#0.json.gz": gz([b'{"n":"a"}', b'{"n":"b"}']),
+            "1/1_2024-03-01_1#0.json.gz": gz([b'{"n":"c"}']),
         },
     )
-    assert [r["uuid"] for r in read_archive(path)] == ["a", "b", "c"]
+    assert [r["n"] for r in read_archive(path)] == ["a", "b", "c"]  # type: ignore[index]
     assert [ref.member for ref in zip_members(path)] == [
         "1/1_2024-03-01_0#0.json.gz",
         "1/1_2024-03-01_1#0.json.gz",
     ]
 
 
-def test_invalid_json_line_names_member_and_line(tmp_path):
+def test_an_invalid_json_line_is_handed_on_with_member_and_line_not_raised(tmp_path):
     path = write_zip(
         tmp_path / "export.zip",
-        {"1/1_2024-03-01_0#0.json.gz": gz([b'{"uuid":"a"}', b'{"uuid":"b"', b'{"uuid":"c"}'])},
+        {"1/1_2024-03-01_0#0.json.gz": gz([b'{"n":"a"}', b'{"n":"b"', b'{"n":"c"}'])},
     )
-    with pytest.raises(
-        CorruptExportError,
-        match=r"window W, member export.zip:1/1_2024-03-01_0#0"
-        r"\.json\.gz, line 2: invalid JSON",
-    ):
-        list(read_archive(path, context="window W"))
+    items = list(read_archive(path, context="window W"))
+    assert [item["n"] for item in items if isinstance(item, dict)] == ["a", "c"]
+    (unreadable,) = [item for item in items if isinstance(item, UnreadableLine)]
+    assert (unreadable.member, unreadable.line_number, unreadable.line) == (
+        "1/1_2024-03-01_0#0.json.gz",
+        2,
+        b'{"n":"b"',
+    )
 
 
 def test_corrupt_gzip_member_names_the_member(tmp_path):

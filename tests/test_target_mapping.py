@@ -324,8 +324,14 @@ def test_invalid_uuid_is_replaced_deterministically() -> None:
         ({"event_type": None}, "no event_type"),
         ({"event_type": "  "}, "no event_type"),
         ({"user_id": None, "device_id": ""}, "neither user_id nor device_id"),
-        ({"event_time": "yesterday"}, "event_time missing or not a time"),
-        ({"event_time": None}, "event_time missing or not a time"),
+        (
+            {"event_time": "yesterday", "client_event_time": None, "server_received_time": None},
+            "no time: event_time, client_event_time, server_received_time all missing or not times",
+        ),
+        (
+            {"event_time": None, "client_event_time": "", "server_received_time": "2024:03:01"},
+            "no time: event_time, client_event_time, server_received_time all missing or not times",
+        ),
         ({"event_properties": "oops"}, "event_properties is not an object"),
         ({"user_properties": [1]}, "user_properties is not an object"),
         ({"groups": "x"}, "groups is not an object"),

@@ -8,7 +8,8 @@ Every answer is classified here, once:
   caller splits the window;
 - 401/403: wrong keys or wrong region, fatal at once;
 - 429, 5xx, connection errors, timeouts, truncated or unreadable archives: retried with
-  exponential backoff and jitter, honouring Retry-After, up to ``max_retries`` times.
+  exponential backoff and jitter, honouring Retry-After, up to ``max_retries`` times; a 200
+  body that is still not a zip after that (an HTML error page) is split like a 400.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ class RetriesExhaustedError(FatalExportError):
     """A transient failure that outlasted the retry budget."""
 
 
+class UnreadableBodyError(RetriesExhaustedError):
+    """Every answer was a 200 whose body is not a readable zip (e.g. an HTML error page):
+    split like a 400/504, down to the one hour that causes it."""
+
+
+class _UnreadableBodyError(TransientExportError):
+    """One 200 answer whose body is not a zip; retried, as a download can arrive damaged."""
+
+
 @dataclass
 class ExportStats:
     """Counters for the end-of-run summary (only the download thread writes them)."""
@@ -111,6 +121,17 @@ def _retry_after(response: requests.Response) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+def _body_kind(path: Path) -> str:
+    """What an unreadable body looks like, from its first bytes (never its content)."""
+    with path.open("rb") as file:
+        head = file.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        return "; the body is an HTML page"
+    if head.startswith((b"{", b"[")):
+        return "; the body is JSON"
+    return ""
 
 
 def _short_text(response: requests.Response) -> str:
@@ -171,6 +192,9 @@ class ExportClient:
         )(self._download_once)
         try:
             return attempt(window)
+        except _UnreadableBodyError as error:
+            msg = f"window {window}: answer still not a zip after {self.max_retries} retries"
+            raise UnreadableBodyError(f"{msg}: {error}") from error
         except TransientExportError as error:
             msg = f"window {window}: still failing after {self.max_retries} retries: {error}"
             raise RetriesExhaustedError(msg) from error
@@ -272,8 +296,8 @@ class ExportClient:
                 with zipfile.ZipFile(path):
                     pass  # reading the central directory proves the archive is whole
             except zipfile.BadZipFile as error:
-                msg = f"archive unreadable ({error}); treating it as a truncated download"
-                raise TransientExportError(msg) from error
+                msg = f"archive unreadable ({error}{_body_kind(path)})"
+                raise _UnreadableBodyError(msg) from error
         except BaseException:
             path.unlink(missing_ok=True)
             raise

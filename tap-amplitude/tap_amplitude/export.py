@@ -3,22 +3,32 @@
 Nothing here holds more than one decompressed buffer in memory: a zip is read from disk member by
 member (its directory is at the end, so it must be on disk), and each gzip member is decompressed
 and parsed line by line. Any damage is raised as :class:`CorruptExportError` naming the file, the
-member and the line, so a caller never bookmarks past data it could not read.
+member and the line, so a caller never bookmarks past data it could not read. A line that is
+not one JSON object is not damage of the file: it is handed on to be set aside (setaside.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-import orjson
 from isal import isal_zlib
+
+from tap_amplitude.filenames import MEMBER_SUFFIXES, log_skipped, skip_reason
+from tap_amplitude.keys import ensure_uuid, has_usable_uuid
+from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, parse_line
+from tap_amplitude.setaside import UnreadableLine
+
+logger = logging.getLogger("tap-amplitude")
 
 # `<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, possibly under a `<project>/` folder in a zip.
 MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(?:\.gz)?$")
@@ -36,6 +46,10 @@ TIME_FIELDS = (
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
 READ_BYTES = 256 * 1024
+# Unreadable lines are handed on once their member has proved whole (see `_records_from`);
+# past this many bytes of them (a member that is mostly garbage) they go on at once, so memory
+# stays bounded.
+MAX_HELD_UNREADABLE_BYTES = 16 << 20
 # isal's stubs do not declare its error as an exception class; it is one (IsalError).
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 _READ_ERRORS = (OSError, EOFError, zlib.error, _INFLATE_ERROR, zipfile.BadZipFile)
@@ -86,24 +100,38 @@ def member_place(name: str) -> tuple[dt.datetime, int] | None:
     return start, int(part)
 
 
-def zip_members(path: Path) -> list[MemberRef]:
-    """The JSON-lines members of a zip, in archive order (reads only its directory)."""
+def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
+    """The JSON-lines members of a zip, in archive order (reads only its directory); the
+    entries that are not export data are skipped, each with one info line."""
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [info.filename for info in archive.infolist() if not info.is_dir()]
+            names = [info.filename for info in archive.infolist()]
     except _READ_ERRORS as error:
         msg = f"{path.name} is not a readable zip archive: {error}"
         raise CorruptExportError(msg) from error
-    return [MemberRef(path, name) for name in names if name.endswith((".json.gz", ".json"))]
+    members = []
+    for name in names:
+        reason = skip_reason(name, MEMBER_SUFFIXES)
+        if reason is None:
+            members.append(MemberRef(path, name))
+        elif log_skips:
+            log_skipped(f"{path.name}:{name}", reason)
+    return members
 
 
 def normalise_time(value: Any) -> Any:
     """``YYYY-MM-DD HH:MM:SS[.ffffff]`` -> RFC 3339 UTC ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``.
 
-    String surgery rather than datetime parsing: this runs for every time of every event. A value
-    in any other shape is passed through unchanged, for the target to judge.
+    String surgery once the value is known to be a real time (``fromisoformat`` in C, about
+    80 ns): this runs for every time of every event. Any other value, including one in the
+    right shape that is not a time (``2024:03:01 05:10:00.000000``), is passed through exactly
+    as exported, for the target to judge (and to dead-letter as it was).
     """
     if type(value) is str and len(value) >= 19 and value[10] == " " and value[13] == ":":
+        try:
+            _from_iso(value)
+        except ValueError:
+            return value
         if len(value) == 26 and value[19] == ".":
             return f"{value[:10]}T{value[11:]}+00:00"
         if len(value) == 19:
@@ -111,16 +139,33 @@ def normalise_time(value: Any) -> Any:
     return value
 
 
+_from_iso = dt.datetime.fromisoformat
+
+
 def normalise_record(record: dict[str, Any]) -> dict[str, Any]:
     """Rewrite the time fields in place; every other field, known or not, is kept as is."""
     for field in TIME_FIELDS:
         value = record.get(field)
         # The common shape is handled inline (a function call per field is measurable here).
-        if type(value) is str and len(value) == 26 and value[10] == " " and value[19] == ".":
+        if (
+            type(value) is str
+            and len(value) == 26
+            and value[10] == " "
+            and value[19] == "."
+            and _is_time(value)
+        ):
             record[field] = f"{value[:10]}T{value[11:]}+00:00"
         elif value is not None:
             record[field] = normalise_time(value)
     return record
+
+
+def _is_time(value: str) -> bool:
+    try:
+        _from_iso(value)
+    except ValueError:
+        return False
+    return True
 
 
 def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
@@ -148,23 +193,59 @@ def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
         yield tail
 
 
+@dataclass
+class LineStats:
+    """What reading did besides yielding clean records (for logs and the run's summary)."""
+
+    repaired: Counter[str] = dataclass_field(default_factory=Counter)  # repair -> lines
+    set_aside: int = 0
+    derived_uuids: int = 0
+
+
 def _records_from(
-    stream: IO[bytes], where: str, conform: Conform | None = None
-) -> Iterator[dict[str, Any]]:
-    """Parse gzipped JSON lines from ``stream``; errors name ``where`` and the line number."""
+    stream: IO[bytes],
+    ref: MemberRef,
+    where: str,
+    source: str,
+    stats: LineStats,
+    conform: Conform | None = None,
+) -> Iterator[dict[str, Any] | UnreadableLine]:
+    """Parse gzipped JSON lines from ``stream``: records, and the lines that are not one.
+
+    Damage to the gzip stream raises (naming ``where`` and the last line read): the file may
+    be half-copied, and reading it again can help. A line that is not one JSON object cannot
+    be helped by re-reading: it is handed on as an :class:`UnreadableLine` to be set aside,
+    once the member has proved whole.
+    """
     line_number = 0
+    repaired_before = stats.repaired.total()
+    first_repaired = 0
+    unreadable: list[UnreadableLine] = []
+    held = 0
     try:
         for line_number, line in enumerate(gunzip_lines(stream), start=1):
             if not line or line.isspace():
                 continue
             try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as error:
-                msg = f"{where}, line {line_number}: invalid JSON ({error})"
-                raise CorruptExportError(msg) from error
-            if type(record) is not dict:
-                msg = f"{where}, line {line_number}: not a JSON object"
-                raise CorruptExportError(msg)
+                record = parse_line(line)
+            except UnreadableLineError as error:
+                unreadable.append(
+                    UnreadableLine(
+                        source, ref.name, line_number, error.reason, line, member_hour(ref.name)
+                    )
+                )
+                held += len(line)
+                if held > MAX_HELD_UNREADABLE_BYTES:
+                    yield from _set_aside(unreadable, where, stats)
+                    held = 0
+                continue
+            repairs = record.get(REPAIRS_FIELD)
+            if repairs is not None:
+                stats.repaired.update(repairs)
+                first_repaired = first_repaired or line_number
+            if not has_usable_uuid(record):
+                ensure_uuid(record)
+                stats.derived_uuids += 1
             yield (
                 normalise_record(record)
                 if conform is None
@@ -173,27 +254,62 @@ def _records_from(
     except _READ_ERRORS as error:
         msg = f"{where}: corrupt after line {line_number} ({type(error).__name__}: {error})"
         raise CorruptExportError(msg) from error
+    # Only now is the member known whole (its gzip checksum read): a garbled line of a damaged
+    # member is damage, to be read again once the file is mended, not a line to keep.
+    yield from _set_aside(unreadable, where, stats)
+    repaired = stats.repaired.total() - repaired_before
+    if repaired:
+        logger.warning(
+            "%s: %d repairs on its lines, the first on line %d (each record names its repairs "
+            "in its %s field)",
+            where,
+            repaired,
+            first_repaired,
+            REPAIRS_FIELD,
+        )
+
+
+def _set_aside(
+    unreadable: list[UnreadableLine], where: str, stats: LineStats
+) -> Iterator[UnreadableLine]:
+    """Hand on (and log, one line each) the unreadable lines held so far; empties the list."""
+    for line in unreadable:
+        stats.set_aside += 1
+        logger.warning(
+            "%s, line %d: set aside as unreadable (%s)", where, line.line_number, line.reason
+        )
+        yield line
+    unreadable.clear()
 
 
 def read_member(
-    ref: MemberRef, context: str = "", conform: Conform | None = None
-) -> Iterator[dict[str, Any]]:
-    """All records of one member, normalised (and fitted by ``conform``, if given);
-    ``context`` (e.g. the window) prefixes errors."""
+    ref: MemberRef,
+    context: str = "",
+    stats: LineStats | None = None,
+    source: str | None = None,
+    conform: Conform | None = None,
+) -> Iterator[dict[str, Any] | UnreadableLine]:
+    """All records of one member, normalised, and its unreadable lines (see `_records_from`).
+
+    ``context`` (e.g. the window) prefixes messages; ``source`` names the origin of set-aside
+    lines (default: the file's path).
+    """
     where = f"{context}, member {ref}" if context else f"member {ref}"
+    stats = stats if stats is not None else LineStats()
+    source = source or str(ref.path)
     try:
         if ref.member is None:
             with ref.path.open("rb") as raw:
-                yield from _records_from(raw, where, conform)
+                yield from _records_from(raw, ref, where, source, stats, conform)
             return
         with zipfile.ZipFile(ref.path) as archive, archive.open(ref.member) as raw:
-            yield from _records_from(raw, where, conform)
+            yield from _records_from(raw, ref, where, source, stats, conform)
     except _READ_ERRORS as error:
         msg = f"{where}: cannot be opened ({type(error).__name__}: {error})"
         raise CorruptExportError(msg) from error
 
 
-def read_archive(path: Path, context: str = "") -> Iterator[dict[str, Any]]:
+def read_archive(path: Path, context: str = "") -> Iterator[dict[str, Any] | UnreadableLine]:
     """All records of a downloaded export zip, member after member."""
     for ref in zip_members(path):
         yield from read_member(ref, context)

@@ -23,9 +23,11 @@ from tap_amplitude.client import (
     ExportClient,
     FatalExportError,
     RetriesExhaustedError,
+    UnreadableBodyError,
     WindowRejectedError,
 )
 from tap_amplitude.export import MemberRef, member_hour, zip_members
+from tap_amplitude.filenames import log_skipped, skip_reason
 from tap_amplitude.windows import HOUR, Window, WindowPlanner, WindowTooLargeError
 
 logger = logging.getLogger("tap-amplitude")
@@ -128,7 +130,9 @@ class ApiSource:
         """The window's download, or None after splitting it (Amplitude asked for less)."""
         try:
             return self.client.download(window)
-        except WindowRejectedError as rejection:
+        except (WindowRejectedError, UnreadableBodyError) as rejection:
+            # An answer that stays unreadable may come from one hour's data (Amplitude fails
+            # to assemble it): narrowing the window finds that hour, and the rest still loads.
             try:
                 half = self.planner.split(window)
             except WindowTooLargeError:
@@ -157,20 +161,32 @@ class LocalSource:
         self.range = window
 
     @staticmethod
-    def find_files(export_path: str) -> list[Path]:
-        """The export files a folder or glob names: zips and ``.json.gz`` members."""
+    def find_files(export_path: str, *, log_skips: bool = False) -> list[Path]:
+        """The export files a folder or glob names: zips and ``.json.gz`` members.
+
+        Other files (hidden, macOS metadata, S3 markers, ...; see filenames.py) are left out,
+        each with one info line when ``log_skips``.
+        """
         root = Path(export_path).expanduser()
         if root.is_dir():
-            candidates = [p for p in root.rglob("*") if p.is_file()]
+            candidates = [(p, p.relative_to(root).as_posix()) for p in root.rglob("*")]
         else:
-            candidates = [Path(p) for p in glob.glob(str(root), recursive=True)]  # noqa: PTH207
-        return sorted(
-            p for p in candidates if p.name.endswith((".zip", ".json.gz")) and p.is_file()
-        )
+            found = glob.glob(str(root), recursive=True)  # noqa: PTH207
+            candidates = [(Path(p), Path(p).name) for p in found]
+        files = []
+        for path, name in candidates:
+            if not path.is_file():
+                continue
+            reason = skip_reason(name)
+            if reason is None:
+                files.append(path)
+            elif log_skips:
+                log_skipped(str(path), reason)
+        return sorted(files)
 
     def windows(self) -> Iterator[ReadyWindow]:
         by_hour: dict[dt.datetime, dict[str, MemberRef]] = {}
-        for path in self.find_files(self.export_path):
+        for path in self.find_files(self.export_path, log_skips=True):
             refs = zip_members(path) if path.name.endswith(".zip") else [MemberRef(path)]
             for ref in refs:
                 hour = member_hour(ref.name)

@@ -28,9 +28,11 @@ from tap_amplitude import writer
 from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.conform import Conformer
-from tap_amplitude.export import read_member
+from tap_amplitude.export import LineStats, read_member
 from tap_amplitude.rundir import RunFolder, remove_leftovers
 from tap_amplitude.schema import EVENTS_SCHEMA
+from tap_amplitude.setaside import STREAM_NAME as UNREADABLE_LINES
+from tap_amplitude.setaside import UnreadableLine, UnreadableLinesStream
 from tap_amplitude.settings_env import start_date_against_bookmark
 from tap_amplitude.sources import ApiSource, LocalSource, ReadyWindow
 from tap_amplitude.windows import Window, WindowPlanner, bookmark_text, floor_hour
@@ -61,6 +63,7 @@ class EventsStream(Stream):
         super().__init__(*args, **kwargs)
         self.stats = ExportStats()
         self.conform = Conformer(self.schema)
+        self.line_stats = LineStats()
         self._stream_alias = self.name
         self._fast_output: bool | None = None
         self._said_unplaced = False
@@ -128,14 +131,20 @@ class EventsStream(Stream):
         started = time.monotonic()
         total = 0
         try:
+            set_aside = cast("UnreadableLinesStream", self._tap.streams[UNREADABLE_LINES]).emit
             for ready in self._ready_windows(start, end):
                 count = 0
                 read_started = time.monotonic()
+                source = None if self._local else f"Export API window {ready.window}"
+                where = f"window {ready.window}"
                 for hour in self._reading_plan(ready).hours:
                     for ref in hour.members:
-                        for record in read_member(ref, f"window {ready.window}", self.conform):
-                            count += 1
-                            yield record
+                        for record in read_member(ref, where, self.line_stats, source, self.conform):
+                            if type(record) is dict:
+                                count += 1
+                                yield record
+                            else:  # a line that is not one JSON object: the second stream
+                                set_aside(cast("UnreadableLine", record))
                     if hour.checkpoint is not None:
                         self._checkpoint(hour.checkpoint)
                 self._checkpoint(ready.window.end)
@@ -228,10 +237,12 @@ class EventsStream(Stream):
         )
 
     def _log_summary(self, events: int, seconds: float) -> None:
-        stats = self.stats
+        stats, lines = self.stats, self.line_stats
+        repaired = ", ".join(f"{n} {what}" for what, n in sorted(lines.repaired.items()))
         self.logger.info(
             "Done: %d events in %.1f s; %d requests, %d empty windows, %d splits, %d retries, "
-            "%d bytes downloaded",
+            "%d bytes downloaded; %d lines set aside as unreadable (stream %s), %d uuids "
+            "derived, repairs: %s",
             events,
             seconds,
             stats.requests,
@@ -239,6 +250,10 @@ class EventsStream(Stream):
             stats.splits,
             stats.retries,
             stats.bytes,
+            lines.set_aside,
+            UNREADABLE_LINES,
+            lines.derived_uuids,
+            repaired or "none",
         )
         if self.conform.counts:
             self.logger.info("Types fitted to the schema: %s", self.conform.summary())

@@ -22,6 +22,7 @@ from singer_sdk.singerlib import StateMessage
 from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
+from tap_amplitude.setaside import UnreadableLinesStream
 from tap_amplitude.settings_env import remove_meltano_config_file, unknown_setting_variables
 from tap_amplitude.sources import LocalSource
 from tap_amplitude.streams import EventsStream
@@ -159,7 +160,7 @@ class TapAmplitude(Tap):
         return str(self.config.get("api_url") or REGION_URLS[self.config["data_region"]])
 
     def discover_streams(self) -> list[Stream]:
-        return [EventsStream(self)]
+        return [EventsStream(self), UnreadableLinesStream(self)]
 
     def announce(self) -> None:
         """Say once, before reading, what this run will do (the CLI's sync; not discovery)."""

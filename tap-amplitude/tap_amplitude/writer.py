@@ -33,6 +33,8 @@ import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
 
+from tap_amplitude import exactjson
+
 BUFFER_BYTES = 256 * 1024
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
 # How long a stop request may spend writing out what is pending and the closing STATE.
@@ -53,7 +55,7 @@ def _fallback(value: Any) -> Any:
 
 
 def _dumps(message: dict[str, Any]) -> bytes:
-    return orjson.dumps(message, default=_fallback, option=_OPTIONS)
+    return exactjson.dumps(message, default=_fallback, option=_OPTIONS)
 
 
 def _drain() -> None:

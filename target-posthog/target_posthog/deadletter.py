@@ -5,12 +5,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
+
+from target_posthog import exact_numbers
 
 
 class LocalFileError(Exception):
@@ -90,6 +94,16 @@ class JsonLinesFile:
             raise LocalFileError(msg) from error
 
 
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars (the part before ':' or ';', numbers as N), so the
+    run's summary counts letters by kind: "event is N bytes once mapped"."""
+    head = reason.split(":", 1)[0].split(";", 1)[0].strip()
+    return _NUMBER.sub("N", head)
+
+
+_NUMBER = re.compile(r"\d+")
+
+
 class DeadLetters:
     """Records (or mapped events) that must not or could not be sent, with the reason.
 
@@ -101,27 +115,38 @@ class DeadLetters:
         self.file = JsonLinesFile(path)
         self.count = 0  # letters of this run, including those the file already held
         self.already_in_file = 0
+        self.by_reason: Counter[str] = Counter()  # reason_kind(reason) -> letters of this run
         self._in_file: set[bytes] | None = None  # digests of the file's lines, read once
 
     def add_record(self, stream: str, reason: str, record: dict[str, Any]) -> None:
-        self._add(orjson.dumps({"reason": reason, "stream": stream, "record": record}, default=str))
+        """A record as the target received it (so a user can fix and re-feed it)."""
+        letter = {"reason": reason, "stream": stream, "record": record}
+        self.by_reason[reason_kind(reason)] += 1
+        self.add_line(exact_numbers.dumps(letter, default=str))
 
     def add_event(self, reason: str, event: bytes, posthog_answer: str | None = None) -> None:
         """An already encoded PostHog event that PostHog refused (or could never accept)."""
         entry: dict[str, Any] = {"reason": reason, "event": orjson.Fragment(event)}
         if posthog_answer is not None:
             entry["posthog_answer"] = posthog_answer
-        self._add(orjson.dumps(entry))
+        self.by_reason[reason_kind(reason)] += 1
+        self.add_line(orjson.dumps(entry))
 
-    def _add(self, line: bytes) -> None:
+    def add_line(self, line: bytes) -> bool:
+        """Write ``line`` unless the file holds it already; True when written."""
         digest = hashlib.sha1(line, usedforsecurity=False).digest()
         in_file = self._letters_in_file()
         self.count += 1
         if digest in in_file:
             self.already_in_file += 1
-            return
+            return False
         self.file.write_line(line)
         in_file.add(digest)
+        return True
+
+    def reasons(self) -> str:
+        """``"3 no event_type, 1 neither user_id nor device_id"``, most frequent first."""
+        return ", ".join(f"{n} {kind}" for kind, n in self.by_reason.most_common())
 
     def _letters_in_file(self) -> set[bytes]:
         if self._in_file is None:

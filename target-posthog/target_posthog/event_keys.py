@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from target_posthog import exact_numbers
+
 # Never change: every derived uuid (events without a valid Amplitude uuid, aliases, group
 # updates) is computed in this namespace, and changing it would defeat PostHog's dedupe.
 UUID_NAMESPACE = uuid.UUID("6b1c9f3e-2f4d-5a8e-9c70-3d1e8a5b4f21")
@@ -55,9 +57,34 @@ def parse_time(value: object) -> str | None:
 
 _from_iso = dt.datetime.fromisoformat
 
+# When the event happened, best first: the device's event time (adjusted by Amplitude for
+# clock skew), the device's own clock, then when Amplitude's servers received it. PostHog's
+# own Amplitude importer falls back the same way; never to the import time.
+TIME_FIELDS = ("event_time", "client_event_time", "server_received_time")
+TIME_SOURCE_PROPERTY = "$amplitude_timestamp_from"
+
+
+def event_timestamp(record: dict[str, Any]) -> tuple[str, str]:
+    """(RFC 3339 UTC timestamp, the field it came from), from the first of `TIME_FIELDS`
+    that holds a time. Raises `ValueError` (naming the fields) when none does."""
+    timestamp = parse_time(record.get("event_time"))
+    if timestamp is not None:  # nearly every record
+        return timestamp, "event_time"
+    for field in TIME_FIELDS[1:]:
+        timestamp = parse_time(record.get(field))
+        if timestamp is not None:
+            return timestamp, field
+    raise ValueError(f"no time: {', '.join(TIME_FIELDS)} all missing or not times")
+
 
 def record_uuid(record: dict[str, Any]) -> str:
-    """Amplitude's uuid if valid, else a uuid5 of a stable key (never random)."""
+    """Amplitude's uuid if valid, else a uuid5 of a stable key (never random).
+
+    The rule, shared with tap-amplitude (its keys.py derives the same uuid for a record it
+    reads without a usable one): ``uuid`` when it is a UUID string; else uuid5(namespace,
+    ``"insert_id␟<device_id>␟<user_id>␟<$insert_id>"``) when ``$insert_id`` is a non-empty
+    string; else uuid5(namespace, ``"record␟"`` + the record as JSON with sorted keys).
+    """
     value = record.get("uuid")
     if isinstance(value, str):
         if _CANONICAL_UUID.fullmatch(value):
@@ -71,7 +98,8 @@ def record_uuid(record: dict[str, Any]) -> str:
         # Amplitude dedupes on $insert_id per device, so that is the event's identity.
         key = f"insert_id\x1f{record.get('device_id')}\x1f{record.get('user_id')}\x1f{insert_id}"
     else:
-        key = "record\x1f" + orjson.dumps(record, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        text = exact_numbers.dumps(record, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        key = "record\x1f" + text
     return str(uuid.uuid5(UUID_NAMESPACE, key))
 
 

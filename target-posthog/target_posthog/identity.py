@@ -6,11 +6,13 @@ to merge through are never used to form one (shared/reference/posthog-capture-ap
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from target_posthog.event_keys import derived_uuid
 
 ALIAS = "$create_alias"
+_EXACT_FLOAT_INTS = 2**53
 
 # Ids that name nobody. A record's user_id or device_id equal to one of them is treated as
 # absent (the raw value stays in `$amplitude_user_id` / `$amplitude_device_id`):
@@ -72,14 +74,23 @@ _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 def clean_id(value: object) -> str | None:
     """An identity as PostHog wants it: a non-blank string that is not a placeholder, or None.
 
-    Numbers become their decimal text (so a numeric user_id 0 is the placeholder "0").
+    An id given as a number has one string form whatever its JSON spelling: ``4242424242``
+    and ``4242424242.0`` are both ``"4242424242"`` (integers of any width exactly; a float
+    only when it is a whole number a float holds exactly, below 2**53). So a numeric user_id
+    0 is the placeholder "0".
     """
     if isinstance(value, str):
         return None if is_placeholder(value) else value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
         text = str(value)
-        return None if is_placeholder(text) else text
-    return None
+    elif isinstance(value, float) and math.isfinite(value):
+        exact = value.is_integer() and abs(value) < _EXACT_FLOAT_INTS
+        text = str(int(value)) if exact else repr(value)
+    else:
+        return None
+    return None if is_placeholder(text) else text
 
 
 def is_placeholder(identifier: str) -> bool:

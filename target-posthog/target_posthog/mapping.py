@@ -20,7 +20,7 @@ from target_posthog.context import (
     add_device_and_session,
     add_page_properties,
 )
-from target_posthog.event_keys import parse_time, record_uuid
+from target_posthog.event_keys import TIME_SOURCE_PROPERTY, event_timestamp, record_uuid
 from target_posthog.fields import RAW_PREFIX, NameCache, UnmappableError, object_field
 from target_posthog.groups import (
     GROUP_UPDATE,
@@ -33,6 +33,7 @@ from target_posthog.identity import clean_id
 from target_posthog.persons import PERSON_UPDATE, initial_values
 
 PAGEVIEW = "$pageview"
+UUID_DERIVED_PROPERTY = RAW_PREFIX + "uuid_derived"
 
 EVENT_NAMES = {"[Amplitude] Page Viewed": PAGEVIEW, "$identify": PERSON_UPDATE}
 
@@ -60,16 +61,17 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`$autocapture` without PostHog's `$elements` data cannot be used in PostHog",
     ),
     Rule(
-        "event_time",
-        "timestamp",
-        "RFC 3339 UTC. No parseable `event_time` -> dead-letter; the importer stamps the import "
-        "time, which puts history on the wrong day",
+        "event_time, else client_event_time, else server_received_time",
+        "timestamp (+ `$amplitude_timestamp_from` naming the field when not event_time)",
+        "RFC 3339 UTC. None of the three a time -> dead-letter; the importer falls back the "
+        "same way but then stamps the import time, which puts history on the wrong day",
     ),
     Rule(
         "uuid",
-        "uuid",
-        "Amplitude's uuid when valid, else uuid5 of `$insert_id` (or of the whole record): "
-        "deterministic, so a re-send dedupes; the importer uses a random UUIDv7",
+        "uuid (+ `$amplitude_uuid_derived: true` when derived)",
+        "Amplitude's uuid when valid, else uuid5 of `$insert_id` (or of the whole record), the "
+        "rule tap-amplitude also uses: deterministic, so a re-send dedupes; the importer uses "
+        "a random UUIDv7",
     ),
     Rule(
         "user_id, else device_id",
@@ -211,9 +213,10 @@ def map_record(record: dict[str, Any]) -> Mapped:
     event_type = record.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
         raise UnmappableError("no event_type")
-    timestamp = parse_time(record.get("event_time"))
-    if timestamp is None:
-        raise UnmappableError("event_time missing or not a time")
+    try:
+        timestamp, time_field = event_timestamp(record)
+    except ValueError as exc:
+        raise UnmappableError(str(exc)) from None
     get = record.get
     user_id = clean_id(get("user_id"))
     raw_device_id = get("device_id")
@@ -248,8 +251,12 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if name != event_type:
         properties[RAW_PREFIX + "event_type"] = event_type
     original_uuid = get("uuid")
-    if event_uuid != original_uuid and original_uuid is not None:
-        properties[RAW_PREFIX + "uuid"] = original_uuid  # the invalid original, for tracing
+    if event_uuid != original_uuid:
+        properties[UUID_DERIVED_PROPERTY] = True  # as tap-amplitude marks the uuids it derives
+        if original_uuid is not None:
+            properties[RAW_PREFIX + "uuid"] = original_uuid  # the invalid original, for tracing
+    if time_field != "event_time":
+        properties[TIME_SOURCE_PROPERTY] = time_field
     add_device_and_session(properties, device_id, get("session_id"), device_id or distinct_id)
     if device_id is None and raw_device_id is not None and raw_device_id != "":
         properties[RAW_PREFIX + "device_id"] = raw_device_id  # a placeholder, kept for tracing

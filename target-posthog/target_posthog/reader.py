@@ -15,9 +15,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
 
-import orjson
 from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+from target_posthog import exact_numbers
 
 _READ_BUFFER_BYTES = 1 << 20
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for unprivileged processes (fs.pipe-max-size)
@@ -122,8 +123,8 @@ class FastSingerReader(GenericSingerReader[bytes]):
     def deserialize_json(self, line: bytes | str) -> dict:
         """One message; the error names the problem, never the line's content (user data)."""
         try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
+            message = exact_numbers.loads(line if isinstance(line, bytes) else line.encode())
+        except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are both
             ending = b"\n" if isinstance(line, bytes) else "\n"
             cut = (
                 ""

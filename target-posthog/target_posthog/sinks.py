@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks import BatchSink, RecordSink
 
+from target_posthog import exact_numbers
 from target_posthog.delivery import Confirmable
 from target_posthog.extras import with_extra_fields
 from target_posthog.identity import alias_event, can_alias
@@ -30,7 +31,8 @@ MAX_EVENT_BYTES = 900 * 1024
 
 
 def _encode(event: dict[str, Any]) -> bytes:
-    return orjson.dumps(event, default=str)  # default: Decimal/datetime from other taps' paths
+    # default: Decimal/datetime from other taps' paths; wide integers written exactly.
+    return exact_numbers.dumps(event, default=str)
 
 
 class EventsSink(BatchSink):
@@ -53,6 +55,14 @@ class EventsSink(BatchSink):
         """No JSON-schema validation: too slow per record; the mapping checks what it needs."""
         return None
 
+    def _singer_validate_message(self, record: dict) -> None:
+        """A record without its key property (``uuid``) is still an event: the mapping derives
+        its uuid by the documented rule (event_keys.record_uuid), so it is not refused."""
+
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """Times stay as received: the mapping reads them, and a dead letter must hold the
+        record as exported (the SDK would parse them, or fail on one that is not a time)."""
+
     @property
     def is_full(self) -> bool:
         """Never: `Delivery` cuts batches by events and bytes itself."""
@@ -73,7 +83,10 @@ class EventsSink(BatchSink):
             return
         events = mapped.events
         if len(events) == 1:  # nearly every record: no comprehension, no max()
-            first = orjson.dumps(events[0], default=str)
+            try:
+                first = orjson.dumps(events[0], default=str)
+            except orjson.JSONEncodeError:  # a wider-than-64-bit integer (rare)
+                first = _encode(events[0])
             encoded = [first]
             too_big = len(first)
         else:
@@ -109,3 +122,24 @@ class EventsSink(BatchSink):
         Never blocks on confirmation: the target routes every STATE through the watermark.
         """
         self._delivery.flush()
+
+
+class UnreadableLinesSink(RecordSink):
+    """tap-amplitude's `unreadable_lines`: each line kept byte for byte (setaside.py)."""
+
+    def __init__(
+        self,
+        target: TargetPostHog,
+        stream_name: str,
+        schema: dict,
+        key_properties: Sequence[str] | None,
+    ) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self._set_aside = target.set_aside
+        self._dead_letters = target.dead_letters
+
+    def process_record(self, record: dict, context: dict) -> None:
+        try:
+            self._set_aside.add(record)
+        except ValueError as exc:
+            self._dead_letters.add_record(self.stream_name, str(exc), record)

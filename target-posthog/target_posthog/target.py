@@ -22,7 +22,11 @@ from urllib.parse import urlsplit
 
 import orjson
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, MissingKeyPropertiesError
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    InvalidRecord,
+    MissingKeyPropertiesError,
+)
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import PluginBase, _ConfigInput
@@ -37,8 +41,10 @@ from target_posthog.progress import Counts, Progress
 from target_posthog.project import bind_registry
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
+from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
+from target_posthog.setaside import SetAsideLines
 from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
-from target_posthog.sinks import EventsSink
+from target_posthog.sinks import EventsSink, UnreadableLinesSink
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
 _STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
@@ -193,6 +199,7 @@ class TargetPostHog(Target):
         )
         if bound:
             self.logger.info(bound)
+        self.set_aside = SetAsideLines(Path(config["dead_letter_path"]))
         self.registry = AliasRegistry(Path(config["alias_registry"]), read_only=self.dry_run)
         self.profiles = Profiles(
             Path(config["alias_registry"]),
@@ -212,7 +219,7 @@ class TargetPostHog(Target):
             throttle=Throttle(config.get("max_events_per_minute"), self._stopping),
             stopping=self._stopping,
             logger=self.logger,
-            durable_files=durable,
+            durable_files=(*durable, *self.set_aside.files),
         )
         self._progress = threading.Thread(
             target=self._report_progress, daemon=True, name="posthog-progress"
@@ -329,15 +336,16 @@ class TargetPostHog(Target):
         """
         sink = self._lean_sinks.get(message_dict.get("stream"))  # type: ignore[arg-type]
         record = message_dict.get("record")
-        if sink is None or not isinstance(record, dict):
-            super()._process_record_message(message_dict)
+        if sink is not None and isinstance(record, dict):
+            # No key check: a record without `uuid` gets the documented derived one.
+            sink.handle(record)
             return
-        for key in sink.key_properties:
-            if key not in record:
-                raise MissingKeyPropertiesError(
-                    f"Record is missing key property {key!r} (stream {sink.stream_name!r})"
-                )
-        sink.handle(record)
+        try:
+            super()._process_record_message(message_dict)
+        except (InvalidRecord, MissingKeyPropertiesError) as exc:
+            # One record the SDK refuses must not stop the migration: set it aside, with why.
+            reason = f"refused by singer-sdk: {type(exc).__name__}: {exc}".splitlines()[0]
+            self.dead_letters.add_record(str(message_dict.get("stream")), reason, record or {})
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
@@ -366,6 +374,13 @@ class TargetPostHog(Target):
                     "cannot write STATE to stdout: nothing reads it any more (broken pipe). "
                     "The next run resumes from the last STATE that was stored"
                 ) from exc
+
+    def get_sink_class(self, stream_name: str) -> type[EventsSink | UnreadableLinesSink]:
+        """tap-amplitude's `unreadable_lines` are kept byte for byte; any other stream is
+        read as Amplitude export records."""
+        if stream_name == UNREADABLE_LINES:
+            return UnreadableLinesSink
+        return EventsSink
 
     def process_endofpipe(self) -> None:
         """End of input: deliver everything, emit the final STATE, report."""
@@ -540,6 +555,7 @@ class TargetPostHog(Target):
         if self.client is not None:
             self.client.close()
         self.dead_letters.file.close()
+        self.set_aside.close()
         self.registry.close()
         self.profiles.close()
 
@@ -549,18 +565,21 @@ class TargetPostHog(Target):
         client = self.client
         letters = self.dead_letters
         repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
+        reasons = f": {letters.reasons()}" if letters.count else ""
+        set_aside = self.set_aside
+        set_aside_text = f"{set_aside.count} unreadable lines set aside ({set_aside.path})"
         if self.dry_run:
             return (
                 f"dry run: nothing sent; {delivery.events_sent} events and "
                 f"{delivery.aliases_sent} aliases written as payloads to "
                 f"{self.config['dry_run_path']}, {letters.count} dead-lettered"
-                f" ({letters.file.path}{repeats})"
+                f" ({letters.file.path}{repeats}){reasons}, {set_aside_text}"
             )
         return (
             f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
             f"{delivery.aliases_sent} aliases, {self.profiles.person_updates_sent} person and "
             f"{self.profiles.group_updates_sent} group updates, {letters.count} dead-lettered"
-            f" ({letters.file.path}{repeats}), {self._retries} retries, "
+            f" ({letters.file.path}{repeats}){reasons}, {set_aside_text}, {self._retries} retries, "
             f"{client.requests_sent if client else 0} requests, "
             f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"
         )

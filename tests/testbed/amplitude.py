@@ -27,6 +27,10 @@ from tests.testbed.store import ExportStore
 _HOUR_PARAM = re.compile(r"^\d{8}T\d{2}$")
 _MAX_RANGE = timedelta(days=365)
 _CHUNK = 1 << 20
+_ERROR_PAGE = (
+    "<!DOCTYPE html><html><head><title>Error</title></head>"
+    "<body>Something went wrong.</body></html>"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class AmplitudeStandIn(StandInServer):
         self.max_export_bytes: int | None = None  # above: 400 "export too large"
         self.timeout_export_bytes: int | None = None  # above: 504 (a gateway timeout)
         self.always_fail_hours: set[datetime] = set()  # a range containing one: 504
+        # A range containing one: 200 with an HTML error page for a body (seen from Amplitude's
+        # front end when the export behind it fails), on every try.
+        self.error_page_hours: set[datetime] = set()
         self.faults = FaultQueue()
         # Hook for crash drills: called with the request's ordinal (1-based) as an export
         # request arrives, on the request's own thread, before any fault or answer.
@@ -113,8 +120,9 @@ class AmplitudeStandIn(StandInServer):
         with self._lock:
             self._requests[index] = replace(self._requests[index], bytes_sent=sent)
 
-    def _fails_always(self, start: datetime, end: datetime) -> bool:
-        for hour in self.always_fail_hours:
+    @staticmethod
+    def _holds_one_of(hours: set[datetime], start: datetime, end: datetime) -> bool:
+        for hour in hours:
             aware = hour if hour.tzinfo else hour.replace(tzinfo=UTC)
             if start <= aware <= end:
                 return True
@@ -174,8 +182,11 @@ class AmplitudeStandIn(StandInServer):
         if not self.store.members(start, end):
             reply(404, "Raw data files were not found.")
             return
-        if self._fails_always(start, end):
+        if self._holds_one_of(self.always_fail_hours, start, end):
             reply(504, "Gateway Timeout")
+            return
+        if self._holds_one_of(self.error_page_hours, start, end):
+            reply(200, _ERROR_PAGE)
             return
         size = self.store.export_bytes(start, end)
         if self.max_export_bytes is not None and size > self.max_export_bytes:

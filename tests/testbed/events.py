@@ -539,6 +539,10 @@ def _spoil(event: dict[str, Any], rng: random.Random) -> None:
         event["user_id"] = None
         event["device_id"] = None
     elif kind == 2:
-        event["event_time"] = rng.choice(("not-a-time", "2024-13-45 99:61:00.000000", ""))
+        # Every time an event could be placed by (a target falls back from event_time to
+        # client_event_time to server_received_time), so none is left.
+        bad_time = rng.choice(("not-a-time", "2024-13-45 99:61:00.000000", ""))
+        for field in ("event_time", "client_event_time", "server_received_time"):
+            event[field] = bad_time
     else:
         event["event_properties"] = rng.choice(("oops", ["a", "list"], 42))

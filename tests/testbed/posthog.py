@@ -196,6 +196,9 @@ class PostHogStandIn(StandInServer):
         self._down_until = 0.0
         self._predicates: list[EventPredicate] = []
         self._events: list[dict[str, Any]] = []
+        # Also keep the bytes, as received, of each stored event this accepts (None: of none).
+        self.keep_raw_events: Callable[[bytes], bool] | None = None
+        self._raw_events: list[bytes] = []
         self._requests: list[CaptureRequest] = []
         # A dict of str keys, not a set: CPython leaves such a dict out of the cyclic GC, while a
         # set of a million uuids makes every full collection walk it (~40 ms per 1M entries).
@@ -240,6 +243,13 @@ class PostHogStandIn(StandInServer):
     def events(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._events)
+
+    @property
+    def raw_events(self) -> list[bytes]:
+        """The stored events' bytes as sent, those `keep_raw_events` accepts (`events` are
+        parsed by orjson, which turns integers wider than 64 bits into floats)."""
+        with self._lock:
+            return list(self._raw_events)
 
     @property
     def requests(self) -> list[CaptureRequest]:
@@ -418,6 +428,9 @@ class PostHogStandIn(StandInServer):
                     ingest(fields.event, _checked_distinct_id(fields), fields)
             if self.keep_events:
                 self._events.extend(events)
+            keep_raw = self.keep_raw_events
+            if keep_raw is not None:
+                self._raw_events.extend(bytes(r) for r in batch.raw_events if keep_raw(bytes(r)))
 
 
 class _PostHogHandler(Handler):
