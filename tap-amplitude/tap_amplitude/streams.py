@@ -139,7 +139,9 @@ class EventsStream(Stream):
                 where = f"window {ready.window}"
                 for hour in self._reading_plan(ready).hours:
                     for ref in hour.members:
-                        for record in read_member(ref, where, self.line_stats, source, self.conform):
+                        for record in read_member(
+                            ref, where, self.line_stats, source, self.conform
+                        ):
                             if type(record) is dict:
                                 count += 1
                                 yield record
