@@ -106,7 +106,8 @@ def test_tap_and_target_derive_the_same_uuid_whatever_is_missing(
     assert emitted["uuid"] == record_uuid(json.loads(line)), "tap and target disagree"
     assert uuid.UUID(emitted["uuid"]).version == 5
     assert emitted["uuid_derived"] is True
-    assert emitted.get("uuid_original") == record.get("uuid")
+    original = record.get("uuid")  # a string field: a number arrives as its digits
+    assert emitted.get("uuid_original") == (None if original is None else str(original))
     rerun = local_run(run_tap, tmp_path, [line])
     assert stream_records(rerun, "events")[0]["uuid"] == emitted["uuid"]  # a re-read agrees
 
@@ -297,7 +298,10 @@ def test_a_time_that_is_not_a_time_leaves_the_tap_as_exported(
 ) -> None:
     record = GOOD | {"event_time": value, "client_event_time": "2024-03-01 05:09:59.000000"}
     (event,) = stream_records(local_run(run_tap, tmp_path, [orjson.dumps(record)]), "events")
-    assert event["event_time"] == value
+    # Never rewritten: the schema's time field is null and the value as exported is kept under
+    # its own name in additional_properties (conform.py), which target-posthog puts back.
+    assert event["event_time"] is None
+    assert event["additional_properties"]["event_time"] == value
     assert event["client_event_time"] == "2024-03-01T05:09:59.000000+00:00"
 
 

@@ -38,6 +38,10 @@ OBJECT = _nullable("object", additionalProperties=True)
 _PROPERTIES: dict[str, dict[str, Any]] = {
     # Identity
     "uuid": {"type": "string"},  # primary key: Amplitude sets it on every event
+    # Set by the tap (keys.py, lines.py): a derived uuid, the unusable original, repairs made.
+    "uuid_derived": BOOLEAN,
+    "uuid_original": STRING,
+    "repairs": _nullable("array", items={"type": "string"}),
     "$insert_id": STRING,
     "$insert_key": STRING,
     "user_id": STRING,
