@@ -350,13 +350,18 @@ def expected_alias_devices(store: ExportStore) -> set[str]:
     }  # fmt: skip
 
 
+# A claim is in the registry from the moment a run takes it; PostHog has it once confirmed.
+_CONFIRMED_PAIRS = "SELECT device_id, user_id FROM aliases WHERE confirmed_at IS NOT NULL"
+
+
 def registry_pairs(path: Path) -> set[tuple[str, str]]:
-    """The (device, user) pairs the alias registry holds (read-only; the file is not changed)."""
+    """The (device, user) pairs PostHog confirmed, per the alias registry (read-only; the
+    file is not changed)."""
     if not path.exists():
         return set()
     connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
     try:
-        return set(connection.execute("SELECT device_id, user_id FROM aliases").fetchall())
+        return set(connection.execute(_CONFIRMED_PAIRS).fetchall())
     finally:
         connection.close()
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
+from target_posthog.registry_store import open_database
 
 from tests.pipeline_harness import (
     AMPLITUDE_KEY,
@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from target_posthog.registry import AliasRegistry, PendingAlias
 
-registry = AliasRegistry(Path(sys.argv[1]))
+registry = AliasRegistry(sys.argv[1])
 first_batch = int(sys.argv[2])
 for batch in range(first_batch, first_batch + 1000):
     registry.record_confirmed(
@@ -53,17 +53,24 @@ for batch in range(first_batch, first_batch + 1000):
 """
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("kill_after", random.Random(SEED).sample(range(1, 40), 4))
 def test_registry_killed_mid_write_is_intact_with_whole_transactions(
-    tmp_path: Path, kill_after: int
+    tmp_path: Path, kill_after: int, backend: str, request: pytest.FixtureRequest
 ) -> None:
     """SIGKILL while the registry is written: never corrupt, never half a transaction, every
-    acknowledged commit kept; a second writer then carries on from it."""
-    registry = tmp_path / "aliases.sqlite"
+    acknowledged commit kept; a second writer then carries on from it. On SQLite (a file) and
+    on PostgreSQL (a connection cut mid-transaction)."""
+    path = tmp_path / "aliases.sqlite"
+    registry = (
+        str(path)
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_server").create_database()
+    )
     acknowledged = 0
     for first_batch in (0, 1000):  # killed once, then killed again after reopening the file
         writer = subprocess.Popen(
-            [sys.executable, "-c", _REGISTRY_WRITER, str(registry), str(first_batch)],
+            [sys.executable, "-c", _REGISTRY_WRITER, registry, str(first_batch)],
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         assert writer.stdout is not None
@@ -74,11 +81,11 @@ def test_registry_killed_mid_write_is_intact_with_whole_transactions(
         acknowledged += kill_after
         FIGURES.kills_survived += 1
 
-        assert_registry_intact(registry)
-        with sqlite3.connect(f"{registry.as_uri()}?mode=ro", uri=True) as connection:
-            rows = dict(
-                connection.execute("SELECT user_id, count(*) FROM aliases GROUP BY user_id")
-            )
+        if backend == "sqlite":
+            assert_registry_intact(path)
+        database = open_database(registry, read_only=True)
+        rows = dict(database.read("SELECT user_id, count(*) FROM aliases GROUP BY user_id"))
+        database.close()
         assert all(count == BATCH for count in rows.values()), "half a transaction was kept"
         assert len(rows) >= acknowledged, "an acknowledged commit was lost"
 

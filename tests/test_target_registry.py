@@ -1,15 +1,240 @@
-"""The alias registry: durable, user-only, WAL, one alias per device, shared devices recorded."""
+"""The alias registry on SQLite and on a real PostgreSQL server: durable, one alias per device,
+shared devices recorded, claims atomic across processes, migrations, secrets kept out."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
+import traceback
 from pathlib import Path
 
+import psycopg
 import pytest
+from target_posthog.profiles import Profiles
 from target_posthog.registry import AliasRegistry, Claim, PendingAlias, RegistryError
+from target_posthog.registry_schema import LATEST
+from target_posthog.registry_store import open_database, redact
+
+from tests.postgres import PostgresServer
+
+pytestmark = pytest.mark.timeout(120)
 
 T0 = "2024-03-01T00:00:00.000000+00:00"
+REPO = Path(__file__).resolve().parents[1]
+OLD_REGISTRY = REPO / "tests" / "data" / "registry-v1.sqlite"  # made by the pre-migration code
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new registry location: a SQLite path, or a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "sub" / "aliases.sqlite")
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+def rows(location: str, sql: str) -> list[tuple]:
+    database = open_database(location, read_only=True)
+    try:
+        return sorted(database.read(sql))
+    finally:
+        database.close()
+
+
+# --- what a registry keeps, on both backends ----------------------------------------------
+
+
+def test_a_pair_is_new_once_then_known_and_survives_a_restart(location: str) -> None:
+    registry = AliasRegistry(location)
+    assert registry.claim("d1", "u1", T0) is Claim.NEW
+    assert registry.claim("d1", "u1", T0) is Claim.KNOWN  # in flight: never sent twice
+    assert registry.claim("d2", "u1", T0) is Claim.NEW  # a user with two devices: two aliases
+    registry.record_confirmed([PendingAlias("d1", "u1", T0)])
+    assert registry.count() == 1
+    registry.close()
+
+    reopened = AliasRegistry(location)
+    assert reopened.claim("d1", "u1", T0) is Claim.KNOWN
+    # d2 was claimed but never confirmed (say the run crashed): its claim holder is gone,
+    # so the next run takes the claim over and sends the alias.
+    assert reopened.claim("d2", "u1", T0) is Claim.NEW
+    assert reopened.claim("d2", "u9", T0) is Claim.SHARED_DEVICE  # the owner stays u1
+    assert reopened.count() == 1
+    reopened.close()
+    assert rows(location, "SELECT device_id, user_id, confirmed_at IS NULL FROM aliases") == [
+        ("d1", "u1", False),
+        ("d2", "u1", True),
+    ]
+
+
+def test_shared_device_is_recorded_counted_once_and_not_aliased(location: str) -> None:
+    registry = AliasRegistry(location)
+    assert registry.claim("d1", "u1", T0) is Claim.NEW
+    assert registry.claim("d1", "u2", T0) is Claim.SHARED_DEVICE
+    assert registry.claim("d1", "u2", T0) is Claim.SHARED_DEVICE
+    assert registry.shared_device_pairs == 1
+    registry.close()
+    assert rows(location, "SELECT device_id, user_id FROM shared_devices") == [("d1", "u2")]
+
+
+def test_a_batch_of_aliases_is_stored_whole_or_not_at_all(location: str) -> None:
+    registry = AliasRegistry(location)
+    broken = PendingAlias("d3", "u3", object())  # type: ignore[arg-type]  # fails mid-batch
+    with pytest.raises(RegistryError, match="could not be written"):
+        registry.record_confirmed(
+            [PendingAlias("d1", "u1", T0), PendingAlias("d2", "u2", T0), broken]
+        )
+    assert registry.count() == 0  # the first two were not kept either
+    registry.record_confirmed([PendingAlias("d1", "u1", T0)])
+    assert registry.count() == 1
+    registry.close()
+
+
+def test_read_only_registry_never_writes(location: str) -> None:
+    dry = AliasRegistry(location, read_only=True)  # nothing there yet: reads as empty
+    assert dry.claim("d1", "u1", T0) is Claim.NEW
+    dry.record_confirmed([PendingAlias("d1", "u1", T0)])
+    assert dry.claim("d1", "u1", T0) is Claim.KNOWN
+    dry.close()
+
+    real = AliasRegistry(location)
+    real.record_confirmed([PendingAlias("d9", "u9", T0)])
+    real.close()
+    before = rows(location, "SELECT * FROM aliases")
+    dry = AliasRegistry(location, read_only=True)
+    assert dry.claim("d9", "u9", T0) is Claim.KNOWN  # reads what real runs recorded
+    assert dry.claim("d9", "u8", T0) is Claim.SHARED_DEVICE
+    assert dry.claim("d7", "u7", T0) is Claim.NEW
+    dry.close()
+    assert rows(location, "SELECT * FROM aliases") == before
+    assert rows(location, "SELECT * FROM shared_devices") == []
+
+
+def test_reopening_applies_no_migration_twice(location: str) -> None:
+    AliasRegistry(location).close()
+    AliasRegistry(location).close()
+    versions = rows(location, "SELECT version FROM schema_migrations")
+    assert versions == [(v,) for v in range(1, LATEST + 1)]
+
+
+# --- claims across processes ---------------------------------------------------------------
+
+# Claims every pair of a list (device, user) in a given order, then prints each decision.
+_CLAIMER = """
+import json, sys
+from target_posthog.profiles import Profiles
+from target_posthog.registry import AliasRegistry, PendingAlias
+registry = AliasRegistry(sys.argv[1])
+pairs = json.loads(sys.argv[2])
+print("ready", flush=True)
+sys.stdin.readline()  # all processes start claiming together
+decisions = [registry.claim(d, u, "2024-03-01T00:00:00Z").value for d, u in pairs]
+if sys.argv[3] == "confirm":
+    registry.record_confirmed(
+        [PendingAlias(d, u, "2024-03-01T00:00:00Z")
+         for (d, u), c in zip(pairs, decisions) if c == "new"])
+print(json.dumps(decisions), flush=True)
+if sys.argv[3] == "hold":
+    sys.stdin.readline()  # alive, holding its claims, until told
+registry.close()
+"""
+
+
+def start_claimer(location: str, pairs: list[tuple[str, str]], mode: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CLAIMER, location, json.dumps(pairs), mode],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n", process.stderr.read() if process.stderr else ""
+    return process
+
+
+def go(process: subprocess.Popen) -> None:
+    assert process.stdin is not None
+    process.stdin.write("\n")
+    process.stdin.flush()
+
+
+def decisions_of(process: subprocess.Popen) -> list[str]:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line, process.stderr.read() if process.stderr else ""
+    return json.loads(line)
+
+
+def test_four_processes_claiming_at_once_agree_on_every_owner(location: str) -> None:
+    """Four runs see the same 300 devices, each device with a different user in each run,
+    in different orders: each device is NEW in exactly one run, and every run's view of who
+    owns it (KNOWN for the owner, SHARED_DEVICE for the others) is that run's claim."""
+    devices = [f"device-{n}" for n in range(300)]
+    plans = []
+    for run in range(4):
+        order = devices[run::4] + [d for d in devices if devices.index(d) % 4 != run]
+        plans.append([(device, f"user-{run}") for device in order])
+    processes = [start_claimer(location, plan, "confirm") for plan in plans]
+    for process in processes:
+        go(process)
+    results = [
+        dict(zip(plan, decisions_of(p), strict=True))
+        for plan, p in zip(plans, processes, strict=True)
+    ]
+    for process in processes:
+        assert process.wait(timeout=60) == 0
+    owners = dict(rows(location, "SELECT device_id, user_id FROM aliases"))
+    assert len(owners) == 300
+    for device in devices:
+        winners = [run for run in range(4) if results[run][(device, f"user-{run}")] == "new"]
+        assert len(winners) == 1, (device, winners)
+        assert owners[device] == f"user-{winners[0]}"
+        for run in range(4):
+            if run != winners[0]:
+                assert results[run][(device, f"user-{run}")] == "shared_device"
+    shared = rows(location, "SELECT device_id, user_id FROM shared_devices")
+    assert len(shared) == 300 * 3  # every losing (device, user) pair, once
+    assert rows(location, "SELECT count(*) FROM aliases WHERE confirmed_at IS NULL") == [(0,)]
+
+
+def test_the_same_pair_in_two_processes_is_aliased_by_one_only(location: str) -> None:
+    """Two runs (overlapping ranges) meet the same 200 pairs: one run sends each alias."""
+    pairs = [(f"device-{n}", f"user-{n}") for n in range(200)]
+    processes = [start_claimer(location, order, "hold") for order in (pairs, pairs[::-1])]
+    for process in processes:
+        go(process)
+    first, second = (decisions_of(p) for p in processes)
+    second = second[::-1]
+    for mine, theirs in zip(first, second, strict=True):
+        assert sorted([mine, theirs]) == ["known", "new"]
+    for process in processes:
+        go(process)
+        assert process.wait(timeout=60) == 0
+
+
+def test_a_killed_runs_claims_are_taken_over_a_live_runs_are_not(location: str) -> None:
+    pairs = [("device-a", "user-a"), ("device-b", "user-b")]
+    holder = start_claimer(location, pairs, "hold")
+    go(holder)
+    assert decisions_of(holder) == ["new", "new"]  # claimed, never confirmed
+    other = AliasRegistry(location)
+    assert other.claim("device-a", "user-a", T0) is Claim.KNOWN  # its holder is alive
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    rerun = AliasRegistry(location)  # the killed job's rerun meets the same pair
+    assert rerun.claim("device-b", "user-b", T0) is Claim.NEW
+    assert rerun.claim("device-b", "user-b", T0) is Claim.KNOWN
+    assert rerun.claim("device-b", "user-x", T0) is Claim.SHARED_DEVICE
+    rerun.close()
+    other.close()
+
+
+# --- SQLite only: the file ------------------------------------------------------------------
 
 
 def test_registry_file_is_user_only_and_in_wal_mode(tmp_path: Path) -> None:
@@ -23,64 +248,14 @@ def test_registry_file_is_user_only_and_in_wal_mode(tmp_path: Path) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_a_pair_is_new_once_then_known_and_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "aliases.sqlite"
-    registry = AliasRegistry(path)
-    assert registry.claim("d1", "u1", T0) is Claim.NEW
-    assert registry.claim("d1", "u1", T0) is Claim.KNOWN  # in flight: never sent twice
-    assert registry.claim("d2", "u1", T0) is Claim.NEW  # a user with two devices: two aliases
-    registry.record_confirmed([PendingAlias("d1", "u1", T0)])
-    registry.close()
-
-    reopened = AliasRegistry(path)
-    assert reopened.claim("d1", "u1", T0) is Claim.KNOWN
-    # d2 was never confirmed (say the run crashed): the next run sends it again.
-    assert reopened.claim("d2", "u1", T0) is Claim.NEW
-    assert reopened.count() == 1
-    reopened.close()
-
-
-def test_shared_device_is_recorded_counted_once_and_not_aliased(tmp_path: Path) -> None:
-    path = tmp_path / "aliases.sqlite"
-    registry = AliasRegistry(path)
-    assert registry.claim("d1", "u1", T0) is Claim.NEW
-    assert registry.claim("d1", "u2", T0) is Claim.SHARED_DEVICE
-    assert registry.claim("d1", "u2", T0) is Claim.SHARED_DEVICE
-    assert registry.shared_device_pairs == 1
-    registry.close()
-    with sqlite3.connect(path) as connection:
-        rows = connection.execute("SELECT device_id, user_id FROM shared_devices").fetchall()
-    assert rows == [("d1", "u2")]
-
-
-def test_read_only_registry_never_creates_or_writes_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "aliases.sqlite"
-    dry = AliasRegistry(path, read_only=True)
-    assert dry.claim("d1", "u1", T0) is Claim.NEW
-    dry.record_confirmed([PendingAlias("d1", "u1", T0)])
-    assert dry.claim("d1", "u1", T0) is Claim.KNOWN
-    dry.close()
-    assert not path.exists()
-
-    real = AliasRegistry(path)
-    real.record_confirmed([PendingAlias("d9", "u9", T0)])
-    real.close()
-    before = path.read_bytes()
-    dry = AliasRegistry(path, read_only=True)
-    assert dry.claim("d9", "u9", T0) is Claim.KNOWN  # reads what real runs recorded
-    assert dry.claim("d9", "u8", T0) is Claim.SHARED_DEVICE
-    dry.close()
-    assert path.read_bytes() == before
-
-
 def test_a_registry_locked_by_another_process_fails_clearly(tmp_path: Path) -> None:
     path = tmp_path / "aliases.sqlite"
     registry = AliasRegistry(path)
     other = sqlite3.connect(path, isolation_level=None)
     other.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     try:
-        registry._writer.execute("PRAGMA busy_timeout=50")
-        with pytest.raises(RegistryError, match="could not be written"):
+        registry.database._connection.execute("PRAGMA busy_timeout=50")  # type: ignore[attr-defined]
+        with pytest.raises(RegistryError, match=r"could not be written.*another process holds"):
             registry.record_confirmed([PendingAlias("d1", "u1", T0)])
     finally:
         other.execute("ROLLBACK")
@@ -90,14 +265,110 @@ def test_a_registry_locked_by_another_process_fails_clearly(tmp_path: Path) -> N
     registry.close()
 
 
-def test_a_batch_of_aliases_is_stored_whole_or_not_at_all(tmp_path: Path) -> None:
-    registry = AliasRegistry(tmp_path / "aliases.sqlite")
-    broken = PendingAlias("d3", "u3", object())  # type: ignore[arg-type]  # fails mid-batch
-    with pytest.raises(RegistryError):
-        registry.record_confirmed(
-            [PendingAlias("d1", "u1", T0), PendingAlias("d2", "u2", T0), broken]
-        )
-    assert registry.count() == 0  # the first two were not kept either
-    registry.record_confirmed([PendingAlias("d1", "u1", T0)])
-    assert registry.count() == 1
+def test_a_registry_from_before_migrations_keeps_working(tmp_path: Path) -> None:
+    """tests/data/registry-v1.sqlite was written by the registry code of before this schema
+    had versions (3 aliases confirmed, device-a also seen with user-9, device-d in flight)."""
+    path = tmp_path / "old.sqlite"
+    shutil.copyfile(OLD_REGISTRY, path)
+    dry = AliasRegistry(path, read_only=True)  # a dry run reads it as it is, unchanged
+    assert dry.count() == 3 and dry.claim("device-a", "user-1", T0) is Claim.KNOWN
+    dry.close()
+    assert path.read_bytes() == OLD_REGISTRY.read_bytes()
+
+    registry = AliasRegistry(path)
+    assert registry.count() == 3
+    assert registry.claim("device-a", "user-1", T0) is Claim.KNOWN
+    assert registry.claim("device-c", "user-1", T0) is Claim.KNOWN
+    assert registry.claim("device-a", "user-9", T0) is Claim.SHARED_DEVICE
+    assert registry.claim("device-b", "user-1", T0) is Claim.SHARED_DEVICE  # owner stays user-2
+    assert registry.claim("device-d", "user-4", T0) is Claim.NEW  # never confirmed back then
+    registry.record_confirmed([PendingAlias("device-d", "user-4", T0)])
     registry.close()
+    assert rows(str(path), "SELECT device_id, user_id FROM aliases") == [
+        ("device-a", "user-1"), ("device-b", "user-2"), ("device-c", "user-1"),
+        ("device-d", "user-4"),
+    ]  # fmt: skip
+    assert rows(str(path), "SELECT device_id, user_id FROM shared_devices") == [
+        ("device-a", "user-9"), ("device-b", "user-1"),
+    ]  # fmt: skip
+    assert rows(str(path), "SELECT version FROM schema_migrations") == [
+        (v,) for v in range(1, LATEST + 1)
+    ]
+
+
+def test_a_registry_from_a_newer_target_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "aliases.sqlite"
+    AliasRegistry(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("INSERT INTO schema_migrations VALUES (?, 'future', '')", (LATEST + 1,))
+    with pytest.raises(RegistryError, match=rf"schema version {LATEST + 1}.*newer target-posthog"):
+        AliasRegistry(path)
+
+
+# --- PostgreSQL only: the URL, its password, concurrent start-ups -------------------------
+
+
+def test_the_url_password_never_appears_in_errors_or_reprs(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database()
+    registry = AliasRegistry(url)
+    assert postgres_server.password not in repr(registry) + registry.location
+    assert registry.location == url.replace(postgres_server.password, "***")
+    registry.close()
+    wrong = url.replace(postgres_server.password, postgres_server.password + "-wrong")
+    with pytest.raises(RegistryError) as refused:
+        AliasRegistry(wrong)
+    assert "check the user name and password" in str(refused.value)
+    assert postgres_server.password not in str(refused.value)
+    shown = "".join(traceback.format_exception(refused.value))  # as a traceback would print
+    assert "check the user name and password" in shown
+    assert postgres_server.password not in shown
+    unreachable = url.replace(f":{postgres_server.port}/", ":9/")
+    with pytest.raises(RegistryError, match="running and reachable") as down:
+        AliasRegistry(unreachable)
+    assert postgres_server.password not in str(down.value)
+
+
+def test_redact_hides_passwords_in_every_place_a_url_carries_one() -> None:
+    assert redact("postgresql://u:s3cr%40t@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert redact("postgres://u@h/db?password=s3cret&sslmode=require") == (
+        "postgres://u@h/db?password=***&sslmode=require"
+    )
+    assert redact("output/aliases.sqlite") == "output/aliases.sqlite"
+
+
+def test_processes_starting_at_once_on_a_new_database_migrate_it_once(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database()
+    script = "import sys; from target_posthog.registry import AliasRegistry as R; "
+    script += "R(sys.argv[1]).close()"
+    processes = [subprocess.Popen([sys.executable, "-c", script, url]) for _ in range(4)]
+    assert [p.wait(timeout=60) for p in processes] == [0, 0, 0, 0]
+    assert rows(url, "SELECT version FROM schema_migrations") == [
+        (v,) for v in range(1, LATEST + 1)
+    ]
+    with psycopg.connect(url) as connection:
+        tables = connection.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    assert sorted(t for (t,) in tables) == [
+        "aliases", "profiles", "rate_slots", "registry_meta", "runs", "schema_migrations",
+        "shared_devices",
+    ]  # fmt: skip
+
+
+def test_person_properties_are_kept_in_a_postgresql_registry(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database()
+    order = "2024-04-01T00:00:00.000000+00:00" + "0" * 36
+    profiles = Profiles(url)
+    profiles.observe_person("u", order, {"plan": "pro"}, None)
+    [(update, pending)] = list(profiles.updates(lambda device: None))
+    assert update["properties"]["$set"] == {"plan": "pro"}
+    profiles.record_sent([pending])
+    profiles.close()
+    again = Profiles(url)  # a later run: the same observation changes nothing
+    again.observe_person("u", order, {"plan": "pro"}, None)
+    assert list(again.updates(lambda device: None)) == []
+    again.close()

@@ -9,7 +9,7 @@ events carry no `$set`, and properties travel this way instead:
    of the newest observation by (event time, event uuid); for `$initial_*`, the earliest.
    Merging this way is idempotent and order-free, so a record seen twice (a resumed run, a
    rerun) or in any order gives the same result.
-2. `sync` (before every STATE is released): the observations are merged into the registry file,
+2. `sync` (before every STATE is released): the observations are merged into the registry,
    so a STATE never vouches for records whose properties are not stored.
 3. `updates` (once every event of the run is confirmed): one `$set` event per person and one
    `$groupidentify` per group whose merged values changed since PostHog last confirmed them,
@@ -23,8 +23,6 @@ set-once for groups (`$group_set` is the only operation `$groupidentify` reads).
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +34,7 @@ from target_posthog.event_keys import derived_uuid
 from target_posthog.groups import GROUP_UPDATE
 from target_posthog.mapping import Mapped
 from target_posthog.persons import PERSON_UPDATE
-from target_posthog.registry import RegistryError, likely_cause
+from target_posthog.registry_store import MEMORY, Transaction, open_database
 
 ExistingProperties = Literal["overwrite", "keep"]
 OVERWRITE: ExistingProperties = "overwrite"
@@ -46,23 +44,7 @@ PERSON, GROUP = "person", "group"
 # PostHog query can tell them from the history.
 UPDATE_MARKER = "amplitude_migration_update"
 
-# The tables of this module, in one place (folded into the registry's migrations later).
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS profiles (
-        kind TEXT NOT NULL,
-        profile_key TEXT NOT NULL,
-        state TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        sent_version INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (kind, profile_key)
-    )""",
-    # kind: 'person' (profile_key = distinct_id) or 'group' (JSON [group type, group key]).
-    # state: JSON {"set": [values, orders, first, last], "once": [...], "by": [order,
-    # distinct_id]} (see Winners); order = event timestamp (RFC 3339, fixed width) + event
-    # uuid. version: bumped when a value changes; sent_version: the version PostHog confirmed.
-    "CREATE INDEX IF NOT EXISTS profiles_unsent ON profiles (kind) WHERE version > sent_version",
-)
-_BUSY_TIMEOUT_MS = 30_000
+# The table `profiles` is migration 3 in registry_schema.py (its columns are described there).
 _CHUNK = 500  # keys per SELECT ... IN (...)
 _PAGE = 2_000  # updates read at a time
 # Observations held in memory before they are merged into the file even without a STATE
@@ -218,46 +200,30 @@ class _Observed:
 
 
 class Profiles:
-    """The person and group properties of the migration, in the registry's SQLite file."""
+    """The person and group properties of the migration, in the registry (the same SQLite
+    file or PostgreSQL database as the aliases: `location` is the `alias_registry` setting)."""
 
     def __init__(
-        self, path: Path, *, existing: ExistingProperties = OVERWRITE, read_only: bool = False
+        self,
+        location: str | Path,
+        *,
+        existing: ExistingProperties = OVERWRITE,
+        read_only: bool = False,
     ) -> None:
         self.existing = existing
-        self._path = path
         self._lock = threading.Lock()  # the pending observations
-        self._db_lock = threading.Lock()
         self._persons: dict[str, _Observed] = {}
         self._groups: dict[str, _Observed] = {}
         self.person_updates_sent = 0
         self.group_updates_sent = 0
         self.group_updates_withheld = 0
+        # A dry run works alike on an in-memory copy of the schema, and keeps nothing.
+        self._database = open_database(MEMORY if read_only else str(location))
         try:
-            self._db = self._open(path, read_only)
-            for statement in SCHEMA:
-                self._db.execute(statement)
-        except sqlite3.Error as exc:
-            raise RegistryError(
-                f"alias registry {path} cannot be used ({exc}); {likely_cause(exc)}"
-            ) from exc
-
-    @staticmethod
-    def _open(path: Path, read_only: bool) -> sqlite3.Connection:
-        if read_only:  # a dry run: works alike, keeps nothing
-            return sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(descriptor)
-        connection = sqlite3.connect(
-            path,
-            timeout=_BUSY_TIMEOUT_MS / 1000,
-            check_same_thread=False,
-            isolation_level=None,
-        )
-        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        return connection
+            self._database.migrate()
+        except self._database.errors as exc:
+            self._database.close()
+            raise self._database.error("cannot be used", exc) from None
 
     # --- observing (main thread) -------------------------------------------------------
 
@@ -322,41 +288,38 @@ class Profiles:
             groups, self._groups = self._groups, {}
         if persons or groups:
 
-            def merge_both() -> None:
-                self._merge(PERSON, persons)
-                self._merge(GROUP, groups)
+            def merge_both(tx: Transaction) -> None:
+                self._merge(tx, PERSON, persons)
+                self._merge(tx, GROUP, groups)
 
             self._write(merge_both)
 
-    def _write(self, change: Callable[[], object]) -> None:
+    def _write(self, change: Callable[[Transaction], object]) -> None:
         """One transaction: all of `change` is stored, or none of it."""
-        with self._db_lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    change()
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise RegistryError(
-                    f"alias registry {self._path} could not be written ({exc}); "
-                    f"{likely_cause(exc)}. Nothing after the last STATE counts as delivered: "
-                    "the next run resends it with the same uuids"
-                ) from exc
+        database = self._database
+        try:
+            with database.transaction(serialized="profiles") as tx:  # merges read, then write
+                change(tx)
+        except database.errors as exc:
+            raise database.error(
+                "could not be written",
+                exc,
+                "Nothing after the last STATE counts as delivered: the next run resends it "
+                "with the same uuids",
+            ) from None
 
-    def _merge(self, kind: str, observed: dict[str, _Observed]) -> None:
+    @staticmethod
+    def _merge(tx: Transaction, kind: str, observed: dict[str, _Observed]) -> None:
         keys = list(observed)
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             stored = dict(
-                self._db.execute(
+                tx.fetchall(
                     f"SELECT profile_key, state FROM profiles "
                     f"WHERE kind = ? AND profile_key IN ({marks})",
                     (kind, *chunk),
-                ).fetchall()
+                )
             )
             inserts, updates = [], []
             for key in chunk:
@@ -370,8 +333,8 @@ class Profiles:
                     inserts.append((kind, key, encoded))
                 else:
                     updates.append((encoded, 1 if changed else 0, kind, key))
-            self._db.executemany("INSERT INTO profiles VALUES (?, ?, ?, 1, 0)", inserts)
-            self._db.executemany(
+            tx.executemany("INSERT INTO profiles VALUES (?, ?, ?, 1, 0)", inserts)
+            tx.executemany(
                 "UPDATE profiles SET state = ?, version = version + ? "
                 "WHERE kind = ? AND profile_key = ?",
                 updates,
@@ -391,13 +354,12 @@ class Profiles:
         self.sync()
         after = ("", "")
         while True:  # a page at a time: millions of persons never sit in memory at once
-            with self._db_lock:
-                rows = self._db.execute(
-                    "SELECT kind, profile_key, state, version FROM profiles "
-                    "WHERE version > sent_version AND (kind, profile_key) > (?, ?) "
-                    "ORDER BY kind, profile_key LIMIT ?",
-                    (*after, _PAGE),
-                ).fetchall()
+            rows = self._database.read(
+                "SELECT kind, profile_key, state, version FROM profiles "
+                "WHERE version > sent_version AND (kind, profile_key) > (?, ?) "
+                "ORDER BY kind, profile_key LIMIT ?",
+                (*after, _PAGE),
+            )
             if not rows:
                 return
             after = (rows[-1][0], rows[-1][1])
@@ -460,10 +422,10 @@ class Profiles:
         if not sent:
             return
         self._write(
-            lambda: self._db.executemany(
-                "UPDATE profiles SET sent_version = max(sent_version, ?) "
-                "WHERE kind = ? AND profile_key = ?",
-                [(item.version, item.kind, item.profile_key) for item in sent],
+            lambda tx: tx.executemany(
+                "UPDATE profiles SET sent_version = ? "
+                "WHERE kind = ? AND profile_key = ? AND sent_version < ?",
+                [(item.version, item.kind, item.profile_key, item.version) for item in sent],
             )
         )
         if count:
@@ -474,7 +436,7 @@ class Profiles:
                     self.group_updates_sent += 1
 
     def close(self) -> None:
-        self._db.close()
+        self._database.close()
 
 
 class _State(_Observed):

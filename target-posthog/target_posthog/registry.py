@@ -1,60 +1,45 @@
 """The alias registry: which device PostHog has tied to which user, durable across runs.
 
-One SQLite file in WAL mode, written in transactions and only after PostHog confirmed the
-batch carrying the aliases, so a crash can repeat an alias (same uuid, PostHog dedupes it)
-but never lose one. Pairs sent but not yet confirmed are tracked in memory, so one run never
-sends a pair twice. Owned by the target (one per process), safe to use from delivery threads.
+Kept in a SQLite file or a PostgreSQL database (the `alias_registry` setting: a path, or a
+`postgresql://` URL), with the schema and its migrations in `registry_schema` and the two
+backends in `registry_store`. Several runs may share one registry at once (parallel range
+jobs): claims are made in the database, atomically, so
+
+- a (device, user) pair is claimed by one run only: that run sends its alias, the others
+  treat the pair as known (two runs never both send it);
+- a device's owner is whichever user's pair was claimed first, the same in every run's view;
+  any other user seen with it is a shared device, recorded and never aliased;
+- a claim stays "in flight" (`confirmed_at` NULL) until PostHog confirmed the batch carrying
+  the alias; a run that dies leaves its claims to be taken over by the next run that sees the
+  pair (its rerun over the same range does), once the database can tell the holder is gone
+  (PostgreSQL: the holder's session lock is released; SQLite: its process no longer exists).
+
+A crash can repeat an alias (same uuid: PostHog dedupes it) but never lose one. A read-only
+registry (dry run) reads what runs recorded and never writes. Owned by the target (one per
+process), safe to use from delivery threads.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import sqlite3
+import contextlib
+import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import NamedTuple
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS aliases (
-    device_id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL,
-    first_seen_at TEXT NOT NULL,
-    confirmed_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS shared_devices (
-    device_id TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    first_seen_at TEXT NOT NULL,
-    PRIMARY KEY (device_id, user_id)
-) WITHOUT ROWID;
-"""
-_BUSY_TIMEOUT_MS = 30_000  # another process holding the write lock: wait this long, then fail
-_CACHE_LIMIT = 200_000  # confirmed owners kept in memory; beyond that SQLite answers
+from target_posthog.registry_store import Database, RegistryError, open_database, utc_now
 
+__all__ = ["AliasRegistry", "Claim", "PendingAlias", "RegistryError"]
 
-class RegistryError(Exception):
-    """The registry file cannot be used (locked, unreadable, not a registry)."""
-
-
-def likely_cause(error: sqlite3.Error) -> str:
-    """What the user should look at, from SQLite's message."""
-    message = str(error)
-    if "locked" in message:
-        return "another process holds it"
-    if "not a database" in message or "malformed" in message:
-        return "it is not an alias registry, or it is damaged"
-    return "check the disk it is on (free space, quota, permissions)"
+_CACHE_LIMIT = 200_000  # owners kept in memory; beyond that the database answers
 
 
 class Claim(Enum):
     """What to do with a (device, user) pair seen in a record."""
 
-    NEW = "new"  # first time: send an alias (now in flight)
-    KNOWN = "known"  # already tied to this user (confirmed or in flight)
+    NEW = "new"  # this run holds the claim: send an alias (now in flight)
+    KNOWN = "known"  # already tied to this user (confirmed, or in flight in a live run)
     SHARED_DEVICE = "shared_device"  # tied to another user: PostHog would refuse; report it
 
 
@@ -66,132 +51,144 @@ class PendingAlias(NamedTuple):
     first_seen_at: str
 
 
-class AliasRegistry:
-    """device_id -> user_id, persisted in SQLite; read-only (dry run) never writes."""
+_CLAIM = (
+    "INSERT INTO aliases (device_id, user_id, first_seen_at, confirmed_at, claimed_by) "
+    "VALUES (?, ?, ?, NULL, ?) ON CONFLICT (device_id) DO NOTHING"
+)
+_TAKE_OVER = (
+    "UPDATE aliases SET claimed_by = ? "
+    "WHERE device_id = ? AND confirmed_at IS NULL AND claimed_by = ?"
+)
+_CONFIRM = (
+    "INSERT INTO aliases (device_id, user_id, first_seen_at, confirmed_at, claimed_by) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET confirmed_at = "
+    "excluded.confirmed_at WHERE aliases.confirmed_at IS NULL "
+    "AND aliases.user_id = excluded.user_id"
+)
+# Works on every schema version (confirmed_at was NOT NULL before claims were stored).
+_CONFIRMED_OWNERS = "SELECT device_id, user_id FROM aliases WHERE confirmed_at IS NOT NULL"
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
-        self.path = path
+
+class AliasRegistry:
+    """device_id -> user_id in a SQLite file or PostgreSQL; read-only (dry run) never writes.
+
+    `database` is the open `registry_store.Database`, for other registry tables (see
+    registry_schema on adding one). `location` is safe to show (no password).
+    """
+
+    def __init__(self, location: str | Path, *, read_only: bool = False) -> None:
         self.read_only = read_only
-        self._memory_lock = threading.Lock()  # the dicts below
-        self._db_lock = threading.Lock()  # the connections (used by delivery threads too)
-        self._in_flight: dict[str, str] = {}
-        self._confirmed: dict[str, str] = {}  # device -> user, a bounded cache of the table
-        self._confirmed_is_complete = False  # True: a miss means "not in the table" either
+        self.run_key = secrets.randbits(62) + 1  # this run, as a claim holder (never 0)
+        self._memory_lock = threading.Lock()  # the dicts and counters below
+        self._owners: dict[str, str] = {}  # device -> user: a bounded cache (owners never change)
+        self._owners_complete = False  # True: a miss means "not in the database" either
         self._shared_seen: set[tuple[str, str]] = set()
         self.shared_device_pairs = 0
-        self._writer: sqlite3.Connection | None = None
-        self._reader: sqlite3.Connection | None = None
+        self.database: Database = open_database(str(location), read_only=read_only)
+        self.location = self.database.location
         try:
-            self._open()
+            if read_only:
+                self._readable = self.database.version() > 0
+            else:
+                self.database.migrate()
+                self.database.hold_run(self.run_key)
+                self._readable = True
             self._load_cache()
-        except sqlite3.Error as exc:
-            self.close()
-            raise RegistryError(
-                f"alias registry {path} cannot be used ({exc}); {likely_cause(exc)}"
-            ) from exc
+        except self.database.errors as exc:
+            self.database.close()
+            raise self.database.error("cannot be used", exc) from None
+        except RegistryError:
+            self.database.close()
+            raise
 
-    def _open(self) -> None:
-        if self.read_only:
-            if self.path.exists():  # a dry run reads what earlier runs recorded, creates nothing
-                self._reader = sqlite3.connect(
-                    f"{self.path.as_uri()}?mode=ro", uri=True, check_same_thread=False
-                )
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Created user-only before SQLite touches it; SQLite gives -wal/-shm the same mode.
-        # (No exclusive lock: two runs sharing a registry could both send an alias, but with
-        # the same deterministic uuid, which PostHog dedupes.)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.fchmod(descriptor, 0o600)
-        os.close(descriptor)
-        self._writer = self._connect()
-        self._writer.execute("PRAGMA journal_mode=WAL")
-        self._writer.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL survives process kills
-        with self._transaction() as writer:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    writer.execute(statement)
-        self._reader = self._connect()
-
-    def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(
-            self.path,
-            timeout=_BUSY_TIMEOUT_MS / 1000,
-            check_same_thread=False,
-            isolation_level=None,
-        )
-        connection.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        return connection
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One explicit transaction: all of it is stored, or none (the connection is in
-        autocommit mode, where `with connection:` would not open one)."""
-        assert self._writer is not None
-        with self._db_lock:
-            self._writer.execute("BEGIN IMMEDIATE")  # takes the write lock now (busy_timeout)
-            try:
-                yield self._writer
-            except BaseException:
-                self._writer.execute("ROLLBACK")
-                raise
-            self._writer.execute("COMMIT")
+    def __repr__(self) -> str:
+        return f"AliasRegistry({self.location!r}, read_only={self.read_only})"
 
     def _load_cache(self) -> None:
-        """Small registries live wholly in memory: no SQLite lookup per new device."""
-        if self._reader is None:
-            self._confirmed_is_complete = True
+        """A small registry's confirmed owners live wholly in memory."""
+        if not self._readable:
+            self._owners_complete = True
             return
         if self.count() <= _CACHE_LIMIT:
-            rows = self._reader.execute("SELECT device_id, user_id FROM aliases")
-            self._confirmed = dict(rows.fetchall())
-            self._confirmed_is_complete = True
+            self._owners = dict(self.database.read(_CONFIRMED_OWNERS))
+            # A run sharing the registry may add claims at any time: only a dry run, alone
+            # with what it read, may take a miss for "nobody".
+            self._owners_complete = self.read_only
 
     def claim(self, device_id: str, user_id: str, seen_at: str) -> Claim:
-        """Decide for one pair; a NEW pair is in flight until `record_confirmed`."""
+        """Decide for one pair; a NEW pair is in flight (claimed by this run) until
+        `record_confirmed`. Raises RegistryError if the database cannot be written."""
         with self._memory_lock:
-            owner = self._in_flight.get(device_id) or self._confirmed.get(device_id)
-            complete = self._confirmed_is_complete
-        if owner is None and not complete:
-            owner = self._stored_owner(device_id)
+            owner = self._owners.get(device_id)
+            complete = self._owners_complete
+        decision: Claim | None = None
         if owner is None:
+            if self.read_only:
+                stored = None if complete else self._stored_owner(device_id)
+                owner, decision = (stored, None) if stored else (user_id, Claim.NEW)
+            else:
+                owner, decision = self._claim_stored(device_id, user_id, seen_at)
             with self._memory_lock:
-                owner = self._in_flight.setdefault(device_id, user_id)
-            if owner == user_id:
-                return Claim.NEW
+                if device_id not in self._owners:
+                    self._remember(device_id, owner)
+                else:  # a dry run's other thread claimed it meanwhile
+                    owner, decision = self._owners[device_id], None
+        if decision is Claim.NEW:
+            return decision
         if owner == user_id:
             return Claim.KNOWN
         self._note_shared_device(device_id, user_id, seen_at)
         return Claim.SHARED_DEVICE
 
+    def _claim_stored(self, device_id: str, user_id: str, seen_at: str) -> tuple[str, Claim]:
+        """One transaction: claim the device, or learn its owner (taking over a dead run's
+        claim of the same pair)."""
+        database = self.database
+        try:
+            with database.transaction() as tx:
+                if tx.execute(_CLAIM, (device_id, user_id, seen_at, self.run_key)) == 1:
+                    return user_id, Claim.NEW
+                owner, confirmed_at, holder = tx.fetchone(
+                    "SELECT user_id, confirmed_at, claimed_by FROM aliases WHERE device_id = ?",
+                    (device_id,),
+                )
+                if owner != user_id:
+                    return str(owner), Claim.SHARED_DEVICE
+                if (
+                    confirmed_at is None
+                    and holder is not None
+                    and int(holder) != self.run_key
+                    and not database.run_is_alive(tx, int(holder))
+                    and tx.execute(_TAKE_OVER, (self.run_key, device_id, holder)) == 1
+                ):
+                    return user_id, Claim.NEW
+                return user_id, Claim.KNOWN
+        except database.errors as exc:
+            raise database.error("could not be written", exc) from None
+
     def owner_of(self, device_id: str) -> str | None:
-        """The user PostHog confirmed this device is aliased to, if any."""
+        """The user this device is tied to (claimed first, by any run), if any."""
         with self._memory_lock:
-            owner = self._confirmed.get(device_id)
-            complete = self._confirmed_is_complete
-        if owner is None and not complete:
-            owner = self._stored_owner(device_id)
+            owner = self._owners.get(device_id)
+        if owner is None and not self._owners_complete:
+            owner = self._stored_owner(device_id, confirmed_only=False)
         return owner
 
-    def _stored_owner(self, device_id: str) -> str | None:
-        if self._reader is None:
+    def _stored_owner(self, device_id: str, *, confirmed_only: bool = True) -> str | None:
+        if not self._readable:
             return None
-        with self._db_lock:
-            row = self._reader.execute(
-                "SELECT user_id FROM aliases WHERE device_id = ?", (device_id,)
-            ).fetchone()
-        if row is None:
-            return None
-        with self._memory_lock:
-            self._remember(device_id, row[0])
-        return str(row[0])
+        condition = " AND confirmed_at IS NOT NULL" if confirmed_only else ""
+        rows = self.database.read(
+            "SELECT user_id FROM aliases WHERE device_id = ?" + condition, (device_id,)
+        )
+        return str(rows[0][0]) if rows else None
 
     def _remember(self, device_id: str, user_id: str) -> None:
         """Caller holds the memory lock."""
-        if len(self._confirmed) >= _CACHE_LIMIT:
-            self._confirmed.clear()  # flat memory; SQLite still knows them all
-            self._confirmed_is_complete = False
-        self._confirmed[device_id] = user_id
+        if len(self._owners) >= _CACHE_LIMIT:
+            self._owners.clear()  # flat memory; the database still knows them all
+            self._owners_complete = False
+        self._owners[device_id] = user_id
 
     def _note_shared_device(self, device_id: str, user_id: str, seen_at: str) -> None:
         with self._memory_lock:
@@ -200,45 +197,45 @@ class AliasRegistry:
             if len(self._shared_seen) < _CACHE_LIMIT:
                 self._shared_seen.add((device_id, user_id))
             self.shared_device_pairs += 1
-        if self._writer is not None:
-            with self._transaction() as writer:
-                writer.execute(
-                    "INSERT OR IGNORE INTO shared_devices VALUES (?, ?, ?)",
+        if self.read_only:
+            return
+        try:
+            with self.database.transaction() as tx:
+                tx.execute(
+                    "INSERT INTO shared_devices VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     (device_id, user_id, seen_at),
                 )
+        except self.database.errors as exc:
+            raise self.database.error("could not be written", exc) from None
 
     def record_confirmed(self, aliases: list[PendingAlias]) -> None:
-        """PostHog confirmed these aliases: store them in one transaction, then forget in-flight."""
-        if not aliases:
+        """PostHog confirmed these aliases: mark them confirmed in one transaction."""
+        if not aliases or self.read_only:
             return
-        if self._writer is not None:
-            now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            try:
-                with self._transaction() as writer:
-                    writer.executemany(
-                        "INSERT OR IGNORE INTO aliases VALUES (?, ?, ?, ?)",
-                        [(a.device_id, a.user_id, a.first_seen_at, now) for a in aliases],
-                    )
-            except sqlite3.Error as exc:
-                raise RegistryError(
-                    f"alias registry {self.path} could not be written ({exc}); "
-                    f"{likely_cause(exc)}. The batch counts as not delivered: the next run "
-                    "resends it with the same uuids"
-                ) from exc
-        with self._memory_lock:
-            for alias in aliases:
-                self._remember(alias.device_id, alias.user_id)
-                self._in_flight.pop(alias.device_id, None)
+        now = utc_now()
+        rows = [(a.device_id, a.user_id, a.first_seen_at, now, self.run_key) for a in aliases]
+        try:
+            with self.database.transaction() as tx:
+                tx.executemany(_CONFIRM, rows)
+        except self.database.errors as exc:
+            raise self.database.error(
+                "could not be written",
+                exc,
+                "The batch counts as not delivered: the next run resends it with the same uuids",
+            ) from None
 
     def count(self) -> int:
-        """Aliases stored (for the summary)."""
-        if self._reader is None:
+        """Aliases PostHog confirmed (for the summary)."""
+        if not self._readable:
             return 0
-        with self._db_lock:
-            return int(self._reader.execute("SELECT count(*) FROM aliases").fetchone()[0])
+        return int(
+            self.database.read("SELECT count(*) FROM aliases WHERE confirmed_at IS NOT NULL")[0][0]
+        )
 
     def close(self) -> None:
-        for connection in (self._reader, self._writer):
-            if connection is not None:
-                connection.close()
-        self._reader = self._writer = None
+        """Ends this run's hold on its claims (unconfirmed ones go to the next run)."""
+        if not self.read_only:
+            # Closing anyway: a runs row left behind only reads as a dead holder.
+            with contextlib.suppress(*self.database.errors):
+                self.database.end_run(self.run_key)
+        self.database.close()

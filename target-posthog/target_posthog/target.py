@@ -39,8 +39,10 @@ from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Counts, Progress
 from target_posthog.project import bind_registry
+from target_posthog.rate_budget import SharedThrottle
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
 from target_posthog.registry import AliasRegistry, RegistryError
+from target_posthog.registry_store import redact
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
 from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
@@ -108,7 +110,8 @@ class TargetPostHog(Target):
             "max_events_per_minute",
             th.IntegerType(minimum=1),
             title="Max events/min",
-            description="The speed agreed with PostHog support; unset, no limit.",
+            description="The speed agreed with PostHog support for the whole migration; "
+            "runs sharing one alias registry share it. Unset, no limit.",
         ),
         th.Property(
             "max_retries",
@@ -131,14 +134,18 @@ class TargetPostHog(Target):
             th.NumberType(exclusive_minimum=0),
             default=30,
             title="Request timeout (s)",
+            description="Seconds to wait for PostHog to answer one request; then it is "
+            "retried (with the same uuids).",
         ),
         th.Property(
             "alias_registry",
             th.StringType,
             default="target-posthog-aliases.sqlite",
             title="Alias registry",
-            description="SQLite file of every (device, user) alias PostHog confirmed "
-            "and every shared device; relative to the working folder.",
+            description="Where every (device, user) alias PostHog confirmed and every "
+            "shared device are kept: a SQLite file (relative to the working folder) or a "
+            "PostgreSQL URL (postgresql://user:password@host:5432/db; the password may "
+            "instead come from PGPASSWORD), which parallel jobs can share.",
         ),
         th.Property(
             "existing_properties",
@@ -191,18 +198,15 @@ class TargetPostHog(Target):
         config = self.config
         self.dry_run = bool(config.get("dry_run_path"))
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
+        self.registry = AliasRegistry(config["alias_registry"], read_only=self.dry_run)
         bound = bind_registry(
-            Path(config["alias_registry"]),
-            config["host"],
-            config["api_key"],
-            read_only=self.dry_run,
+            self.registry.database, config["host"], config["api_key"], read_only=self.dry_run
         )
         if bound:
             self.logger.info(bound)
         self.set_aside = SetAsideLines(Path(config["dead_letter_path"]))
-        self.registry = AliasRegistry(Path(config["alias_registry"]), read_only=self.dry_run)
         self.profiles = Profiles(
-            Path(config["alias_registry"]),
+            config["alias_registry"],
             existing=config.get("existing_properties", OVERWRITE),
             read_only=self.dry_run,
         )
@@ -216,7 +220,7 @@ class TargetPostHog(Target):
             emit_state=self._withhold_state if self.dry_run else self._emit_state,
             concurrency=1 if self.dry_run else config["concurrency"],
             batch_size=self._batch_size(),
-            throttle=Throttle(config.get("max_events_per_minute"), self._stopping),
+            throttle=self._throttle(),
             stopping=self._stopping,
             logger=self.logger,
             durable_files=(*durable, *self.set_aside.files),
@@ -249,9 +253,17 @@ class TargetPostHog(Target):
             f"speed limit {f'{limit} events/min' if limit else 'none (no limit)'}; "
             f"{self._batch_size()} events per request, concurrency "
             f"{1 if self.dry_run else config['concurrency']}; alias_registry "
-            f"{config['alias_registry']}; dead_letter_path {config['dead_letter_path']}; "
+            f"{redact(config['alias_registry'])}; dead_letter_path {config['dead_letter_path']}; "
             + (f"dry run into {config['dry_run_path']}" if self.dry_run else "dry run off")
         )
+
+    def _throttle(self) -> Throttle:
+        """PostHog's agreed speed; shared through the registry with every run using it (a
+        dry run, which writes no registry, paces itself alone)."""
+        speed = self.config.get("max_events_per_minute")
+        if self.dry_run:
+            return Throttle(speed, self._stopping)
+        return SharedThrottle(speed, self._stopping, self.registry.database)
 
     def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
         config = self.config
