@@ -35,6 +35,14 @@ def meltano(project: Path, *args: str, timeout: float = 600) -> subprocess.Compl
     return result
 
 
+def meltano_kind(plugin: str, name: str) -> str:
+    """The kind this repository's meltano.yml gives a setting (the definitions' source)."""
+    project = yaml.safe_load((REPO_ROOT / "meltano.yml").read_text())
+    entries = [e for kind in ("extractors", "loaders") for e in project["plugins"][kind]]
+    entry = next(e for e in entries if e["name"] == plugin)
+    return str(next(s for s in entry["settings"] if s["name"] == name)["kind"])
+
+
 def test_the_definitions_carry_what_meltano_hub_lists() -> None:
     tap = definition("tap-amplitude", "git+https://example.invalid/repo.git@v0.1.0")
     target = definition("target-posthog", "/some/checkout")
@@ -49,7 +57,7 @@ def test_the_definitions_carry_what_meltano_hub_lists() -> None:
     ]
     settings = {s["name"]: s for s in tap["settings"]}
     assert settings["api_key"]["sensitive"] is True and settings["secret_key"]["sensitive"]
-    assert settings["start_date"]["kind"] == "date_iso8601"
+    assert settings["start_date"]["kind"] == meltano_kind("tap-amplitude", "start_date")
     for setting in [*tap["settings"], *target["settings"]]:
         assert setting["kind"] and setting["label"] and setting["description"], setting
     assert target["pip_url"] == "/some/checkout/target-posthog"
