@@ -90,6 +90,34 @@ def test_integers_of_any_width_reach_posthog_exactly(
         assert json.loads(raw)["properties"]["order_id"] == value
 
 
+def test_a_wide_integer_in_user_properties_reaches_the_person_exactly(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Person properties are stored in the registry and sent after the events: both exact."""
+    wide = 123456789012345678901234567890
+    records = [
+        BASE | {"uuid": str(uuid.UUID(int=1)), "user_id": "user-wide", "device_id": "dev-w",
+                "user_properties": {"order_count": wide, "plan": "gold"}},
+        BASE | {"uuid": str(uuid.UUID(int=2)), "user_id": "user-plain", "device_id": "dev-p",
+                "user_properties": {"plan": "a"}},
+    ]  # fmt: skip
+    lines = [orjson.dumps(SCHEMA)] + [json.dumps(record(r)).encode() for r in records]
+    config = target_config(tmp_path, posthog)
+    run = run_target_lines(config, lines, tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    person = posthog.people.person("user-wide")
+    assert person is not None
+    assert person.properties["order_count"] == wide and person.properties["plan"] == "gold"
+    plain = posthog.people.person("user-plain")
+    assert plain is not None and plain.properties["plan"] == "a"
+    # A rerun finds the stored (exact) values unchanged: nothing new to send.
+    before = len(posthog.events)
+    rerun = run_target_lines(config, lines, tmp_path, posthog)
+    assert rerun.returncode == 0, rerun.stderr
+    assert [e for e in posthog.events[before:] if not is_export_event(e)] == []
+
+
 def run_target_lines(
     config: dict[str, Any], lines: list[bytes], tmp_path: Path, posthog: PostHogStandIn
 ) -> TargetRun:

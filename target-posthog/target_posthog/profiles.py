@@ -30,6 +30,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from target_posthog import exact_numbers
 from target_posthog.event_keys import derived_uuid
 from target_posthog.groups import GROUP_UPDATE
 from target_posthog.mapping import Mapped
@@ -382,7 +383,7 @@ class Profiles:
         # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
         values.update(sorted(state.initial.values.items()))
         operation = "$set_once" if self.existing == KEEP else "$set"
-        digest = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        digest = exact_numbers.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
         return {
             "event": PERSON_UPDATE,
             "distinct_id": distinct_id,
@@ -399,7 +400,7 @@ class Profiles:
     def _group_update(self, key: str, state: _State) -> dict[str, Any]:
         group_type, group_key = orjson.loads(key)
         values = dict(sorted(state.newest.values.items()))
-        digest = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        digest = exact_numbers.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
         return {
             "event": GROUP_UPDATE,
             # The distinct_id of the newest record showing the group: a real person (a made-up
@@ -448,7 +449,7 @@ class _State(_Observed):
     def load(cls, text: str | None, key: str) -> _State:
         state = cls(key)
         if text is not None:
-            stored = orjson.loads(text)
+            stored = exact_numbers.loads(text.encode())
             state.newest = Winners.load(stored["set"])
             state.initial = Winners.load(stored["once"], earliest=True)
             state.by_order, state.by = stored["by"]
@@ -465,7 +466,8 @@ class _State(_Observed):
         return changed, (moved or moved_initial) and not changed
 
     def dump(self) -> str:
-        return orjson.dumps(
+        # Amplitude user properties may hold integers wider than 64 bits: stored exactly.
+        return exact_numbers.dumps(
             {
                 "set": self.newest.dump(),
                 "once": self.initial.dump(),

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 MAX_EVENT_BYTES = 900 * 1024
 
 
-def _encode(event: dict[str, Any]) -> bytes:
+def encode_event(event: dict[str, Any]) -> bytes:
+    """An event's JSON bytes, as PostHog receives them."""
     # default: Decimal/datetime from other taps' paths; wide integers written exactly.
     return exact_numbers.dumps(event, default=str)
 
@@ -86,11 +87,11 @@ class EventsSink(BatchSink):
             try:
                 first = orjson.dumps(events[0], default=str)
             except orjson.JSONEncodeError:  # a wider-than-64-bit integer (rare)
-                first = _encode(events[0])
+                first = encode_event(events[0])
             encoded = [first]
             too_big = len(first)
         else:
-            encoded = [_encode(event) for event in events]
+            encoded = [encode_event(event) for event in events]
             too_big = max(map(len, encoded))
         if too_big > MAX_EVENT_BYTES:
             self._dead_letter(
@@ -109,7 +110,7 @@ class EventsSink(BatchSink):
             and self._registry.claim(device_id, user_id, mapped.timestamp) is Claim.NEW
         ):
             # Before the event it ties, in the same batch: confirmed (and recorded) together.
-            encoded.insert(0, _encode(alias_event(device_id, user_id, mapped.timestamp)))
+            encoded.insert(0, encode_event(alias_event(device_id, user_id, mapped.timestamp)))
             aliases.insert(0, PendingAlias(device_id, user_id, mapped.timestamp))
         self._delivery.add(position, encoded, aliases)
 

@@ -46,7 +46,7 @@ from target_posthog.registry_store import redact
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
 from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
-from target_posthog.sinks import EventsSink, UnreadableLinesSink
+from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
 _STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
@@ -411,7 +411,7 @@ class TargetPostHog(Target):
         """
         delivery = self.delivery
         for event, pending in self.profiles.updates(self.registry.owner_of):
-            delivery.add(delivery.next_position(), [orjson.dumps(event, default=str)], [pending])
+            delivery.add(delivery.next_position(), [encode_event(event)], [pending])
         withheld = self.profiles.group_updates_withheld
         if withheld:
             self.logger.warning(
