@@ -372,3 +372,35 @@ def test_person_properties_are_kept_in_a_postgresql_registry(
     again.observe_person("u", order, {"plan": "pro"}, None)
     assert list(again.updates(lambda device: None)) == []
     again.close()
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "postgresql+psycopg://mig:S3cretXY42@127.0.0.1:1/reg1",  # SQLAlchemy's form
+        "host=127.0.0.1 port=5432 dbname=reg user=mig password=S3cretXY42",  # libpq key=value
+        "mysql://mig:S3cretXY42@127.0.0.1/reg",
+    ],
+)
+def test_a_location_that_is_no_path_and_no_postgresql_url_is_refused_without_a_file(
+    location: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taken for a SQLite path, it would hold the password in a file name and log line."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RegistryError) as caught:
+        AliasRegistry(location)
+    message = str(caught.value)
+    assert "S3cretXY42" not in message and "S3cretXY42" not in redact(location)
+    assert "neither a SQLite file path nor a postgresql:// URL" in message
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_a_url_with_an_unencoded_password_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    """psycopg quotes the part of a URL it cannot parse: that part may be the password."""
+    location = "postgresql://mig:p@ss:w/rd%41#x?z@127.0.0.1:1/reg2"
+    with pytest.raises(RegistryError) as caught:
+        AliasRegistry(location)
+    message = str(caught.value)
+    for piece in ("ss:w/rd", "x?z", "%41#"):
+        assert piece not in message
+    assert "the URL cannot be parsed" in message and "percent-encoded" in message

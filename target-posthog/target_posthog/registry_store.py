@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -51,20 +52,40 @@ def _advisory_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# Any URL scheme (SQLAlchemy's `postgresql+psycopg://` included), and libpq's key=value form:
+# neither is a file path, and taking one for a path would put its password in a file name.
+_ANY_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_KEY_VALUE = re.compile(r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password)\s*=", re.IGNORECASE)
+_KEY_VALUE_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# A driver message quoting back a URL it could not parse: shown without the quote.
+_UNPARSED_URL = ("invalid uri", "uri query", "connection info string", "invalid dsn")
+
+
 def is_postgres_url(location: str) -> bool:
     return location.lower().startswith(_URL_SCHEMES)
 
 
+def unsupported_location(location: str) -> bool:
+    """True for a URL other than postgresql:// or a libpq key=value string (not a file path)."""
+    if is_postgres_url(location):
+        return False
+    return bool(_ANY_URL.match(location) or _KEY_VALUE.search(location))
+
+
 def redact(location: str) -> str:
     """The location as it may be shown: a URL's password and secret query values as ***."""
-    if not is_postgres_url(location):
-        return location
-    parts = urllib.parse.urlsplit(location)
-    netloc = parts.netloc
-    if "@" in netloc:
-        credentials, _, host = netloc.rpartition("@")
+    if not _ANY_URL.match(location):
+        return _KEY_VALUE_PASSWORD.sub(r"\1***", location)
+    # The credentials end at the last "@": a password typed without percent-encoding may hold
+    # "/", "?" or "#", which would end the URL's netloc early for urlsplit.
+    scheme, _, rest = location.partition("://")
+    credentials, at, rest = rest.rpartition("@")
+    login = ""
+    if at:
         user = credentials.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in credentials else f"{user}@{host}"
+        login = f"{user}:***@" if ":" in credentials else f"{user}@"
+    parts = urllib.parse.urlsplit(f"{scheme}://{rest}")
+    netloc = login + parts.netloc
     query = urllib.parse.urlencode(
         [
             (key, "***" if key.lower() in {"password", "sslpassword", "passfile"} else value)
@@ -123,9 +144,17 @@ class Database:
     def error(self, doing: str, exc: BaseException, consequence: str = "") -> RegistryError:
         """A one-line RegistryError naming the registry, what failed and the likely cause."""
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        for secret in self._secrets:
-            detail = detail.replace(secret, "***")
-        cause = _likely_cause(detail, self.default_cause)
+        if any(marker in detail.lower() for marker in _UNPARSED_URL):
+            # The driver quotes the part of the URL it choked on: it may hold the password.
+            detail = "the URL cannot be parsed"
+            cause = (
+                "write it as postgresql://user:password@host:port/database, with the characters "
+                "@ : / % # ? of the user name and password percent-encoded (@ as %40 ...)"
+            )
+        else:
+            for secret in self._secrets:
+                detail = detail.replace(secret, "***")
+            cause = _likely_cause(detail, self.default_cause)
         message = f"alias registry {self.location} {doing} ({detail}); {cause}"
         return RegistryError(message + (f". {consequence}" if consequence else ""))
 
@@ -408,6 +437,12 @@ def open_database(location: str, *, read_only: bool = False) -> Database:
     cannot be opened."""
     if is_postgres_url(location):
         return PostgresDatabase(location, read_only=read_only)
+    if unsupported_location(location):
+        raise RegistryError(
+            f"alias registry {redact(location)} is neither a SQLite file path nor a "
+            "postgresql:// URL; write PostgreSQL as postgresql://user:password@host:port/database "
+            "(no '+driver' part as in SQLAlchemy URLs, no key=value form)"
+        )
     try:
         return SQLiteDatabase(location, read_only=read_only)
     except sqlite3.Error as exc:
