@@ -470,6 +470,11 @@ def test_sigterm_while_waiting_for_the_last_batches_exits_non_zero_with_a_safe_s
         stderr_lines.append(line.decode())
         if "completed processing" in stderr_lines[-1]:
             break
+    # The fast batches' STATE may still be held back (at most one write a second): the signal
+    # is meant for the slow tail, so wait for the first STATE (bounded).
+    deadline = time.monotonic() + 20
+    while not watcher.states and time.monotonic() < deadline:
+        time.sleep(0.05)
     returncode, rest = send_signal_and_finish(process, signal.SIGTERM)
     watcher.join()
     stderr = "".join(stderr_lines) + rest
