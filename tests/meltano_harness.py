@@ -21,6 +21,8 @@ from pathlib import Path
 
 import orjson
 
+from scripts.sample_run import PLUGIN_PREFIXES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MELTANO = Path(sys.executable).with_name("meltano")
 JOB = ("tap-amplitude", "target-posthog")
@@ -75,7 +77,7 @@ def base_environment() -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("TAP_AMPLITUDE_", "TARGET_POSTHOG_", "MELTANO_"))
+        if not key.startswith((*PLUGIN_PREFIXES, "MELTANO_"))
     }
     env.update(
         MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",

@@ -31,7 +31,9 @@ def test_every_readme_holds_the_settings_table_of_its_plugins() -> None:
 def test_readme_gives_the_two_commands_ci_runs() -> None:
     blocks = re.findall(r"```sh\n(.*?)\n```", README, flags=re.DOTALL)
     one_liners = [block for block in blocks if "\n" not in block]
-    assert any(line.endswith("meltano run tap-amplitude target-posthog") for line in one_liners)
+    # The sample run: scripts.sample_run is `meltano run tap-amplitude target-posthog`, sealed
+    # from .env (tests/test_e2e_meltano.py runs it with a filled one).
+    assert any(line.endswith(".venv/bin/python -m scripts.sample_run") for line in one_liners)
     test_command = next(line for line in one_liners if line.endswith(".venv/bin/pytest"))
     assert test_command in (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8")
 

@@ -7,6 +7,8 @@ nothing, new hours send only themselves, and a killed run resumes with nothing l
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,12 @@ import pytest
 from tests.meltano_harness import (
     AMPLITUDE_KEY,
     AMPLITUDE_SECRET,
+    JOB,
+    MELTANO,
     POSTHOG_KEY,
     REPO_ROOT,
     MeltanoProject,
+    base_environment,
     install_plugins,
     tap_settings,
     target_settings,
@@ -230,6 +235,67 @@ def test_default_environment_runs_the_bundled_sample_without_an_account(tmp_path
     # of the first run's.
     assert_succeeded(project.run_job())
     assert payloads.read_bytes().splitlines() == lines
+
+
+def sample_project(folder: Path) -> Path:
+    """A Meltano project that is this repository's, with its own `.env`, outputs and system
+    database: the repository's files are linked, its installed plugins shared."""
+    folder.mkdir()
+    (folder / "meltano.yml").write_bytes((REPO_ROOT / "meltano.yml").read_bytes())
+    for name in ("sample", "tap-amplitude", "target-posthog", "scripts"):
+        (folder / name).symlink_to(REPO_ROOT / name)
+    (folder / ".meltano").mkdir()
+    for kind in ("extractors", "loaders"):
+        (folder / ".meltano" / kind).symlink_to(REPO_ROOT / ".meltano" / kind)
+    return folder
+
+
+def test_readme_sample_command_is_sealed_from_a_filled_env(tmp_path: Path) -> None:
+    """README command 1 does what it says with the real migration's `.env` filled in and
+    other settings exported in the shell; the plain `meltano run` would not (the control)."""
+    project = sample_project(tmp_path / "project")
+    real_key = "phc_real_project_key_do_not_leak"
+    (project / ".env").write_text(
+        "TAP_AMPLITUDE_START_DATE=2030-01-01T00:00:00Z\n"
+        "TAP_AMPLITUDE_API_KEY=amp-real-key\n"
+        f"TARGET_POSTHOG_API_KEY={real_key}\n"
+        "TARGET_POSTHOG_HOST=http://127.0.0.1:9\n"
+        "TARGET_POSTHOG_MAX_EVENTS_PER_MINUTE=60\n"
+    )
+    env = base_environment()
+    env.update(
+        MELTANO_DATABASE_URI=f"sqlite:///{tmp_path / 'meltano.db'}",
+        MELTANO_ENVIRONMENT="prod",
+        TAP_AMPLITUDE_WINDOW_HOURS="1",
+        TARGET_POSTHOG_DRY_RUN_PATH=str(tmp_path / "elsewhere.jsonl"),
+    )
+    payloads = project / "output" / "dev" / "posthog-payloads.jsonl"
+
+    def run(*command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            command, cwd=project, env=env, capture_output=True, text=True, timeout=240
+        )
+
+    plain = run(str(MELTANO), "--environment=dev", "run", *JOB)
+    # The control: the filled .env and the exported variables took over the plain command.
+    assert "2030-01-01" in plain.stderr
+    assert not payloads.exists()
+    (tmp_path / "elsewhere.jsonl").unlink()  # the exported dry_run_path: replaced, but empty
+
+    sealed = run(sys.executable, "-m", "scripts.sample_run")
+    assert_succeeded(sealed)
+    lines = payloads.read_bytes().splitlines()
+    events = [event for line in lines for event in orjson.loads(line)["batch"]]
+    sample = ExportStore.open(REPO_ROOT / "sample" / "amplitude-export")
+    assert {e["uuid"] for e in events if is_export_event(e)} == sample.uuids()
+    assert not (tmp_path / "elsewhere.jsonl").exists()
+    first_line = sealed.stderr.splitlines()[0]
+    assert first_line == (
+        "sample run: meltano run tap-amplitude target-posthog in the dev environment on the "
+        "bundled sample; .env ignored; variables set aside: MELTANO_ENVIRONMENT, "
+        "TAP_AMPLITUDE_WINDOW_HOURS, TARGET_POSTHOG_DRY_RUN_PATH"
+    )
+    assert real_key not in sealed.stdout + sealed.stderr + plain.stdout + plain.stderr
 
 
 def test_tap_output_loads_into_a_standard_singer_target(
