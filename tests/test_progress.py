@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from target_posthog.progress import Counts, Progress
+from target_posthog.progress import Checkpoints, Counts, Progress
 
 from tests.target_support import POSTHOG_KEY, SCHEMA, record, run_target, tap_records, target_config
 from tests.testbed.posthog import PostHogStandIn
@@ -38,6 +38,58 @@ def test_a_progress_line_gives_delivered_of_received_speed_with_aliases_and_an_e
     assert "10 events/s" in slower and "ETA for what was received 11 min 33 s" in slower
     unlimited = Progress(None, now=0.0).line(counts, in_flight=0, now=10.0)
     assert "(no speed limit)" in unlimited and "ETA for what was received 19 s" in unlimited
+
+
+def hour_state(hour: int) -> dict:
+    """tap-amplitude's STATE at the end of an export hour (singer-sdk's shape)."""
+    value = f"2024-03-01T{hour:02d}:00:00+00:00"
+    return {
+        "bookmarks": {
+            "events": {"replication_key": "server_upload_time", "replication_key_value": value}
+        }
+    }
+
+
+def test_a_checkpoint_line_says_each_finished_hour_that_delivered_events() -> None:
+    checkpoints = Checkpoints()
+
+    def counts(sent: int, dead: int = 0) -> Counts:
+        return Counts(
+            received=900, events_sent=sent, aliases_sent=0, updates_sent=0, dead_letters=dead
+        )
+
+    assert checkpoints.line(hour_state(1), counts(120, dead=3)) == (
+        "checkpoint events 2024-03-01T01:00:00+00:00: everything before it is in PostHog or "
+        "dead-lettered (123 events since the last checkpoint; 120 delivered of 900 received "
+        "so far)"
+    )
+    assert checkpoints.line(hour_state(2), counts(120, dead=3)) is None  # an empty hour
+    assert checkpoints.line(hour_state(3), counts(300, dead=3)) == (
+        "checkpoint events 2024-03-01T03:00:00+00:00: everything before it is in PostHog or "
+        "dead-lettered (180 events since the last checkpoint; 300 delivered of 900 received "
+        "so far)"
+    )
+    assert checkpoints.line(hour_state(3), counts(301, dead=3)) is None  # bookmark unmoved
+    assert checkpoints.line({"done": 1}, counts(400)) is None  # no bookmark in it
+    dry = Checkpoints(dry_run=True).line(hour_state(1), counts(5))
+    assert dry is not None and "written to the payload file or dead-lettered (dry run" in dry
+
+
+def test_the_target_logs_its_checkpoints_and_progress_says_the_last(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    records = tap_records(40)
+    messages = [SCHEMA, *(record(r) for r in records), {"type": "STATE", "value": hour_state(6)}]
+    run = run_target(target_config(tmp_path, posthog), messages, tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert (
+        "checkpoint events 2024-03-01T06:00:00+00:00: everything before it is in PostHog or "
+        "dead-lettered (40 events since the last checkpoint; 40 delivered of 40 received so far)"
+    ) in run.stderr
+    last = Progress(None, now=0.0).line(
+        Counts(40, 40, 0, 0, 0), 0, bookmark="events 2024-03-01T06:00:00+00:00", now=1.0
+    )
+    assert last.endswith("0 batches in flight; last checkpoint events 2024-03-01T06:00:00+00:00")
 
 
 def test_a_dry_run_says_nothing_was_sent_and_always_replaces_its_payload_file(

@@ -3,7 +3,11 @@
 Every few seconds: events delivered of those received so far (the tap reads ahead of what is
 delivered, most of all under a speed limit), aliases and dead letters, the speed counting every
 event PostHog took (aliases and person/group updates count against the agreed limit too), and an
-ETA for what was received, from the recent speed, never faster than the limit allows.
+ETA for what was received, from the recent speed, never faster than the limit allows, and where
+delivery stands (the bookmark of the last STATE passed on). And a line at each checkpoint: each
+time a STATE is passed on whose bookmark moved past events delivered since the previous one
+(tap-amplitude sends one per finished export hour; the target passes at most one a second), so
+a throttled migration says which hour it has finished, and hours with nothing in them stay quiet.
 """
 
 from __future__ import annotations
@@ -28,6 +32,47 @@ class Counts:
         return self.events_sent + self.aliases_sent + self.updates_sent
 
 
+def bookmarks_text(state: dict | None) -> str | None:
+    """The bookmarks of a singer-sdk STATE (``{"bookmarks": {stream: {"replication_key_value":
+    ...}}}``) as "stream value, ...", or None when it holds none."""
+    if not state:
+        return None
+    bookmarks = [
+        f"{stream} {bookmark['replication_key_value']}"
+        for stream, bookmark in sorted(state.get("bookmarks", {}).items())
+        if isinstance(bookmark, dict) and bookmark.get("replication_key_value")
+    ]
+    return ", ".join(bookmarks) or None
+
+
+class Checkpoints:
+    """One line per STATE passed on that vouches for newly delivered events."""
+
+    def __init__(self, *, dry_run: bool = False) -> None:
+        self._arrived = (
+            "written to the payload file or dead-lettered (dry run: nothing sent, no bookmark "
+            "moved)"
+            if dry_run
+            else "in PostHog or dead-lettered"
+        )
+        self._settled = 0  # events delivered + dead-lettered at the last checkpoint line
+        self._where: str | None = None
+
+    def line(self, state: dict, counts: Counts) -> str | None:
+        """The line for this STATE, or None when its bookmark did not move or it vouches for
+        no new event (an empty hour)."""
+        where = bookmarks_text(state)
+        settled = counts.events_sent + counts.dead_letters
+        if where is None or where == self._where or settled == self._settled:
+            return None
+        since, self._settled, self._where = settled - self._settled, settled, where
+        return (
+            f"checkpoint {where}: everything before it is {self._arrived} "
+            f"({since:,} events since the last checkpoint; {counts.events_sent:,} delivered of "
+            f"{counts.received:,} received so far)"
+        )
+
+
 class Progress:
     """Builds progress lines; the speed is measured between consecutive lines."""
 
@@ -36,7 +81,14 @@ class Progress:
         self._last: tuple[float, int] | None = None
         self._started = time.monotonic() if now is None else now
 
-    def line(self, counts: Counts, in_flight: int, *, now: float | None = None) -> str:
+    def line(
+        self,
+        counts: Counts,
+        in_flight: int,
+        *,
+        bookmark: str | None = None,
+        now: float | None = None,
+    ) -> str:
         now = time.monotonic() if now is None else now
         last_time, last_events = self._last or (self._started, 0)
         self._last = (now, counts.posthog_events)
@@ -48,7 +100,8 @@ class Progress:
             f"{share}, {counts.aliases_sent:,} aliases, {counts.dead_letters:,} dead-lettered; "
             f"{speed:,.0f} events/s to PostHog incl. aliases and updates"
             f"{self._limit_text()}; {self._eta(counts.received - settled, speed)}; "
-            f"{in_flight} batches in flight"
+            f"{in_flight} batches in flight; "
+            + (f"last checkpoint {bookmark}" if bookmark else "no checkpoint yet this run")
         )
 
     def _limit_text(self) -> str:

@@ -37,7 +37,7 @@ from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPol
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.profiles import OVERWRITE, Profiles
-from target_posthog.progress import Counts, Progress
+from target_posthog.progress import Checkpoints, Counts, Progress, bookmarks_text
 from target_posthog.project import bind_registry
 from target_posthog.rate_budget import SharedThrottle
 from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
@@ -185,6 +185,8 @@ class TargetPostHog(Target):
         self._stdout_lock = threading.Lock()
         self._state_reader_gone = False
         self._last_state_emitted: dict | None = None
+        self._last_checkpoint: dict | None = None  # emitted, or withheld in a dry run
+        self._checkpoints = Checkpoints(dry_run=bool(self.config.get("dry_run_path")))
         self._started = time.monotonic()
         self._stopping = threading.Event()
         signal_pipe_read, self._signal_pipe_write = os.pipe()
@@ -371,6 +373,13 @@ class TargetPostHog(Target):
 
     def _withhold_state(self, state: dict) -> None:
         """Dry run: nothing reached PostHog, so no bookmark may move past anything."""
+        self._say_checkpoint(state)
+
+    def _say_checkpoint(self, state: dict) -> None:
+        self._last_checkpoint = state
+        line = self._checkpoints.line(state, self.counts())
+        if line:
+            self.logger.info(line)
 
     def _emit_state(self, state: dict) -> None:
         line = orjson.dumps(state, option=orjson.OPT_APPEND_NEWLINE)
@@ -380,6 +389,7 @@ class TargetPostHog(Target):
             try:
                 write_stdout(line)
                 self._last_state_emitted = state
+                self._say_checkpoint(state)
             except BrokenPipeError as exc:
                 self._state_reader_gone = True
                 raise LocalFileError(
@@ -526,12 +536,7 @@ class TargetPostHog(Target):
         state = self._last_state_emitted
         if state is None:
             return "the next run resumes where this one started (no new STATE was confirmed)"
-        bookmarks = [
-            f"{stream} {bookmark['replication_key_value']}"
-            for stream, bookmark in sorted(state.get("bookmarks", {}).items())
-            if isinstance(bookmark, dict) and bookmark.get("replication_key_value")
-        ]
-        where = ", ".join(bookmarks) or "the last STATE emitted"
+        where = bookmarks_text(state) or "the last STATE emitted"
         return (
             f"the next run resumes from {where} or earlier (the last STATE emitted; "
             "`meltano state get` shows the one stored)"
@@ -609,7 +614,11 @@ class TargetPostHog(Target):
     def _report_progress(self) -> None:
         progress = Progress(self.config.get("max_events_per_minute"))
         while not self._stopping.wait(PROGRESS_INTERVAL_SECONDS):
-            line = progress.line(self.counts(), self.delivery.in_flight)
+            line = progress.line(
+                self.counts(),
+                self.delivery.in_flight,
+                bookmark=bookmarks_text(self._last_checkpoint),
+            )
             self.logger.info(
                 "progress%s: %s", " (dry run: nothing sent)" if self.dry_run else "", line
             )
