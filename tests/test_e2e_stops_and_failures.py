@@ -171,3 +171,5 @@ def test_a_killed_run_leaves_no_key_in_meltanos_run_folder(
         content = path.read_bytes()
         for secret in (AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
             assert secret.encode() not in content, f"{path.name} holds a key after a kill"
+    # The next runs' config files are written where only the owner can read them.
+    assert run_folder.stat().st_mode & 0o077 == 0

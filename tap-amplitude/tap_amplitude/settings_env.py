@@ -58,7 +58,11 @@ def remove_meltano_config_file(argv: Sequence[str], role: str) -> bool:
     """Delete the config file Meltano wrote for this run, once read: it holds the keys in clear
     and Meltano removes it only when the run ends normally (a killed run left it in
     `.meltano/run/<plugin>/<role>.<uuid>.config.json`). Only a file of exactly that shape is
-    touched, never a config file a user passes by hand. True if one was removed."""
+    touched, never a config file a user passes by hand. True if one was removed.
+
+    It also makes `.meltano/run/` readable by its owner only: Meltano writes the next runs'
+    config files there with the default umask (world-readable on most machines) and deletes
+    them only at the end of a run."""
     for flag, value in itertools.pairwise(argv):
         if flag != "--config":
             continue
@@ -68,6 +72,8 @@ def remove_meltano_config_file(argv: Sequence[str], role: str) -> bool:
             and path.parent.parent.name == "run"
             and path.parent.parent.parent.name == ".meltano"
         ):
+            with contextlib.suppress(OSError):  # not ours to own: the unlink still matters
+                path.parent.parent.chmod(0o700)
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 return True
