@@ -109,8 +109,6 @@ def test_person_properties_are_observed_not_set_on_the_event() -> None:
     assert mapped.person_key == "u_1"
     assert mapped.person == {
         "plan": "pro",
-        "initial_utm_source": "newsletter",
-        "initial_utm_medium": "EMPTY",
         "$current_url": "https://shop.example/ü?x=1",
         "$pathname": "/ü",
         "$referrer": "https://www.google.com/",
@@ -122,7 +120,13 @@ def test_person_properties_are_observed_not_set_on_the_event() -> None:
         "$browser_version": 121,
         "$device_type": "Desktop",
     }
-    assert mapped.initial == {"$initial_utm_source": "newsletter"}
+    # First-touch values, earliest wins, under Amplitude's name (as Amplitude shows it, EMPTY
+    # included) and PostHog's (EMPTY left out, as PostHog's importer does).
+    assert mapped.initial == {
+        "initial_utm_source": "newsletter",
+        "$initial_utm_source": "newsletter",
+        "initial_utm_medium": "EMPTY",
+    }
     assert mapped.order == WEB_RECORD["event_time"] + WEB_RECORD["uuid"]
 
 
@@ -215,6 +219,35 @@ def test_web_device_type_in_any_case(device_type: str) -> None:
         "00000000-0000-0000-0000-000000000000",
         "guest",
         "distinct_id",
+        # Near misses of the same kinds: numbers equal to 0 or -1 in any spelling, a word in
+        # brackets, case, nested quotes, whitespace, JavaScript object text, zero UUIDs.
+        "0.0",
+        "00",
+        "-0",
+        "+0",
+        "0e0",
+        "-1.0",
+        "Infinity",
+        "(null)",
+        "<nil>",
+        "[undefined]",
+        "NULL ",
+        "\tNone\n",
+        "'undefined'",
+        "\"'null'\"",
+        "`nil`",
+        "[object Object]",
+        "[object object]",
+        "[Object Object]",
+        "[object Undefined]",
+        "[object HTMLDivElement]",
+        "00000000000000000000000000000000",
+        "{00000000-0000-0000-0000-000000000000}",
+        " 00000000-0000-0000-0000-000000000000 ",
+        "#N/A",
+        "NA",
+        "TRUE",
+        "Email",
     ],
 )
 def test_placeholder_user_id_counts_as_absent(placeholder: str) -> None:
@@ -225,6 +258,9 @@ def test_placeholder_user_id_counts_as_absent(placeholder: str) -> None:
     assert mapped.person_key == "d-1"
     if placeholder.strip():
         assert event["properties"]["$amplitude_user_id"] == placeholder  # kept for tracing
+    else:  # "" or blank: nothing to keep
+        assert "$amplitude_user_id" not in event["properties"]
+    assert can_alias("d-1", placeholder) is False
 
 
 def test_placeholder_device_id_counts_as_absent() -> None:
@@ -238,8 +274,78 @@ def test_placeholder_device_id_counts_as_absent() -> None:
 
 
 def test_real_ids_resembling_placeholders_are_kept() -> None:
-    for real in ("nullable-7", "u_undefined", "00000000-0000-0000-0000-000000000001", "10"):
+    for real in (
+        "nullable-7",
+        "u_undefined",
+        "00000000-0000-0000-0000-000000000001",
+        "10",
+        "007",
+        "-2",
+        "0x0",
+        "null-user",
+        "[1]",
+        "(me)",
+        "00000000000000000000000000000001",
+        "anonymous-42",
+    ):
         assert map_record({**WEB_RECORD, "user_id": real}).user_id == real
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_blank_ids_are_absent_and_not_kept(blank: str) -> None:
+    """An empty id carries no information: not the distinct_id, not a raw property."""
+    properties = map_record({**WEB_RECORD, "device_id": blank}).events[0]["properties"]
+    assert "$amplitude_device_id" not in properties and "$device_id" not in properties
+    mapped = map_record({**WEB_RECORD, "user_id": blank, "device_id": "d-1"})
+    assert mapped.user_id is None and mapped.events[0]["distinct_id"] == "d-1"
+    assert "$amplitude_user_id" not in mapped.events[0]["properties"]
+    with pytest.raises(UnmappableError, match="neither user_id nor device_id"):
+        map_record({**WEB_RECORD, "user_id": blank, "device_id": blank})
+
+
+def test_numeric_and_string_ids_are_one_posthog_id() -> None:
+    """user_id 42 and device_id "42" are the same PostHog distinct_id: no alias between them."""
+    mapped = map_record({**WEB_RECORD, "user_id": 42, "device_id": "42"})
+    assert mapped.user_id == mapped.device_id == "42"
+    assert can_alias(mapped.device_id, mapped.user_id) is False
+    assert map_record({**WEB_RECORD, "user_id": 42.0}).user_id == "42"
+
+
+def test_person_operations_inside_properties_are_renamed_not_applied() -> None:
+    """`$set`/`$set_once`/`$unset` inside the export's properties would be person updates in
+    PostHog (overwriting newer values, and live ones under existing_properties=keep): kept
+    visibly under `$amplitude_$set`..., so only the target's own updates change a person."""
+    record = {
+        **WEB_RECORD,
+        "event_properties": {
+            "$set": {"plan": "old"},
+            "$set_once": {"first": 1},
+            "$unset": ["plan"],
+            "item": "x",
+        },
+        "user_properties": {"$set": {"plan": "old"}, "$unset": ["x"], "plan": "pro"},
+    }
+    mapped = map_record(record)
+    properties = mapped.events[0]["properties"]
+    assert not {"$set", "$set_once", "$unset"} & properties.keys()
+    assert properties["$amplitude_$set"] == {"plan": "old"}
+    assert properties["$amplitude_$set_once"] == {"first": 1}
+    assert properties["$amplitude_$unset"] == ["plan"]
+    assert properties["item"] == "x"
+    assert mapped.person is not None
+    assert not {"$set", "$set_once", "$unset"} & mapped.person.keys()
+    assert mapped.person["$amplitude_$set"] == {"plan": "old"}
+    assert mapped.person["plan"] == "pro"
+
+
+@pytest.mark.parametrize("name", ["$create_alias", "$merge_dangerously"])
+def test_export_events_named_as_merges_are_renamed(name: str) -> None:
+    """PostHog merges two persons on these names: only the target's own aliases may."""
+    record = {**WEB_RECORD, "event_type": name, "event_properties": {"alias": "someone-else"}}
+    event = map_record(record).events[0]
+    assert event["event"] == "$amplitude_" + name
+    assert event["properties"]["$amplitude_event_type"] == name
+    assert event["properties"]["alias"] == "someone-else"
 
 
 def test_record_whose_ids_are_all_placeholders_is_refused_naming_them() -> None:

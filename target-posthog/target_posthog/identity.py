@@ -7,6 +7,7 @@ to merge through are never used to form one (shared/reference/posthog-capture-ap
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Any
 
 from target_posthog.event_keys import derived_uuid
@@ -14,11 +15,12 @@ from target_posthog.event_keys import derived_uuid
 ALIAS = "$create_alias"
 _EXACT_FLOAT_INTS = 2**53
 
-# Ids that name nobody. A record's user_id or device_id equal to one of them is treated as
-# absent (the raw value stays in `$amplitude_user_id` / `$amplitude_device_id`):
+# Ids that name nobody: the one list of placeholder ids (README "Identity: placeholder ids").
+# A record's user_id or device_id that is one of them is treated as absent everywhere (the raw
+# value stays in `$amplitude_user_id` / `$amplitude_device_id`).
 # - PostHog refuses to merge persons through these (PersonMergeService's illegal lists,
-#   shared/reference/posthog-capture-api.md section 3), compared as PostHog compares them:
-#   surrounding whitespace and quotes stripped, the first list case-insensitively.
+#   shared/reference/posthog-capture-api.md section 3: the first list case-insensitively, the
+#   second exactly, quoted variants too). The PostHog stand-in reads them from here.
 POSTHOG_ILLEGAL_CASE_INSENSITIVE = (
     "anonymous",
     "guest",
@@ -40,35 +42,50 @@ POSTHOG_ILLEGAL_CASE_SENSITIVE = (
     "0",
     "undefined",
 )
-# - Values Amplitude itself treats as invalid user/device ids (what SDKs send when the app has
-#   no id: a language's null spelled out, a zero, an all-zero advertising id). Compared like
-#   PostHog's first list (case-insensitively), so "NULL" and "Unknown" count too.
-_AMPLITUDE_INVALID = (
+# - What SDKs and pipelines send when they have no id, which Amplitude itself treats as invalid
+#   (its docs: a user_id "None" sent for many users makes them one user): a language's null
+#   spelled out, "unknown", "n/a", a spreadsheet's "#N/A".
+_NO_ID_WORDS = (
     "null",
     "undefined",
     "none",
     "nil",
-    "<nil>",
+    "nan",
+    "na",
+    "n/a",
+    "#n/a",
     "anonymous",
     "unknown",
-    "n/a",
-    "0",
-    "-1",
-    "nan",
-    "[object object]",
-    "{}",
-    "[]",
-    "00000000-0000-0000-0000-000000000000",
+    "-",
+    "?",
 )
+# Besides these words, and compared more loosely than PostHog does (a superset of its lists,
+# so PostHog never refuses an alias the target sends):
+# - any case, after surrounding whitespace and quotes (" ' `, nested) are stripped;
+# - a word in brackets: "(null)" (C's printf), "<nil>" (Go), "[undefined]", "{}", "()";
+# - JavaScript's text of an object: "[object Object]", "[object Undefined]", any "[object X]";
+# - a number that is 0 or -1 or not finite, in any spelling: "0", "00", "0.0", "-0", "+0",
+#   "0e0", "-1", "-1.0", "NaN", "Infinity";
+# - zeros with dashes or braces: the all-zero UUID (an unset advertising id), with or without
+#   dashes, in braces ("00000000000000000000000000000000", "{00000000-0000-...}").
+# Blank ids ("", "  ") are absent too. An id longer than 48 characters is never a placeholder.
 PLACEHOLDER_IDS: tuple[str, ...] = (
     *POSTHOG_ILLEGAL_CASE_INSENSITIVE,
     *POSTHOG_ILLEGAL_CASE_SENSITIVE,
-    *_AMPLITUDE_INVALID,
+    *_NO_ID_WORDS,
+    "[object *]",
+    "0, 00, 0.0, -0, 0e0, -1, -1.0, Infinity (any number equal to 0 or -1, or not finite)",
+    "00000000-0000-0000-0000-000000000000 (any run of zeros, dashes and braces)",
 )
-_CASE_INSENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_INSENSITIVE + _AMPLITUDE_INVALID)
-_CASE_SENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_SENSITIVE)
-_LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDER_IDS)) + 2  # + a pair of quotes
+_WORDS = frozenset(
+    word.lower()
+    for word in (*POSTHOG_ILLEGAL_CASE_INSENSITIVE, *POSTHOG_ILLEGAL_CASE_SENSITIVE, *_NO_ID_WORDS)
+)
+_LONGEST_PLACEHOLDER = 48
+_QUOTES = "\"'`"
+_BRACKETS = frozenset(("()", "<>", "[]", "{}"))
 _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+_NUMBER_START = frozenset("+-.0123456789iInN")
 
 
 def clean_id(value: object) -> str | None:
@@ -77,7 +94,7 @@ def clean_id(value: object) -> str | None:
     An id given as a number has one string form whatever its JSON spelling: ``4242424242``
     and ``4242424242.0`` are both ``"4242424242"`` (integers of any width exactly; a float
     only when it is a whole number a float holds exactly, below 2**53). So a numeric user_id
-    0 is the placeholder "0".
+    0 is the placeholder "0", and user_id 42 and device_id "42" are the same PostHog id.
     """
     if isinstance(value, str):
         return None if is_placeholder(value) else value
@@ -94,14 +111,37 @@ def clean_id(value: object) -> str | None:
 
 
 def is_placeholder(identifier: str) -> bool:
-    """True for blank ids and `PLACEHOLDER_IDS` (quotes and surrounding whitespace ignored)."""
+    """True for blank ids and placeholders (`PLACEHOLDER_IDS` and the rules above it)."""
     length = len(identifier)
     if length > _LONGEST_PLACEHOLDER:  # almost every real id: no string work
         return False
     if length == 36 and identifier[8] == "-":  # a UUID: only the all-zero one names nobody
         return identifier == _ZERO_UUID
-    stripped = identifier.strip().strip("\"'").strip()
-    return not stripped or stripped in _CASE_SENSITIVE or stripped.lower() in _CASE_INSENSITIVE
+    return _is_placeholder_text(identifier)
+
+
+@lru_cache(maxsize=16_384)  # ids repeat (a user's every event): most answers are cached
+def _is_placeholder_text(identifier: str) -> bool:
+    text = identifier.strip()
+    while len(text) >= 2 and text[0] == text[-1] and text[0] in _QUOTES:
+        text = text[1:-1].strip()
+    if not text:
+        return True
+    text = text.lower()
+    if text in _WORDS:
+        return True
+    if text[0] + text[-1] in _BRACKETS:
+        inner = text[1:-1].strip()
+        if not inner or inner in _WORDS or text.startswith("[object "):
+            return True
+    if text[0] in _NUMBER_START:
+        try:
+            number = float(text)
+        except ValueError:
+            pass
+        else:
+            return number in (0.0, -1.0) or not math.isfinite(number)
+    return not text.strip("{}").replace("-", "").strip("0") and "0" in text
 
 
 def can_alias(device_id: str, user_id: str) -> bool:

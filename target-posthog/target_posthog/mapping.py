@@ -30,12 +30,20 @@ from target_posthog.groups import (
     groups_property,
 )
 from target_posthog.identity import clean_id
-from target_posthog.persons import PERSON_UPDATE, initial_values
+from target_posthog.persons import PERSON_UPDATE, neutralised, person_values
 
 PAGEVIEW = "$pageview"
 UUID_DERIVED_PROPERTY = RAW_PREFIX + "uuid_derived"
 
-EVENT_NAMES = {"[Amplitude] Page Viewed": PAGEVIEW, "$identify": PERSON_UPDATE}
+# `$identify` rows are person updates; events PostHog would read as a merge of two persons are
+# renamed, so only the target's own aliases merge anyone (the original stays in
+# `$amplitude_event_type`).
+EVENT_NAMES = {
+    "[Amplitude] Page Viewed": PAGEVIEW,
+    "$identify": PERSON_UPDATE,
+    "$create_alias": RAW_PREFIX + "$create_alias",
+    "$merge_dangerously": RAW_PREFIX + "$merge_dangerously",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +60,9 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "event_type",
         "event",
         "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set`, `$groupidentify` -> "
-        "`$groupidentify` (their properties travel in the person/group updates); others "
+        "`$groupidentify` (their properties travel in the person/group updates), "
+        "`$create_alias`/`$merge_dangerously` -> `$amplitude_$create_alias`/"
+        "`$amplitude_$merge_dangerously` (PostHog would merge two persons on them); others "
         "unchanged. The importer passes `$identify`/`$groupidentify` through as plain events "
         "and drops `session_start` and `session_end`; we keep every event, so PostHog holds "
         "the export's count (what a verification compares) and nothing is lost (filter them "
@@ -79,7 +89,14 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "placeholder ids (`null`, `undefined`, `0`, ... see 'Identity' below) count as absent; "
         "no usable id at all -> dead-letter; the importer invents a random person",
     ),
-    Rule("event_properties", "properties (all keys, unchanged)"),
+    Rule(
+        "event_properties",
+        "properties (all keys, unchanged; `$set`, `$set_once`, `$unset` renamed "
+        "`$amplitude_$set`, `$amplitude_$set_once`, `$amplitude_$unset`)",
+        "PostHog reads those three on any event as person updates, applied in upload order "
+        "and over live values even with `existing_properties: keep`; the importer passes them "
+        "through. Only the target's person updates change a person",
+    ),
     Rule(
         "user_properties (+ location, OS, browser, device type, page context)",
         "person properties: one `$set` event per person, each property its newest value by "
@@ -89,8 +106,10 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     ),
     Rule(
         "user_properties.initial_*",
-        "person properties `$initial_*`, each from the earliest event",
-        "every `initial_*` (not only utm/referrer); value `EMPTY` skipped",
+        "person properties `initial_*` and `$initial_*`, each from the earliest event",
+        "first-touch values; every `initial_*` (the importer: utm/referrer only, as "
+        "`$initial_*`); the `$initial_*` copy skips `EMPTY` as the importer does, the plain "
+        "name keeps what Amplitude shows",
     ),
     Rule(
         "[Amplitude] Page URL / Domain / Path / Title", "$current_url / $host / $pathname / title"
@@ -243,8 +262,10 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if distinct_id is None:
         raise UnmappableError(_no_usable_id(record))
     properties = _raw_fields(record)
-    properties.update(event_properties)
-    person: dict[str, Any] = dict(user_properties)
+    properties.update(neutralised(event_properties))
+    person, initial = person_values(user_properties)
+    if user_id is None and _is_blank(get("user_id")):
+        properties.pop(RAW_PREFIX + "user_id", None)  # "" or "  ": no information to keep
     add_page_properties(properties, person, event_properties)
     add_context(properties, person, record)
     name = EVENT_NAMES.get(event_type, event_type)
@@ -258,7 +279,7 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if time_field != "event_time":
         properties[TIME_SOURCE_PROPERTY] = time_field
     add_device_and_session(properties, device_id, get("session_id"), device_id or distinct_id)
-    if device_id is None and raw_device_id is not None and raw_device_id != "":
+    if device_id is None and raw_device_id is not None and not _is_blank(raw_device_id):
         properties[RAW_PREFIX + "device_id"] = raw_device_id  # a placeholder, kept for tracing
     if groups:
         properties["$groups"] = groups_property(groups)
@@ -282,10 +303,14 @@ def map_record(record: dict[str, Any]) -> Mapped:
         timestamp,
         distinct_id,
         person or None,
-        initial_values(user_properties) or None,
+        initial or None,
         group_observations(group_properties) if group_properties else None,
         order,
     )
+
+
+def _is_blank(value: object) -> bool:
+    return isinstance(value, str) and not value.strip()
 
 
 def _no_usable_id(record: dict[str, Any]) -> str:
@@ -293,7 +318,7 @@ def _no_usable_id(record: dict[str, Any]) -> str:
     shown = [
         f"{field} {value!r}"
         for field in ("user_id", "device_id")
-        if (value := record.get(field)) is not None and value != ""
+        if (value := record.get(field)) is not None and not _is_blank(value)
     ]
     if not shown:
         return "neither user_id nor device_id"
@@ -325,7 +350,7 @@ def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-_CONTAINERS = (dict, list)
+_CONTAINERS = (dict, list, str)  # empty ones carry nothing
 _RAW_NAMES = NameCache(lambda field: RAW_PREFIX + field.removeprefix("$"))
 
 
