@@ -18,7 +18,7 @@ import pytest
 from target_posthog.profiles import Profiles
 from target_posthog.registry import AliasRegistry, Claim, PendingAlias, RegistryError
 from target_posthog.registry_schema import LATEST
-from target_posthog.registry_store import open_database, redact
+from target_posthog.registry_store import hide_secrets, open_database, redact
 
 from tests.postgres import PostgresServer
 
@@ -334,6 +334,37 @@ def test_redact_hides_passwords_in_every_place_a_url_carries_one() -> None:
         "postgres://u@h/db?password=***&sslmode=require"
     )
     assert redact("output/aliases.sqlite") == "output/aliases.sqlite"
+
+
+def test_a_short_password_is_hidden_without_mangling_the_message() -> None:
+    message = 'password authentication failed for user "mig" (password "a" given)'
+    assert hide_secrets(message, ["a"]) == (
+        'password authentication failed for user "mig" (password "***" given)'
+    )
+    assert hide_secrets("at 10.0.0.1: pg refused pg-user", ["pg"]) == (
+        "at 10.0.0.1: *** refused ***-user"
+    )
+
+
+def test_a_wrong_short_password_reads_as_what_postgresql_said(
+    postgres_server: PostgresServer,
+) -> None:
+    url = postgres_server.create_database()
+    wrong = url.replace(postgres_server.password, "a")
+    with pytest.raises(RegistryError) as caught:
+        AliasRegistry(wrong)
+    message = str(caught.value)
+    assert 'password authentication failed for user "postgres"' in message
+    assert message.endswith("check the user name and password")
+    assert "postgresql://postgres:***@127.0.0.1" in message
+
+
+def test_an_upper_case_url_scheme_is_a_postgresql_url(postgres_server: PostgresServer) -> None:
+    url = postgres_server.create_database()
+    upper = "POSTGRESQL" + url.removeprefix("postgresql")
+    registry = AliasRegistry(upper)
+    registry.close()
+    assert rows(url, "SELECT max(version) FROM schema_migrations") == [(LATEST,)]
 
 
 def test_processes_starting_at_once_on_a_new_database_migrate_it_once(

@@ -96,6 +96,27 @@ def redact(location: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
+def with_lower_case_scheme(location: str) -> str:
+    """A URL's scheme is case-insensitive (RFC 3986, 3.1) but libpq takes only lower case:
+    ``POSTGRESQL://...`` is what the user meant by ``postgresql://...``."""
+    scheme, sep, rest = location.partition("://")
+    return f"{scheme.lower()}{sep}{rest}" if sep and _ANY_URL.match(location) else location
+
+
+def hide_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` with each secret shown as ***, where it stands as a token of its own.
+
+    A short password ("a", "pg") also occurs inside ordinary words of a driver's message
+    ("password authentication failed"): replacing it there would mangle the message and reveal
+    the password by the pattern of the damage. A secret is hidden wherever it is not part of a
+    longer run of letters and digits, which is how a driver quotes a value back.
+    """
+    for secret in sorted(secrets, key=len, reverse=True):
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+        text = re.sub(pattern, "***", text)
+    return text
+
+
 def _secrets_of(location: str) -> list[str]:
     """The strings that must never appear in a message: the password, raw and URL-decoded."""
     if not is_postgres_url(location):
@@ -152,8 +173,7 @@ class Database:
                 "@ : / % # ? of the user name and password percent-encoded (@ as %40 ...)"
             )
         else:
-            for secret in self._secrets:
-                detail = detail.replace(secret, "***")
+            detail = hide_secrets(detail, self._secrets)
             cause = _likely_cause(detail, self.default_cause)
         message = f"alias registry {self.location} {doing} ({detail}); {cause}"
         return RegistryError(message + (f". {consequence}" if consequence else ""))
@@ -388,7 +408,9 @@ class PostgresDatabase(Database):
         self._psycopg = psycopg
         try:
             self._connection = psycopg.connect(
-                location, autocommit=True, connect_timeout=_PG_CONNECT_TIMEOUT_S
+                with_lower_case_scheme(location),
+                autocommit=True,
+                connect_timeout=_PG_CONNECT_TIMEOUT_S,
             )
             if read_only:  # belt and braces: a dry run cannot write even by mistake
                 self._connection.execute("SET default_transaction_read_only = on")
