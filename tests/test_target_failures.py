@@ -145,7 +145,8 @@ def test_a_disk_that_refuses_the_registry_stops_clearly_then_resumes(
 ) -> None:
     records = tap_records(1000, seed=9)
     config = target_config(tmp_path, posthog, concurrency=1, batch_size=20)
-    # The registry's write-ahead log (a claim per new device, aliases, person properties)
+    # The registry's write-ahead log (a claim per new device, aliases, person properties,
+    # the ledger at each STATE)
     # outgrows the limit after a few batches.
     run = run_target(
         config, messages_with_states(records, 20), tmp_path, posthog,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from target_posthog.client import Answer, DeliveryAbandonedError, DeliveryError
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
+from target_posthog.ledger import Ledger
 from target_posthog.profiles import PendingProfile, Profiles
 from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 
@@ -109,6 +110,7 @@ class Delivery:
         stopping: threading.Event,
         logger: logging.Logger,
         durable_files: tuple[JsonLinesFile, ...] = (),
+        ledger: Ledger | None = None,
     ) -> None:
         self._sender = sender
         self._registry = registry
@@ -125,6 +127,7 @@ class Delivery:
             *durable_files,
             profiles,
         )
+        self._ledger = ledger
         self._lock = threading.Condition()
         self._received = 0
         # Guards the open batch: the main thread fills it, the linger thread may send it.
@@ -220,6 +223,8 @@ class Delivery:
         between two batch starts only the newest is kept: the watermark, always just before a
         batch's first position or at the last one received, can never stop between them.
         """
+        if self._ledger is not None:
+            self._ledger.checkpoint(self._received, state)
         with self._open_lock, self._lock:
             pending = self._pending_states
             newest = self._open or (self._unfinished[-1] if self._unfinished else None)
@@ -356,7 +361,10 @@ class Delivery:
                 if answer.status == 413
                 else f"PostHog refused the event ({answer.status})"
             )
-            self._dead_letters.add_event(reason, bytes(batch.joined(start, stop)), answer.text)
+            event = bytes(batch.joined(start, stop))
+            self._dead_letters.add_event(reason, event, answer.text)
+            if self._ledger is not None:
+                self._ledger.refused(event, reason)
             self._logger.warning("dead-lettered one event PostHog refused: %s", answer.text[:200])
             return range(0)
         with self._lock:
@@ -393,6 +401,8 @@ class Delivery:
         ):
             return
         self._ready = None
+        if self._ledger is not None:  # what the STATE passes is in the ledger first
+            self._ledger.commit(position)
         if ready == self._last_emitted:
             return
         for durable in self._durable:  # what the STATE vouches for is on disk first

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from target_posthog.ledger import LEDGER_TABLES
+
 
 class Migration(NamedTuple):
     """One step from version `version - 1` to `version`."""
@@ -115,6 +117,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         5,
         "which PostHog project the registry serves (project.py): key/value",
         ("CREATE TABLE IF NOT EXISTS registry_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    ),
+    Migration(
+        6,
+        "the migration's ledger, per (upload hour, event hour), for the verification (ledger.py)",
+        LEDGER_TABLES,
     ),
 )
 

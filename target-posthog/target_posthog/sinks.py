@@ -14,6 +14,7 @@ from singer_sdk.sinks import BatchSink, RecordSink
 
 from target_posthog import exact_numbers
 from target_posthog.delivery import Confirmable
+from target_posthog.event_keys import parse_time
 from target_posthog.extras import with_extra_fields
 from target_posthog.identity import alias_event, can_alias
 from target_posthog.mapping import UnmappableError, map_record
@@ -51,6 +52,7 @@ class EventsSink(BatchSink):
         self._registry = target.registry
         self._profiles = target.profiles
         self._dead_letters = target.dead_letters
+        self._ledger = target.ledger
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """No JSON-schema validation: too slow per record; the mapping checks what it needs."""
@@ -80,7 +82,7 @@ class EventsSink(BatchSink):
         try:
             mapped = map_record(record)
         except UnmappableError as exc:
-            self._dead_letter(exc.reason, record)
+            self._dead_letter(exc.reason, record, parse_time(record.get("event_time")))
             return
         events = mapped.events
         if len(events) == 1:  # nearly every record: no comprehension, no max()
@@ -98,8 +100,11 @@ class EventsSink(BatchSink):
                 f"event is {too_big} bytes once mapped; PostHog accepts at most "
                 f"about {MAX_EVENT_BYTES} bytes per event",
                 record,
+                mapped.timestamp,
+                ledger_reason="event too large for PostHog",
             )
             return
+        self._ledger.read(record, len(encoded), mapped.timestamp)
         self._profiles.observe(mapped)
         aliases: list[Confirmable | None] = [None] * len(encoded)
         device_id, user_id = mapped.device_id, mapped.user_id
@@ -114,8 +119,15 @@ class EventsSink(BatchSink):
             aliases.insert(0, PendingAlias(device_id, user_id, mapped.timestamp))
         self._delivery.add(position, encoded, aliases)
 
-    def _dead_letter(self, reason: str, record: dict[str, Any]) -> None:
+    def _dead_letter(
+        self,
+        reason: str,
+        record: dict[str, Any],
+        event_time: str | None,
+        ledger_reason: str | None = None,
+    ) -> None:
         self._dead_letters.add_record(self.stream_name, reason, record)
+        self._ledger.dead_letter(record, ledger_reason or reason, event_time)
 
     def process_batch(self, context: dict) -> None:
         """singer-sdk drains (end of input, max record age): send the open batch now.
@@ -138,8 +150,10 @@ class UnreadableLinesSink(RecordSink):
         super().__init__(target, stream_name, schema, key_properties)
         self._set_aside = target.set_aside
         self._dead_letters = target.dead_letters
+        self._ledger = target.ledger
 
     def process_record(self, record: dict, context: dict) -> None:
+        self._ledger.unreadable(record.get("hour"))
         try:
             self._set_aside.add(record)
         except ValueError as exc:

@@ -36,6 +36,7 @@ from singer_sdk.target_base import Target
 from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPolicy
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
+from target_posthog.ledger import Ledger
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Checkpoints, Counts, Progress, bookmarks_text
 from target_posthog.project import bind_registry
@@ -47,6 +48,7 @@ from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
 from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
 from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
+from target_posthog.verify_settings import VERIFY_SETTINGS
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
 _STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
@@ -173,6 +175,7 @@ class TargetPostHog(Target):
             "JSONL file, replacing an earlier dry run's, and send nothing. No STATE is "
             "emitted: no bookmark moves.",
         ),
+        *VERIFY_SETTINGS,  # read only by target-posthog-verify (verify_settings.py)
     ).to_dict()
 
     def __init__(self, **kwargs: Any) -> None:
@@ -212,12 +215,14 @@ class TargetPostHog(Target):
             existing=config.get("existing_properties", OVERWRITE),
             read_only=self.dry_run,
         )
+        self.ledger = Ledger(None if self.dry_run else self.registry.database)
         self.client: PostHogClient | None = None
         sender, durable = self._make_sender()
         self.delivery = Delivery(
             sender=sender,
             registry=self.registry,
             profiles=self.profiles,
+            ledger=self.ledger,
             dead_letters=self.dead_letters,
             emit_state=self._withhold_state if self.dry_run else self._emit_state,
             concurrency=1 if self.dry_run else config["concurrency"],

@@ -1,5 +1,8 @@
 """A stand-in for Amplitude's Export API (`GET /api/2/export`), serving an ExportStore.
 
+The same store's counts are served by the Dashboard REST API's event segmentation
+(`GET /api/2/events/segmentation`, tests/testbed/dashboard.py).
+
 It keeps the real contract (see shared/reference/amplitude-export-api.md): Basic auth, whole
 inclusive UTC hours selected by server_upload_time, 404 for no data, 400 for ranges over 365
 days or exports that are too large, a ZIP of gzip members otherwise. Tests add size thresholds,
@@ -20,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from tests.testbed.dashboard import Dashboard
 from tests.testbed.faults import Fault, FaultQueue
 from tests.testbed.httpserver import Handler, StandInServer
 from tests.testbed.store import ExportStore
@@ -76,6 +80,8 @@ class AmplitudeStandIn(StandInServer):
         # front end when the export behind it fails), on every try.
         self.error_page_hours: set[datetime] = set()
         self.faults = FaultQueue()
+        # The Dashboard REST API's event segmentation, counting this store (dashboard.py).
+        self.dashboard = Dashboard()
         # Hook for crash drills: called with the request's ordinal (1-based) as an export
         # request arrives, on the request's own thread, before any fault or answer.
         self.on_received: Callable[[int], None] | None = None
@@ -131,6 +137,11 @@ class AmplitudeStandIn(StandInServer):
     def handle_export(self, handler: Handler) -> None:
         received_at = time.time()
         url = urlsplit(handler.path)
+        if url.path.rstrip("/") == "/api/2/events/segmentation":
+            params = {name: values[0] for name, values in parse_qs(url.query).items()}
+            authorized = handler.headers.get("Authorization") == self._expected_auth
+            self.dashboard.handle(handler, self.store, params, authorized)
+            return
         if url.path.rstrip("/") != "/api/2/export":
             handler.answer(404, "not found")
             return

@@ -31,6 +31,18 @@ _MINUTE_SECOND = [f"{m:02d}:{s:02d}" for m in range(60) for s in range(60)]  # b
 T = TypeVar("T")
 
 
+def parse_utc(value: object) -> datetime | None:
+    """An ISO time as an aware UTC datetime (no zone: UTC, as Amplitude writes); None if it
+    is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 def as_utc_hour(value: datetime) -> datetime:
     """A whole UTC hour as an aware datetime (naive input is taken as UTC)."""
     if value.tzinfo is None:

@@ -22,7 +22,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +30,9 @@ import msgspec
 import orjson
 from isal import isal_zlib  # ISA-L's inflate is ~2.5x zlib's; the target depends on it too
 
+from tests.testbed.events import parse_utc
 from tests.testbed.faults import Fault, FaultQueue
+from tests.testbed.hogql import QUERY_PATH, QueryApi
 from tests.testbed.httpserver import Handler, StandInServer
 from tests.testbed.persons import PersonsModel
 
@@ -164,14 +166,8 @@ class _Batch:
 
 
 def _event_date(event: dict[str, Any]) -> date | None:
-    stamp = event.get("timestamp")
-    if not isinstance(stamp, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(stamp)
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC).date()
+    moment = parse_utc(event.get("timestamp"))
+    return moment.date() if moment is not None else None
 
 
 class PostHogStandIn(StandInServer):
@@ -183,9 +179,13 @@ class PostHogStandIn(StandInServer):
         latency: float = 0.0,
         keep_events: bool = True,
         model_persons: bool = True,
+        personal_api_key: str = "phx_test_personal_key",
+        project_id: int = 4242,
     ) -> None:
         super().__init__()
         self.api_key = api_key
+        # The query API (HogQL counts of the stored events): tests/testbed/hogql.py.
+        self.query_api = QueryApi(personal_api_key, project_id)
         self.latency = latency  # seconds each request takes (other requests run meanwhile)
         self.keep_events = keep_events
         self.max_event_bytes = 1_000_000
@@ -285,6 +285,15 @@ class PostHogStandIn(StandInServer):
                 key = (_event_date(event), event.get("event"), str(_distinct_id(event)), event_uuid)
             collapsed[key] = event  # re-assigning keeps the first position, takes the last value
         return list(collapsed.values())
+
+    def remove_events(self, predicate: EventPredicate) -> int:
+        """Delete the stored events matching `predicate` (as if PostHog lost them); how many."""
+        with self._lock:
+            kept = [event for event in self._events if not predicate(event)]
+            removed = len(self._events) - len(kept)
+            self._events = kept
+            self._uuids = {e["uuid"]: None for e in kept if isinstance(e.get("uuid"), str)}
+            return removed
 
     def aliases(self) -> list[dict[str, Any]]:
         """The identity-merging events received ($create_alias, $identify, $merge_dangerously)."""
@@ -437,6 +446,10 @@ class _PostHogHandler(Handler):
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         owner = self.server.owner
         assert isinstance(owner, PostHogStandIn)
+        query = QUERY_PATH.match(urlsplit(self.path).path)
+        if query is not None:
+            owner.query_api.handle(self, query[1], self.read_body(), lambda: owner.events)
+            return
         owner.handle_batch(self)
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)

@@ -96,11 +96,15 @@ class ExportStore:
         """Generate more events (new hours, or new parts of existing hours) into the store."""
         if spec.project_id != self.project_id:
             raise ValueError(f"store holds project {self.project_id}, not {spec.project_id}")
+        self.add_records(generate_events(spec))
+
+    def add_records(self, records: Iterable[dict[str, Any]]) -> None:
+        """Add records as new members of their upload hours; records of one hour together."""
         self.directory.mkdir(parents=True, exist_ok=True)
         hour_key: str | None = None
         lines: list[bytes] = []
         writer = _MemberWriter(self)
-        for event in generate_events(spec):
+        for event in records:
             key = event["server_upload_time"][:13]  # "YYYY-MM-DD HH": the member's hour
             if key != hour_key or writer.count + len(lines) >= self.max_lines_per_member:
                 writer.write(lines)

@@ -1,0 +1,340 @@
+"""What each side holds, per UTC hour: Amplitude's Dashboard REST API and PostHog's query API.
+
+Facts from shared/reference/counting-apis.md (Amplitude: amplitude.com/docs/apis/analytics/
+dashboard-rest, "Event segmentation"; PostHog: posthog.com/docs/api/queries):
+- Amplitude buckets are in the project's time zone, labelled in local wall time; hourly
+  queries cover at most 7 days, daily ones 365; at most 5 concurrent requests and an hourly
+  cost budget per project (429 beyond). Queries here go one at a time.
+- PostHog's HogQL runs on the private app host (not the ingestion host) with a personal API
+  key (Query Read); about 120 queries an hour per key, 50,000 rows a query.
+Both clients retry 429, 5xx and dropped connections with backoff (never sooner than
+Retry-After); a limit that outlasts the retries, or asks for a long wait, stops the
+verification with one line saying which limit and when to run again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+import requests
+
+from target_posthog.client import MAX_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
+from target_posthog.profiles import UPDATE_MARKER
+
+HOUR = dt.timedelta(hours=1)
+AMPLITUDE_URLS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}
+HOURLY, DAILY = "-3600000", "1"
+_DAYS_PER_QUERY = {HOURLY: 7, DAILY: 365}
+_MAX_ROWS = 50_000
+_RETRYABLE = frozenset((429, 500, 502, 503, 504))
+_UTC_ZONES = frozenset(("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Zulu"))
+MAX_WAIT_SECONDS = 300.0  # a Retry-After beyond this: stop and say when to run again
+
+
+class CountingError(Exception):
+    """A count cannot be had; the message is one line for the user, without any key."""
+
+
+def app_host_for(host: str) -> str:
+    """PostHog's private app host for an ingestion host: us.i.posthog.com -> us.posthog.com.
+
+    Self-hosted PostHog answers both on one URL, so any other host is its own app host.
+    """
+    parts = urlsplit(host.rstrip("/"))
+    name = parts.hostname or ""
+    if name.endswith(".i.posthog.com"):
+        name = name.removesuffix(".i.posthog.com") + ".posthog.com"
+    elif name == "app.posthog.com":
+        name = "us.posthog.com"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{name}{port}"
+
+
+def zone_of(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CountingError(
+            f"amplitude_time_zone {name!r} is not a time zone name (e.g. UTC, "
+            "America/Los_Angeles): use the one in Amplitude's project settings"
+        ) from None
+
+
+class _JsonApi:
+    """GET/POST JSON with retries; subclasses turn final errors into one clear line."""
+
+    service = ""
+
+    def __init__(self, timeout: float, retry: RetryPolicy, on_retry: Callable[[str], None]) -> None:
+        self._timeout = timeout
+        self._retry = retry
+        self._on_retry = on_retry
+        self._session = requests.Session()
+        self.requests_sent = 0
+
+    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
+        problem = limited = ""
+        for attempt in range(self._retry.max_retries + 1):
+            if attempt:
+                self._on_retry(f"{self.service}: {problem}; retry {attempt}")
+            retry_after: float | None = None
+            try:
+                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                problem = f"{type(exc).__name__} talking to {url}"
+            else:
+                self.requests_sent += 1
+                if response.status_code == 200:
+                    try:
+                        return orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        raise CountingError(
+                            f"{self.service} answered 200 with a body that is not JSON at {url}"
+                        ) from None
+                detail = _detail(response)
+                if response.status_code not in _RETRYABLE:
+                    raise CountingError(self._refusal(response.status_code, detail, url))
+                problem = f"answered {response.status_code} ({detail})"
+                limited = detail if response.status_code == 429 else ""
+                header = response.headers.get("Retry-After")
+                retry_after = parse_retry_after(header)
+                if limited and (retry_after or 0) >= min(MAX_WAIT_SECONDS, MAX_RETRY_AFTER_SECONDS):
+                    asked = float(header) if header and header.isdigit() else retry_after
+                    raise CountingError(self._limited(detail, asked))
+            if attempt < self._retry.max_retries:
+                time.sleep(self._retry.delay(attempt, retry_after))
+        if limited:
+            raise CountingError(self._limited(limited, None))
+        raise CountingError(
+            f"{self.service} kept failing after {self._retry.max_retries + 1} attempts "
+            f"(last: {problem}); run the verification again later"
+        )
+
+    def _refusal(self, status: int, detail: str, url: str) -> str:
+        return f"{self.service} answered {status} at {url}: {detail}"
+
+    def _limited(self, detail: str, retry_after: float | None) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return response.text[:200].strip()
+    if isinstance(body, dict) and isinstance(body.get("detail"), str):
+        return str(body["detail"])[:200]
+    return response.text[:200].strip()
+
+
+class AmplitudeCounts(_JsonApi):
+    """Event totals per UTC hour (or UTC day) from Amplitude's event segmentation."""
+
+    service = "Amplitude's Dashboard REST API"
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        secret_key: str,
+        time_zone: str,
+        timeout: float,
+        retry: RetryPolicy,
+        on_retry: Callable[[str], None],
+    ) -> None:
+        super().__init__(timeout, retry, on_retry)
+        self.url = base_url.rstrip("/") + "/api/2/events/segmentation"
+        self.zone = zone_of(time_zone)
+        self._session.auth = (api_key, secret_key)
+
+    def __repr__(self) -> str:  # never the keys
+        return f"AmplitudeCounts(url={self.url!r}, zone={self.zone.key!r})"
+
+    def counts(
+        self, start: dt.datetime, end: dt.datetime, *, by_day: bool
+    ) -> dict[dt.datetime, int]:
+        """Events per UTC period start within [start, end) (whole UTC hours or days).
+
+        Daily buckets are used only for days in a UTC project; otherwise hourly buckets
+        (7 days a query) are moved to UTC, which is exact for whole-hour offsets.
+        """
+        interval = DAILY if by_day and self.zone.key in _UTC_ZONES else HOURLY
+        first = start.astimezone(self.zone).date()
+        last = (end - HOUR).astimezone(self.zone).date()
+        found: dict[dt.datetime, int] = {}
+        for low, high in _date_chunks(first, last, _DAYS_PER_QUERY[interval]):
+            labels, values = self._segmentation(interval, low, high)
+            for moment, value in self._to_utc(labels, values, interval):
+                if start <= moment < end and value:
+                    found[moment] = found.get(moment, 0) + value
+        return found
+
+    def _segmentation(
+        self, interval: str, low: dt.date, high: dt.date
+    ) -> tuple[list[str], list[int]]:
+        params = {
+            "e": orjson.dumps({"event_type": "_all"}).decode(),
+            "m": "totals",
+            "i": interval,
+            "start": f"{low:%Y%m%d}",
+            "end": f"{high:%Y%m%d}",
+        }
+        answer = self._call("GET", self.url, params=params)
+        try:
+            labels = [str(label) for label in answer["data"]["xValues"]]
+            values = [int(value) for value in answer["data"]["series"][0]]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise CountingError(
+                f"{self.service} answered without data.xValues and data.series at {self.url}"
+            ) from None
+        if len(labels) != len(values):
+            raise CountingError(f"{self.service} answered {len(labels)} buckets but "
+                                f"{len(values)} values at {self.url}")  # fmt: skip
+        return labels, values
+
+    def _to_utc(
+        self, labels: list[str], values: list[int], interval: str
+    ) -> Iterator[tuple[dt.datetime, int]]:
+        previous: dt.datetime | None = None
+        for label, value in zip(labels, values, strict=True):
+            naive = dt.datetime.fromisoformat(label.replace(" ", "T"))
+            if interval == DAILY:
+                yield naive.replace(tzinfo=dt.UTC), value
+                continue
+            moment = naive.replace(tzinfo=self.zone).astimezone(dt.UTC)
+            later = naive.replace(tzinfo=self.zone, fold=1).astimezone(dt.UTC)
+            if previous is not None and moment <= previous < later:
+                moment = later  # the second of two hours with one label (DST ends)
+            offset = naive.replace(tzinfo=self.zone, fold=moment == later).utcoffset()
+            if offset is not None and offset % HOUR:
+                raise CountingError(
+                    f"the Amplitude project's time zone {self.zone.key} is UTC{_offset(offset)} "
+                    "on " + f"{naive:%Y-%m-%d}: its hourly buckets do not line up with UTC "
+                    "hours, so they cannot be compared hour by hour with the migration"
+                )
+            previous = moment
+            yield moment, value
+
+    def _refusal(self, status: int, detail: str, url: str) -> str:
+        if status in (401, 403):
+            return (
+                f"Amplitude refused the API key or secret key ({status}) at {url}: use the "
+                "project's keys (Settings -> Projects), and amplitude_data_region eu for EU "
+                "projects"
+            )
+        return f"{self.service} answered {status} at {url}: {detail}"
+
+    def _limited(self, detail: str, retry_after: float | None) -> str:
+        when = f"; it asks to wait {retry_after:.0f} s" if retry_after else ""
+        return (
+            f"{self.service} is rate limiting this project (429: {detail}){when}. Its limits "
+            "are per project (5 concurrent requests, an hourly cost budget): run the "
+            "verification again in an hour"
+        )
+
+
+class PostHogCounts(_JsonApi):
+    """Events with `analytics_source = 'amplitude'` per UTC hour, by HogQL."""
+
+    service = "PostHog's query API"
+
+    def __init__(
+        self,
+        *,
+        app_host: str,
+        personal_api_key: str,
+        project_id: str,
+        timeout: float,
+        retry: RetryPolicy,
+        on_retry: Callable[[str], None],
+    ) -> None:
+        super().__init__(timeout, retry, on_retry)
+        self.app_host = app_host.rstrip("/")
+        self.project_id = project_id
+        self.url = f"{self.app_host}/api/projects/{project_id}/query/"
+        self._session.headers["Authorization"] = f"Bearer {personal_api_key}"
+
+    def __repr__(self) -> str:  # never the key
+        return f"PostHogCounts(url={self.url!r})"
+
+    def counts(self, start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, int]:
+        """Distinct event uuids per UTC hour within [start, end): few, wide queries.
+
+        The person and group updates the target sends after a run (profiles.py, marked with
+        `UPDATE_MARKER`) are not events of the export: they are left out.
+        """
+        found: dict[dt.datetime, int] = {}
+        low = start
+        while low < end:
+            high = min(end, low + _MAX_ROWS * HOUR)
+            found.update(self._hours(low, high))
+            low = high
+        return found
+
+    def _hours(self, low: dt.datetime, high: dt.datetime) -> dict[dt.datetime, int]:
+        query = (
+            "SELECT toStartOfHour(toTimeZone(timestamp, 'UTC')) AS hour, "
+            "count(DISTINCT uuid) AS events FROM events "
+            "WHERE properties.analytics_source = 'amplitude' "
+            f"AND isNull(properties.{UPDATE_MARKER}) "
+            f"AND timestamp >= toDateTime('{low:%Y-%m-%d %H:%M:%S}', 'UTC') "
+            f"AND timestamp < toDateTime('{high:%Y-%m-%d %H:%M:%S}', 'UTC') "
+            f"GROUP BY hour ORDER BY hour LIMIT {_MAX_ROWS}"
+        )
+        body = {"query": {"kind": "HogQLQuery", "query": query}}
+        answer = self._call("POST", self.url, json=body)
+        try:
+            rows = answer["results"]
+            return {_utc(str(row[0])): int(row[1]) for row in rows}
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise CountingError(f"{self.service} answered without results at {self.url}") from None
+
+    def _refusal(self, status: int, detail: str, url: str) -> str:
+        if status in (401, 403):
+            return (
+                f"PostHog refused the personal API key ({status}) at {self.app_host}: set "
+                "personal_api_key to a personal API key (phx_...) with the Query Read "
+                "permission (the project API key cannot query)"
+            )
+        if status == 404:
+            return (
+                f"PostHog has no project {self.project_id} that this key can read at "
+                f"{self.app_host} (404): check project_id (Project settings) and app_host"
+            )
+        return f"{self.service} answered {status} at {url}: {detail}"
+
+    def _limited(self, detail: str, retry_after: float | None) -> str:
+        when = f"; it asks to wait {retry_after:.0f} s" if retry_after else ""
+        return (
+            f"{self.service} is rate limiting this key (429: {detail}){when}. HogQL allows "
+            "about 120 queries an hour per key: run the verification again later"
+        )
+
+
+def _utc(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.replace(" ", "T"))
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _offset(offset: dt.timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _date_chunks(first: dt.date, last: dt.date, days: int) -> Iterator[tuple[dt.date, dt.date]]:
+    low = first
+    while low <= last:
+        high = min(last, low + dt.timedelta(days=days - 1))
+        yield low, high
+        low = high + dt.timedelta(days=1)

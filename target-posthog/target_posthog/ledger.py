@@ -1,0 +1,240 @@
+"""The migration's ledger: per event-time hour, what was read and what became of it, across runs.
+
+`target-posthog-verify` compares it with Amplitude's and PostHog's own counts. The migration
+keeps it in the registry, beside the aliases, so it survives every run and needs no other file.
+
+Counts are kept per (upload hour, event hour): the tap reads by upload hour (Amplitude's
+`server_upload_time`) and resumes at a bookmark that is an upload-hour boundary, so a run that
+reads an upload hour again has read all of it again. The first time a run writes an upload hour
+it replaces everything earlier runs wrote for it: re-reads never count twice.
+
+Hot path (one call per record) only adds to in-memory counters. A STATE arriving from the tap
+closes a segment (`checkpoint`); once the delivery watermark passes it, `commit` writes the
+segment's cumulative counts in one transaction, before that STATE is released. So the ledger
+never holds a record that the bookmark Meltano stores does not cover, and never lacks one it
+does (a crash in between re-reads the hour, which replaces the counts with equal ones).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+if TYPE_CHECKING:
+    from target_posthog.registry_store import Database
+
+# The tables, as migration 4 of the registry's schema (registry_schema.py). Hours are
+# `YYYY-MM-DDTHH` in UTC; '' means unknown (no upload time, no event time).
+# - ledger_hours: records read, PostHog events made of them (aliases aside: the registry's
+#   `aliases` table holds those), records that are person/group update rows ($identify,
+#   $groupidentify), and unreadable lines set aside (event hour '').
+# - ledger_dead_letters: records not sent, by reason.
+# - ledger_refused: events PostHog refused (400 after isolation), by uuid (idempotent).
+# - ledger_bookmarks: the tap's bookmark (`replication_key_value`) in the last released STATE.
+LEDGER_TABLES = (
+    """CREATE TABLE ledger_hours (
+        upload_hour TEXT NOT NULL,
+        event_hour TEXT NOT NULL,
+        records_read BIGINT NOT NULL,
+        events_sent BIGINT NOT NULL,
+        updates BIGINT NOT NULL,
+        unreadable BIGINT NOT NULL,
+        written_at TEXT NOT NULL,
+        PRIMARY KEY (upload_hour, event_hour)
+    ){without_rowid}""",
+    """CREATE TABLE ledger_dead_letters (
+        upload_hour TEXT NOT NULL,
+        event_hour TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        records BIGINT NOT NULL,
+        PRIMARY KEY (upload_hour, event_hour, reason)
+    ){without_rowid}""",
+    """CREATE TABLE ledger_refused (
+        uuid TEXT PRIMARY KEY,
+        event_hour TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        written_at TEXT NOT NULL
+    ){without_rowid}""",
+    """CREATE TABLE ledger_bookmarks (
+        stream TEXT PRIMARY KEY,
+        bookmark TEXT NOT NULL,
+        released_at TEXT NOT NULL
+    ){without_rowid}""",
+)
+_UPSERT_HOUR = (
+    "INSERT INTO ledger_hours VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (upload_hour, event_hour) DO UPDATE SET records_read = excluded.records_read, "
+    "events_sent = excluded.events_sent, updates = excluded.updates, "
+    "unreadable = excluded.unreadable, written_at = excluded.written_at"
+)
+_UPSERT_DEAD = (
+    "INSERT INTO ledger_dead_letters VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (upload_hour, event_hour, reason) DO UPDATE SET records = excluded.records"
+)
+_INSERT_REFUSED = "INSERT INTO ledger_refused VALUES (?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING"
+_UPSERT_BOOKMARK = (
+    "INSERT INTO ledger_bookmarks VALUES (?, ?, ?) ON CONFLICT (stream) DO UPDATE SET "
+    "bookmark = excluded.bookmark, released_at = excluded.released_at"
+)
+
+PERSON_GROUP_UPDATES = frozenset(("$identify", "$groupidentify"))
+_READ, _SENT, _UPDATES, _UNREADABLE = range(4)
+
+
+def hour_of(text: object) -> str:
+    """`YYYY-MM-DDTHH` of a UTC time written `YYYY-MM-DD HH:...` or `YYYY-MM-DDTHH:...`."""
+    if not isinstance(text, str) or len(text) < 13 or text[4] != "-" or text[10] not in " T":
+        return ""
+    return f"{text[:10]}T{text[11:13]}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def state_bookmarks(state: dict[str, Any]) -> dict[str, str]:
+    """`{stream: replication_key_value}` from a singer-sdk STATE (empty if it has none)."""
+    found: dict[str, str] = {}
+    bookmarks = state.get("bookmarks")
+    if isinstance(bookmarks, dict):
+        for stream, entry in bookmarks.items():
+            if isinstance(entry, dict) and isinstance(entry.get("replication_key_value"), str):
+                found[str(stream)] = entry["replication_key_value"]
+    return found
+
+
+class Ledger:
+    """In-memory counters of one run, written to the registry at each released STATE.
+
+    `database` is None for a dry run: counters are kept, nothing is written.
+    Main thread: `read`, `dead_letter`, `unreadable`, `checkpoint`. Delivery threads:
+    `refused`, `commit` (under the delivery's lock).
+    """
+
+    def __init__(self, database: Database | None) -> None:
+        self._database = database
+        # (raw upload hour prefix, event hour prefix) -> [read, sent, updates, unreadable]
+        self._segment: dict[tuple[str, str], list[int]] = {}
+        self._dead_segment: dict[tuple[str, str, str], int] = {}
+        self._totals: dict[tuple[str, str], list[int]] = {}
+        self._dead_totals: dict[tuple[str, str, str], int] = {}
+        self._pending: list[tuple[int, dict, dict, dict[str, str]]] = []
+        self._refused: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()  # upload hours this run has replaced in the table
+        # For a record or line without its own upload hour: the hour the tap is reading, i.e.
+        # the newest bookmark (an hour boundary) a STATE carried ('' before the first STATE).
+        self._reading_hour = ""
+
+    # --- main thread, per record -----------------------------------------------------------
+
+    def read(self, record: dict[str, Any], events: int, event_time: str) -> None:
+        """A record mapped to `events` PostHog events (aliases aside), at `event_time`."""
+        upload = record.get("server_upload_time")
+        key = (upload[:13] if upload.__class__ is str else self._reading_hour, event_time[:13])
+        counts = self._segment.get(key)
+        if counts is None:
+            counts = self._segment[key] = [0, 0, 0, 0]
+        counts[_READ] += 1
+        counts[_SENT] += events
+        if record.get("event_type") in PERSON_GROUP_UPDATES:
+            counts[_UPDATES] += 1
+
+    def dead_letter(self, record: dict[str, Any], reason: str, event_time: str | None) -> None:
+        """A record read but not sent (`event_time`: its UTC time if it has one)."""
+        self.read(record, 0, event_time or "")
+        upload = record.get("server_upload_time")
+        upload_hour = upload[:13] if isinstance(upload, str) else self._reading_hour
+        key = (upload_hour, (event_time or "")[:13], reason)
+        self._dead_segment[key] = self._dead_segment.get(key, 0) + 1
+
+    def unreadable(self, upload_hour: object) -> None:
+        """A line of the export set aside as unreadable: tap-amplitude's `unreadable_lines`
+        record's `hour` (its file's upload hour, RFC 3339 UTC), else the hour being read."""
+        key = (upload_hour[:13] if isinstance(upload_hour, str) else self._reading_hour, "")
+        counts = self._segment.get(key)
+        if counts is None:
+            counts = self._segment[key] = [0, 0, 0, 0]
+        counts[_UNREADABLE] += 1
+
+    def checkpoint(self, position: int, state: dict[str, Any]) -> None:
+        """A STATE arrived after record `position`: close the segment it vouches for."""
+        hours: dict[tuple[str, str], tuple[int, ...]] = {}
+        for key, counts in self._segment.items():
+            total = self._totals.get(key)
+            if total is None:
+                total = self._totals[key] = [0, 0, 0, 0]
+            for index, count in enumerate(counts):
+                total[index] += count
+            hours[_normal(key)] = tuple(total)
+        dead: dict[tuple[str, str, str], int] = {}
+        for dead_key, count in self._dead_segment.items():
+            self._dead_totals[dead_key] = self._dead_totals.get(dead_key, 0) + count
+            upload, event, reason = dead_key
+            dead[(*_normal((upload, event)), reason)] = self._dead_totals[dead_key]
+        self._segment, self._dead_segment = {}, {}
+        bookmarks = state_bookmarks(state)
+        if bookmarks:
+            self._reading_hour = max(bookmarks.values())[:13]
+        with self._lock:
+            self._pending.append((position, hours, dead, bookmarks))
+
+    # --- delivery threads ------------------------------------------------------------------
+
+    def refused(self, event: bytes, reason: str) -> None:
+        """PostHog refused this encoded event for good (it went to the dead-letter file)."""
+        try:
+            parsed = orjson.loads(event)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(parsed, dict) and isinstance(parsed.get("uuid"), str):
+            with self._lock:
+                self._refused.append((parsed["uuid"], hour_of(parsed.get("timestamp")), reason))
+
+    def commit(self, position: int) -> None:
+        """Write every segment up to `position` (its records are settled), durably, now."""
+        with self._lock:
+            ready = [entry for entry in self._pending if entry[0] <= position]
+            if not ready and not self._refused:
+                return
+            self._pending = [entry for entry in self._pending if entry[0] > position]
+            refused, self._refused = self._refused, []
+        if self._database is None:
+            return
+        hours: dict[tuple[str, str], tuple[int, ...]] = {}
+        dead: dict[tuple[str, str, str], int] = {}
+        bookmarks: dict[str, str] = {}
+        for _, segment_hours, segment_dead, segment_bookmarks in ready:
+            hours.update(segment_hours)  # later segments hold the larger running totals
+            dead.update(segment_dead)
+            bookmarks.update(segment_bookmarks)
+        now = _now()
+        database = self._database
+        try:
+            with database.transaction() as tx:
+                for upload in sorted({upload for upload, _ in hours} - self._claimed):
+                    # This run read the hour again from its start: earlier runs' counts go.
+                    tx.execute("DELETE FROM ledger_hours WHERE upload_hour = ?", (upload,))
+                    tx.execute("DELETE FROM ledger_dead_letters WHERE upload_hour = ?", (upload,))
+                tx.executemany(_UPSERT_HOUR, [(*key, *n, now) for key, n in hours.items()])
+                tx.executemany(_UPSERT_DEAD, [(*key, n) for key, n in dead.items()])
+                tx.executemany(_INSERT_REFUSED, [(*entry, now) for entry in refused])
+                tx.executemany(
+                    _UPSERT_BOOKMARK, [(stream, value, now) for stream, value in bookmarks.items()]
+                )
+        except database.errors as exc:
+            raise database.error(
+                "could not be written (the migration's ledger)",
+                exc,
+                "Nothing after the last emitted STATE counts as delivered: the next run reads "
+                "it again",
+            ) from None
+        self._claimed.update(upload for upload, _ in hours)
+
+
+def _normal(key: tuple[str, str]) -> tuple[str, str]:
+    upload, event = key
+    return (hour_of(upload) if upload else "", hour_of(event) if event else "")

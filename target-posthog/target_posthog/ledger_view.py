@@ -1,0 +1,130 @@
+"""The ledger as the verification reads it: per event-time hour, across every run so far.
+
+Read-only: the verification opens the registry the migration writes (ledger.py), a SQLite file
+or a PostgreSQL database, which may be in use by a running migration, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from target_posthog.counts import CountingError
+from target_posthog.ledger import LEDGER_TABLES
+from target_posthog.registry_schema import MIGRATIONS
+from target_posthog.registry_store import Database, RegistryError, open_database
+
+# The first schema version with the ledger (ledger.py's LEDGER_TABLES).
+_LEDGER_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_TABLES)
+
+
+@dataclass
+class EventHour:
+    """What the migration did with the records of one event-time hour (UTC)."""
+
+    read: int = 0  # records read
+    sent: int = 0  # PostHog events made of them, aliases aside
+    updates: int = 0  # person/group update rows among the records read
+    refused: int = 0  # events PostHog refused for good (dead-lettered)
+    aliases: int = 0  # `$create_alias` events PostHog confirmed, at this hour
+    dead: Counter[str] = field(default_factory=Counter)  # records not sent, by reason
+    written_at: str = ""  # when the newest of these counts was committed (UTC, ISO)
+
+    @property
+    def delivered(self) -> int:
+        """Events PostHog confirmed: what it should hold for this hour."""
+        return self.sent - self.refused + self.aliases
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead.values()) + self.refused
+
+
+@dataclass(frozen=True)
+class Untimed:
+    """Lines or records without a usable event time, by upload hour: unreadable lines set
+    aside, or records dead-lettered because their time cannot be read."""
+
+    upload_hour: str
+    what: str
+    count: int
+
+
+@dataclass
+class LedgerFigures:
+    hours: dict[str, EventHour]  # 'YYYY-MM-DDTHH' -> figures
+    untimed: list[Untimed]
+    bookmark: str | None  # the newest bookmark a released STATE carried
+    released_at: str | None
+
+
+def read_ledger(location: str) -> LedgerFigures:
+    """The ledger in the registry at `location` (a SQLite path or a PostgreSQL URL), read
+    only; CountingError if there is none to read."""
+    try:
+        database = open_database(location, read_only=True)
+    except RegistryError as exc:
+        raise CountingError(str(exc)) from None
+    try:
+        version = database.version()
+        if version == 0:
+            raise CountingError(
+                f"no registry at {database.location}: run the migration first, or set "
+                "alias_registry to the registry it wrote"
+            )
+        if version < _LEDGER_VERSION:
+            raise CountingError(
+                f"registry {database.location} holds no ledger yet: run the migration (this "
+                "version of target-posthog) once, then verify"
+            )
+        return _figures(database)
+    except RegistryError as exc:
+        raise CountingError(str(exc)) from None
+    except database.errors as exc:
+        raise CountingError(str(database.error("cannot be read", exc))) from None
+    finally:
+        database.close()
+
+
+def _figures(db: Database) -> LedgerFigures:
+    hours: dict[str, EventHour] = {}
+    untimed: list[Untimed] = []
+
+    def hour(key: str) -> EventHour:
+        return hours.setdefault(key, EventHour())
+
+    rows = db.read(
+        "SELECT upload_hour, event_hour, records_read, events_sent, updates, unreadable, "
+        "written_at FROM ledger_hours"
+    )
+    for upload, event, read, sent, updates, unreadable, written_at in rows:
+        if unreadable:
+            untimed.append(Untimed(upload, "unreadable lines set aside", unreadable))
+        if not event:
+            continue
+        figures = hour(event)
+        figures.read += read
+        figures.sent += sent
+        figures.updates += updates
+        figures.written_at = max(figures.written_at, written_at)
+    for upload, event, reason, records in db.read(
+        "SELECT upload_hour, event_hour, reason, records FROM ledger_dead_letters"
+    ):
+        if event:
+            hour(event).dead[reason] += records
+        else:
+            untimed.append(Untimed(upload, f"dead-lettered: {reason}", records))
+    for event, count in db.read(
+        "SELECT event_hour, count(*) FROM ledger_refused GROUP BY event_hour"
+    ):
+        hour(event).refused += count
+    for event, count in db.read(
+        "SELECT substr(first_seen_at, 1, 13), count(*) FROM aliases "
+        "WHERE confirmed_at IS NOT NULL GROUP BY 1"
+    ):
+        hour(event).aliases += count
+    [(bookmark, released_at)] = db.read(
+        "SELECT max(bookmark), max(released_at) FROM ledger_bookmarks"
+    )
+    untimed.sort(key=lambda item: item.upload_hour)
+    return LedgerFigures(hours, untimed, bookmark, released_at)

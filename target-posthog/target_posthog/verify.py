@@ -1,0 +1,251 @@
+"""The comparison: per period, what Amplitude counts, what the migration read and delivered,
+what PostHog holds, and the explanation of every difference.
+
+For each period (a UTC hour or day):
+- Amplitude's count should equal the records read that are events in Amplitude's charts
+  (person/group update rows are not). Fewer read: records without a usable event time
+  (unreadable lines, records dead-lettered for their time) uploaded then or later explain
+  some; the rest is "not read yet" while the migration has uploads left to read, else
+  "unexplained". More read than counted: "unexplained".
+- PostHog should hold every event the migration delivered (`EventHour.delivered`). Fewer:
+  "not visible yet" if delivered within `settle` (PostHog's historical pipeline takes a
+  while), else "missing in PostHog". More: "unexplained".
+- Dead letters are explained ("dead-lettered (n, see FILE)").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from target_posthog.ledger_view import EventHour, LedgerFigures, Untimed
+
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+AMPLITUDE_LOAD_DELAY = 2 * HOUR  # Amplitude exports an hour about 2 hours after it ends
+
+COLUMNS = (
+    "period",
+    "amplitude",
+    "read",
+    "person_group_updates",
+    "dead_lettered",
+    "no_event_time",
+    "not_read_yet",
+    "delivered",
+    "posthog",
+    "status",
+)
+
+
+@dataclass
+class Row:
+    """One line of the report (a period, or a set of records without event time)."""
+
+    period: str
+    amplitude: int | None = None
+    read: int = 0
+    person_group_updates: int = 0
+    dead_lettered: int = 0
+    no_event_time: int = 0
+    not_read_yet: int = 0
+    delivered: int = 0
+    posthog: int | None = None
+    notes: list[str] = field(default_factory=list)
+    missing: int = 0
+    unexplained: int = 0
+    dead_records: int = 0  # records dead-lettered before sending (not refused events)
+    dead_reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def status(self) -> str:
+        return "; ".join(self.notes) or "OK"
+
+    @property
+    def ok(self) -> bool:
+        """Nothing missing and nothing unexplained (explained gaps are fine)."""
+        return not (self.missing or self.unexplained)
+
+    def values(self) -> list[str | int | None]:
+        return [getattr(self, column) for column in COLUMNS]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to compare: periods [start, end) of `step`, and how to judge recent deliveries."""
+
+    start: dt.datetime
+    end: dt.datetime
+    by_day: bool
+    now: dt.datetime
+    settle: dt.timedelta
+    dead_letter_file: str
+
+    @property
+    def step(self) -> dt.timedelta:
+        return DAY if self.by_day else HOUR
+
+    def periods(self) -> list[dt.datetime]:
+        found, moment = [], self.start
+        while moment < self.end:
+            found.append(moment)
+            moment += self.step
+        return found
+
+    def label(self, period: dt.datetime) -> str:
+        return f"{period:%Y-%m-%d}" if self.by_day else f"{period:%Y-%m-%dT%H:00Z}"
+
+
+def floor(moment: dt.datetime, by_day: bool) -> dt.datetime:
+    moment = moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0) if by_day else moment
+
+
+def hour_key(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
+
+
+def ledger_range(ledger: LedgerFigures, by_day: bool) -> tuple[dt.datetime, dt.datetime] | None:
+    """The periods holding every event hour the migration read (None: it read nothing)."""
+    hours = [hour_key(key) for key, figures in ledger.hours.items() if figures.read]
+    if not hours:
+        return None
+    step = DAY if by_day else HOUR
+    return floor(min(hours), by_day), floor(max(hours), by_day) + step
+
+
+def compare(
+    plan: Plan,
+    ledger: LedgerFigures,
+    amplitude: dict[dt.datetime, int],
+    posthog: dict[dt.datetime, int],
+) -> list[Row]:
+    """The report's rows: one per period, then one per set of records without event time."""
+    by_period: dict[dt.datetime, list[EventHour]] = {}
+    for key, figures in ledger.hours.items():
+        by_period.setdefault(floor(hour_key(key), plan.by_day), []).append(figures)
+    amplitude_totals = _totals(amplitude, plan.by_day)
+    posthog_totals = _totals(posthog, plan.by_day)
+    pool = {item: item.count for item in ledger.untimed}
+    rows = []
+    for period in plan.periods():
+        row = _row(plan, period, by_period.get(period, []))
+        row.amplitude = amplitude_totals.get(period, 0)
+        row.posthog = posthog_totals.get(period, 0)
+        _judge_read(plan, row, period, ledger, pool)
+        _judge_posthog(plan, row, by_period.get(period, []))
+        rows.append(row)
+    rows.extend(_untimed_row(plan, item, item.count - pool[item]) for item in ledger.untimed)
+    return rows
+
+
+def _totals(counts: dict[dt.datetime, int], by_day: bool) -> Counter[dt.datetime]:
+    totals: Counter[dt.datetime] = Counter()
+    for moment, count in counts.items():
+        totals[floor(moment, by_day)] += count
+    return totals
+
+
+def _row(plan: Plan, period: dt.datetime, hours: list[EventHour]) -> Row:
+    row = Row(plan.label(period))
+    for figures in hours:
+        row.read += figures.read
+        row.person_group_updates += figures.updates
+        row.dead_lettered += figures.dead_lettered
+        row.dead_records += sum(figures.dead.values())
+        row.dead_reasons.update(figures.dead)
+        if figures.refused:
+            row.dead_reasons["refused by PostHog"] += figures.refused
+        row.delivered += figures.delivered
+    if row.dead_lettered:
+        ranked = sorted(row.dead_reasons.items(), key=lambda item: (-item[1], item[0]))
+        reasons = ", ".join(f"{reason} {n}" for reason, n in ranked[:3])
+        more = ", ..." if len(row.dead_reasons) > 3 else ""
+        row.notes.append(
+            f"dead-lettered ({row.dead_lettered}: {reasons}{more}; see {plan.dead_letter_file})"
+        )
+    return row
+
+
+def _judge_read(
+    plan: Plan, row: Row, period: dt.datetime, ledger: LedgerFigures, pool: dict[Untimed, int]
+) -> None:
+    assert row.amplitude is not None
+    gap = row.amplitude - (row.read - row.person_group_updates)
+    if gap < 0:
+        # Records dead-lettered as unusable (no event type, no ids ...) may well be rows
+        # Amplitude's charts leave out: up to their number, the difference is theirs.
+        excess = -gap - row.dead_records
+        if excess > 0:
+            row.unexplained += excess
+            row.notes.append(f"unexplained ({excess} read that Amplitude does not count)")
+        return
+    explained = _take_untimed(pool, period, gap)
+    if explained:
+        row.no_event_time = explained
+        row.notes.append(f"no event time ({explained}, see the rows at the end)")
+    rest = gap - explained
+    if not rest:
+        return
+    if _may_read_more(plan, ledger, period):
+        row.not_read_yet = rest
+        row.notes.append(f"not read yet ({rest}, run the migration again)")
+    else:
+        row.unexplained += rest
+        row.notes.append(f"unexplained ({rest} that Amplitude counts were never read)")
+
+
+def _may_read_more(plan: Plan, ledger: LedgerFigures, period: dt.datetime) -> bool:
+    """Uploads after the bookmark may hold this period's events: the migration can still read
+    them (its bookmark is behind the hours Amplitude has finished loading, or this period)."""
+    if ledger.bookmark is None:
+        return True
+    bookmark = dt.datetime.fromisoformat(ledger.bookmark).astimezone(dt.UTC)
+    loaded = floor(plan.now, by_day=False) - AMPLITUDE_LOAD_DELAY
+    return bookmark < loaded or bookmark < period + plan.step
+
+
+def _take_untimed(pool: dict[Untimed, int], period: dt.datetime, gap: int) -> int:
+    """Records without event time uploaded in or after `period` may be its missing ones."""
+    taken = 0
+    for item in pool:
+        if taken == gap:
+            break
+        if pool[item] and (not item.upload_hour or hour_key(item.upload_hour) >= period):
+            share = min(pool[item], gap - taken)
+            pool[item] -= share
+            taken += share
+    return taken
+
+
+def _judge_posthog(plan: Plan, row: Row, hours: Iterable[EventHour]) -> None:
+    assert row.posthog is not None
+    gap = row.delivered - row.posthog
+    if gap > 0:
+        newest = max((figures.written_at for figures in hours), default="")
+        if newest and dt.datetime.fromisoformat(newest) > plan.now - plan.settle:
+            ready = dt.datetime.fromisoformat(newest) + plan.settle
+            row.notes.append(
+                f"not visible yet ({gap}), delivered at {newest}: verify again after "
+                f"{ready:%Y-%m-%d %H:%M} UTC"
+            )
+        else:
+            row.missing = gap
+            row.notes.append(f"missing in PostHog ({gap})")
+    elif gap < 0:
+        row.unexplained += -gap
+        row.notes.append(f"unexplained ({-gap} more in PostHog than delivered)")
+
+
+def _untimed_row(plan: Plan, item: Untimed, matched: int) -> Row:
+    label = f"no event time, uploaded {item.upload_hour or 'at an unknown hour'}"
+    row = Row(label, no_event_time=item.count)
+    if item.what.startswith("dead-lettered"):
+        row.dead_lettered = item.count
+    where = f"see {plan.dead_letter_file}"
+    row.notes.append(f"{item.what} ({item.count}, {where})")
+    if matched:
+        row.notes.append(f"{matched} of them match periods above that lack events")
+    return row

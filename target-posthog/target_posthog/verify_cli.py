@@ -1,0 +1,217 @@
+"""`target-posthog-verify`: did PostHog get every event Amplitude counts? Per day or hour.
+
+    meltano --environment=prod invoke target-posthog:verify [--period hour] [--start ...]
+
+reads target-posthog's settings (Meltano passes them as TARGET_POSTHOG_* variables; `--config
+FILE` works too), asks Amplitude's Dashboard REST API and PostHog's query API for their counts
+(a few wide queries), reads the migration's ledger from the registry, prints the table and
+writes it as CSV (or JSON for an `--output` ending in .json).
+
+Exit codes: 0 every difference is explained (dead letters, not read yet, not visible yet);
+1 events are missing in PostHog or a difference is unexplained; 2 the verification could not
+run (settings, keys, limits), said in one line.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from singer_sdk.configuration._dict_config import parse_environment_config
+
+from target_posthog.client import RetryPolicy
+from target_posthog.counts import (
+    AMPLITUDE_URLS,
+    AmplitudeCounts,
+    CountingError,
+    PostHogCounts,
+    app_host_for,
+)
+from target_posthog.ledger_view import read_ledger
+from target_posthog.verify import COLUMNS, Plan, Row, compare, floor, ledger_range
+
+SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
+REQUIRED = ("personal_api_key", "project_id", "amplitude_api_key", "amplitude_secret_key")
+
+
+def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
+    """Settings from JSON files and/or `ENV` (TARGET_POSTHOG_* variables), later ones winning."""
+    from target_posthog.target import TargetPostHog  # the settings' one definition
+
+    config: dict[str, Any] = {}
+    for source in sources or ("ENV",):
+        if source == "ENV":
+            config.update(
+                parse_environment_config(TargetPostHog.config_jsonschema, "TARGET_POSTHOG_")
+            )
+            continue
+        try:
+            config.update(orjson.loads(Path(source).read_bytes()))
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise CountingError(f"cannot read the config file {source} ({exc})") from None
+    defaults = {
+        name: schema["default"]
+        for name, schema in TargetPostHog.config_jsonschema["properties"].items()
+        if "default" in schema
+    }
+    config = {**defaults, **{k: v for k, v in config.items() if v not in (None, "")}}
+    missing = [name for name in REQUIRED if not config.get(name)]
+    if missing:
+        names = ", ".join(f"{name} (TARGET_POSTHOG_{name.upper()})" for name in missing)
+        raise CountingError(f"the verification needs these target-posthog settings: {names}")
+    return config
+
+
+def amplitude_url(config: dict[str, Any]) -> str:
+    """The Dashboard REST API's base URL for `amplitude_data_region` (us or eu, any case)."""
+    region = str(config.get("amplitude_data_region") or "us")
+    try:
+        return AMPLITUDE_URLS[region.strip().lower()]
+    except KeyError:
+        raise CountingError(
+            f"amplitude_data_region {region!r} is neither us nor eu (tap-amplitude's data_region)"
+        ) from None
+
+
+def redact(text: str, config: dict[str, Any]) -> str:
+    for name in SECRETS:
+        value = config.get(name)
+        if isinstance(value, str) and value:
+            text = text.replace(value, f"[{name}]")
+    return text
+
+
+def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[list[Row], Path]:
+    """Run the whole verification; the rows and where they were written."""
+    by_day = options["period"] == "day"
+    ledger = read_ledger(str(config["alias_registry"]))
+    span = ledger_range(ledger, by_day)
+    if span is None:
+        raise CountingError("the migration's ledger holds no records yet: run the migration")
+    start = floor(options["start"], by_day) if options["start"] else span[0]
+    end = floor(options["end"], by_day) if options["end"] else span[1]
+    if end <= start:
+        raise CountingError("--end must be after --start")
+    retry = RetryPolicy(int(config["max_retries"]), float(config["retry_base_seconds"]))
+    timeout = float(config["request_timeout"])
+
+    def on_retry(problem: str) -> None:
+        say(redact(f"retrying: {problem}", config))
+
+    amplitude = AmplitudeCounts(
+        base_url=config.get("amplitude_api_url") or amplitude_url(config),
+        api_key=config["amplitude_api_key"],
+        secret_key=config["amplitude_secret_key"],
+        time_zone=config.get("amplitude_time_zone") or "UTC",
+        timeout=timeout,
+        retry=retry,
+        on_retry=on_retry,
+    )
+    posthog = PostHogCounts(
+        app_host=config.get("app_host") or app_host_for(config["host"]),
+        personal_api_key=config["personal_api_key"],
+        project_id=str(config["project_id"]),
+        timeout=timeout,
+        retry=retry,
+        on_retry=on_retry,
+    )
+    try:
+        zone, host = amplitude.zone.key, posthog.app_host
+        say(
+            f"counting {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC (exclusive) in "
+            f"Amplitude (time zone {zone}) and PostHog ({host})"
+        )
+        amplitude_counts = amplitude.counts(start, end, by_day=by_day)
+        posthog_counts = posthog.counts(start, end)
+        say(f"{amplitude.requests_sent} Amplitude queries, {posthog.requests_sent} PostHog queries")
+    finally:
+        amplitude.close()
+        posthog.close()
+    plan = Plan(
+        start, end, by_day, dt.datetime.now(dt.UTC),
+        dt.timedelta(hours=options["settle_hours"]), config["dead_letter_path"],
+    )  # fmt: skip
+    rows = compare(plan, ledger, amplitude_counts, posthog_counts)
+    # Beside the dead-letter file (the registry may be a PostgreSQL database).
+    folder = Path(config["dead_letter_path"]).parent
+    output = options["output"] or folder / f"verification-{options['period']}.csv"
+    write_report(rows, output)
+    return rows, output
+
+
+def write_report(rows: list[Row], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        table = [dict(zip(COLUMNS, row.values(), strict=True)) for row in rows]
+        path.write_bytes(orjson.dumps(table, option=orjson.OPT_INDENT_2))
+        return
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows([("" if v is None else v) for v in row.values()] for row in rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def render(rows: list[Row]) -> str:
+    """The table as aligned text (numbers right-aligned, status last and unpadded)."""
+    cells = [list(COLUMNS)] + [["" if v is None else str(v) for v in row.values()] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS) - 1)]
+    lines = []
+    for number, line in enumerate(cells):
+        parts = [
+            cell.ljust(width) if i == 0 or number == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=False))
+        ]
+        lines.append("  ".join([*parts, line[-1]]))
+    return "\n".join(lines)
+
+
+def _moment(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or hour") from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "configs", multiple=True, help="JSON settings file, or ENV (default).")
+@click.option("--period", type=click.Choice(["day", "hour"]), default="day", show_default=True)
+@click.option("--start", help="First UTC day or hour (default: the first the ledger holds).")
+@click.option("--end", help="Exclusive end, UTC (default: after the last the ledger holds).")
+@click.option("--output", type=click.Path(path_type=Path), help="CSV, or .json (default: "
+              "verification-<period>.csv beside the registry).")  # fmt: skip
+@click.option("--settle-hours", type=float, default=6.0, show_default=True,
+              help="Deliveries this recent may not be visible in PostHog yet.")  # fmt: skip
+def cli(configs: tuple[str, ...], **options: Any) -> None:
+    """Compare Amplitude's counts, the migration's ledger and PostHog's counts per period."""
+    options["start"], options["end"] = _moment(options["start"]), _moment(options["end"])
+    config: dict[str, Any] = {}
+
+    def say(line: str) -> None:
+        click.echo(f"target-posthog-verify: {line}", err=True)
+
+    try:
+        config = load_config(configs)
+        rows, output = verify(config, options, say)
+    except CountingError as exc:
+        say(redact(f"cannot verify: {exc}", config))
+        sys.exit(2)
+    click.echo(render(rows))
+    bad = [row for row in rows if not row.ok]
+    explained = sum(1 for row in rows if row.ok and row.status != "OK")
+    say(f"{len(rows)} rows: {len(rows) - len(bad) - explained} OK, {explained} explained, "
+        f"{len(bad)} with events missing or unexplained; written to {output}")  # fmt: skip
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,455 @@
+"""`target-posthog-verify`: real migrations (tap | target) into the stand-ins, then the real CLI.
+
+Each test migrates an export through the drill pipeline, changes what one side holds the way a
+real failure would, and checks the report a user reads: the periods named, the counts, the
+explanation, the exit code, and that a refusal or a limit is one clear line.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from target_posthog.client import RetryPolicy
+from target_posthog.counts import AmplitudeCounts
+from target_posthog.profiles import UPDATE_MARKER
+
+from tests.pipeline_harness import (
+    AMPLITUDE_KEY,
+    AMPLITUDE_SECRET,
+    DRILL_START,
+    POSTHOG_KEY,
+    Pipeline,
+    build_drill_store,
+    drill_tap_config,
+    drill_target_config,
+)
+from tests.test_reliability_kills import KillPoint, start_killed_run
+from tests.testbed.amplitude import AmplitudeStandIn
+from tests.testbed.dashboard import NOT_IN_CHARTS
+from tests.testbed.events import ExportSpec
+from tests.testbed.faults import Fault
+from tests.testbed.posthog import PostHogStandIn
+from tests.testbed.store import ExportStore
+
+VERIFY = Path(sys.executable).parent / "target-posthog-verify"
+PERSONAL_KEY = "phx_verify_secret_77c1e0_never_print"
+PROJECT_ID = 31337
+HOURS = 24
+
+
+@dataclass
+class Report:
+    returncode: int
+    stdout: str
+    stderr: str
+    rows: list[dict[str, str]]
+
+    def row(self, period: str) -> dict[str, str]:
+        return next(row for row in self.rows if row["period"] == period)
+
+    def not_ok(self) -> dict[str, str]:
+        return {row["period"]: row["status"] for row in self.rows if row["status"] != "OK"}
+
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if "cannot verify" in line]
+
+
+class Migration:
+    """One export, both stand-ins, the pipeline that moves it, and the verification."""
+
+    def __init__(self, workdir: Path, store: ExportStore, hours: int = HOURS) -> None:
+        self.workdir = workdir
+        self.store = store
+        self.amplitude = AmplitudeStandIn(store, AMPLITUDE_KEY, AMPLITUDE_SECRET).start()
+        self.posthog = PostHogStandIn(
+            api_key=POSTHOG_KEY, personal_api_key=PERSONAL_KEY, project_id=PROJECT_ID
+        ).start()
+        self.pipeline = Pipeline(
+            workdir / "run",
+            drill_tap_config(self.amplitude, hours),
+            drill_target_config(workdir / "run", self.posthog),
+        )
+        self.state: dict[str, Any] | None = None
+
+    def run(self, **tap_overrides: Any) -> None:
+        self.pipeline.tap_config.update(tap_overrides)
+        result = self.pipeline.run(self.state)
+        assert result.ok, result.describe()
+        self.state = result.last_state
+
+    def verify(self, *args: str, **settings: Any) -> Report:
+        config = {
+            **self.pipeline.target_config,
+            "personal_api_key": PERSONAL_KEY,
+            "project_id": str(PROJECT_ID),
+            "app_host": self.posthog.url,
+            "amplitude_api_key": AMPLITUDE_KEY,
+            "amplitude_secret_key": AMPLITUDE_SECRET,
+            "amplitude_api_url": self.amplitude.url,
+            **settings,
+        }
+        path = self.workdir / "verify-config.json"
+        path.write_bytes(orjson.dumps(config))
+        output = self.workdir / "report.csv"
+        output.unlink(missing_ok=True)
+        done = subprocess.run(
+            [str(VERIFY), "--config", str(path), "--output", str(output), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        rows = list(csv.DictReader(output.open())) if output.exists() else []
+        for secret in (PERSONAL_KEY, AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
+            assert secret not in done.stdout + done.stderr
+        return Report(done.returncode, done.stdout, done.stderr, rows)
+
+    def stop(self) -> None:
+        self.amplitude.stop()
+        self.posthog.stop()
+
+
+@pytest.fixture
+def migration(tmp_path: Path) -> Iterator[Migration]:
+    store = build_drill_store(tmp_path / "export")
+    migration = Migration(tmp_path, store)
+    yield migration
+    migration.stop()
+
+
+def event_hours(events: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(f"{event['timestamp'][:13]}:00Z" for event in events)
+
+
+def chart_days(store: ExportStore) -> Counter[str]:
+    """What Amplitude's charts count per UTC day (identify rows are not chart events)."""
+    return Counter(
+        record["event_time"][:10]
+        for record in store.iter_events()
+        if record.get("event_type") not in NOT_IN_CHARTS
+    )
+
+
+def test_a_complete_migration_verifies_clean(migration: Migration) -> None:
+    migration.run()
+    report = migration.verify()
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert report.not_ok() == {}
+    days = chart_days(migration.store)
+    assert {row["period"]: int(row["amplitude"]) for row in report.rows} == dict(days)
+    for row in report.rows:  # PostHog holds what was delivered, events plus aliases
+        assert row["posthog"] == row["delivered"]
+    history = [  # the person/group updates a run sends at its end are not export events
+        e for e in migration.posthog.unique_events() if UPDATE_MARKER not in e["properties"]
+    ]
+    assert sum(int(row["delivered"]) for row in report.rows) == len(history)
+    assert "OK" in report.stdout and "written to" in report.stderr
+
+    hourly = migration.verify("--period", "hour")
+    assert hourly.returncode == 0, hourly.stdout + hourly.stderr
+    assert len(hourly.rows) == HOURS + 1 or len(hourly.rows) >= HOURS  # event times spill over
+    assert hourly.not_ok() == {}
+
+
+def test_events_lost_by_posthog_are_named_by_period_and_count(migration: Migration) -> None:
+    migration.run()
+    lost_hours = ("2024-05-01T03", "2024-05-01T17")
+    events = migration.posthog.events
+    doomed = [
+        e for e in events if e["timestamp"][:13] in lost_hours and e["event"] != "$create_alias"
+    ]
+    doomed = doomed[::3]
+    doomed_uuids = {e["uuid"] for e in doomed}
+    removed = migration.posthog.remove_events(lambda e: e.get("uuid") in doomed_uuids)
+    assert removed >= len(doomed) > 0
+    lost = event_hours(doomed)
+
+    report = migration.verify("--period", "hour", "--settle-hours", "0")
+    assert report.returncode == 1
+    assert report.not_ok() == {hour: f"missing in PostHog ({n})" for hour, n in lost.items()}
+    for hour, n in lost.items():
+        row = report.row(hour)
+        assert int(row["delivered"]) - int(row["posthog"]) == n
+
+    daily = migration.verify("--settle-hours", "0")
+    assert daily.returncode == 1
+    assert daily.not_ok() == {"2024-05-01": f"missing in PostHog ({sum(lost.values())})"}
+
+    # Delivered within the settle time: not an alarm yet, and the report says until when.
+    recent = migration.verify()
+    assert recent.returncode == 0
+    status = recent.not_ok()["2024-05-01"]
+    assert status.startswith(f"not visible yet ({sum(lost.values())}), delivered at 20")
+    assert "verify again after" in status
+
+
+def test_dead_letters_are_explained_rows(tmp_path: Path) -> None:
+    store = build_drill_store(tmp_path / "export", invalid_fraction=0.03)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        report = migration.verify()
+    finally:
+        migration.stop()
+    assert report.returncode == 0, report.stdout + report.stderr
+    letters = [orjson.loads(line) for line in (tmp_path / "run" / "dead-letter.jsonl").open("rb")]
+    by_day: Counter[str] = Counter()
+    by_upload: Counter[str] = Counter()
+    reasons: dict[str, Counter[str]] = {}
+    for letter in letters:
+        record = letter["record"]
+        when = _readable_time(record.get("event_time"))
+        if when is None:
+            by_upload[record["server_upload_time"][:13]] += 1
+        else:
+            by_day[when[:10]] += 1
+            reasons.setdefault(when[:10], Counter())[letter["reason"]] += 1
+    assert by_day and by_upload
+    assert {
+        row["period"]: int(row["dead_lettered"])
+        for row in report.rows
+        if int(row["dead_lettered"]) and not row["period"].startswith("no event time")
+    } == dict(by_day)
+    untimed = {
+        row["period"].removeprefix("no event time, uploaded "): int(row["dead_lettered"])
+        for row in report.rows
+        if row["period"].startswith("no event time")
+    }
+    assert untimed == dict(by_upload)
+    for day, counted in reasons.items():  # the reasons, most frequent first
+        ranked = sorted(counted.items(), key=lambda item: (-item[1], item[0]))
+        top = ", ".join(f"{reason} {n}" for reason, n in ranked[:3])
+        assert report.row(day)["status"].startswith(f"dead-lettered ({by_day[day]}: {top}")
+    for period, status in report.not_ok().items():
+        assert status.startswith("dead-lettered") and "dead-letter.jsonl" in status, period
+        assert "missing in PostHog" not in status and "unexplained" not in status
+
+
+def _readable_time(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H")
+    except ValueError:
+        return None
+
+
+def test_events_uploaded_after_the_bookmark_are_not_read_yet_until_the_next_run(
+    tmp_path: Path,
+) -> None:
+    store = build_drill_store(tmp_path / "export")
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        # Late uploads: events of the first day that reach Amplitude a day later.
+        late = ExportSpec(start=DRILL_START + timedelta(hours=HOURS + 2), hours=1, events=40,
+                          seed=99)  # fmt: skip
+        late_events = _backdated(store, late, tmp_path / "late", timedelta(hours=HOURS))
+        report = migration.verify()
+        assert report.returncode == 0, report.stdout + report.stderr
+        waiting = chart_days_of(late_events)
+        assert report.not_ok() == {
+            day: f"not read yet ({n}, run the migration again)" for day, n in waiting.items()
+        }
+        migration.run(end_date=(DRILL_START + timedelta(hours=HOURS + 4)).isoformat())
+        again = migration.verify()
+    finally:
+        migration.stop()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.not_ok() == {}
+
+
+def chart_days_of(records: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(
+        r["event_time"][:10] for r in records if r.get("event_type") not in NOT_IN_CHARTS
+    )
+
+
+def _backdated(
+    store: ExportStore, spec: ExportSpec, scratch: Path, back: timedelta
+) -> list[dict[str, Any]]:
+    """Add `spec`'s events to `store` with event times moved `back` (uploaded late)."""
+    generated = ExportStore.build(scratch, spec)
+    records = []
+    for record in generated.iter_events():
+        for name in ("event_time", "client_event_time"):
+            if isinstance(record.get(name), str):
+                moment = datetime.fromisoformat(record[name]).replace(tzinfo=UTC) - back
+                record[name] = moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+        records.append(record)
+    store.add_records(records)
+    return records
+
+
+def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migration: Migration) -> None:
+    migration.amplitude.dashboard.time_zone = "America/Los_Angeles"
+    migration.run()
+    report = migration.verify("--period", "hour", amplitude_time_zone="America/Los_Angeles")
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert report.not_ok() == {}
+    # Amplitude's buckets are Pacific wall time; unmoved, every hour would be off by 7.
+    shifted = migration.verify("--period", "hour", amplitude_time_zone="UTC")
+    assert shifted.returncode == 1
+    assert any("unexplained" in status for status in shifted.not_ok().values())
+
+
+def test_hours_around_a_dst_change_are_counted_once_each(tmp_path: Path) -> None:
+    # 2024-11-03: Los Angeles falls back at 09:00 UTC, so 01:00 local happens twice.
+    spec = ExportSpec(start=datetime(2024, 11, 3, 4, tzinfo=UTC), hours=10, events=600, seed=5)
+    store = ExportStore.build(tmp_path / "export", spec)
+    with AmplitudeStandIn(store, AMPLITUDE_KEY, AMPLITUDE_SECRET) as amplitude:
+        amplitude.dashboard.time_zone = "America/Los_Angeles"
+        counts = AmplitudeCounts(
+            base_url=amplitude.url, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET,
+            time_zone="America/Los_Angeles", timeout=5, retry=RetryPolicy(0, 0.01),
+            on_retry=lambda problem: None,
+        )  # fmt: skip
+        found = counts.counts(spec.start, spec.start + timedelta(hours=10), by_day=False)
+        labels = amplitude.dashboard.requests[-1].params
+    expected = Counter(
+        datetime.fromisoformat(r["event_time"]).replace(tzinfo=UTC, minute=0, second=0,
+                                                        microsecond=0)
+        for r in store.iter_events()
+        if r.get("event_type") not in NOT_IN_CHARTS
+    )  # fmt: skip
+    expected = Counter(
+        {h: n for h, n in expected.items() if spec.start <= h < spec.end + timedelta(hours=1)}
+    )
+    assert found == dict(expected)
+    assert labels["i"] == "-3600000"
+
+
+def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migration: Migration) -> None:
+    migration.amplitude.dashboard.time_zone = "Asia/Kolkata"
+    migration.run()
+    report = migration.verify(amplitude_time_zone="Asia/Kolkata")
+    assert report.returncode == 2
+    [line] = report.error_lines()
+    assert re.fullmatch(
+        "target-posthog-verify: cannot verify: the Amplitude project's time zone Asia/Kolkata "
+        r"is UTC\+05:30 on 2024-04-\d\d: its hourly buckets do not line up with UTC hours, so "
+        "they cannot be compared hour by hour with the migration",
+        line,
+    )
+    assert "Traceback" not in report.stderr
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"personal_api_key": "phx_wrong"},
+            "PostHog refused the personal API key (401)",
+        ),
+        ({"project_id": "999"}, "PostHog has no project 999 that this key can read"),
+        ({"amplitude_secret_key": "wrong"}, "Amplitude refused the API key or secret key (401)"),
+        ({"amplitude_time_zone": "Mars/Olympus"}, "'Mars/Olympus' is not a time zone name"),
+    ],
+)
+def test_wrong_keys_or_project_give_one_clear_line(
+    migration: Migration, settings: dict[str, str], expected: str
+) -> None:
+    migration.run()
+    report = migration.verify(**settings)
+    assert report.returncode == 2
+    assert len(report.error_lines()) == 1, report.stderr
+    assert expected in report.error_lines()[0]
+    assert "Traceback" not in report.stderr and report.rows == []
+
+
+def test_a_429_storm_backs_off_then_stops_with_one_clear_line(migration: Migration) -> None:
+    migration.run()
+    migration.posthog.query_api.faults.inject(Fault.status(429, retry_after=0.05), times=100)
+    report = migration.verify(max_retries=3)
+    assert report.returncode == 2
+    assert len(migration.posthog.query_api.requests) == 4  # first try and 3 retries
+    assert report.error_lines() == [
+        "target-posthog-verify: cannot verify: PostHog's query API is rate limiting this key "
+        "(429: injected status 429). HogQL allows about 120 queries an hour per key: run the "
+        "verification again later"
+    ]
+    assert sum("retrying" in line for line in report.stderr.splitlines()) == 3
+
+    # A budget spent for the hour: Retry-After says an hour, so it stops at once and says so.
+    migration.posthog.query_api.faults.clear()
+    migration.posthog.query_api.queries_per_hour = 0
+    spent = migration.verify()
+    assert spent.returncode == 2
+    [line] = spent.error_lines()
+    assert "PostHog's query API is rate limiting this key (429: Request was throttled" in line
+    assert "it asks to wait 3601 s" in line
+
+    migration.amplitude.dashboard.queries_per_hour = 0
+    before = len(migration.amplitude.dashboard.requests)
+    amplitude = migration.verify(max_retries=2)
+    assert amplitude.returncode == 2
+    [line] = amplitude.error_lines()
+    assert line.startswith(
+        "target-posthog-verify: cannot verify: Amplitude's Dashboard REST API is rate limiting "
+        "this project (429: Exceeded rate limit"
+    )
+    assert len(migration.amplitude.dashboard.requests) - before == 3
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        KillPoint("target", "state", 3),  # after a STATE: the next run starts past it
+        KillPoint("target", "batch_stored", 9),  # delivered, STATE not out: read again
+        KillPoint("tap", "records", 700),  # mid-window: the window is read again
+    ],
+    ids=lambda point: point.id,
+)
+def test_a_killed_and_resumed_migration_counts_every_record_once(
+    migration: Migration, point: KillPoint
+) -> None:
+    killed, switch = start_killed_run(
+        point, migration.pipeline, migration.amplitude, migration.posthog, migration.store
+    )
+    assert switch.fired.is_set() and not killed.ok
+    migration.state = killed.last_state
+    migration.run()
+    report = migration.verify("--period", "hour", "--settle-hours", "0")
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert report.not_ok() == {}
+    read = sum(int(row["read"]) for row in report.rows)
+    assert read == migration.store.event_count  # no record counted twice, none left out
+
+
+def test_a_ledger_in_a_postgresql_registry_verifies_the_same(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    store = build_drill_store(tmp_path / "export")
+    migration = Migration(tmp_path, store)
+    migration.pipeline.target_config["alias_registry"] = postgres_url
+    try:
+        migration.run()
+        clean = migration.verify()
+        migration.posthog.remove_events(
+            lambda e: (
+                e["timestamp"].startswith("2024-05-01T07")
+                and e["event"] != "$create_alias"
+                and UPDATE_MARKER not in e["properties"]
+            )
+        )
+        lost = migration.verify("--period", "hour", "--settle-hours", "0")
+    finally:
+        migration.stop()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.not_ok() == {}
+    assert sum(int(row["read"]) for row in clean.rows) == store.event_count
+    assert lost.returncode == 1
+    [(hour, status)] = lost.not_ok().items()
+    assert hour == "2024-05-01T07:00Z" and status.startswith("missing in PostHog (")
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert password not in clean.stdout + clean.stderr + lost.stdout + lost.stderr
