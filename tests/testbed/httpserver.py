@@ -78,6 +78,7 @@ class StandInServer:
     def __init__(self) -> None:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.port = 0  # 0: a free port the system picks (tests); the command line may fix one
 
     @property
     def url(self) -> str:
@@ -89,7 +90,7 @@ class StandInServer:
     def start(self) -> Self:
         if self._server is not None:
             return self
-        self._server = _Server(("127.0.0.1", 0), self.handler_class)
+        self._server = _Server(("127.0.0.1", self.port), self.handler_class)
         self._server.owner = self
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -1,0 +1,93 @@
+"""The stand-ins' command line (`python -m tests.testbed`), which a user rehearses with."""
+
+from __future__ import annotations
+
+import base64
+import signal
+import subprocess
+import sys
+import zipfile
+from io import BytesIO
+from pathlib import Path
+
+import orjson
+import pytest
+import requests
+
+from tests.meltano_harness import REPO_ROOT
+from tests.testbed.__main__ import parse_fault
+from tests.testbed.faults import Fault
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_fault_specs_read_as_written_and_others_are_refused_in_one_line() -> None:
+    assert parse_fault("503*3") == (Fault.status(503), 3)
+    assert parse_fault("429:2") == (Fault.status(429, 2.0), 1)
+    assert parse_fault("delay:1.5*2") == (Fault.delay(1.5), 2)
+    assert parse_fault("drop") == (Fault.drop(), 1)
+    for bad in ("boom", "drop:3", "503*0", "delay", "503*x"):
+        with pytest.raises(ValueError, match=rf"fault '{bad.replace('*', '[*]')}'"):
+            parse_fault(bad)
+
+
+def test_the_command_line_serves_both_stand_ins_until_ctrl_c(tmp_path: Path) -> None:
+    env_file = tmp_path / "rehearsal.env"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.testbed", "--events", "300", "--hours", "3",
+         "--env-file", str(env_file), "--report-seconds", "60", "--posthog-fault", "503*1"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        said = []
+        for line in process.stdout:
+            said.append(line.rstrip("\n"))
+            if line.startswith("serving until Ctrl-C"):
+                break
+        assert said[0] == "300 events served; settings:"
+        settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        assert said[1:-1] == [f"{k}={v}" for k, v in settings.items()]
+        assert settings["TAP_AMPLITUDE_START_DATE"] == "2024-03-01T00:00:00+00:00"
+        assert settings["TAP_AMPLITUDE_END_DATE"] == "2024-03-01T03:00:00+00:00"
+        assert settings["TARGET_POSTHOG_ALIAS_REGISTRY"] == "output/rehearsal/alias-registry.sqlite"
+        assert settings["MELTANO_RUN_STATE_ID_SUFFIX"] == "rehearsal"
+
+        key = settings["TAP_AMPLITUDE_API_KEY"] + ":" + settings["TAP_AMPLITUDE_SECRET_KEY"]
+        export = requests.get(
+            settings["TAP_AMPLITUDE_API_URL"] + "/api/2/export",
+            params={"start": "20240301T00", "end": "20240301T02"},
+            headers={"Authorization": "Basic " + base64.b64encode(key.encode()).decode()},
+            timeout=30,
+        )
+        assert export.status_code == 200
+        assert len(zipfile.ZipFile(BytesIO(export.content)).namelist()) == 3
+
+        body = orjson.dumps({
+            "api_key": settings["TARGET_POSTHOG_API_KEY"],
+            "historical_migration": True,
+            "batch": [{"event": "Opened App", "distinct_id": "user-1",
+                       "uuid": "0190a8e4-0000-7000-8000-000000000001",
+                       "timestamp": "2024-03-01T00:10:00Z", "properties": {}}],
+        })  # fmt: skip
+        url = settings["TARGET_POSTHOG_HOST"] + "/batch/"
+        assert requests.post(url, data=body, timeout=30).status_code == 503  # the fault
+        assert requests.post(url, data=body, timeout=30).status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert out.splitlines()[-1] == (
+        "stopped; PostHog stand-in holds 1 events incl. 0 aliases (1 distinct uuids), 1 persons, "
+        "0 groups; 2 batch requests"
+    )
+
+
+def test_bad_arguments_fail_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.testbed", "--posthog-fault", "boom"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("testbed: fault 'boom': write KIND[*TIMES]")
+    assert len(result.stderr.splitlines()) == 1

@@ -1,0 +1,165 @@
+"""Rehearse a migration against the stand-ins: ``python -m tests.testbed --help``.
+
+Generates an Amplitude export (or serves an existing export folder), starts the Export API
+stand-in and the PostHog capture stand-in on 127.0.0.1, prints the settings that point the
+plugins at them (the lines to put in `.env`), and serves until Ctrl-C or SIGTERM. Every
+`--report-seconds`, and at the end, it says what the PostHog stand-in holds: events, distinct
+uuids, aliases, persons and groups, built by PostHog's rules (tests/testbed/persons.py).
+
+Faults are injected before serving, FIFO, one per request to the endpoint: ``--posthog-fault
+503*3`` answers the next three batch requests 503; kinds are an HTTP status (``429``,
+``503`` ...), ``drop``, ``lose_ack``, ``truncate``, ``stall:<s>`` and ``delay:<s>`` (see
+faults.py). docs/rehearsal.md walks through the README's real-migration steps with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from tests.testbed.amplitude import AmplitudeStandIn
+from tests.testbed.events import ExportSpec
+from tests.testbed.faults import Fault
+from tests.testbed.posthog import PostHogStandIn
+from tests.testbed.store import ExportStore
+
+AMPLITUDE_KEY = "amp-test-key"
+AMPLITUDE_SECRET = "amp-test-secret"
+POSTHOG_KEY = "phc_test_key"
+_TIMED_FAULTS = {"stall": Fault.stall, "delay": Fault.delay}
+_PLAIN_FAULTS = {"drop": Fault.drop, "lose_ack": Fault.lose_ack, "truncate": Fault.truncate}
+
+
+def parse_fault(spec: str) -> tuple[Fault, int]:
+    """``KIND[:SECONDS][*TIMES]`` -> (fault, times). Raises ValueError naming the spec."""
+    kind, _, times_text = spec.partition("*")
+    name, _, argument = kind.partition(":")
+    try:
+        times = int(times_text) if times_text else 1
+        if name.isdigit():
+            fault = Fault.status(int(name), float(argument) if argument else None)
+        elif name in _TIMED_FAULTS:
+            fault = _TIMED_FAULTS[name](float(argument))
+        elif name in _PLAIN_FAULTS and not argument:
+            fault = _PLAIN_FAULTS[name]()
+        else:
+            raise ValueError(name)
+    except ValueError:
+        kinds = ", ".join(["<status>[:<retry-after s>]", *_PLAIN_FAULTS, "stall:<s>", "delay:<s>"])
+        raise ValueError(f"fault {spec!r}: write KIND[*TIMES], KIND one of {kinds}") from None
+    if times < 1:
+        raise ValueError(f"fault {spec!r}: TIMES must be at least 1")
+    return fault, times
+
+
+def settings_lines(
+    amplitude: AmplitudeStandIn, posthog: PostHogStandIn, store: ExportStore, output: Path
+) -> str:
+    """The `.env` lines that point the plugins at the stand-ins and cover the whole export,
+    with the registry and dead letters in `output` (a rehearsal's registry must never be the
+    real migration's: it records the PostHog project it serves)."""
+    first, last = store.hours()[0], store.hours()[-1]
+    return "\n".join(
+        [
+            f"TAP_AMPLITUDE_API_URL={amplitude.url}",
+            f"TAP_AMPLITUDE_API_KEY={amplitude.api_key}",
+            f"TAP_AMPLITUDE_SECRET_KEY={amplitude.secret_key}",
+            f"TAP_AMPLITUDE_START_DATE={first.isoformat()}",
+            f"TAP_AMPLITUDE_END_DATE={(last + timedelta(hours=1)).isoformat()}",
+            f"TARGET_POSTHOG_HOST={posthog.url}",
+            f"TARGET_POSTHOG_API_KEY={posthog.api_key}",
+            f"TARGET_POSTHOG_ALIAS_REGISTRY={output / 'alias-registry.sqlite'}",
+            f"TARGET_POSTHOG_DEAD_LETTER_PATH={output / 'dead-letter.jsonl'}",
+            "MELTANO_RUN_STATE_ID_SUFFIX=rehearsal",
+        ]
+    )
+
+
+def holdings(posthog: PostHogStandIn) -> str:
+    """One line: what the PostHog stand-in holds now."""
+    people = posthog.people
+    return (
+        f"PostHog stand-in holds {posthog.event_count:,} events incl. {len(posthog.aliases()):,} "
+        f"aliases ({len(posthog.accepted_uuids()):,} distinct uuids), {len(people.persons()):,} "
+        "persons, "
+        f"{len(people.groups()):,} groups; {len(posthog.requests):,} batch requests"
+    )
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.testbed", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--events", type=int, default=20_000, help="events to generate (20,000)")
+    parser.add_argument("--hours", type=int, default=48, help="hours they span (48)")
+    parser.add_argument("--start", default="2024-03-01T00:00:00+00:00", help="first hour (UTC)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--export", type=Path, help="serve this export folder instead")
+    parser.add_argument("--amplitude-port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--posthog-port", type=int, default=0, help="0: any free port")
+    parser.add_argument(
+        "--posthog-latency", type=float, default=0.0, help="seconds a request takes"
+    )
+    parser.add_argument("--posthog-fault", action="append", default=[], metavar="KIND[*TIMES]")
+    parser.add_argument("--amplitude-fault", action="append", default=[], metavar="KIND[*TIMES]")
+    parser.add_argument("--env-file", type=Path, help="also write the settings lines there")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("output/rehearsal"),
+        help="where the settings put the registry and dead letters (output/rehearsal)",
+    )
+    parser.add_argument("--report-seconds", type=float, default=10.0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; returns the exit code (0, or 2 for bad arguments)."""
+    args = _arguments(argv)
+    try:
+        posthog_faults = [parse_fault(spec) for spec in args.posthog_fault]
+        amplitude_faults = [parse_fault(spec) for spec in args.amplitude_fault]
+        start = datetime.fromisoformat(args.start).astimezone(UTC)
+    except ValueError as exc:
+        print(f"testbed: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    with tempfile.TemporaryDirectory(prefix="testbed-export-") as scratch:
+        if args.export:
+            store = ExportStore.open(args.export)
+        else:
+            spec = ExportSpec(start=start, hours=args.hours, events=args.events, seed=args.seed)
+            store = ExportStore.build(Path(scratch), spec)
+        amplitude = AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET)
+        posthog = PostHogStandIn(api_key=POSTHOG_KEY, latency=args.posthog_latency)
+        amplitude.port, posthog.port = args.amplitude_port, args.posthog_port
+        for fault, times in posthog_faults:
+            posthog.inject(fault, times)
+        for fault, times in amplitude_faults:
+            amplitude.inject(fault, times)
+        with amplitude, posthog:
+            lines = settings_lines(amplitude, posthog, store, args.output)
+            if args.env_file:
+                args.env_file.write_text(lines + "\n")
+            print(f"{len(store.uuids()):,} events served; settings:\n{lines}", flush=True)
+            print("serving until Ctrl-C", flush=True)
+            while not stop.wait(args.report_seconds):
+                print(holdings(posthog), flush=True)
+            print(f"stopped; {holdings(posthog)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
