@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -88,7 +89,7 @@ class Migration:
         assert result.ok, result.describe()
         self.state = result.last_state
 
-    def verify(self, *args: str, **settings: Any) -> Report:
+    def verify(self, *args: str, cwd: Path | None = None, **settings: Any) -> Report:
         config = {
             **self.pipeline.target_config,
             "personal_api_key": PERSONAL_KEY,
@@ -108,6 +109,7 @@ class Migration:
             capture_output=True,
             text=True,
             timeout=120,
+            cwd=cwd,
         )
         rows = list(csv.DictReader(output.open())) if output.exists() else []
         for secret in (PERSONAL_KEY, AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
@@ -153,6 +155,9 @@ def test_a_complete_migration_verifies_clean(migration: Migration) -> None:
         e for e in migration.posthog.unique_events() if UPDATE_MARKER not in e["properties"]
     ]
     assert sum(int(row["delivered"]) for row in report.rows) == len(history)
+    # Person and group property rows: read and delivered, not counted by Amplitude's charts.
+    updates = sum(r.get("event_type") in NOT_IN_CHARTS for r in migration.store.iter_events())
+    assert sum(int(row["person_group_updates"]) for row in report.rows) == updates > 0
     assert "OK" in report.stdout and "written to" in report.stderr
 
     hourly = migration.verify("--period", "hour")
@@ -233,6 +238,43 @@ def test_dead_letters_are_explained_rows(tmp_path: Path) -> None:
     for period, status in report.not_ok().items():
         assert status.startswith("dead-lettered") and "dead-letter.jsonl" in status, period
         assert "missing in PostHog" not in status and "unexplained" not in status
+
+
+def test_unreadable_lines_are_explained_and_the_registry_alone_verifies(tmp_path: Path) -> None:
+    store = build_drill_store(tmp_path / "export")
+    spoils = [b"null", b'{"event_type":"Half","user_id":"u', b"\x00\x1f\x8b\xff not a line"]
+    lost = store.spoil_lines(DRILL_START + timedelta(hours=5), spoils)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        report = migration.verify("--period", "hour")
+        # A fresh folder holding the registry and nothing else of the migration's (its dead
+        # letters, set-aside lines and run folder are gone): the same report.
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        shutil.copy(migration.pipeline.target_config["alias_registry"], fresh / "registry.sqlite")
+        shutil.rmtree(tmp_path / "run")
+        alone = migration.verify("--period", "hour", cwd=fresh, alias_registry="registry.sqlite")
+    finally:
+        migration.stop()
+    assert report.returncode == 0, report.stdout + report.stderr
+    set_aside = tmp_path / "run" / "dead-letter.unreadable-lines.jsonl"
+    charted = [r for r in lost if r.get("event_type") not in NOT_IN_CHARTS]
+    assert charted  # the spoiled lines were events Amplitude's charts count
+    gaps = event_hours([{"timestamp": r["event_time"].replace(" ", "T")} for r in charted])
+    expected = {hour: f"no event time ({n}, see the rows at the end)" for hour, n in gaps.items()}
+    expected["no event time, uploaded 2024-05-01T05"] = (
+        f"unreadable lines set aside (3, see {set_aside}); {len(charted)} of them match periods "
+        "above that lack events"
+    )
+    assert report.not_ok() == expected
+    for hour, n in gaps.items():
+        row = report.row(hour)
+        assert int(row["amplitude"]) - int(row["read"]) + int(row["person_group_updates"]) == n
+        assert int(row["no_event_time"]) == n
+    assert int(report.row("no event time, uploaded 2024-05-01T05")["no_event_time"]) == 3
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert alone.rows == report.rows
 
 
 def _readable_time(value: object) -> str | None:

@@ -82,6 +82,7 @@ class Plan:
     now: dt.datetime
     settle: dt.timedelta
     dead_letter_file: str
+    set_aside_file: str  # unreadable lines, beside the dead letters (setaside.py)
 
     @property
     def step(self) -> dt.timedelta:
@@ -244,7 +245,8 @@ def _untimed_row(plan: Plan, item: Untimed, matched: int) -> Row:
     row = Row(label, no_event_time=item.count)
     if item.what.startswith("dead-lettered"):
         row.dead_lettered = item.count
-    where = f"see {plan.dead_letter_file}"
+    unreadable = item.what.startswith("unreadable")
+    where = f"see {plan.set_aside_file if unreadable else plan.dead_letter_file}"
     row.notes.append(f"{item.what} ({item.count}, {where})")
     if matched:
         row.notes.append(f"{matched} of them match periods above that lack events")

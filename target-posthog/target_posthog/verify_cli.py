@@ -34,6 +34,7 @@ from target_posthog.counts import (
     app_host_for,
 )
 from target_posthog.ledger_view import read_ledger
+from target_posthog.setaside import set_aside_paths
 from target_posthog.verify import COLUMNS, Plan, Row, compare, floor, ledger_range
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
@@ -133,9 +134,11 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     finally:
         amplitude.close()
         posthog.close()
+    dead_letters = Path(config["dead_letter_path"])
     plan = Plan(
         start, end, by_day, dt.datetime.now(dt.UTC),
-        dt.timedelta(hours=options["settle_hours"]), config["dead_letter_path"],
+        dt.timedelta(hours=options["settle_hours"]), str(dead_letters),
+        str(set_aside_paths(dead_letters)[0]),
     )  # fmt: skip
     rows = compare(plan, ledger, amplitude_counts, posthog_counts)
     # Beside the dead-letter file (the registry may be a PostgreSQL database).

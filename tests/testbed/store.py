@@ -60,6 +60,8 @@ class ExportStore:
         self._members: dict[datetime, list[Member]] = {}
         # The order members are written into an export zip (Amplitude promises none).
         self.zip_order: Callable[[list[Member]], list[Member]] = list
+        # Records the project holds whose export line a test spoiled (`spoil_lines`).
+        self.spoiled: list[dict[str, Any]] = []
 
     @classmethod
     def build(
@@ -156,6 +158,18 @@ class ExportStore:
         for raw in self._iter_lines(self.members(start, end)):
             yield orjson.loads(raw)
 
+    def held_events(self) -> Iterator[dict[str, Any]]:
+        """What the Amplitude project holds: every record, including those whose export line
+        `spoil_lines` made unreadable (the project still counts them; its export lost them)."""
+        for raw in self._iter_lines(self.members()):
+            try:
+                value = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                yield value
+        yield from self.spoiled
+
     def uuids(self) -> set[str]:
         """Every record's uuid (read without parsing whole records: uuid is the last key).
 
@@ -227,6 +241,22 @@ class ExportStore:
             data[i] ^= 0xFF
         path.write_bytes(bytes(data[:-4]))
         return path
+
+    def spoil_lines(self, hour: datetime, lines: Iterable[bytes]) -> list[dict[str, Any]]:
+        """Replace records of the (first) member of `hour`, spread over it, by `lines` (each a
+        line that is not one JSON object); return the records replaced (kept in `spoiled`)."""
+        member = self._members[as_utc_hour(hour)][0]
+        with igzip.open(member.path, "rb") as read:
+            content = [line.rstrip(b"\n") for line in read]
+        spoils = list(lines)
+        replaced = []
+        for n, line in enumerate(spoils):
+            at = (2 * n + 1) * len(content) // (2 * len(spoils))
+            replaced.append(orjson.loads(content[at]))
+            content[at] = line
+        member.path.write_bytes(igzip.compress(b"\n".join(content) + b"\n"))
+        self.spoiled.extend(replaced)
+        return replaced
 
 
 def _zip_time(hour: datetime) -> tuple[int, int, int, int, int, int]:
