@@ -178,17 +178,26 @@ def test_a_lone_surrogate_in_a_key_is_repaired_too(
 # --- lines that cannot be read -------------------------------------------------------------
 
 UNREADABLE = [
-    (b"null", "JSON null, not an object"),
-    (b"[]", "JSON an array, not an object"),
-    (b'[{"uuid":"x"}]', "JSON an array, not an object"),
-    (b'"text"', "JSON a string, not an object"),
-    (b"12", "JSON a number, not an object"),
-    (b'{"event_type":"Broken","user_id":"u', "not JSON"),  # half a line
-    (b"garbage", "not JSON"),
-    (b"\x00\xff\xfe\x80binary", "not JSON"),
+    (b"null", "not an object: JSON null"),
+    (b"[]", "not an object: a JSON array"),
+    (b'[{"uuid":"x"}]', "not an object: a JSON array"),
+    (b'"text"', "not an object: a JSON string"),
+    (b"12", "not an object: a JSON number"),
+    (b"true", "not an object: JSON true or false"),
+    (
+        b'{"event_type":"Broken","user_id":"u',
+        "not JSON: Unterminated string starting at (column 34)",
+    ),
+    (b"garbage", "not JSON: Expecting value (column 1)"),
+    (b"\x00\xff\xfe\x80binary", "not JSON: Expecting value (column 1)"),
     (b'{"a":NaN}', "not JSON: NaN is not a JSON number"),
-    (b'{"a":1}{"b":2}', "not JSON: Extra data"),
-    (b'{"a":1e999}', "not JSON: number 1e999 is too large"),
+    (b'{"a":1}{"b":2}', "not one JSON object: more JSON from column 8 (a line break lost?)"),
+    (b'{"a":1e999}', "not JSON: number 1e999 is too large for a float"),
+    (b"\xef\xbb\xbf", "no JSON: only a byte-order mark"),
+    (b"\xef\xbb\xbf \r", "no JSON: only a byte-order mark"),
+    (b"\x00\x00\x00", "no JSON: only NUL bytes, a zero-filled stretch of the file"),
+    (b"\x0b\x0c", "not JSON: Expecting value (column 1)"),  # not JSON whitespace
+    (b"\xc2\xa0", "not JSON: Expecting value (column 1)"),  # a no-break space
 ]
 
 
@@ -211,7 +220,7 @@ def test_unreadable_lines_are_set_aside_byte_for_byte_and_the_bookmark_moves_pas
         bad, reason = expected[record["line_number"]]
         assert base64.b64decode(record["line_base64"]) == bad
         assert record["byte_length"] == len(bad)
-        assert reason in record["reason"]
+        assert record["reason"] == reason
         assert record["member"] == MEMBER and record["hour"] == HOUR
         assert record["source"].endswith(f"export/{MEMBER}")
         try:
@@ -233,10 +242,18 @@ def test_unreadable_lines_are_set_aside_byte_for_byte_and_the_bookmark_moves_pas
     assert schema["key_properties"] == ["member", "line_number"]
     assert run.bookmark == "2024-03-01T06:00:00+00:00"  # past the member's hour
     warnings = [line for line in run.stderr.splitlines() if ": set aside as unreadable (" in line]
-    assert len(warnings) == len(UNREADABLE)
-    assert all(MEMBER in line and ", line " in line for line in warnings)
+    path = tmp_path / "export" / MEMBER
+    assert [line.split(" | ")[-1] for line in warnings] == [
+        f"window 2024-03-01T05:00Z (1 h), member {path}, line {n}: set aside as unreadable "
+        f"({reason})"
+        for n, (_, reason) in sorted(expected.items())
+    ]
     assert "garbage" not in run.stderr and "Broken" not in run.stderr  # no content logged
-    assert f"{len(UNREADABLE)} lines set aside as unreadable" in run.stderr
+    done = next(line for line in run.stderr.splitlines() if "Done:" in line)
+    assert (
+        f"{len(UNREADABLE)} lines set aside as unreadable (7 not JSON, 6 not an object, "
+        "3 no JSON, 1 not one JSON object; stream unreadable_lines), 0 blank lines skipped"
+    ) in done
     assert "Traceback" not in run.stderr
 
 
@@ -247,7 +264,9 @@ def test_a_garbled_line_of_a_damaged_member_is_damage_not_a_line_to_set_aside(
     member = tmp_path / MEMBER
     member.write_bytes(data[: len(data) * 3 // 4])  # half-copied: no gzip end-of-stream
     seen: list[object] = []
-    with pytest.raises(CorruptExportError, match=r"123456_2024-03-01_5#0\.json\.gz: corrupt"):
+    with pytest.raises(
+        CorruptExportError, match=r"123456_2024-03-01_5#0\.json\.gz: unreadable after line"
+    ):
         seen.extend(read_member(MemberRef(member)))
     assert seen and not any(isinstance(item, UnreadableLine) for item in seen)
 

@@ -126,5 +126,5 @@ def test_corrupt_gzip_member_names_the_member(tmp_path):
 def test_a_file_that_is_not_a_zip_is_reported(tmp_path):
     path = tmp_path / "export.zip"
     path.write_bytes(b"PK\x03\x04 not really")
-    with pytest.raises(CorruptExportError, match=r"export\.zip is not a readable zip"):
+    with pytest.raises(CorruptExportError, match=r"export\.zip: not a readable zip"):
         zip_members(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import sys
 import zipfile
 import zlib
 from collections import Counter
@@ -23,12 +24,15 @@ from typing import IO, Any, Protocol
 
 from isal import isal_zlib
 
+from tap_amplitude.client import FatalExportError
 from tap_amplitude.filenames import MEMBER_SUFFIXES, log_skipped, skip_reason
 from tap_amplitude.keys import ensure_uuid, has_usable_uuid
-from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, parse_line
+from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, is_blank, parse_line
 from tap_amplitude.setaside import UnreadableLine
 
 logger = logging.getLogger("tap-amplitude")
+
+API_SOURCE = "Export API window"  # how `source` begins for lines read from a download
 
 # `<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, possibly under a `<project>/` folder in a zip.
 MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(?:\.gz)?$")
@@ -77,7 +81,7 @@ class MemberRef:
         return self.member or self.path.name
 
     def __str__(self) -> str:
-        return f"{self.path.name}:{self.member}" if self.member else str(self.path)
+        return f"{self.path}:{self.member}" if self.member else str(self.path)
 
 
 def member_hour(name: str) -> dt.datetime | None:
@@ -107,7 +111,11 @@ def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
         with zipfile.ZipFile(path) as archive:
             names = [info.filename for info in archive.infolist()]
     except _READ_ERRORS as error:
-        msg = f"{path.name} is not a readable zip archive: {error}"
+        cause = error.strerror if isinstance(error, OSError) and error.strerror else error
+        msg = (
+            f"{path}: not a readable zip archive ({cause}); nothing in it was read; it may be "
+            "half-copied: copy it again from the export and run again"
+        )
         raise CorruptExportError(msg) from error
     members = []
     for name in names:
@@ -198,8 +206,63 @@ class LineStats:
     """What reading did besides yielding clean records (for logs and the run's summary)."""
 
     repaired: Counter[str] = dataclass_field(default_factory=Counter)  # repair -> lines
-    set_aside: int = 0
+    set_aside: Counter[str] = dataclass_field(default_factory=Counter)  # reason kind -> lines
+    blank: int = 0  # lines of JSON whitespace only (no record in them), counted, not kept
     derived_uuids: int = 0
+
+    def summary(self, stream: str) -> str:
+        """``"2 lines set aside as unreadable (1 not JSON, 1 not an object; stream <stream>),
+        3 blank lines skipped, 1 uuids derived, repairs: 1 byte-order mark removed"``."""
+        set_aside = ", ".join(f"{n} {kind}" for kind, n in self.set_aside.most_common())
+        repaired = ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()))
+        return (
+            f"{self.set_aside.total()} lines set aside as unreadable"
+            f" ({f'{set_aside}; ' if set_aside else ''}stream {stream}), "
+            f"{self.blank} blank lines skipped, "
+            f"{self.derived_uuids} uuids derived, repairs: {repaired or 'none'}"
+        )
+
+
+@dataclass
+class _MemberNotes:
+    """What one member's reading counted, said in one line each once the member is read."""
+
+    blank: int = 0
+    first_blank: int = 0
+    repaired: Counter[str] = dataclass_field(default_factory=Counter)
+    first_repaired: int = 0
+    derived: int = 0
+    first_derived: int = 0
+
+    def log(self, where: str) -> None:
+        if self.repaired:
+            logger.warning(
+                "%s: %d lines repaired, the first on line %d (%s; each record names its "
+                "repairs in its %s field)",
+                where,
+                self.repaired[_LINES],
+                self.first_repaired,
+                ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()) if what),
+                REPAIRS_FIELD,
+            )
+        if self.derived:
+            logger.warning(
+                "%s: %d records without a usable uuid got a derived one (uuid_derived), the "
+                "first on line %d",
+                where,
+                self.derived,
+                self.first_derived,
+            )
+        if self.blank:
+            logger.info(
+                "%s: %d blank lines skipped (only spaces, tabs or CR; no data), the first line %d",
+                where,
+                self.blank,
+                self.first_blank,
+            )
+
+
+_LINES = ""  # the key of _MemberNotes.repaired that counts lines, not repairs
 
 
 def _records_from(
@@ -215,16 +278,18 @@ def _records_from(
     Damage to the gzip stream raises (naming ``where`` and the last line read): the file may
     be half-copied, and reading it again can help. A line that is not one JSON object cannot
     be helped by re-reading: it is handed on as an :class:`UnreadableLine` to be set aside,
-    once the member has proved whole.
+    once the member has proved whole. Blank lines are counted; every kind is logged once per
+    member, each set-aside line once.
     """
     line_number = 0
-    repaired_before = stats.repaired.total()
-    first_repaired = 0
+    notes = _MemberNotes()
     unreadable: list[UnreadableLine] = []
     held = 0
     try:
         for line_number, line in enumerate(gunzip_lines(stream), start=1):
-            if not line or line.isspace():
+            if is_blank(line):
+                notes.blank += 1
+                notes.first_blank = notes.first_blank or line_number
                 continue
             try:
                 record = parse_line(line)
@@ -241,32 +306,49 @@ def _records_from(
                 continue
             repairs = record.get(REPAIRS_FIELD)
             if repairs is not None:
-                stats.repaired.update(repairs)
-                first_repaired = first_repaired or line_number
+                notes.repaired.update(repairs)
+                notes.repaired[_LINES] += 1
+                notes.first_repaired = notes.first_repaired or line_number
             if not has_usable_uuid(record):
                 ensure_uuid(record)
-                stats.derived_uuids += 1
+                notes.derived += 1
+                notes.first_derived = notes.first_derived or line_number
             yield (
                 normalise_record(record)
                 if conform is None
                 else conform(normalise_record(record), line)
             )
     except _READ_ERRORS as error:
-        msg = f"{where}: corrupt after line {line_number} ({type(error).__name__}: {error})"
-        raise CorruptExportError(msg) from error
+        raise CorruptExportError(_damage(where, line_number, error, source)) from error
     # Only now is the member known whole (its gzip checksum read): a garbled line of a damaged
     # member is damage, to be read again once the file is mended, not a line to keep.
     yield from _set_aside(unreadable, where, stats)
-    repaired = stats.repaired.total() - repaired_before
-    if repaired:
-        logger.warning(
-            "%s: %d repairs on its lines, the first on line %d (each record names its repairs "
-            "in its %s field)",
-            where,
-            repaired,
-            first_repaired,
-            REPAIRS_FIELD,
+    stats.blank += notes.blank
+    stats.repaired.update({what: n for what, n in notes.repaired.items() if what})
+    stats.derived_uuids += notes.derived
+    notes.log(where)
+
+
+def _damage(where: str, line_number: int, error: BaseException, source: str) -> str:
+    """The one line for a member that cannot be read in full: where, the cause, the fix."""
+    if isinstance(error, EOFError):
+        cause = str(error)
+    elif isinstance(error, zipfile.BadZipFile):
+        cause = f"zip archive damaged: {error}"
+    elif isinstance(error, OSError):
+        cause = f"cannot read it: {error.strerror or error}"
+    else:
+        cause = f"gzip data damaged: {error}"
+    at = f"after line {line_number}" if line_number else "before its first line"
+    if source.startswith(API_SOURCE):
+        fix = (
+            "the download may have been damaged: run again (the window is downloaded again); "
+            "if it keeps failing, export that hour with Amplitude's S3/GCS export and read it "
+            "with export_path"
         )
+    else:
+        fix = "the file may be half-copied: copy it again from the export and run again"
+    return f"{where}: unreadable {at} ({cause}); no bookmark passes its hour; {fix}"
 
 
 def _set_aside(
@@ -274,12 +356,17 @@ def _set_aside(
 ) -> Iterator[UnreadableLine]:
     """Hand on (and log, one line each) the unreadable lines held so far; empties the list."""
     for line in unreadable:
-        stats.set_aside += 1
+        stats.set_aside[reason_kind(line.reason)] += 1
         logger.warning(
             "%s, line %d: set aside as unreadable (%s)", where, line.line_number, line.reason
         )
         yield line
     unreadable.clear()
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without its particulars (the part before ':'), for counts by reason."""
+    return reason.split(":", 1)[0]
 
 
 def read_member(
@@ -292,11 +379,13 @@ def read_member(
     """All records of one member, normalised, and its unreadable lines (see `_records_from`).
 
     ``context`` (e.g. the window) prefixes messages; ``source`` names the origin of set-aside
-    lines (default: the file's path).
+    lines (default: the file's path). Messages name the member by name alone when ``source``
+    says it came from the Export API (its file is a temporary download), else by path.
     """
-    where = f"{context}, member {ref}" if context else f"member {ref}"
-    stats = stats if stats is not None else LineStats()
     source = source or str(ref.path)
+    member = ref.name if source.startswith(API_SOURCE) else str(ref)
+    where = f"{context}, member {member}" if context else f"member {member}"
+    stats = stats if stats is not None else LineStats()
     try:
         if ref.member is None:
             with ref.path.open("rb") as raw:
@@ -305,8 +394,17 @@ def read_member(
         with zipfile.ZipFile(ref.path) as archive, archive.open(ref.member) as raw:
             yield from _records_from(raw, ref, where, source, stats, conform)
     except _READ_ERRORS as error:
-        msg = f"{where}: cannot be opened ({type(error).__name__}: {error})"
-        raise CorruptExportError(msg) from error
+        raise CorruptExportError(_damage(where, 0, error, source)) from error
+
+
+def without_sdk_error_line(record: logging.LogRecord) -> bool:
+    """A logging filter for the stream's logger: singer-sdk logs "An unhandled error occurred
+    while syncing ..." for any error; for a damaged export the tap's own one line says it all
+    (file, member, line, cause, fix), so the SDK's is dropped for those only."""
+    if not record.msg.startswith("An unhandled error occurred while syncing"):
+        return True
+    error = sys.exc_info()[1]
+    return not isinstance(error, (CorruptExportError, FatalExportError))
 
 
 def read_archive(path: Path, context: str = "") -> Iterator[dict[str, Any] | UnreadableLine]:

@@ -11,12 +11,26 @@ Nearly every line is clean JSON and goes through orjson alone. The rest:
 
 Each repair is named in the record's ``repairs`` field (a list of the ``REPAIR_*`` texts below),
 so the change is visible wherever the record lands. What still is not one JSON object (``null``,
-``[]``, half a line, garbage) raises :class:`UnreadableLineError`; the caller sets the line aside
-byte for byte (see ``setaside.py``), because reading it again cannot make it whole.
+``[]``, half a line, two objects on one line, NUL bytes, a lone byte-order mark, garbage) raises
+:class:`UnreadableLineError`; the caller sets the line aside byte for byte (see ``setaside.py``),
+because reading it again cannot make it whole.
+
+Lines are what lies between ``\n`` bytes; the newline that ends a file is not a line. A line of
+JSON whitespace only (nothing, spaces, tabs, ``\r``: what a blank line of a CRLF file leaves) holds
+no record and nothing that could be one: :func:`is_blank` says so, and the caller counts it
+instead of setting it aside. A ``\r`` ending a record's line (CRLF line endings) is JSON
+whitespace too and changes nothing.
+
+A repair must not make two identities one: when a repair changes ``user_id``, ``device_id`` or
+``$insert_id`` (``"u\\ud800"`` and ``"u\\ud801"`` both read ``"u\ufffd"``), the repaired text is
+followed by ``#repaired-`` and 12 hex digits of the SHA-256 of the value as exported (its
+decoded code units; invalid UTF-8 bytes as themselves), so two different exported ids stay two
+PostHog persons, the same exported id always gets the same form, and the text stays readable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -28,6 +42,11 @@ REPAIRS_FIELD = "repairs"
 REPAIR_BOM = "byte-order mark removed"
 REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
 REPAIR_SURROGATE = "lone UTF-16 surrogate escape replaced by U+FFFD"
+REPAIR_IDENTITY = "repaired id kept distinct (#repaired- and a hash of the exported value)"
+# The fields that name a person, a device or an event to PostHog: a repair must keep them apart.
+IDENTITY_FIELDS = ("user_id", "device_id", "$insert_id")
+IDENTITY_MARK = "#repaired-"
+_JSON_WHITESPACE = b" \t\r"
 
 _BOM = b"\xef\xbb\xbf"
 # 20 digits, or "-" and 19, can exceed 64 bits (orjson reads -9223372036854775808 ..
@@ -39,7 +58,7 @@ _DIGITS_AS_ZEROS = bytes(
 )
 _WIDE_RUN = b"0" * 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_TYPES = {list: "an array", str: "a string", bool: "true or false"}
+_JSON_TYPES = {list: "a JSON array", str: "a JSON string", bool: "JSON true or false"}
 
 
 class UnreadableLineError(ValueError):
@@ -48,6 +67,11 @@ class UnreadableLineError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def is_blank(line: bytes) -> bool:
+    """True for a line of JSON whitespace only (empty, spaces, tabs, ``\\r``): no record in it."""
+    return not line.strip(_JSON_WHITESPACE)
 
 
 def parse_line(line: bytes) -> dict[str, Any]:
@@ -73,32 +97,70 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
     if line.startswith(_BOM):
         line = line[len(_BOM) :]
         repairs.append(REPAIR_BOM)
+        if is_blank(line):
+            raise UnreadableLineError("no JSON: only a byte-order mark")
+    if not line.strip(b"\x00" + _JSON_WHITESPACE):
+        raise UnreadableLineError("no JSON: only NUL bytes, a zero-filled stretch of the file")
     try:
         text = line.decode()
     except UnicodeDecodeError:
         text = line.decode(errors="replace")
         repairs.append(REPAIR_UTF8)
-    try:
-        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
-    except json.JSONDecodeError as error:
-        msg = f"not JSON: {error.msg} (column {error.colno})"
-        raise UnreadableLineError(msg) from None
-    except (ValueError, RecursionError) as error:
-        raise UnreadableLineError(f"not JSON: {error}") from None
+    value = _loads(text)
     if type(value) is not dict:
         raise UnreadableLineError(_not_an_object(value))
-    # Only a \\u escape can put a surrogate in decoded text.
+    # The identity fields as read, lone surrogates still in (only a \\u escape puts one there).
+    ids = {name: value.get(name) for name in IDENTITY_FIELDS}
     if "\\u" in text and _has_surrogate(value):
         value = _replace_surrogates(value)
         repairs.append(REPAIR_SURROGATE)
     if repairs:
+        exported = _loads(line.decode(errors="surrogateescape")) if REPAIR_UTF8 in repairs else ids
+        if _keep_ids_distinct(value, exported):
+            repairs.append(REPAIR_IDENTITY)
         value[REPAIRS_FIELD] = repairs
     return value
 
 
+def _loads(text: str) -> Any:
+    """Standard-library JSON (exact integers; no NaN, no infinite number), or why not."""
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except json.JSONDecodeError as error:
+        if error.msg == "Extra data":
+            msg = f"not one JSON object: more JSON from column {error.colno} (a line break lost?)"
+            raise UnreadableLineError(msg) from None
+        raise UnreadableLineError(f"not JSON: {error.msg} (column {error.colno})") from None
+    except (ValueError, RecursionError) as error:
+        raise UnreadableLineError(f"not JSON: {error}") from None
+
+
+def _keep_ids_distinct(value: dict[str, Any], exported: dict[str, Any]) -> bool:
+    """Give each identity field the repair changed its distinct form (module docstring), in
+    place; True when there was one. ``exported`` holds the fields as read before repairs
+    (lone surrogates, and invalid UTF-8 bytes as surrogateescape code points)."""
+    changed = False
+    for name in IDENTITY_FIELDS:
+        repaired, original = value.get(name), exported.get(name)
+        if type(repaired) is str and type(original) is str and repaired != original:
+            value[name] = f"{repaired}{IDENTITY_MARK}{_exported_digest(original)}"
+            changed = True
+    return changed
+
+
+def _exported_digest(original: str) -> str:
+    """12 hex digits of SHA-256 of an id as exported: bytes that were not UTF-8 as themselves
+    (surrogateescape), lone surrogate escapes as their code units (surrogatepass)."""
+    try:
+        data = original.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        data = original.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
 def _not_an_object(value: object) -> str:
-    kind = "null" if value is None else _JSON_TYPES.get(type(value), "a number")
-    return f"JSON {kind}, not an object"
+    kind = "JSON null" if value is None else _JSON_TYPES.get(type(value), "a JSON number")
+    return f"not an object: {kind}"
 
 
 def _no_constant(name: str) -> Any:

@@ -99,12 +99,22 @@ class UnreadableLinesStream(Stream):
     def finalize_state_progress_markers(self, state: dict | None = None) -> None:
         """No progress markers of its own, so no STATE to write (see `_sync_records`)."""
 
+    def write_schema_once(self) -> None:
+        """This stream's SCHEMA, when selected, unless written already. `events` calls it before
+        its first record: written at this stream's own sync (the SDK's way), it would be the
+        run's last line, where users and tools look for the last STATE."""
+        if self.selected and not self._schema_written:
+            self._schema_written = True
+            super()._write_schema_message()
+
+    def _write_schema_message(self) -> None:
+        """The SDK's call at this stream's sync: only if `events` has not written it."""
+        self.write_schema_once()
+
     def emit(self, line: UnreadableLine) -> None:
         """One set-aside line, after this stream's SCHEMA (written once, before the first)."""
         self.count += 1
         if not self.selected:
             return  # deselected in the catalog: counted and logged only
-        if not self._schema_written:
-            self._write_schema_message()
-            self._schema_written = True
+        self.write_schema_once()
         self._write_record_message(line.record())

@@ -176,6 +176,9 @@ class LocalSource:
         files = []
         for path, name in candidates:
             if not path.is_file():
+                # A folder, a broken link or a pipe: said only when named like export data.
+                if log_skips and skip_reason(name) is None:
+                    log_skipped(str(path), _not_a_file(path))
                 continue
             reason = skip_reason(name)
             if reason is None:
@@ -205,6 +208,14 @@ class LocalSource:
             refs = [by_hour[hour][part] for part in sorted(by_hour[hour])]
             size = sum(_member_size(ref) for ref in refs)
             yield ReadyWindow(Window(hour, hour + HOUR), refs, size)
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "a folder, not an export file (its contents are read on their own)"
+    if path.is_symlink():
+        return "a link to nothing (its target is missing)"
+    return "not a regular file"
 
 
 def _member_size(ref: MemberRef) -> int:

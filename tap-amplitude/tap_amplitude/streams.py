@@ -28,7 +28,7 @@ from tap_amplitude import writer
 from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.conform import Conformer
-from tap_amplitude.export import LineStats, read_member
+from tap_amplitude.export import API_SOURCE, LineStats, read_member, without_sdk_error_line
 from tap_amplitude.rundir import RunFolder, remove_leftovers
 from tap_amplitude.schema import EVENTS_SCHEMA
 from tap_amplitude.setaside import STREAM_NAME as UNREADABLE_LINES
@@ -67,6 +67,7 @@ class EventsStream(Stream):
         self._stream_alias = self.name
         self._fast_output: bool | None = None
         self._said_unplaced = False
+        self.logger.addFilter(without_sdk_error_line)
 
     # --- bookmarks -----------------------------------------------------------------------
 
@@ -118,6 +119,8 @@ class EventsStream(Stream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         """Records window by window, hour by hour; the bookmark follows each completed hour."""
         start, end = self.first_hour_to_read(), self._run_end
+        set_aside_stream = cast("UnreadableLinesStream", self._tap.streams[UNREADABLE_LINES])
+        set_aside_stream.write_schema_once()  # now, so that the run's last line is a STATE
         mode = "files under " + self.config["export_path"] if self._local else "the Export API"
         if start >= end:
             self.logger.info("Nothing to read: already read up to %s", bookmark_text(start))
@@ -131,11 +134,11 @@ class EventsStream(Stream):
         started = time.monotonic()
         total = 0
         try:
-            set_aside = cast("UnreadableLinesStream", self._tap.streams[UNREADABLE_LINES]).emit
+            set_aside = set_aside_stream.emit
             for ready in self._ready_windows(start, end):
                 count = 0
                 read_started = time.monotonic()
-                source = None if self._local else f"Export API window {ready.window}"
+                source = None if self._local else f"{API_SOURCE} {ready.window}"
                 where = f"window {ready.window}"
                 for hour in self._reading_plan(ready).hours:
                     for ref in hour.members:
@@ -239,12 +242,10 @@ class EventsStream(Stream):
         )
 
     def _log_summary(self, events: int, seconds: float) -> None:
-        stats, lines = self.stats, self.line_stats
-        repaired = ", ".join(f"{n} {what}" for what, n in sorted(lines.repaired.items()))
+        stats = self.stats
         self.logger.info(
             "Done: %d events in %.1f s; %d requests, %d empty windows, %d splits, %d retries, "
-            "%d bytes downloaded; %d lines set aside as unreadable (stream %s), %d uuids "
-            "derived, repairs: %s",
+            "%d bytes downloaded; %s",
             events,
             seconds,
             stats.requests,
@@ -252,10 +253,7 @@ class EventsStream(Stream):
             stats.splits,
             stats.retries,
             stats.bytes,
-            lines.set_aside,
-            UNREADABLE_LINES,
-            lines.derived_uuids,
-            repaired or "none",
+            self.line_stats.summary(UNREADABLE_LINES),
         )
         if self.conform.counts:
             self.logger.info("Types fitted to the schema: %s", self.conform.summary())

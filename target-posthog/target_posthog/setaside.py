@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from target_posthog import exact_numbers
-from target_posthog.deadletter import DeadLetters, JsonLinesFile
+from target_posthog.deadletter import DeadLetters, JsonLinesFile, reason_kind
 
 STREAM_NAME = "unreadable_lines"
 
@@ -43,6 +44,7 @@ class SetAsideLines:
         index_path, raw_path = set_aside_paths(dead_letter_path)
         self._index = DeadLetters(index_path)  # its once-only writing, for the index lines
         self.raw = JsonLinesFile(raw_path)
+        self.by_reason: Counter[str] = Counter()  # reason_kind(reason) -> lines of this run
 
     @property
     def count(self) -> int:
@@ -62,8 +64,15 @@ class SetAsideLines:
             line = base64.b64decode(record["line_base64"], validate=True)
         except (KeyError, TypeError, binascii.Error) as exc:
             raise ValueError("no line_base64 holding the line's bytes") from exc
+        self.by_reason[reason_kind(str(record.get("reason", "no reason given")))] += 1
         if self._index.add_line(exact_numbers.dumps(record, default=str)):
             self.raw.write_line(line)
+
+    def describe(self) -> str:
+        """``"3 unreadable lines set aside (<path>): 2 not JSON, 1 not an object"``."""
+        reasons = ", ".join(f"{n} {kind}" for kind, n in self.by_reason.most_common())
+        text = f"{self.count} unreadable lines set aside ({self.path})"
+        return f"{text}: {reasons}" if reasons else text
 
     def close(self) -> None:
         for file in self.files:

@@ -589,7 +589,7 @@ class TargetPostHog(Target):
         repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
         reasons = f": {letters.reasons()}" if letters.count else ""
         set_aside = self.set_aside
-        set_aside_text = f"{set_aside.count} unreadable lines set aside ({set_aside.path})"
+        set_aside_text = set_aside.describe()
         if self.dry_run:
             return (
                 f"dry run: nothing sent; {delivery.events_sent} events and "
