@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import zipfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ import pytest
 from tap_amplitude.export import CorruptExportError, MemberRef, read_member
 from tap_amplitude.lines import REPAIR_IDENTITY, REPAIR_SURROGATE, REPAIR_UTF8
 
-from tests.conftest import TAP_DAY, TapRun
+from tests.conftest import TAP_DAY, TapRun, small_store, tap_config
 from tests.pipeline_harness import POSTHOG_KEY, Pipeline, drill_target_config
 from tests.test_dirty_tap import END, GOOD, MEMBER, good_line, stream_records
+from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.posthog import PostHogStandIn
+from tests.testbed.store import ExportStore
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -317,3 +320,35 @@ def test_a_repaired_id_gets_the_same_form_on_every_read(
 
 def digest(exported: bytes) -> str:
     return hashlib.sha256(exported).hexdigest()[:12]
+
+
+def test_a_damaged_member_of_a_download_stops_with_one_line_naming_window_and_member(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    store = small_store(tmp_path / "store", hours=24, events=600)
+    damaged = store.corrupt_member(TAP_DAY + timedelta(hours=5))
+    with AmplitudeStandIn(store) as api:
+        run = run_tap(tap_config(api, window_hours=24, end_date=END))
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    (said,) = [re.sub(r"after line \d+ ", "after line N ", line) for line in log_text(errors)]
+    member = next(name for name in _zip_names(store) if name.endswith(damaged.name))
+    assert re.fullmatch(
+        r"tap-amplitude stopped: window 2024-03-01T00:00Z \.\. 2024-03-02T00:00Z \(24 h\), "
+        rf"member {re.escape(member)}: "
+        r"unreadable (after line N|before its first line) \([^)]+\)+; no bookmark passes its "
+        r"hour; the download may have been damaged: run again \(the window is downloaded "
+        r"again\); if it keeps failing, export that hour with Amplitude's S3/GCS export and read "
+        r"it with export_path",
+        said,
+    ), said
+    assert "/tmp" not in said  # the temporary download is no name a user can act on
+    assert "Traceback" not in run.stderr
+    assert run.bookmark == "2024-03-01T05:00:00+00:00"  # every hour before it, not its own
+
+
+def _zip_names(store: ExportStore) -> list[str]:
+    zipped = store.directory / "check.zip"
+    store.write_zip(zipped, TAP_DAY, TAP_DAY + timedelta(hours=23))
+    with zipfile.ZipFile(zipped) as archive:
+        return archive.namelist()

@@ -390,6 +390,7 @@ def test_a_200_answer_that_is_not_a_zip_is_split_down_to_the_hour_and_named(
     assert "not a zip" in stop[0] and "HTML page" in stop[0]
     assert "export_path" in stop[0] and "S3" in stop[0]
     assert "Traceback" not in run.stderr
+    assert [line for line in run.stderr.splitlines() if "ERROR" in line] == stop  # one line
     assert run.bookmark == "2024-03-01T13:00:00+00:00"  # every hour before it, none after
     emitted = {r["uuid"] for r in stream_records(run, "events")}
     before = {e["uuid"] for e in store.iter_events() if e["server_upload_time"] < "2024-03-01 13"}
