@@ -215,7 +215,12 @@ def test_sigterm_during_a_slow_download_stops_promptly_without_a_bookmark(amplit
     stdout, _ = tap.communicate(timeout=4)  # well before the delayed answer would come
     messages = [orjson.loads(line) for line in stdout.splitlines()]
     assert tap.returncode == 128 + signal.SIGTERM
-    assert [m["type"] for m in messages] == ["SCHEMA", "STATE"]
+    # The streams' SCHEMAs (unreadable_lines' too, written before reading), then the STATE.
+    assert [(m["type"], m.get("stream")) for m in messages] == [
+        ("SCHEMA", "events"),
+        ("SCHEMA", "unreadable_lines"),
+        ("STATE", None),
+    ]
     assert messages[-1]["value"] == {"bookmarks": {"events": {}}}
 
 

@@ -189,6 +189,9 @@ class ExportClient:
             jitter=None,  # applied in _waits, so that Retry-After is honoured exactly
             on_backoff=self._log_retry,
             raise_on_giveup=True,
+            # backoff's own "Giving up ..." ERROR line is not the end: the window is split, or
+            # the stop says it all in one line; its retry lines are ours (_log_retry).
+            logger=None,
         )(self._download_once)
         try:
             return attempt(window)
