@@ -210,6 +210,12 @@ def test_a_record_without_any_time_is_dead_lettered_as_exported_and_the_rest_flo
     assert letter["record"] == bad  # field for field as the tap sent it
     assert letter["reason"].startswith("no time: event_time, client_event_time, server_received")
     assert "1 dead-lettered" in run.stderr and ": 1 no time," in run.stderr
+    said = [line.split(" | ")[-1] for line in run.stderr.splitlines() if "dead-lettered" in line]
+    assert said[0] == (
+        f"dead-lettered events record uuid {bad['uuid']}: {letter['reason']} (to "
+        f"{config['dead_letter_path']}; further records of this kind are counted in the summary)"
+    )
+    assert "not yet" not in run.stderr and "2024:03:01" not in run.stderr  # no content
     assert run.states[-1] == {"s": 1}
 
 
@@ -271,6 +277,12 @@ def test_a_record_the_sdk_refuses_is_dead_lettered_with_the_reason_and_the_rest_
     (letter,) = letters(Path(config["dead_letter_path"]))
     assert letter["record"] == bad and letter["stream"] == "unreadable_lines"
     assert "MissingKeyPropertiesError" in letter["reason"]
+    said = [line.split(" | ")[-1] for line in run.stderr.splitlines() if "dead-lettered" in line]
+    assert said[0] == (
+        "dead-lettered unreadable_lines record without a uuid: refused by singer-sdk: "
+        "MissingKeyPropertiesError (the reason in full is in the letter) (to "
+        f"{config['dead_letter_path']}; further records of this kind are counted in the summary)"
+    )
 
 
 def test_unreadable_lines_are_kept_byte_for_byte_next_to_the_dead_letters_once(

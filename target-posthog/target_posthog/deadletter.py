@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import re
 import threading
@@ -15,6 +16,8 @@ from typing import IO, Any
 import orjson
 
 from target_posthog import exact_numbers
+
+logger = logging.getLogger("target-posthog")
 
 
 class LocalFileError(Exception):
@@ -104,6 +107,28 @@ def reason_kind(reason: str) -> str:
 _NUMBER = re.compile(r"\d+")
 
 
+def _without_values(reason: str) -> str:
+    """A reason fit for a log line: singer-sdk's validation messages quote the record's
+    values, so only their error's name is logged (the whole reason is in the letter)."""
+    if reason.startswith(SDK_REFUSAL):
+        name = reason.removeprefix(SDK_REFUSAL).split(":", 1)[0]
+        return f"{SDK_REFUSAL}{name} (the reason in full is in the letter)"
+    return reason
+
+
+SDK_REFUSAL = "refused by singer-sdk: "
+
+
+def _record_key(record: dict[str, Any]) -> str:
+    """How a log line names a record without its content: its uuid, else its place in the
+    export (tap-amplitude's unreadable_lines: member and line)."""
+    if type(record.get("uuid")) is str:
+        return f"uuid {record['uuid'][:64]}"
+    if "member" in record and "line_number" in record:
+        return f"{str(record['member'])[:200]}, line {record['line_number']}"
+    return "without a uuid"
+
+
 class DeadLetters:
     """Records (or mapped events) that must not or could not be sent, with the reason.
 
@@ -121,7 +146,19 @@ class DeadLetters:
     def add_record(self, stream: str, reason: str, record: dict[str, Any]) -> None:
         """A record as the target received it (so a user can fix and re-feed it)."""
         letter = {"reason": reason, "stream": stream, "record": record}
-        self.by_reason[reason_kind(reason)] += 1
+        kind = reason_kind(reason)
+        if not self.by_reason[kind]:
+            # One line per kind, naming the record by its key (never its content); the rest
+            # of the kind are counted in the run's summary.
+            logger.warning(
+                "dead-lettered %s record %s: %s (to %s; further records of this kind are "
+                "counted in the summary)",
+                stream,
+                _record_key(record),
+                _without_values(reason),
+                self.file.path,
+            )
+        self.by_reason[kind] += 1
         self.add_line(exact_numbers.dumps(letter, default=str))
 
     def add_event(self, reason: str, event: bytes, posthog_answer: str | None = None) -> None:
