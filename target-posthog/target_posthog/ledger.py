@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 #   $groupidentify), and unreadable lines set aside (event hour '').
 # - ledger_dead_letters: records not sent, by reason.
 # - ledger_refused: events PostHog refused (400 after isolation), by uuid (idempotent).
-# - ledger_bookmarks: the tap's bookmark (`replication_key_value`) in the last released STATE.
+# - ledger_bookmarks: the tap's bookmark (`replication_key_value`) in the last released STATE
+#   (dropped by migration 7: ledger_reads below).
 LEDGER_TABLES = (
     """CREATE TABLE ledger_hours (
         upload_hour TEXT NOT NULL,
@@ -64,6 +65,21 @@ LEDGER_TABLES = (
         released_at TEXT NOT NULL
     ){without_rowid}""",
 )
+# Migration 7: what each run read, as a span of upload hours, replacing ledger_bookmarks (one
+# bookmark per stream cannot tell parallel range jobs apart).
+# - ledger_reads: per stream, the upload hours [read_from, read_to) a run (or a run and the runs
+#   resuming it) has read and released: read_from is where the run started (the bookmark it
+#   resumed from, else the first upload hour it read), read_to its newest released bookmark.
+LEDGER_READS_TABLES = (
+    """CREATE TABLE ledger_reads (
+        stream TEXT NOT NULL,
+        read_from TEXT NOT NULL,
+        read_to TEXT NOT NULL,
+        released_at TEXT NOT NULL,
+        PRIMARY KEY (stream, read_from)
+    ){without_rowid}""",
+    "DROP TABLE ledger_bookmarks",
+)
 _UPSERT_HOUR = (
     "INSERT INTO ledger_hours VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (upload_hour, event_hour) DO UPDATE SET records_read = excluded.records_read, "
@@ -75,9 +91,9 @@ _UPSERT_DEAD = (
     "ON CONFLICT (upload_hour, event_hour, reason) DO UPDATE SET records = excluded.records"
 )
 _INSERT_REFUSED = "INSERT INTO ledger_refused VALUES (?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING"
-_UPSERT_BOOKMARK = (
-    "INSERT INTO ledger_bookmarks VALUES (?, ?, ?) ON CONFLICT (stream) DO UPDATE SET "
-    "bookmark = excluded.bookmark, released_at = excluded.released_at"
+_UPSERT_READ = (
+    "INSERT INTO ledger_reads VALUES (?, ?, ?, ?) ON CONFLICT (stream, read_from) DO UPDATE SET "
+    "read_to = excluded.read_to, released_at = excluded.released_at"
 )
 
 PERSON_GROUP_UPDATES = frozenset(("$identify", "$groupidentify"))
@@ -121,7 +137,9 @@ class Ledger:
         self._dead_segment: dict[tuple[str, str, str], int] = {}
         self._totals: dict[tuple[str, str], list[int]] = {}
         self._dead_totals: dict[tuple[str, str, str], int] = {}
-        self._pending: list[tuple[int, dict, dict, dict[str, str]]] = []
+        # (position, hours, dead letters, {stream: (read_from, bookmark)}) per STATE received
+        self._pending: list[tuple[int, dict, dict, dict[str, tuple[str, str]]]] = []
+        self._read_from: dict[str, str] = {}  # stream -> where this run started reading
         self._refused: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # upload hours this run has replaced in the table
@@ -179,8 +197,20 @@ class Ledger:
         bookmarks = state_bookmarks(state)
         if bookmarks:
             self._reading_hour = max(bookmarks.values())[:13]
+        reads: dict[str, tuple[str, str]] = {}
+        for stream, bookmark in bookmarks.items():
+            hour = hour_of(bookmark)
+            if not hour:
+                continue
+            if stream not in self._read_from:
+                # The first STATE carries the bookmark the run resumed from (singer-sdk writes
+                # the incoming state first); a first run's first STATE comes after its first
+                # hour, so the records read before it say where it started.
+                read = [hour_of(upload) for upload, _ in self._totals if hour_of(upload)]
+                self._read_from[stream] = min([hour, *read])
+            reads[stream] = (self._read_from[stream], hour)
         with self._lock:
-            self._pending.append((position, hours, dead, bookmarks))
+            self._pending.append((position, hours, dead, reads))
 
     # --- delivery threads ------------------------------------------------------------------
 
@@ -206,11 +236,11 @@ class Ledger:
             return
         hours: dict[tuple[str, str], tuple[int, ...]] = {}
         dead: dict[tuple[str, str, str], int] = {}
-        bookmarks: dict[str, str] = {}
-        for _, segment_hours, segment_dead, segment_bookmarks in ready:
+        reads: dict[str, tuple[str, str]] = {}
+        for _, segment_hours, segment_dead, segment_reads in ready:
             hours.update(segment_hours)  # later segments hold the larger running totals
             dead.update(segment_dead)
-            bookmarks.update(segment_bookmarks)
+            reads.update(segment_reads)
         now = _now()
         database = self._database
         try:
@@ -223,7 +253,8 @@ class Ledger:
                 tx.executemany(_UPSERT_DEAD, [(*key, n) for key, n in dead.items()])
                 tx.executemany(_INSERT_REFUSED, [(*entry, now) for entry in refused])
                 tx.executemany(
-                    _UPSERT_BOOKMARK, [(stream, value, now) for stream, value in bookmarks.items()]
+                    _UPSERT_READ,
+                    [(stream, low, high, now) for stream, (low, high) in reads.items()],
                 )
         except database.errors as exc:
             raise database.error(

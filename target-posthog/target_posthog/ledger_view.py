@@ -10,12 +10,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from target_posthog.counts import CountingError
-from target_posthog.ledger import LEDGER_TABLES
+from target_posthog.ledger import LEDGER_READS_TABLES
 from target_posthog.registry_schema import MIGRATIONS
 from target_posthog.registry_store import Database, RegistryError, open_database
 
-# The first schema version with the ledger (ledger.py's LEDGER_TABLES).
-_LEDGER_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_TABLES)
+# The first schema version with the whole ledger (ledger.py; its last table is ledger_reads).
+_LEDGER_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_READS_TABLES)
 
 
 @dataclass
@@ -54,8 +54,9 @@ class Untimed:
 class LedgerFigures:
     hours: dict[str, EventHour]  # 'YYYY-MM-DDTHH' -> figures
     untimed: list[Untimed]
-    bookmark: str | None  # the newest bookmark a released STATE carried
-    released_at: str | None
+    # Upload hours the migration has read, as [from, to) spans of 'YYYY-MM-DDTHH' keys, sorted
+    # and merged (touching spans join): one per range job, or one for a single job.
+    read_spans: list[tuple[str, str]]
 
 
 def read_ledger(location: str) -> LedgerFigures:
@@ -123,8 +124,11 @@ def _figures(db: Database) -> LedgerFigures:
         "WHERE confirmed_at IS NOT NULL GROUP BY 1"
     ):
         hour(event).aliases += count
-    [(bookmark, released_at)] = db.read(
-        "SELECT max(bookmark), max(released_at) FROM ledger_bookmarks"
-    )
+    spans: list[tuple[str, str]] = []
+    for low, high in db.read("SELECT read_from, read_to FROM ledger_reads ORDER BY read_from"):
+        if spans and low <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], high))
+        else:
+            spans.append((low, high))
     untimed.sort(key=lambda item: item.upload_hour)
-    return LedgerFigures(hours, untimed, bookmark, released_at)
+    return LedgerFigures(hours, untimed, spans)

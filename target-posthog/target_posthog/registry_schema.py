@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from target_posthog.ledger import LEDGER_TABLES
+from target_posthog.ledger import LEDGER_READS_TABLES, LEDGER_TABLES
 
 
 class Migration(NamedTuple):
@@ -122,6 +122,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         6,
         "the migration's ledger, per (upload hour, event hour), for the verification (ledger.py)",
         LEDGER_TABLES,
+    ),
+    Migration(
+        7,
+        "the ledger: the span of upload hours each run read (parallel range jobs apart), "
+        "instead of one bookmark per stream (ledger.py)",
+        LEDGER_READS_TABLES,
     ),
 )
 

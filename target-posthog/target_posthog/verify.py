@@ -199,13 +199,16 @@ def _judge_read(
 
 
 def _may_read_more(plan: Plan, ledger: LedgerFigures, period: dt.datetime) -> bool:
-    """Uploads after the bookmark may hold this period's events: the migration can still read
-    them (its bookmark is behind the hours Amplitude has finished loading, or this period)."""
-    if ledger.bookmark is None:
-        return True
-    bookmark = dt.datetime.fromisoformat(ledger.bookmark).astimezone(dt.UTC)
+    """Uploads from `period` on that no run has read may hold its events (Amplitude counts an
+    event by its time, however late it was uploaded): true unless one span the migration read
+    runs from `period` or before up to the hours Amplitude has finished loading (and past the
+    period). Parallel range jobs each have their span: a gap between them is not read yet."""
     loaded = floor(plan.now, by_day=False) - AMPLITUDE_LOAD_DELAY
-    return bookmark < loaded or bookmark < period + plan.step
+    needed = max(loaded, period + plan.step)
+    for low, high in ledger.read_spans:
+        if hour_key(low) <= period < hour_key(high):
+            return hour_key(high) < needed
+    return True
 
 
 def _take_untimed(pool: dict[Untimed, int], period: dt.datetime, gap: int) -> int:
