@@ -252,8 +252,9 @@ def test_a_folder_or_a_broken_link_named_like_an_export_file_is_skipped_with_one
 
 
 def _person_line(n: int, user_id: bytes, device_id: bytes) -> bytes:
+    """A record of user `user_id` on `device_id`, of a company named like the user."""
     record = GOOD | {"uuid": f"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f{n:02d}", "user_id": "U"}
-    record["device_id"] = "D"
+    record |= {"device_id": "D", "groups": {"company": "U"}}
     line = orjson.dumps(record)
     return line.replace(b'"U"', b'"' + user_id + b'"').replace(b'"D"', b'"' + device_id + b'"')
 
@@ -288,9 +289,8 @@ def test_ids_that_repair_to_the_same_text_stay_distinct_people_in_posthog(
         assert result.ok, result.describe()
         events = {e["uuid"]: e for e in posthog.events}
         persons = posthog.people.persons()
-    user_ids = [
-        events[f"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f{n:02d}"]["distinct_id"] for n in range(5)
-    ]
+    uuids = [f"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f{n:02d}" for n in range(5)]
+    user_ids = [events[uuid]["distinct_id"] for uuid in uuids]
     assert len(set(user_ids)) == 5
     # The repaired text stays readable; the mark and digest are the documented form.
     for user_id in user_ids[:4]:
@@ -298,6 +298,8 @@ def test_ids_that_repair_to_the_same_text_stay_distinct_people_in_posthog(
     assert user_ids[4] == "u\ufffd"
     people = [next(p for p in persons if uid in p.distinct_ids) for uid in user_ids]
     assert len({frozenset(p.distinct_ids) for p in people}) == 5  # five people, none merged
+    companies = [events[uuid]["properties"]["$groups"]["company"] for uuid in uuids]
+    assert sorted(companies) == sorted(user_ids)  # five companies too, by the same rule
     repairs = events["6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f00"]["properties"]["$amplitude_repairs"]
     assert repairs == [REPAIR_SURROGATE, REPAIR_IDENTITY]
     repairs = events["6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f02"]["properties"]["$amplitude_repairs"]

@@ -21,11 +21,12 @@ no record and nothing that could be one: :func:`is_blank` says so, and the calle
 instead of setting it aside. A ``\r`` ending a record's line (CRLF line endings) is JSON
 whitespace too and changes nothing.
 
-A repair must not make two identities one: when a repair changes ``user_id``, ``device_id`` or
-``$insert_id`` (``"u\\ud800"`` and ``"u\\ud801"`` both read ``"u\ufffd"``), the repaired text is
-followed by ``#repaired-`` and 12 hex digits of the SHA-256 of the value as exported (its
-decoded code units; invalid UTF-8 bytes as themselves), so two different exported ids stay two
-PostHog persons, the same exported id always gets the same form, and the text stays readable.
+A repair must not make two identities one: when a repair changes ``user_id``, ``device_id``,
+``$insert_id`` or a group type or name in ``groups`` (``"u\\ud800"`` and ``"u\\ud801"`` both read
+``"u\ufffd"``), the repaired text is followed by ``#repaired-`` and 12 hex digits of the SHA-256
+of the value as exported (its decoded code units; invalid UTF-8 bytes as themselves), so two
+different exported ids stay two PostHog persons (or groups), the same exported id always gets
+the same form, and the text stays readable.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
 REPAIR_SURROGATE = "lone UTF-16 surrogate escape replaced by U+FFFD"
 REPAIR_IDENTITY = "repaired id kept distinct (#repaired- and a hash of the exported value)"
 # The fields that name a person, a device or an event to PostHog: a repair must keep them apart.
-IDENTITY_FIELDS = ("user_id", "device_id", "$insert_id")
+IDENTITY_FIELDS = ("user_id", "device_id", "$insert_id", "groups")
 IDENTITY_MARK = "#repaired-"
 _JSON_WHITESPACE = b" \t\r"
 
@@ -136,16 +137,37 @@ def _loads(text: str) -> Any:
 
 
 def _keep_ids_distinct(value: dict[str, Any], exported: dict[str, Any]) -> bool:
-    """Give each identity field the repair changed its distinct form (module docstring), in
-    place; True when there was one. ``exported`` holds the fields as read before repairs
-    (lone surrogates, and invalid UTF-8 bytes as surrogateescape code points)."""
+    """Give each id the repairs changed its distinct form (module docstring), in place; True
+    when there was one. ``exported`` holds the fields as read before repairs (lone surrogates,
+    and invalid UTF-8 bytes as surrogateescape code points), in the same order."""
     changed = False
     for name in IDENTITY_FIELDS:
-        repaired, original = value.get(name), exported.get(name)
-        if type(repaired) is str and type(original) is str and repaired != original:
-            value[name] = f"{repaired}{IDENTITY_MARK}{_exported_digest(original)}"
-            changed = True
+        if name in value and name in exported:
+            value[name], kept_apart = _distinct(value[name], exported[name])
+            changed = changed or kept_apart
     return changed
+
+
+def _distinct(repaired: Any, original: Any) -> tuple[Any, bool]:
+    """``repaired`` with each string a repair changed given its distinct form; strings in
+    lists and objects (``groups``: keys and values) too, paired with ``original`` by place."""
+    if type(repaired) is str:
+        if type(original) is not str or repaired == original:
+            return repaired, False
+        return f"{repaired}{IDENTITY_MARK}{_exported_digest(original)}", True
+    if type(repaired) is list and type(original) is list and len(repaired) == len(original):
+        pairs = [_distinct(r, o) for r, o in zip(repaired, original, strict=True)]
+        return [item for item, _ in pairs], any(kept for _, kept in pairs)
+    if type(repaired) is dict and type(original) is dict and len(repaired) == len(original):
+        result, changed = {}, False
+        for (key, item), (key_was, item_was) in zip(
+            repaired.items(), original.items(), strict=True
+        ):
+            new_key, key_kept = _distinct(key, key_was)
+            result[new_key], item_kept = _distinct(item, item_was)
+            changed = changed or key_kept or item_kept
+        return result, changed
+    return repaired, False
 
 
 def _exported_digest(original: str) -> str:
