@@ -70,7 +70,7 @@ class Odd:
 
     hour: int
     line: bytes
-    fate: str  # "delivered" | "dead-lettered" | "set aside"
+    fate: str  # "delivered" | "dead-lettered" | "set aside" | "blank"
     uuid: str | None = None  # the uuid the delivered event must carry
     check: dict[str, Any] = field(default_factory=dict)  # property -> exact value in PostHog
 
@@ -90,6 +90,11 @@ def odd_lines() -> list[Odd]:
         b"Zurich", b"Z\xfcrich"
     )
     float_id = dumps(odd_record(8, 15, user_id=4242424242.0))
+    # Two users whose ids a repair would make one ("odd-user-9\ufffd"): two people still.
+    same_after_repair = [
+        dumps(odd_record(n, 19, user_id="USER")).replace(b'"USER"', b'"odd-user-9' + cut + b'"')
+        for n, cut in ((9, rb"\ud800"), (10, rb"\ud801"))
+    ]
     return [
         Odd(1, dumps(no_uuid), "delivered", uuid=derive_uuid(no_uuid)),
         Odd(
@@ -111,6 +116,10 @@ def odd_lines() -> list[Odd]:
         Odd(6, b"[]", "set aside"),
         Odd(12, b'{"event_type":"Half","user_id":"u', "set aside"),
         Odd(20, b"\x00\x1f\x8b\xff not a line", "set aside"),
+        Odd(17, b" \t\r", "blank"),  # counted, holds nothing to keep
+        Odd(18, dumps(odd_record(11, 18)) + dumps(odd_record(12, 18)), "set aside"),  # 2 on 1
+        Odd(19, same_after_repair[0], "delivered", uuid=odd_record(9, 0)["uuid"]),
+        Odd(19, same_after_repair[1], "delivered", uuid=odd_record(10, 0)["uuid"]),
     ]
 
 
@@ -214,6 +223,9 @@ def test_a_dozen_odd_lines_among_100000_events_stop_nothing_and_lose_nothing(
                 assert event["properties"][name] == value, (item.hour, name)
         assert observed.odd[odd[0].uuid or ""]["properties"]["$amplitude_uuid_derived"] is True
         assert observed.odd[odd[7].uuid or ""]["distinct_id"] == "4242424242"
+        pair = [observed.odd[item.uuid or ""]["distinct_id"] for item in odd[-2:]]
+        assert pair[0] != pair[1], pair  # a repair never makes two people one
+        assert all(p.startswith("odd-user-9\ufffd#repaired-") for p in pair), pair
         (wide_raw,) = posthog.raw_events
         assert b'"order_id":' + str(WIDE).encode() in wide_raw
 
@@ -236,9 +248,13 @@ def test_a_dozen_odd_lines_among_100000_events_stop_nothing_and_lose_nothing(
         )
 
         summary = result.target_stderr.splitlines()[-1]
-        assert "1 dead-lettered" in summary and "4 unreadable lines set aside" in summary
+        assert "1 dead-lettered" in summary and "5 unreadable lines set aside" in summary
+        assert ": 2 not an object, 2 not JSON, 1 not one JSON object" in summary
         tap_done = next(line for line in result.tap_stderr.splitlines() if "Done:" in line)
-        assert "4 lines set aside as unreadable" in tap_done and "1 uuids derived" in tap_done
+        assert (
+            "5 lines set aside as unreadable (2 not an object, 2 not JSON, 1 not one JSON "
+            "object; stream unreadable_lines), 1 blank lines skipped, 1 uuids derived"
+        ) in tap_done
         if mode == "files":
             for name in ("._", ".DS_Store", "complete"):
                 assert f"{dirty_export.store.directory}/{name}" in result.tap_stderr
