@@ -603,7 +603,8 @@ class TargetPostHog(Target):
             f"{self.profiles.group_updates_sent} group updates, {letters.count} dead-lettered"
             f" ({letters.file.path}{repeats}){reasons}, {set_aside_text}, {self._retries} retries, "
             f"{client.requests_sent if client else 0} requests, "
-            f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"
+            f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased), "
+            f"{self.registry.colliding_ids} colliding user/device ids (kept apart)"
         )
 
     def counts(self) -> Counts:
