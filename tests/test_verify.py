@@ -23,6 +23,7 @@ import orjson
 import pytest
 from target_posthog.client import RetryPolicy
 from target_posthog.counts import AmplitudeCounts
+from target_posthog.ledger_view import read_ledger
 from target_posthog.profiles import UPDATE_MARKER
 
 from tests.pipeline_harness import (
@@ -35,6 +36,7 @@ from tests.pipeline_harness import (
     drill_tap_config,
     drill_target_config,
 )
+from tests.target_support import run_target, target_config
 from tests.test_reliability_kills import KillPoint, start_killed_run
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.dashboard import NOT_IN_CHARTS
@@ -529,3 +531,51 @@ def test_a_ledger_in_a_postgresql_registry_verifies_the_same(
     assert hour == "2024-05-01T07:00Z" and status.startswith("missing in PostHog (")
     password = postgres_url.split(":")[2].split("@")[0]
     assert password not in clean.stdout + clean.stderr + lost.stdout + lost.stderr
+
+
+def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
+    tmp_path: Path,
+) -> None:
+    """The ledger counts what the run set aside whichever way: a record the mapping refuses (no
+    time), an unreadable line, and an unreadable line singer-sdk refuses (no line_number)."""
+    hour = "2024-03-01T05:00:00+00:00"
+    line = {"member": "m_2024-03-01_5#0.json.gz", "line_number": 3, "reason": "not JSON",
+            "line_base64": "bnVsbA==", "hour": hour}  # fmt: skip
+    no_time = {"uuid": "0b9f1c2e-0000-4000-8000-000000000001", "event_type": "Clicked",
+               "user_id": "u1", "server_upload_time": "2024-03-01 05:10:00.000000"}  # fmt: skip
+    schema = {"type": "object", "properties": {k: {} for k in (*line, "source", "byte_length")}}
+    messages = [
+        {
+            "type": "SCHEMA",
+            "stream": "unreadable_lines",
+            "schema": schema,
+            "key_properties": ["member", "line_number"],
+        },
+        {"type": "RECORD", "stream": "unreadable_lines", "record": line},
+        {
+            "type": "RECORD",
+            "stream": "unreadable_lines",
+            "record": {k: v for k, v in line.items() if k != "line_number"},
+        },
+        {
+            "type": "SCHEMA",
+            "stream": "events",
+            "schema": {"type": "object", "properties": {}},
+            "key_properties": ["uuid"],
+        },
+        {"type": "RECORD", "stream": "events", "record": no_time},
+        {"type": "STATE", "value": {"bookmarks": {"events": {"replication_key_value": hour}}}},
+    ]
+    config = target_config(tmp_path)
+    run = run_target(config, messages, tmp_path)
+    assert run.returncode == 0, run.stderr
+    ledger = read_ledger(config["alias_registry"])
+    assert {(u.upload_hour, u.what, u.count) for u in ledger.untimed} == {
+        ("2024-03-01T05", "unreadable lines set aside", 2),
+        (
+            "2024-03-01T05",
+            "dead-lettered: no time: event_time, client_event_time, server_received_time all "
+            "missing or not times",
+            1,
+        ),
+    }

@@ -365,6 +365,7 @@ class TargetPostHog(Target):
             # One record the SDK refuses must not stop the migration: set it aside, with why.
             reason = f"refused by singer-sdk: {type(exc).__name__}: {exc}".splitlines()[0]
             self.dead_letters.add_record(str(message_dict.get("stream")), reason, record or {})
+            self.ledger.refused_by_sdk(str(message_dict.get("stream")), record, type(exc).__name__)
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
