@@ -75,7 +75,7 @@ def test_blank_lines_are_counted_and_crlf_and_a_missing_final_newline_change_not
     (done,) = [line for line in log_text(run.stderr) if line.startswith("Done:")]
     assert (
         "0 lines set aside as unreadable (stream unreadable_lines), 5 blank lines skipped, "
-        "0 uuids derived, repairs: none"
+        "0 uuids derived, 0 without a readable event_time, repairs: none"
     ) in done
     assert run.messages[-1]["type"] == "STATE"
 
@@ -91,6 +91,54 @@ def test_a_last_line_cut_short_without_a_newline_is_set_aside_byte_for_byte(
     assert (kept["line_number"], kept["line_text"]) == (2, cut.decode())
     assert kept["reason"].startswith("not JSON: Unterminated string")
     assert run.bookmark == "2024-03-01T06:00:00+00:00"
+
+
+def test_each_kind_of_odd_record_is_said_once_per_member_with_its_first_line(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Issue 11's inputs: a record without uuid, a cut emoji, no event_time, an unreadable one;
+    one line per kind and member, naming the file and the first line, never the content."""
+    no_uuid = {k: v for k, v in GOOD.items() if k != "uuid"} | {"$insert_id": "ins-1"}
+    cut = orjson.dumps(GOOD | {"event_properties": {"text": "X"}}).replace(
+        b'"X"', rb'"nice \ud83d"'
+    )
+    no_time = {k: v for k, v in GOOD.items() if k != "event_time"}
+    no_time |= {
+        "uuid": "6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f01",
+        "client_event_time": GOOD["event_time"],
+    }
+    bad_time = GOOD | {"uuid": "6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f02"}
+    bad_time["event_time"] = "2024:03:01 05:10:00.000000"
+    lines = [
+        good_line(0),
+        orjson.dumps(no_uuid),
+        cut,
+        orjson.dumps(no_time),
+        orjson.dumps(bad_time),
+    ]
+    path = write_member(tmp_path / "export", b"\n".join(lines) + b"\n")
+    run = run_folder(run_tap, tmp_path / "export")
+    assert run.returncode == 0, run.stderr
+    said = [line for line in log_text(run.stderr) if line.startswith(f"{WINDOW}, member {path}")]
+    assert said == [
+        f"{WINDOW}, member {path}: 1 lines repaired, the first on line 3 (1 {REPAIR_SURROGATE}; "
+        "each record names its repairs in its repairs field)",
+        f"{WINDOW}, member {path}: 1 records without a usable uuid got a derived one "
+        "(uuid_derived), the first on line 2",
+        f"{WINDOW}, member {path}: 2 records without a readable event_time, the first on line 4 "
+        "(target-posthog takes client_event_time, else server_received_time, and says which in "
+        "$amplitude_timestamp_from; with neither, it dead-letters the record)",
+    ]
+    (done,) = [line for line in log_text(run.stderr) if line.startswith("Done:")]
+    assert (
+        "0 lines set aside as unreadable (stream unreadable_lines), 0 blank lines skipped, "
+        f"1 uuids derived, 2 without a readable event_time, repairs: 1 {REPAIR_SURROGATE}"
+    ) in done
+    assert (
+        "nice" not in run.stderr
+        and "2024:03:01" not in run.stderr
+        and "Traceback" not in run.stderr
+    )
 
 
 # --- the run's last line -------------------------------------------------------------------

@@ -15,10 +15,8 @@ import re
 import sys
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -27,6 +25,7 @@ from isal import isal_zlib
 from tap_amplitude.client import FatalExportError
 from tap_amplitude.filenames import MEMBER_SUFFIXES, log_skipped, skip_reason
 from tap_amplitude.keys import ensure_uuid, has_usable_uuid
+from tap_amplitude.linenotes import LINES, LineStats, MemberNotes, reason_kind
 from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, is_blank, parse_line
 from tap_amplitude.setaside import UnreadableLine
 
@@ -201,70 +200,6 @@ def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
         yield tail
 
 
-@dataclass
-class LineStats:
-    """What reading did besides yielding clean records (for logs and the run's summary)."""
-
-    repaired: Counter[str] = dataclass_field(default_factory=Counter)  # repair -> lines
-    set_aside: Counter[str] = dataclass_field(default_factory=Counter)  # reason kind -> lines
-    blank: int = 0  # lines of JSON whitespace only (no record in them), counted, not kept
-    derived_uuids: int = 0
-
-    def summary(self, stream: str) -> str:
-        """``"2 lines set aside as unreadable (1 not JSON, 1 not an object; stream <stream>),
-        3 blank lines skipped, 1 uuids derived, repairs: 1 byte-order mark removed"``."""
-        set_aside = ", ".join(f"{n} {kind}" for kind, n in self.set_aside.most_common())
-        repaired = ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()))
-        return (
-            f"{self.set_aside.total()} lines set aside as unreadable"
-            f" ({f'{set_aside}; ' if set_aside else ''}stream {stream}), "
-            f"{self.blank} blank lines skipped, "
-            f"{self.derived_uuids} uuids derived, repairs: {repaired or 'none'}"
-        )
-
-
-@dataclass
-class _MemberNotes:
-    """What one member's reading counted, said in one line each once the member is read."""
-
-    blank: int = 0
-    first_blank: int = 0
-    repaired: Counter[str] = dataclass_field(default_factory=Counter)
-    first_repaired: int = 0
-    derived: int = 0
-    first_derived: int = 0
-
-    def log(self, where: str) -> None:
-        if self.repaired:
-            logger.warning(
-                "%s: %d lines repaired, the first on line %d (%s; each record names its "
-                "repairs in its %s field)",
-                where,
-                self.repaired[_LINES],
-                self.first_repaired,
-                ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()) if what),
-                REPAIRS_FIELD,
-            )
-        if self.derived:
-            logger.warning(
-                "%s: %d records without a usable uuid got a derived one (uuid_derived), the "
-                "first on line %d",
-                where,
-                self.derived,
-                self.first_derived,
-            )
-        if self.blank:
-            logger.info(
-                "%s: %d blank lines skipped (only spaces, tabs or CR; no data), the first line %d",
-                where,
-                self.blank,
-                self.first_blank,
-            )
-
-
-_LINES = ""  # the key of _MemberNotes.repaired that counts lines, not repairs
-
-
 def _records_from(
     stream: IO[bytes],
     ref: MemberRef,
@@ -282,7 +217,7 @@ def _records_from(
     member, each set-aside line once.
     """
     line_number = 0
-    notes = _MemberNotes()
+    notes = MemberNotes()
     unreadable: list[UnreadableLine] = []
     held = 0
     try:
@@ -307,25 +242,28 @@ def _records_from(
             repairs = record.get(REPAIRS_FIELD)
             if repairs is not None:
                 notes.repaired.update(repairs)
-                notes.repaired[_LINES] += 1
+                notes.repaired[LINES] += 1
                 notes.first_repaired = notes.first_repaired or line_number
             if not has_usable_uuid(record):
                 ensure_uuid(record)
                 notes.derived += 1
                 notes.first_derived = notes.first_derived or line_number
-            yield (
-                normalise_record(record)
-                if conform is None
-                else conform(normalise_record(record), line)
-            )
+            record = normalise_record(record)
+            if conform is not None:
+                record = conform(record, line)  # an unreadable time becomes null here
+            if record.get("event_time") is None:
+                notes.timeless += 1
+                notes.first_timeless = notes.first_timeless or line_number
+            yield record
     except _READ_ERRORS as error:
         raise CorruptExportError(_damage(where, line_number, error, source)) from error
     # Only now is the member known whole (its gzip checksum read): a garbled line of a damaged
     # member is damage, to be read again once the file is mended, not a line to keep.
     yield from _set_aside(unreadable, where, stats)
     stats.blank += notes.blank
-    stats.repaired.update({what: n for what, n in notes.repaired.items() if what})
+    stats.repaired.update({what: n for what, n in notes.repaired.items() if what != LINES})
     stats.derived_uuids += notes.derived
+    stats.timeless += notes.timeless
     notes.log(where)
 
 
@@ -362,11 +300,6 @@ def _set_aside(
         )
         yield line
     unreadable.clear()
-
-
-def reason_kind(reason: str) -> str:
-    """A reason without its particulars (the part before ':'), for counts by reason."""
-    return reason.split(":", 1)[0]
 
 
 def read_member(
