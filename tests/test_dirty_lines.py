@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import uuid
 import zipfile
 from collections.abc import Callable
 from datetime import timedelta
@@ -171,6 +173,41 @@ def test_the_taps_last_line_is_a_state_and_the_readme_resume_recipe_reads_it(
     assert again.returncode == 0 and stream_records(again, "events") == []
 
 
+def test_the_target_readmes_run_and_resume_recipe_resumes_from_the_last_state(
+    tmp_path: Path,
+) -> None:
+    """target-posthog's README, "Alone": the first command, then the resume command, as
+    written (bash, the plugins on PATH); the resumed run reads nothing again."""
+    if shutil.which("bash") is None:
+        pytest.skip("the README's recipe is for bash")
+    readme = (REPO / "target-posthog" / "README.md").read_text()
+    block = readme.split("Alone:\n\n```bash\n", 1)[1].split("\n```", 1)[0]
+    commands = [c for c in block.replace("\\\n", "").splitlines() if not c.startswith("#")]
+    assert len(commands) == 2 and "--state" in commands[1]
+    write_member(tmp_path / "export", b"\n".join([good_line(0), b"null", good_line(1)]) + b"\n")
+    tap = {"export_path": str(tmp_path / "export"), "start_date": TAP_DAY.isoformat()}
+    (tmp_path / "tap.json").write_bytes(orjson.dumps(tap | {"end_date": END}))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    with PostHogStandIn(api_key=POSTHOG_KEY) as posthog:
+        target = drill_target_config(tmp_path / "run", posthog)
+        (tmp_path / "target.json").write_bytes(orjson.dumps(target))
+        requests = []
+        for command in commands:
+            subprocess.run(
+                ["bash", "-c", f"set -o pipefail; {command}"],
+                cwd=tmp_path, env=env, check=True, timeout=120, capture_output=True,
+            )  # fmt: skip
+            requests.append(len(posthog.requests))
+        sent = sorted(e["uuid"] for e in posthog.events if e["event"] == GOOD["event_type"])
+        assert posthog.duplicate_uuid_count == 0
+    assert requests[0] > 0 and requests[1] == requests[0]  # the resumed run sent nothing
+    states = [orjson.loads(line) for line in (tmp_path / "states.jsonl").read_bytes().splitlines()]
+    assert states and all(set(state) == {"bookmarks"} for state in states)
+    # (Local files: the bookmark stops after the last hour that has a file.)
+    assert states[-1]["bookmarks"]["events"]["replication_key_value"] == "2024-03-01T06:00:00+00:00"
+    assert sent == sorted(str(uuid.UUID(int=n + 1, version=4)) for n in range(2))  # once each
+
+
 # --- damage that re-reading can fix: one line, no traceback --------------------------------
 
 
@@ -260,8 +297,8 @@ def test_a_file_that_cannot_be_opened_is_named_with_its_cause(
         list(read_member(MemberRef(path), WINDOW))
     assert str(stop.value) == (
         f"{WINDOW}, member {path}: unreadable before its first line (cannot read it: "
-        "Permission denied); no bookmark passes its hour; the file may be half-copied: copy it "
-        "again from the export and run again"
+        "Permission denied); no bookmark passes its hour; let the user running the tap read it, "
+        "and run again"
     )
 
 

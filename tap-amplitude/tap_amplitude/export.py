@@ -111,10 +111,12 @@ def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
             names = [info.filename for info in archive.infolist()]
     except _READ_ERRORS as error:
         cause = error.strerror if isinstance(error, OSError) and error.strerror else error
-        msg = (
-            f"{path}: not a readable zip archive ({cause}); nothing in it was read; it may be "
-            "half-copied: copy it again from the export and run again"
+        fix = (
+            "let the user running the tap read it, and run again"
+            if isinstance(error, PermissionError)
+            else "it may be half-copied: copy it again from the export and run again"
         )
+        msg = f"{path}: not a readable zip archive ({cause}); nothing in it was read; {fix}"
         raise CorruptExportError(msg) from error
     members = []
     for name in names:
@@ -278,7 +280,9 @@ def _damage(where: str, line_number: int, error: BaseException, source: str) -> 
     else:
         cause = f"gzip data damaged: {error}"
     at = f"after line {line_number}" if line_number else "before its first line"
-    if source.startswith(API_SOURCE):
+    if isinstance(error, PermissionError):
+        fix = "let the user running the tap read it, and run again"
+    elif source.startswith(API_SOURCE):
         fix = (
             "the download may have been damaged: run again (the window is downloaded again); "
             "if it keeps failing, export that hour with Amplitude's S3/GCS export and read it "
