@@ -283,6 +283,29 @@ def test_a_damaged_file_stops_with_one_line_naming_it_its_cause_and_the_fix(
     )
 
 
+def test_members_holding_plain_json_lines_are_read_as_they_are_and_said_once(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """A `.json` member of a zip, and a `.json.gz` a browser decompressed but kept the name of:
+    no stop that copying again could never mend."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    plain = b"\n".join([good_line(0), b"", good_line(1)])  # and no final newline
+    (folder / MEMBER).write_bytes(plain)
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_6#0.json", good_line(2) + b"\n")
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1, 2]
+    said = [line for line in log_text(run.stderr) if "not gzip-compressed" in line]
+    assert said == [
+        f"{WINDOW}, member {folder / MEMBER}: not gzip-compressed; read as plain JSON lines",
+        "window 2024-03-01T06:00Z (1 h), member "
+        f"{folder}/export.zip:123456/123456_2024-03-01_6#0.json: not gzip-compressed; read as "
+        "plain JSON lines",
+    ]
+
+
 def test_a_file_that_cannot_be_opened_is_named_with_its_cause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

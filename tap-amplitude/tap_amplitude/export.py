@@ -48,6 +48,8 @@ TIME_FIELDS = (
 )
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
+GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
 READ_BYTES = 256 * 1024
 # Unreadable lines are handed on once their member has proved whole (see `_records_from`);
 # past this many bytes of them (a member that is mostly garbage) they go on at once, so memory
@@ -177,27 +179,56 @@ def _is_time(value: str) -> bool:
     return True
 
 
-def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
-    """Lines of a gzip stream (several concatenated gzip members allowed), chunk by chunk.
+def gunzip_lines(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
+    """Lines of a gzip stream (several concatenated gzip members allowed), chunk by chunk;
+    ``head``: bytes already read from ``raw``.
 
     ISA-L's inflate (zlib-compatible, about 2.5x faster than zlib's) checks each member's CRC and
     length; a stream that ends early raises EOFError.
     """
-    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
-    tail = b""
+    return _split_lines(_inflated(_chunks(raw, head)))
+
+
+def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
+    """The lines of a member: gunzipped, or as they are when the member holds plain JSON lines
+    (a `.json` member of a zip, or a file a browser or tool decompressed but left named
+    `.json.gz`; said in one info line). Anything else is read as gzip, to fail as damage."""
+    head = raw.read(READ_BYTES)
+    if not head.startswith(GZIP_MAGIC) and head.lstrip(b" \t\r\n").startswith((b"{", _BOM)):
+        logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
+        return _split_lines(_chunks(raw, head))
+    return gunzip_lines(raw, head)
+
+
+def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
+    if head:
+        yield head
     while chunk := raw.read(READ_BYTES):
+        yield chunk
+
+
+def _inflated(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
+    for chunk in chunks:
         data = inflater.decompress(chunk)
         while inflater.eof and inflater.unused_data:
             rest = inflater.unused_data
             inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
             data += inflater.decompress(rest)
         if data:
-            lines = (tail + data).split(b"\n")
-            tail = lines.pop()
-            yield from lines
+            yield data
     if not inflater.eof:
         msg = "gzip stream ends before its end-of-stream marker (truncated)"
         raise EOFError(msg)
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines between ``\\n`` bytes; the last one even without a newline after it."""
+    tail = b""
+    for data in chunks:
+        lines = (tail + data).split(b"\n")
+        tail = lines.pop()
+        yield from lines
     if tail:
         yield tail
 
@@ -223,8 +254,8 @@ def _records_from(
     unreadable: list[UnreadableLine] = []
     held = 0
     try:
-        for line_number, line in enumerate(gunzip_lines(stream), start=1):
-            if is_blank(line):
+        for line_number, line in enumerate(member_lines(stream, where), start=1):
+            if line[:1] != b"{" and is_blank(line):  # (nearly every line starts with "{")
                 notes.blank += 1
                 notes.first_blank = notes.first_blank or line_number
                 continue
