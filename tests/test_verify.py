@@ -91,7 +91,9 @@ class Migration:
         assert result.ok, result.describe()
         self.state = result.last_state
 
-    def verify(self, *args: str, cwd: Path | None = None, **settings: Any) -> Report:
+    def verify(
+        self, *args: str, cwd: Path | None = None, output: str = "report.csv", **settings: Any
+    ) -> Report:
         config = {
             **self.pipeline.target_config,
             "personal_api_key": PERSONAL_KEY,
@@ -104,16 +106,21 @@ class Migration:
         }
         path = self.workdir / "verify-config.json"
         path.write_bytes(orjson.dumps(config))
-        output = self.workdir / "report.csv"
-        output.unlink(missing_ok=True)
+        written = self.workdir / output
+        written.unlink(missing_ok=True)
         done = subprocess.run(
-            [str(VERIFY), "--config", str(path), "--output", str(output), *args],
+            [str(VERIFY), "--config", str(path), "--output", str(written), *args],
             capture_output=True,
             text=True,
             timeout=120,
             cwd=cwd,
         )
-        rows = list(csv.DictReader(output.open())) if output.exists() else []
+        rows: list[dict[str, str]] = []
+        if written.suffix == ".json" and written.exists():  # the same table, values typed
+            table = orjson.loads(written.read_bytes())
+            rows = [{k: "" if v is None else str(v) for k, v in row.items()} for row in table]
+        elif written.exists():
+            rows = list(csv.DictReader(written.open()))
         for secret in (PERSONAL_KEY, AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
             assert secret not in done.stdout + done.stderr
         return Report(done.returncode, done.stdout, done.stderr, rows)
@@ -161,6 +168,12 @@ def test_a_complete_migration_verifies_clean(migration: Migration) -> None:
     updates = sum(r.get("event_type") in NOT_IN_CHARTS for r in migration.store.iter_events())
     assert sum(int(row["person_group_updates"]) for row in report.rows) == updates > 0
     assert "OK" in report.stdout and "written to" in report.stderr
+
+    as_json = migration.verify(output="report.json")
+    assert as_json.rows == report.rows and as_json.stdout == report.stdout
+    assert isinstance(
+        orjson.loads((migration.workdir / "report.json").read_bytes())[0]["read"], int
+    )
 
     hourly = migration.verify("--period", "hour")
     assert hourly.returncode == 0, hourly.stdout + hourly.stderr
