@@ -130,6 +130,12 @@ def test_a_user_whose_id_is_another_users_device_gets_its_own_distinct_id(
         assert reopened.user_distinct_id("new-user", T0) == "new-user"
         reopened.close()
     assert ("abc", "abc") in rows(location, "SELECT device_id, user_id FROM shared_devices")
+    dry = AliasRegistry(location, read_only=True)  # a dry run decides alike, in memory
+    assert dry.claim("xyz", "u1", T0) is Claim.NEW
+    assert dry.user_distinct_id("xyz", T0) == "amplitude_user:xyz"
+    assert dry.user_distinct_id("qrs", T0) == "qrs"
+    assert dry.claim("qrs", "u1", T0) is Claim.USER_ID
+    dry.close()
 
 
 def test_a_batch_of_aliases_is_stored_whole_or_not_at_all(location: str) -> None:

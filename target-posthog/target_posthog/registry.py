@@ -104,7 +104,10 @@ class AliasRegistry:
                 self._readable = True
             self._load_cache()
             self.user_ids = UserIds(
-                self.database, read_only=read_only, version=self.database.version()
+                self.database,
+                read_only=read_only,
+                version=self.database.version(),
+                device_owner=self.owner_of,
             )
         except self.database.errors as exc:
             self.database.close()

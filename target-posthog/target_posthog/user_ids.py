@@ -41,8 +41,18 @@ _CLAIM = (
 class UserIds:
     """user_id -> the distinct_id its events use; claims in `database` (read-only: reads)."""
 
-    def __init__(self, database: Database, *, read_only: bool, version: int) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        read_only: bool,
+        version: int,
+        device_owner: Callable[[str], str | None],
+    ) -> None:
+        """`device_owner(id)`: the user a device is tied to, as the registry knows it (a dry
+        run's claims live only in its memory)."""
         self._database = database
+        self._device_owner = device_owner
         self._read_only = read_only
         self._readable = version >= FIRST_VERSION
         self._lock = threading.Lock()
@@ -80,13 +90,8 @@ class UserIds:
     @staticmethod
     def _decide(device_owner: Callable[[str], str | None], user_id: str) -> str:
         """The user's own id, unless that id is already a device tied to another user."""
-        return user_id if device_owner(user_id) is None else COLLIDING_USER_PREFIX + user_id
-
-    def _device_owner(self, device_id: str) -> str | None:
-        if not self._readable:
-            return None
-        rows = self._database.read("SELECT user_id FROM aliases WHERE device_id = ?", (device_id,))
-        return str(rows[0][0]) if rows else None
+        owner = device_owner(user_id)
+        return user_id if owner in (None, user_id) else COLLIDING_USER_PREFIX + user_id
 
     def _stored(self, user_id: str) -> str | None:
         if not self._readable:
