@@ -77,7 +77,7 @@ def test_blank_lines_are_counted_and_crlf_and_a_missing_final_newline_change_not
     (done,) = [line for line in log_text(run.stderr) if line.startswith("Done:")]
     assert (
         "0 lines set aside as unreadable (stream unreadable_lines), 5 blank lines skipped, "
-        "0 uuids derived, 0 without a readable event_time, repairs: none"
+        "0 uuids derived, 0 without a readable event_time, 0 lines repaired"
     ) in done
     assert run.messages[-1]["type"] == "STATE"
 
@@ -134,7 +134,7 @@ def test_each_kind_of_odd_record_is_said_once_per_member_with_its_first_line(
     (done,) = [line for line in log_text(run.stderr) if line.startswith("Done:")]
     assert (
         "0 lines set aside as unreadable (stream unreadable_lines), 0 blank lines skipped, "
-        f"1 uuids derived, 2 without a readable event_time, repairs: 1 {REPAIR_SURROGATE}"
+        f"1 uuids derived, 2 without a readable event_time, 1 lines repaired (1 {REPAIR_SURROGATE})"
     ) in done
     assert (
         "nice" not in run.stderr

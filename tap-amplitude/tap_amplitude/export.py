@@ -294,7 +294,7 @@ def _records_from(
     # member is damage, to be read again once the file is mended, not a line to keep.
     yield from _set_aside(unreadable, where, stats)
     stats.blank += notes.blank
-    stats.repaired.update({what: n for what, n in notes.repaired.items() if what != LINES})
+    stats.repaired.update(notes.repaired)
     stats.derived_uuids += notes.derived
     stats.timeless += notes.timeless
     notes.log(where)

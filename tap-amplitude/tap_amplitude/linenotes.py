@@ -19,7 +19,8 @@ LINES = ""  # the key of MemberNotes.repaired that counts lines, not repairs
 class LineStats:
     """What reading did besides yielding clean records (for logs and the run's summary)."""
 
-    repaired: Counter[str] = dataclass_field(default_factory=Counter)  # repair -> lines
+    # repair -> lines; LINES -> lines with any repair
+    repaired: Counter[str] = dataclass_field(default_factory=Counter)
     set_aside: Counter[str] = dataclass_field(default_factory=Counter)  # reason kind -> lines
     blank: int = 0  # lines of JSON whitespace only (no record in them), counted, not kept
     derived_uuids: int = 0
@@ -27,16 +28,16 @@ class LineStats:
 
     def summary(self, stream: str) -> str:
         """``"2 lines set aside as unreadable (1 not JSON, 1 not an object; stream <stream>),
-        3 blank lines skipped, 1 uuids derived, 0 without a readable event_time, repairs: 1
-        byte-order mark removed"``."""
+        3 blank lines skipped, 1 uuids derived, 0 without a readable event_time, 1 lines
+        repaired (1 byte-order mark removed)"``."""
         set_aside = ", ".join(f"{n} {kind}" for kind, n in self.set_aside.most_common())
-        repaired = ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()))
+        kinds = ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()) if what)
         return (
             f"{self.set_aside.total()} lines set aside as unreadable"
             f" ({f'{set_aside}; ' if set_aside else ''}stream {stream}), "
             f"{self.blank} blank lines skipped, "
             f"{self.derived_uuids} uuids derived, {self.timeless} without a readable event_time, "
-            f"repairs: {repaired or 'none'}"
+            f"{self.repaired[LINES]} lines repaired{f' ({kinds})' if kinds else ''}"
         )
 
 
