@@ -192,7 +192,6 @@ UNREADABLE = [
     (b"\x00\xff\xfe\x80binary", "not JSON: Expecting value (column 1)"),
     (b'{"a":NaN}', "not JSON: NaN is not a JSON number"),
     (b'{"a":1}{"b":2}', "not one JSON object: more JSON from column 8 (a line break lost?)"),
-    (b'{"a":1e999}', "not JSON: number 1e999 is too large for a float"),
     (b"\xef\xbb\xbf", "no JSON: only a byte-order mark"),
     (b"\xef\xbb\xbf \r", "no JSON: only a byte-order mark"),
     (b"\x00\x00\x00", "no JSON: only NUL bytes, a zero-filled stretch of the file"),
@@ -251,7 +250,7 @@ def test_unreadable_lines_are_set_aside_byte_for_byte_and_the_bookmark_moves_pas
     assert "garbage" not in run.stderr and "Broken" not in run.stderr  # no content logged
     done = next(line for line in run.stderr.splitlines() if "Done:" in line)
     assert (
-        f"{len(UNREADABLE)} lines set aside as unreadable (7 not JSON, 6 not an object, "
+        f"{len(UNREADABLE)} lines set aside as unreadable (6 not an object, 6 not JSON, "
         "3 no JSON, 1 not one JSON object; stream unreadable_lines), 0 blank lines skipped"
     ) in done
     assert "Traceback" not in run.stderr

@@ -1,8 +1,8 @@
 """One JSON type per field: exact conversions, values kept aside, unknown fields gathered.
 
-Every case starts from an export line as Amplitude would write it (the exact text matters: the
-JSON parser turns `1.10` into 1.1), goes through the tap's own parsing and conform step, and
-checks the record against the SCHEMA with a Draft 7 validator, as a strict target would.
+Every case starts from an export line as Amplitude would write it (the exact text matters:
+`1.10` must stay `1.10`), goes through the tap's own parsing and conform step, and checks the
+record against the SCHEMA with a Draft 7 validator, as a strict target would.
 """
 
 from __future__ import annotations
@@ -10,32 +10,39 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 import pytest
 from jsonschema import Draft7Validator
+from tap_amplitude import exactjson
 from tap_amplitude.conform import Conformer, raw_values
 from tap_amplitude.export import normalise_record
+from tap_amplitude.lines import parse_line
 from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
 
 VALIDATOR = Draft7Validator(EVENTS_SCHEMA)
 UUID = "5d6c1f9e-8f3a-4c55-9b1e-0d2f4a6b8c01"
-BASE = (
-    f'{{"uuid": "{UUID}", "event_type": "Play", "event_time": "2024-03-01 10:00:00.123456", '
-    '"user_id": "u1", "event_properties": {"a": 1}'
-)
+BASE_FIELDS = {
+    "uuid": f'"{UUID}"',
+    "event_type": '"Play"',
+    "event_time": '"2024-03-01 10:00:00.123456"',
+    "user_id": '"u1"',
+    "event_properties": '{"a": 1}',
+}
+BASE = "{" + ", ".join(f'"{key}": {value}' for key, value in BASE_FIELDS.items())
 
 
 def conform_line(text: str, conformer: Conformer | None = None) -> dict[str, Any]:
     """One export line through the same steps as the tap: parse, times, conform; validated."""
     conformer = conformer or Conformer(EVENTS_SCHEMA)
     line = text.encode()
-    record = conformer(normalise_record(orjson.loads(line)), line)
+    record = conformer(normalise_record(parse_line(line)), line)
     VALIDATOR.validate(record)
     return record
 
 
 def with_fields(fields: str) -> str:
-    return BASE + ", " + fields + "}"
+    """BASE with `fields` (top-level, written `"key": value`) added or in place of its own."""
+    base = [f'"{k}": {v}' for k, v in BASE_FIELDS.items() if f'"{k}": ' not in fields]
+    return "{" + ", ".join([*base, fields]) + "}"
 
 
 def test_every_schema_field_has_one_json_type_plus_null() -> None:
@@ -53,7 +60,7 @@ def test_every_schema_field_has_one_json_type_plus_null() -> None:
 def test_a_record_that_fits_is_returned_untouched() -> None:
     conformer = Conformer(EVENTS_SCHEMA)
     line = with_fields('"paying": true, "amplitude_id": 7, "location_lat": 1.5').encode()
-    record = normalise_record(orjson.loads(line))
+    record = normalise_record(parse_line(line))
     assert conformer(record, line) is record
     assert not conformer.counts
 
@@ -85,19 +92,32 @@ def test_a_record_that_fits_is_returned_untouched() -> None:
         ('"event_id": 9007199254740993.0', {"event_id": 9007199254740993}),
         # numbers
         ('"location_lat": "12.5"', {"location_lat": 12.5}),
+        ('"location_lng": "13.4050"', {"location_lng": 13.405}),  # written 13.4050 (below)
         ('"sample_rate": "-0.25e-1"', {"sample_rate": -0.025}),
-        # times in another ISO 8601 form, made RFC 3339 (Amplitude's times are UTC)
+        # times in another ISO 8601 form: the tap's form, UTC with microseconds (no offset: UTC)
         (
             '"client_event_time": "2024-03-01 10:00:00.123"',
-            {"client_event_time": "2024-03-01T10:00:00.123+00:00"},
+            {"client_event_time": "2024-03-01T10:00:00.123000+00:00"},
         ),
         (
             '"processed_time": "2024-03-01T10:00:00"',
-            {"processed_time": "2024-03-01T10:00:00+00:00"},
+            {"processed_time": "2024-03-01T10:00:00.000000+00:00"},
         ),
         (
             '"server_upload_time": "2024-03-01 10:00:00Z"',
-            {"server_upload_time": "2024-03-01T10:00:00+00:00"},
+            {"server_upload_time": "2024-03-01T10:00:00.000000+00:00"},
+        ),
+        (
+            '"event_time": "2024-03-01T07:10:00+02:00"',
+            {"event_time": "2024-03-01T05:10:00.000000+00:00"},
+        ),
+        (
+            '"server_upload_time": "2024-03-01T00:30:00.5-01:30"',
+            {"server_upload_time": "2024-03-01T02:00:00.500000+00:00"},
+        ),
+        (
+            '"client_upload_time": "2024-03-01T10:00:00.123456+00:00"',  # already the tap's
+            {},
         ),
     ],
 )
@@ -108,10 +128,46 @@ def test_values_of_another_type_are_converted_exactly_and_counted(
     record = conform_line(with_fields(fields), conformer)
     for key, value in expected.items():
         assert record[key] == value
-        assert type(record[key]) is type(value)
-    assert EXTRA_FIELD not in record
+        assert type(record[key]) is type(value) or (
+            type(value) is float and type(record[key]) is exactjson.ExactFloat
+        )
+    # Each converted value is kept as exported, exactly (its text, for numbers).
+    exported = parse_line(("{" + fields + "}").encode())
+    exported = {
+        k: v
+        for k, v in exported.items()
+        if k in expected and expected[k] is not True and expected[k] is not False
+    }
+    if exported:
+        assert exactjson.dumps(record[EXTRA_FIELD]) == exactjson.dumps({"as_exported": exported})
+    else:
+        assert EXTRA_FIELD not in record
     assert sum(conformer.counts.values()) == len(expected)
     assert all(outcome == "converted" for _, _, outcome in conformer.counts)
+
+
+def test_a_number_spelled_in_a_string_keeps_its_exact_text_in_a_number_field() -> None:
+    record = conform_line(with_fields('"location_lng": "13.4050", "location_lat": "1E+1"'))
+    written = exactjson.dumps(record)
+    assert b'"location_lng":13.4050,' in written
+    assert b'"location_lat":1E+1,' in written
+
+
+def test_digits_below_a_microsecond_are_cut_counted_apart_and_kept_as_exported() -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    exported = "2024-03-01T07:10:00.123456789+02:00"
+    record = conform_line(with_fields(f'"event_time": "{exported}"'), conformer)
+    assert record["event_time"] == "2024-03-01T05:10:00.123456+00:00"
+    assert type(record["event_time"]) is str
+    assert record[EXTRA_FIELD] == {"as_exported": {"event_time": exported}}
+    assert conformer.summary() == (
+        "event_time: 1 string converted, digits below a microsecond cut to date-time"
+    )
+    # Zeros below the microsecond lose nothing: a plain conversion.
+    conformer = Conformer(EVENTS_SCHEMA)
+    record = conform_line(with_fields('"event_time": "2024-03-01T05:10:00.123456000Z"'), conformer)
+    assert record["event_time"] == "2024-03-01T05:10:00.123456+00:00"
+    assert conformer.summary() == "event_time: 1 string converted to date-time"
 
 
 @pytest.mark.parametrize(
@@ -160,11 +216,14 @@ def test_fields_the_schema_does_not_name_are_gathered_in_one_object() -> None:
         ),
         conformer,
     )
-    assert record[EXTRA_FIELD] == {
-        "brand_new_field": {"nested": [1.1, "x"]},
-        "another": None,
-        "additional_properties": "an export field of that name",
-    }
+    assert exactjson.dumps(record[EXTRA_FIELD]) == exactjson.dumps(
+        {
+            "reserved_names": {"additional_properties": "an export field of that name"},
+            "brand_new_field": {"nested": [exactjson.ExactFloat("1.10"), "x"]},
+            "another": None,
+        }
+    )
+    assert b'"nested":[1.10,"x"]' in exactjson.dumps(record)
     assert record["paying"] is True
     assert record["event_properties"] == {"a": 1}
     assert record["event_time"] == "2024-03-01T10:00:00.123456+00:00"
@@ -177,8 +236,10 @@ def test_counts_summary_and_log_lines_name_field_type_and_event_never_the_value(
     conformer = Conformer(EVENTS_SCHEMA)
     caplog.set_level(logging.INFO, logger="tap-amplitude")
     for _ in range(3):
-        conform_line(with_fields('"paying": "true", "location_lat": "secret-ish"'), conformer)
-    conform_line(with_fields('"extra_one": 5'), conformer)
+        line = with_fields('"paying": "true", "location_lat": "secret-ish"').encode()
+        conformer(normalise_record(parse_line(line)), line, "member x.json.gz", 7)
+    line = with_fields('"extra_one": 5').encode()
+    conformer(normalise_record(parse_line(line)), line, "member x.json.gz", 7)
     assert conformer.summary() == (
         "extra_one: 1 integer not in the schema, in additional_properties; "
         "location_lat: 3 string kept aside, in additional_properties; "
@@ -186,11 +247,26 @@ def test_counts_summary_and_log_lines_name_field_type_and_event_never_the_value(
     )
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 3  # the first of each kind only
-    assert all(UUID in m for m in messages)
-    assert not any("secret-ish" in m for m in messages)
+    assert all(m.startswith("member x.json.gz, line 7: ") for m in messages), messages
+    assert not any("secret-ish" in m or UUID in m for m in messages)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1
-    assert warnings[0].startswith("location_lat: a string is not a number")
+    assert warnings == [
+        "member x.json.gz, line 7: location_lat: a string that does not convert exactly to a "
+        "number; kept as exported in additional_properties.location_lat, the field is null "
+        "(first of its kind; counts at the end of the run)"
+    ]
+
+
+def test_an_integer_beyond_64_bits_is_named_so_in_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="tap-amplitude")
+    line = with_fields('"amplitude_id": 9223372036854775808').encode()
+    Conformer(EVENTS_SCHEMA)(normalise_record(parse_line(line)), line, "member y.json.gz", 3)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith(
+        "member y.json.gz, line 3: amplitude_id: an integer beyond 64 bits; kept as exported"
+    )
 
 
 def test_raw_values_gives_each_top_level_value_as_written() -> None:
@@ -225,7 +301,7 @@ def test_a_shape_seen_to_fit_still_has_its_times_and_integers_checked() -> None:
 
 @pytest.mark.parametrize(
     "time",
-    ["2024-W09-5T10:00:00.123456+00:00", "2024-03-01T10:00:00.123456789012"],
+    ["2024-W09-5T10:00:00.123456+00:00", "2024-03-01T10:00:00.12345+24:00"],
 )
 def test_times_of_the_canonical_length_in_another_form_take_the_checked_path(time: str) -> None:
     record = conform_line(with_fields(f'"processed_time": "{time}"'))

@@ -50,22 +50,45 @@ DUCKDB_PYTHON = REPO_ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / 
 # event of each day.
 PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ('"paying": "maybe"', {"paying": None}, {"paying": "maybe"}),
-    ('"version_name": 1.10', {"version_name": "1.10"}, {}),
-    ('"user_id": 12345', {"user_id": "12345"}, {}),
-    ('"amplitude_id": "987654321"', {"amplitude_id": 987654321}, {}),
+    ('"version_name": 1.10', {"version_name": "1.10"}, {"as_exported": {"version_name": 1.1}}),
+    ('"user_id": 12345', {"user_id": "12345"}, {"as_exported": {"user_id": 12345}}),
+    (
+        '"amplitude_id": "987654321"',
+        {"amplitude_id": 987654321},
+        {"as_exported": {"amplitude_id": "987654321"}},
+    ),
     ('"amplitude_id": 9223372036854775808', {"amplitude_id": None}, {"amplitude_id": 2**63}),
     ('"location_lat": "n/a"', {"location_lat": None}, {"location_lat": "n/a"}),
-    ('"location_lng": "13.4050"', {"location_lng": 13.405}, {}),
-    ('"$schema": "12"', {"$schema": 12}, {}),
+    (
+        '"location_lng": "13.4050"',
+        {"location_lng": 13.405},
+        {"as_exported": {"location_lng": "13.4050"}},
+    ),
+    ('"$schema": "12"', {"$schema": 12}, {"as_exported": {"$schema": "12"}}),
     (
         '"amplitude_attribution_ids": ["a1", "b2"]',
         {"amplitude_attribution_ids": '["a1", "b2"]'},
-        {},
+        {"as_exported": {"amplitude_attribution_ids": ["a1", "b2"]}},
     ),
     ('"is_attribution_event": "false"', {"is_attribution_event": False}, {}),
     (
         '"client_event_time": "2024-03-01 10:00:00.123"',
-        {"client_event_time": "2024-03-01T10:00:00.123+00:00"},
+        {"client_event_time": "2024-03-01T10:00:00.123000+00:00"},
+        {"as_exported": {"client_event_time": "2024-03-01 10:00:00.123"}},
+    ),
+    (
+        '"server_received_time": "2024-03-01T12:00:00.5+02:00"',
+        {"server_received_time": "2024-03-01T10:00:00.500000+00:00"},
+        {"as_exported": {"server_received_time": "2024-03-01T12:00:00.5+02:00"}},
+    ),
+    (
+        '"event_properties": {"price": 1.10, "big": 1e400, "long": 12.345678901234567890123}',
+        {
+            "event_properties": {"price": 1.1, "big": "1e400", "long": 12.345678901234567890123},
+            "repairs": [
+                "number beyond a double's range kept as a string of its exact text (e.g. 1e400)"
+            ],
+        },
         {},
     ),
     ('"processed_time": "yesterday"', {"processed_time": None}, {"processed_time": "yesterday"}),

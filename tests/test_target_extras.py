@@ -95,7 +95,8 @@ def test_values_converted_exactly_arrive_in_their_documented_type(
     changes: dict[str, Any], field: str, converted: Any
 ) -> None:
     """The one difference: a value spelled in another type arrives as the type Amplitude
-    documents (`paying` boolean, `$schema` int). Every other property is unchanged."""
+    documents (`paying` boolean, `$schema` int), and, but for the quotes of a boolean, the
+    value as exported in `$amplitude_as_exported`. Every other property is unchanged."""
     before, after, _ = before_and_after(changes)
     assert isinstance(before, list)
     assert isinstance(after, list)
@@ -105,6 +106,8 @@ def test_values_converted_exactly_arrive_in_their_documented_type(
     assert type(new["properties"][field]) is type(converted)
     old["properties"].pop(field)
     new["properties"].pop(field)
+    kept = new["properties"].pop("$amplitude_as_exported", None)
+    assert kept == (None if isinstance(converted, bool) else changes)
     assert new == old
 
 

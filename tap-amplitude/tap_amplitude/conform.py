@@ -42,8 +42,16 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
-import orjson
-
+from tap_amplitude import exactjson
+from tap_amplitude.exactjson import (
+    AS_EXPORTED_KEY,
+    DUPLICATES_KEY,
+    REPAIR_DUPLICATE_KEYS,
+    REPAIRS_FIELD,
+    ExactFloat,
+    duplicate_keys,
+    number,
+)
 from tap_amplitude.schema import EXTRA_FIELD, INT64_MAX, INT64_MIN
 
 logger = logging.getLogger("tap-amplitude")
@@ -52,6 +60,7 @@ JSON_TYPES: dict[type, str] = {
     str: "string",
     int: "integer",
     float: "number",
+    ExactFloat: "number",
     bool: "boolean",
     list: "array",
     dict: "object",
@@ -61,7 +70,7 @@ _ACCEPTED: dict[str, frozenset[type]] = {
     "string": frozenset((str, type(None))),
     "date-time": frozenset((str, type(None))),
     "integer": frozenset((int, type(None))),
-    "number": frozenset((int, float, type(None))),
+    "number": frozenset((int, float, ExactFloat, type(None))),
     "boolean": frozenset((bool, type(None))),
     "object": frozenset((dict, type(None))),
     "array": frozenset((list, type(None))),
@@ -69,7 +78,7 @@ _ACCEPTED: dict[str, frozenset[type]] = {
 # RFC 8259's number grammar: what a string must spell to become a number.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _ISO_TIME = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})?"
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:[.,](\d+))?([Zz]|([+-])(\d{2}):?(\d{2}))?"
 )
 # export.py's form of a time, `2024-03-01T10:00:00.123456+00:00`, with its digits read as 0.
 _TIME_TEMPLATE = b"0000-00-00T00:00:00.000000+00:00"
@@ -83,12 +92,15 @@ _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 CONVERTED = "converted"
+CUT = "converted, digits below a microsecond cut"
 KEPT_ASIDE = "kept aside"
 UNKNOWN = "not in the schema"
 
 _MISSING = object()  # no exact conversion
-_EXACT_FLOAT_INTS = 2**53  # a float holds every whole number below this exactly
 MAX_SHAPES = 1024  # key orders, and type patterns per key order, remembered
+_KEY_END = b'":'
+# (misfitting fields, fields holding objects) of one shape.
+_Shape = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 def field_kind(spec: dict[str, Any]) -> str:
@@ -121,22 +133,40 @@ class Conformer:
         # then checked with two tuples and a lookup instead of a Python loop over ~55 fields,
         # which measured as a third of the tap's time. orjson reuses its key strings, so the key
         # tuples compare by identity.
-        self._misfits: dict[tuple[str, ...], dict[tuple[type, ...], tuple[str, ...]]] = {}
+        # With them, the fields holding objects (to count the keys a record holds, below).
+        self._misfits: dict[tuple[str, ...], dict[tuple[type, ...], _Shape]] = {}
+        self.repeated_keys = 0  # lines with a key given twice in one object
 
-    def __call__(self, record: dict[str, Any], line: bytes | None = None) -> dict[str, Any]:
+    def __call__(
+        self,
+        record: dict[str, Any],
+        line: bytes | None = None,
+        where: str = "",
+        line_number: int = 0,
+    ) -> dict[str, Any]:
+        """``where`` (file, archive member) and ``line_number`` only name the place in the
+        messages about what was converted or kept aside."""
         keys = tuple(record)
         types = tuple(map(type, record.values()))
         by_types = self._misfits.get(keys)
-        misfits = None if by_types is None else by_types.get(types)
-        if misfits is None:
-            misfits = self._type_misfits(record)
+        shape = None if by_types is None else by_types.get(types)
+        if shape is None:
+            objects = tuple(key for key, kind in zip(keys, types, strict=True) if kind is dict)
+            shape = (self._type_misfits(record), objects)
             if by_types is None:
                 if len(self._misfits) >= MAX_SHAPES:
                     self._misfits.clear()
                 by_types = self._misfits[keys] = {}
             elif len(by_types) >= MAX_SHAPES:
                 by_types.clear()
-            by_types[types] = misfits
+            by_types[types] = shape
+        misfits, objects = shape
+        # A key given twice: the line spells more keys (a `":` each) than the record holds at
+        # its first two levels. Objects deeper down or `":` in a string only cost an exact check.
+        if line is not None and line.count(_KEY_END) != len(keys) + sum(
+            map(len, map(record.__getitem__, objects))
+        ):
+            self._keep_repeated_keys(record, line, _Place(where, line_number))
         # Values a type cannot judge: times, and integers beyond 64 bits.
         if not self._times_fit(record):
             misfits += tuple(
@@ -151,7 +181,31 @@ class Conformer:
                 if (value := record.get(key)).__class__ is int
                 and not INT64_MIN <= value <= INT64_MAX
             )
-        return self._fix(record, misfits, line) if misfits else record
+        return self._fix(record, misfits, line, where, line_number) if misfits else record
+
+    def _keep_repeated_keys(self, record: dict[str, Any], line: bytes, place: _Place) -> None:
+        """Earlier values of keys the line repeats -> EXTRA_FIELD's DUPLICATES_KEY, a repair."""
+        earlier = duplicate_keys(line)
+        if not earlier:
+            return
+        extra = record.get(EXTRA_FIELD)
+        if extra.__class__ is not dict:
+            extra = record[EXTRA_FIELD] = {}
+        extra[DUPLICATES_KEY] = earlier
+        repairs = record.get(REPAIRS_FIELD)
+        if repairs.__class__ is not list:
+            repairs = record[REPAIRS_FIELD] = []
+        repairs.append(REPAIR_DUPLICATE_KEYS)
+        self.repeated_keys += 1
+        if self.repeated_keys == 1:
+            logger.warning(
+                "%s: a key given twice in one object (%s); the last value kept, the earlier "
+                "ones in %s.%s (first of its kind; counts at the end of the run)",
+                place,
+                ", ".join(sorted(earlier)[:5]),
+                EXTRA_FIELD,
+                DUPLICATES_KEY,
+            )
 
     def _times_fit(self, record: dict[str, Any]) -> bool:
         """Whether every time is export.py's RFC 3339 form of a real time, in C-level passes over
@@ -200,94 +254,114 @@ class Conformer:
         )
 
     def _fix(
-        self, record: dict[str, Any], misfits: tuple[str, ...], line: bytes | None
+        self,
+        record: dict[str, Any],
+        misfits: tuple[str, ...],
+        line: bytes | None,
+        where: str,
+        line_number: int,
     ) -> dict[str, Any]:
         """`record` (changed in place: it is the parser's own) with each misfitting field
-        converted exactly, or set to null and its value kept in EXTRA_FIELD; fields the schema
-        does not name moved there too."""
+        converted exactly (the value as exported kept in EXTRA_FIELD's AS_EXPORTED_KEY), or set
+        to null and its value kept in EXTRA_FIELD; fields the schema does not name moved there."""
         out = record
         extra: dict[str, Any] = {}
+        exported: dict[str, Any] = {}
         texts: dict[str, str] | None = None
+        place = _Place(where, line_number)
         for key in misfits:
             value = record[key]
             kind = self.kinds.get(key)
+            if key == EXTRA_FIELD:
+                continue  # the tap's own (exactjson.settle moved an export's of that name)
             if kind is None:
                 del out[key]
                 extra[key] = value
-                self._count(record, key, value, UNKNOWN)
+                self._count(place, key, value, UNKNOWN)
                 continue
             fits, converted = _fit(kind, value)
             if fits:
                 continue
-            # The parser may have rounded a number (1.10 -> 1.1, 20 digits -> a float): string
-            # and integer fields take it from the line's own text.
-            if kind == "string" or (kind == "integer" and value.__class__ is float):
-                if texts is None:
-                    texts = raw_values(line) if line is not None else {}
-                text = texts.get(key)
-                if kind == "string":
-                    converted = _as_text(value, text)
-                elif text is not None:
-                    converted = _to_integer(text)
-            if converted is _MISSING:
-                if kind == "date-time":
-                    # export.py may have rewritten Amplitude's time shape: keep the export's.
+            outcome = CONVERTED
+            if kind == "string":
+                if value.__class__ in _CONTAINERS:  # its JSON text as the line spells it
                     if texts is None:
                         texts = raw_values(line) if line is not None else {}
-                    value = _original(texts.get(key), value)
+                    converted = _as_text(value, texts.get(key))
+                else:
+                    converted = _as_text(value, None)
+            elif kind == "date-time" and converted.__class__ is _CutTime:
+                outcome = CUT
+            if converted is _MISSING:
                 out[key] = None
                 extra[key] = value
-                self._count(record, key, value, KEPT_ASIDE)
+                self._count(place, key, value, KEPT_ASIDE)
             else:
-                out[key] = converted
-                self._count(record, key, value, CONVERTED)
+                out[key] = str(converted) if outcome == CUT else converted
+                if kind != "boolean":  # "true" -> true loses only the quotes (and is common)
+                    exported[key] = value
+                self._count(place, key, value, outcome)
+        if exported:
+            extra[AS_EXPORTED_KEY] = exported
         if extra:
-            out[EXTRA_FIELD] = extra
+            held = out.get(EXTRA_FIELD)  # exactjson.settle's (repeated keys, reserved names)
+            if held.__class__ is dict:
+                held.update(extra)
+            else:
+                out[EXTRA_FIELD] = extra
         return out
 
-    def _count(self, record: dict[str, Any], key: str, value: Any, outcome: str) -> None:
+    def _count(self, place: _Place, key: str, value: Any, outcome: str) -> None:
         found = JSON_TYPES.get(value.__class__, value.__class__.__name__)
         counted = (key, found, outcome)
         self.counts[counted] += 1
         if self.counts[counted] > 1:
             return
-        where = f"event {record.get('uuid')!s:.64}"
-        if outcome == CONVERTED:
-            logger.info(
-                "%s: %s %s converted to %s (first in %s; counts at the end of the run)",
-                key,
-                _article(found),
-                found,
-                self.kinds[key],
-                where,
-            )
-        elif outcome == KEPT_ASIDE:
+        # One line, the place and the cause; never the value (event data can be personal).
+        if outcome == KEPT_ASIDE:
             logger.warning(
-                "%s: %s %s is not a %s and cannot be converted exactly; kept as exported in "
-                "%s.%s, the field is null (first in %s; counts at the end of the run)",
+                "%s: %s: %s; kept as exported in %s.%s, the field is null (first of its kind; "
+                "counts at the end of the run)",
+                place,
                 key,
-                _article(found),
-                found,
-                self.kinds[key],
+                _cause(self.kinds[key], found, value),
                 EXTRA_FIELD,
                 key,
-                where,
+            )
+        elif outcome == UNKNOWN:
+            logger.info(
+                "%s: %s: field not in the schema, kept in %s.%s (first of its kind)",
+                place,
+                key,
+                EXTRA_FIELD,
+                key,
             )
         else:
             logger.info(
-                "%s: field not in the schema, kept in %s.%s (first in %s)",
+                "%s: %s: %s %s %s to %s; the value as exported kept in %s.%s.%s (first of its "
+                "kind; counts at the end of the run)",
+                place,
                 key,
+                _article(found),
+                found,
+                outcome,
+                self.kinds[key],
                 EXTRA_FIELD,
+                AS_EXPORTED_KEY,
                 key,
-                where,
             )
 
     def summary(self) -> str:
         """``paying: 812 string converted to boolean; location_lat: 3 string kept aside in
         additional_properties; ...``, or ``""`` when every record fitted as it was."""
         parts = []
+        if self.repeated_keys:
+            parts.append(
+                f"{self.repeated_keys} lines with a key given twice, earlier values in "
+                f"{EXTRA_FIELD}.{DUPLICATES_KEY}"
+            )
         for (key, found, outcome), count in sorted(self.counts.items()):
-            if outcome == CONVERTED:
+            if outcome in (CONVERTED, CUT):
                 parts.append(f"{key}: {count} {found} {outcome} to {self.kinds[key]}")
             else:
                 parts.append(f"{key}: {count} {found} {outcome}, in {EXTRA_FIELD}")
@@ -298,9 +372,40 @@ def _article(json_type: str) -> str:
     return "an" if json_type[0] in "aeiou" else "a"
 
 
+class _Place:
+    """Where a record was read (file, member, line), formatted only when a message is logged."""
+
+    __slots__ = ("line_number", "where")
+
+    def __init__(self, where: str, line_number: int) -> None:
+        self.where, self.line_number = where, line_number
+
+    def __str__(self) -> str:
+        where = self.where or "a record"
+        return f"{where}, line {self.line_number}" if self.line_number else where
+
+
+def _cause(kind: str, found: str, value: Any) -> str:
+    """Why a value cannot become its field's type, in words (never the value itself)."""
+    if kind == "integer" and found == "integer":
+        return "an integer beyond 64 bits"
+    if kind == "date-time" and found == "string":
+        return "a string that is not an ISO 8601 date and time"
+    if kind == found:
+        return f"{_article(found)} {found} that does not fit"
+    return f"{_article(found)} {found} that does not convert exactly to {_article(kind)} {kind}"
+
+
+class _CutTime(str):
+    """A time converted with digits below a microsecond cut (counted apart)."""
+
+
+_CONTAINERS = (dict, list)
+
+
 def _fit(kind: str, value: Any) -> tuple[bool, Any]:
     """(True, None) when `value` already fits `kind`; else (False, the exact conversion or
-    _MISSING). String fields' non-strings are left to the caller (exact text from the line)."""
+    _MISSING). String fields' non-strings are left to the caller (`_as_text`)."""
     cls = value.__class__
     if kind == "string":
         return cls is str, _MISSING
@@ -313,7 +418,7 @@ def _fit(kind: str, value: Any) -> tuple[bool, Any]:
             return INT64_MIN <= value <= INT64_MAX, _MISSING
         return False, _to_integer(value)
     if kind == "number":
-        if cls is int or cls is float:
+        if cls is int or cls is float or cls is ExactFloat:
             return True, None
         return False, _to_number(value)
     if kind == "boolean":
@@ -324,58 +429,85 @@ def _fit(kind: str, value: Any) -> tuple[bool, Any]:
 
 
 def _fit_time(value: str) -> tuple[bool, Any]:
+    """A time in any ISO 8601 date-and-time form -> the tap's form, UTC with microseconds
+    (`2024-03-01T05:10:00.000000+00:00`). No offset means UTC (Amplitude's times are UTC).
+    Digits below a microsecond are cut (the time moves back, never past its second): the
+    result is then a `_CutTime`."""
     match = _ISO_TIME.fullmatch(value)
     if match is None:
         return False, _MISSING
-    day, clock, fraction, offset = match.groups()
-    try:  # a real date and time? (fromisoformat checks ranges; nanoseconds cut for the check)
-        dt.datetime.fromisoformat(f"{day}T{clock}{(fraction or '')[:7]}")
-    except ValueError:
+    day, clock, fraction, _zone, sign, zone_hours, zone_minutes = match.groups()
+    digits = fraction or ""
+    try:
+        moment = dt.datetime.fromisoformat(f"{day}T{clock}.{digits[:6].ljust(6, '0')}")
+        if sign is not None:
+            offset = dt.timedelta(hours=int(zone_hours), minutes=int(zone_minutes))
+            if offset >= dt.timedelta(hours=24):
+                return False, _MISSING
+            moment -= offset if sign == "+" else -offset
+    except (ValueError, OverflowError):
         return False, _MISSING
-    if offset is not None and value[10] == "T":
-        return True, None  # already RFC 3339
-    zone = "+00:00" if offset is None or offset in "Zz" else offset
-    return False, f"{day}T{clock}{fraction or ''}{zone}"
+    canonical = f"{moment.isoformat(timespec='microseconds')}+00:00"
+    if canonical == value:
+        return True, None
+    return False, _CutTime(canonical) if digits[6:].strip("0") else canonical
 
 
 def _to_integer(value: Any) -> Any:
-    if value.__class__ is bool or not isinstance(value, (str, float)):
-        return _MISSING
-    if isinstance(value, str) and not _JSON_NUMBER.fullmatch(value):
+    """A whole number within 64 bits from a number or a string spelling one, else _MISSING."""
+    cls = value.__class__
+    if cls is str:
+        if not _JSON_NUMBER.fullmatch(value):
+            return _MISSING
+        text = value
+    elif cls is ExactFloat:
+        text = value.text
+    elif cls is float:
+        text = repr(value)  # exactjson's plain floats are spelled so in the export
+    else:
         return _MISSING
     try:
-        number = Decimal(value)
+        exact = Decimal(text)
     except InvalidOperation:
         return _MISSING
-    if not number.is_finite() or number != number.to_integral_value():
+    if not exact.is_finite() or exact != exact.to_integral_value():
         return _MISSING
-    whole = int(number)
+    whole = int(exact)
     return whole if INT64_MIN <= whole <= INT64_MAX else _MISSING
 
 
 def _to_number(value: Any) -> Any:
+    """The number a string spells, as exactjson reads the same text as a JSON number."""
     if value.__class__ is not str or not _JSON_NUMBER.fullmatch(value):
         return _MISSING
-    try:
-        return orjson.loads(value)  # the number the same text parses to as a JSON number
-    except orjson.JSONDecodeError:  # beyond a double's range (1e400)
-        return _MISSING
+    if "." not in value and "e" not in value and "E" not in value:
+        return int(value)
+    converted = number(value)
+    return _MISSING if converted.__class__ is str else converted  # beyond a double: kept aside
 
 
 def _as_text(value: Any, text: str | None) -> str:
-    """A non-string's exact text for a string field: a whole number as its digits (the one form
-    target-posthog gives a numeric id, so `4242424242.0` and `4242424242` stay one user), any
-    other value as the line spells it (`1.10` stays "1.10"), or re-encoded without a line."""
-    if value.__class__ is int:
+    """A non-string's exact text for a string field.
+
+    A number whose exact value is whole becomes its digits, whatever its spelling
+    (`4242424242`, `4242424242.0`, `4.242424242e9` are all "4242424242"; `1e20` is
+    "100000000000000000000"): the one form target-posthog gives a numeric id, so one user
+    stays one user. Any other number keeps its text as exported (`1.10` stays "1.10"; a
+    non-integral id is never rounded). true/false, arrays and objects become their JSON text as
+    the line spells it (`text`), or as the tap writes them when the line does not say.
+    """
+    cls = value.__class__
+    if cls is int:
         return str(value)
-    if value.__class__ is float and value.is_integer() and abs(value) < _EXACT_FLOAT_INTS:
-        return str(int(value))
-    return text if text is not None else orjson.dumps(value).decode()
-
-
-def _original(text: str | None, value: Any) -> Any:
-    """The value as the line spells it (`value` itself when the line does not say)."""
-    return value if text is None else orjson.loads(text)
+    if cls is float or cls is ExactFloat:
+        spelled = value.text if cls is ExactFloat else repr(value)
+        exact = Decimal(spelled)
+        if exact == exact.to_integral_value():
+            return str(int(exact))
+        return spelled
+    if cls is bool:
+        return "true" if value else "false"
+    return text if text is not None else exactjson.dumps(value).decode()
 
 
 def raw_values(line: bytes) -> dict[str, str]:

@@ -1,31 +1,239 @@
-"""orjson encoding that keeps integers of any width exactly.
+"""JSON read and written with every value exactly as the export spells it.
 
-orjson refuses integers outside 64 bits (``Integer exceeds 64-bit range``, ignoring ``default``);
-Amplitude exports can hold wider ones (``"order_id": 123456789012345678901234567890``), which the
-tap reads exactly (see ``lines.py``). Such a record is encoded again with each wide integer as an
-``orjson.Fragment`` of its decimal digits: the same bytes orjson would write, had it the range.
-Only records that hold one pay for the second pass.
+orjson alone changes values silently: it reads an integer wider than 64 bits as a float, a number
+beyond a double's range (``1e400``) not at all, and writes every number it read in its own
+spelling (``1.10`` -> ``1.1``, ``1E+2`` -> ``100.0``, ``1e19`` -> ``1e+19``,
+``12.345678901234567890123`` -> ``12.345678901234567``). So lines are read with msgspec, whose
+integers are exact at any width and which hands each non-integer number's text to a hook:
+
+- a number a double holds and orjson writes back in the same text (nearly all: ``47.400309``,
+  ``1.5``, ``-0.0``) is a plain ``float``;
+- any other number a double can approach is an :class:`ExactFloat`: a float (so code that reads
+  numbers works unchanged) that remembers its text, written back as that text exactly;
+- a number beyond a double's range (``1e400``, ``-1e400``, ``1e-400``, which a double would hold
+  as infinity or zero) cannot be a JSON number any reader holds: it becomes the string of its
+  exact text, and :data:`REPAIR_BEYOND_DOUBLE` is noted on the record.
+
+Numbers the tap writes are therefore the export's own text (see tap-amplitude's README, "Numbers"),
+and target-posthog reads and sends them the same way.
+
+A JSON object with a key twice (``{"a":1,"a":2}``) keeps the last value, as every JSON parser
+does; conform.py finds such lines (cheaply, by their shape) and :func:`duplicate_keys` gives
+each earlier value, kept in the record's ``additional_properties.duplicate_keys`` under the
+key's JSON Pointer (RFC 6901, ``/a``, ``/event_properties/x``), with the repair
+:data:`REPAIR_DUPLICATE_KEYS`. :func:`settle` moves aside fields of the export named like the
+tap's own (:data:`TAP_FIELDS`), so an export cannot forge them.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
+REPAIRS_FIELD = "repairs"
+EXTRA_FIELD = "additional_properties"
+DUPLICATES_KEY = "duplicate_keys"  # in EXTRA_FIELD: earlier values of repeated keys
+RESERVED_KEY = "reserved_names"  # in EXTRA_FIELD: the export's fields named like the tap's
+AS_EXPORTED_KEY = "as_exported"  # in EXTRA_FIELD: values the tap converted, as exported
+# Fields the tap sets itself (keys.py, lines.py, conform.py), and the two keys above: an
+# export field of one of these names is kept in EXTRA_FIELD[RESERVED_KEY] instead.
+TAP_FIELDS = frozenset(
+    (
+        "uuid_derived",
+        "uuid_original",
+        REPAIRS_FIELD,
+        EXTRA_FIELD,
+        DUPLICATES_KEY,
+        RESERVED_KEY,
+        AS_EXPORTED_KEY,
+    )
+)
+REPAIR_BEYOND_DOUBLE = (
+    "number beyond a double's range kept as a string of its exact text (e.g. 1e400)"
+)
+REPAIR_DUPLICATE_KEYS = (
+    "key repeated in one object: the last value kept, earlier ones in "
+    "additional_properties.duplicate_keys"
+)
+REPAIR_RESERVED = (
+    "export fields named like the tap's own kept in additional_properties.reserved_names"
+)
+
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
+_INFINITY = math.inf
+
+
+class ExactFloat(float):
+    """A number whose exported text orjson would not write back: keeps ``text``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> ExactFloat:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _Beyond:
+    """Texts of numbers beyond a double's range met while decoding the current line."""
+
+    count = 0
+
+
+def number(text: str) -> Any:
+    """The value of one non-integer JSON number literal, by the rules in the module docstring."""
+    value = float(text)
+    if value == 0.0 and text.lstrip("-").split("e")[0].split("E")[0].strip("0.") != "":
+        _Beyond.count += 1
+        return text  # not zero, but a double would make it 0
+    if value == _INFINITY or value == -_INFINITY:
+        _Beyond.count += 1
+        return text
+    if "e" in text or "E" in text or repr(value) != text:
+        return ExactFloat(text)
+    return value
+
+
+_DECODER = msgspec.json.Decoder(float_hook=number)
+# msgspec.DecodeError, and UnicodeDecodeError for bytes that are not UTF-8: both ValueErrors.
+DecodeError = ValueError
+
+
+def loads(line: bytes) -> Any:
+    """One JSON value; raises ``ValueError`` when it is not valid JSON (RFC 8259: UTF-8 only,
+    no lone surrogate escape, no NaN)."""
+    _Beyond.count = 0
+    return _DECODER.decode(line)
+
+
+def loads_text(text: str) -> Any:
+    """One JSON value read by the standard library (for repaired text), the same numbers as
+    :func:`loads`. Raises ``json.JSONDecodeError`` or ``ValueError`` (NaN/Infinity)."""
+    _Beyond.count = 0
+    return json.loads(text, parse_float=number, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def settle(value: dict[str, Any], line: bytes | str, repairs: list[str]) -> None:
+    """Finish a freshly read record in place: the export's fields named like the tap's moved
+    aside, numbers beyond a double noted; each noted in ``repairs`` (which the caller stores on
+    the record). Repeated keys are found by conform.py, which knows each record's shape."""
+    if _Beyond.count:
+        _Beyond.count = 0
+        repairs.append(REPAIR_BEYOND_DOUBLE)
+    if (
+        "uuid_derived" in value
+        or "uuid_original" in value
+        or REPAIRS_FIELD in value
+        or EXTRA_FIELD in value
+        or DUPLICATES_KEY in value
+        or RESERVED_KEY in value
+        or AS_EXPORTED_KEY in value
+    ):
+        reserved = {key: value.pop(key) for key in [*value] if key in TAP_FIELDS}
+        extra = value.setdefault(EXTRA_FIELD, {})
+        extra[RESERVED_KEY] = reserved
+        repairs.append(REPAIR_RESERVED)
+
+
+def duplicate_keys(line: bytes | str) -> dict[str, list[Any]]:
+    """``{JSON Pointer: [earlier values]}`` for every key repeated in one object of ``line``."""
+    try:
+        tree = json.loads(
+            line.decode("utf-8", "replace") if isinstance(line, bytes) else line,
+            parse_float=_uncounted_number,
+            parse_constant=_no_constant,
+            object_pairs_hook=_Object.of,
+        )
+    except ValueError:
+        return {}
+    found: dict[str, list[Any]] = {}
+    _collect(tree, "", found)
+    return found
+
+
+class _Object(dict[str, Any]):
+    """A JSON object as read, with the earlier values of its repeated keys."""
+
+    earlier: dict[str, list[Any]]
+
+    @classmethod
+    def of(cls, items: list[tuple[str, Any]]) -> _Object:
+        result = cls()
+        result.earlier = {}
+        for key, item in items:
+            if key in result:
+                result.earlier.setdefault(key, []).append(result[key])
+            result[key] = item
+        return result
+
+
+def _collect(value: Any, pointer: str, found: dict[str, list[Any]]) -> None:
+    if isinstance(value, _Object):
+        for key, values in value.earlier.items():
+            found[f"{pointer}/{_pointer_token(key)}"] = [_plain(v) for v in values]
+        for key, item in value.items():
+            _collect(item, f"{pointer}/{_pointer_token(key)}", found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _collect(item, f"{pointer}/{index}", found)
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts for the kept values (their own repeats are reported on their own path)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _uncounted_number(text: str) -> Any:
+    """`number`, for a second reading of a line already counted."""
+    before = _Beyond.count
+    value = number(text)
+    _Beyond.count = before
+    return value
+
+
+def _pointer_token(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def default_for(fallback: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """An orjson ``default`` that writes an :class:`ExactFloat` as its text, else ``fallback``."""
+
+    def default(value: Any) -> Any:
+        if value.__class__ is ExactFloat:
+            return orjson.Fragment(value.text)
+        if fallback is None:
+            raise TypeError
+        return fallback(value)
+
+    return default
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None, option: int = 0) -> bytes:
-    """``orjson.dumps``, with wider-than-64-bit integers written exactly."""
+    """``orjson.dumps``, with exact numbers (``ExactFloat``, integers of any width) as read."""
+    exact_default = default_for(default)
     try:
-        return orjson.dumps(value, default=default, option=option)
+        return orjson.dumps(value, default=exact_default, option=option)
     except orjson.JSONEncodeError:
         wide = _with_wide_ints_as_fragments(value)
         if wide is value:
             raise
-        return orjson.dumps(wide, default=default, option=option)
+        return orjson.dumps(wide, default=exact_default, option=option)
 
 
 def _with_wide_ints_as_fragments(value: Any) -> Any:

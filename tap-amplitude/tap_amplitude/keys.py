@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from tap_amplitude import exactjson
+from tap_amplitude.exactjson import EXTRA_FIELD, RESERVED_KEY
 from tap_amplitude.lines import REPAIRS_FIELD
 
 # Never change: shared with target-posthog, whose PostHog dedupe depends on it.
@@ -53,8 +54,12 @@ def derive_uuid(record: dict[str, Any]) -> str:
     if isinstance(insert_id, str) and insert_id:
         key = f"insert_id\x1f{record.get('device_id')}\x1f{record.get('user_id')}\x1f{insert_id}"
     else:
-        # The tap's own repair notes are not part of the exported record.
-        exported = {k: v for k, v in record.items() if k != REPAIRS_FIELD}
+        # The record as exported: without the tap's repair notes, with the export's own fields
+        # named like the tap's back in place (exactjson.settle moved them aside).
+        exported = {k: v for k, v in record.items() if k not in (REPAIRS_FIELD, EXTRA_FIELD)}
+        extra = record.get(EXTRA_FIELD)
+        if isinstance(extra, dict):
+            exported.update(extra.get(RESERVED_KEY) or {})
         text = exactjson.dumps(exported, default=str, option=orjson.OPT_SORT_KEYS).decode()
         key = "record\x1f" + text
     return str(uuid.uuid5(UUID_NAMESPACE, key))

@@ -1,13 +1,13 @@
 """One line of an export member -> one record: fast when clean, tolerant where meaning is clear.
 
-Nearly every line is clean JSON and goes through orjson alone. The rest:
+Nearly every line is clean JSON and goes through one fast, exact parse (exactjson.py: integers of
+any width, every number as the export spells it, repeated keys and export fields named like the
+tap's own kept aside, each noted as a repair). The rest:
 
 - A byte-order mark at the line's start is dropped (some tools that re-save exports add one).
 - Bytes that are not UTF-8 are replaced by U+FFFD (a string cut mid-character by a producer).
 - A lone UTF-16 surrogate escape (``"\\ud83d"`` with no low half: an emoji cut in two, which
   Amplitude's own writer lets through and Python's ``json`` reads) becomes U+FFFD.
-- An integer wider than 64 bits is kept exactly: orjson would turn it into a float, so a line
-  holding a run of 20 or more digits is parsed with the standard library, whose ints are exact.
 
 Each repair is named in the record's ``repairs`` field (a list of the ``REPAIR_*`` texts below),
 so the change is visible wherever the record lands. What still is not one JSON object (``null``,
@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from typing import Any
 
-import orjson
+from tap_amplitude import exactjson
 
 REPAIRS_FIELD = "repairs"
 REPAIR_BOM = "byte-order mark removed"
@@ -50,14 +49,6 @@ IDENTITY_MARK = "#repaired-"
 _JSON_WHITESPACE = b" \t\r"
 
 _BOM = b"\xef\xbb\xbf"
-# 20 digits, or "-" and 19, can exceed 64 bits (orjson reads -9223372036854775808 ..
-# 18446744073709551615 exactly). A run inside a string only sends the line down the exact path,
-# which reads it the same way. Found by mapping every digit and "-" to "0" and everything else
-# to " ", then searching for 20 zeros: about 1 µs per KiB, where `re` takes over 10.
-_DIGITS_AS_ZEROS = bytes(
-    0x30 if 0x30 <= byte <= 0x39 or byte == 0x2D else 0x20 for byte in range(256)
-)
-_WIDE_RUN = b"0" * 20
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_TYPES = {list: "a JSON array", str: "a JSON string", bool: "JSON true or false"}
 
@@ -81,15 +72,17 @@ def parse_line(line: bytes) -> dict[str, Any]:
     Raises:
         UnreadableLineError: the line is not (even after those repairs) one JSON object.
     """
-    if _WIDE_RUN not in line.translate(_DIGITS_AS_ZEROS):
-        try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            return _parse_tolerant(line)
-        if type(value) is dict:
-            return value
+    try:
+        value = exactjson.loads(line)
+    except exactjson.DecodeError:
+        return _parse_tolerant(line)
+    if type(value) is not dict:
         raise UnreadableLineError(_not_an_object(value))
-    return _parse_tolerant(line)
+    repairs: list[str] = []
+    exactjson.settle(value, line, repairs)
+    if repairs:
+        value[REPAIRS_FIELD] = repairs
+    return value
 
 
 def _parse_tolerant(line: bytes) -> dict[str, Any]:
@@ -110,6 +103,7 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
     value = _loads(text)
     if type(value) is not dict:
         raise UnreadableLineError(_not_an_object(value))
+    exactjson.settle(value, text, repairs)
     # The identity fields as read, lone surrogates still in (only a \\u escape puts one there).
     ids = {name: value.get(name) for name in IDENTITY_FIELDS}
     if "\\u" in text and _has_surrogate(value):
@@ -124,9 +118,9 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
 
 
 def _loads(text: str) -> Any:
-    """Standard-library JSON (exact integers; no NaN, no infinite number), or why not."""
+    """Standard-library JSON, numbers as exactjson reads them (no NaN), or why not."""
     try:
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+        return exactjson.loads_text(text)
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":
             msg = f"not one JSON object: more JSON from column {error.colno} (a line break lost?)"
@@ -183,17 +177,6 @@ def _exported_digest(original: str) -> str:
 def _not_an_object(value: object) -> str:
     kind = "JSON null" if value is None else _JSON_TYPES.get(type(value), "a JSON number")
     return f"not an object: {kind}"
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"number {text[:40]} is too large for a float")
-    return value
 
 
 def _has_surrogate(value: Any) -> bool:

@@ -249,8 +249,7 @@ class Delivery:
                     self.flush()
             except DeliveryError:
                 return  # the main thread raises it at its next call
-            except (LocalFileError, RegistryError) as exc:  # stdout, a durable file, or the
-                # registry (its ledger and profiles are written before a STATE): the run stops
+            except LocalFileError as exc:  # stdout or a durable file: the run cannot go on
                 self._fail(DeliveryError(str(exc)))
                 return
 

@@ -1,61 +1,99 @@
-"""Integers of any width, read and written exactly (orjson alone would change them).
+"""Numbers read and written exactly as received (orjson alone would change them).
 
 orjson reads an integer wider than 64 bits as a float (``123456789012345678901234567890`` ->
 ``1.2345678901234568e+29``) and refuses to write one (``Integer exceeds 64-bit range``, whatever
-``default`` says). Amplitude exports can hold such integers, and tap-amplitude sends them on
-exactly. So:
+``default`` says), and writes every other number in its own spelling (``1.10`` -> ``1.1``,
+``1E+2`` -> ``100.0``, ``12.345678901234567890123`` -> ``12.345678901234567``). tap-amplitude
+sends every number as the export spells it (its README, "Numbers"), so:
 
-- `loads`: a line holding a run of 20 digits, or "-" and 19 (the only ways to spell such an
-  integer), is read with the standard library, whose ints are exact; any other with orjson.
-- `dumps`: a value orjson refuses is written again with each wide integer as an
-  ``orjson.Fragment`` of its digits: the bytes orjson would write, had it the range.
-
-Only the rare line or event that holds one pays for the second path.
+- `loads` reads with msgspec, whose integers are exact at any width, and gives each other number
+  by the rule tap-amplitude's exactjson uses: a plain ``float`` when orjson writes it back in the
+  same text, else an :class:`ExactFloat` (a float that keeps its text), and a number beyond a
+  double's range (``1e400``, which no JSON reader downstream holds: PostHog would refuse the
+  whole request) the string of its exact text.
+- `dumps` (and `default`, for the hot path's own ``orjson.dumps``) writes an ``ExactFloat`` as
+  its text and a wide integer as its digits (an ``orjson.Fragment``): the bytes received.
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
-# Digits and "-" -> "0", everything else -> " ", then a search for 20 zeros: about 1 µs per
-# KiB of line (a regular expression takes over 10). A run inside a string (a date, an id made
-# of digits) only costs the slow path.
-_DIGITS_AS_ZEROS = bytes(
-    0x30 if 0x30 <= byte <= 0x39 or byte == 0x2D else 0x20 for byte in range(256)
-)
-_WIDE_RUN = b"0" * 20
 
 
-def may_hold_wide_int(line: bytes) -> bool:
-    """False for nearly every line: no run of 20 digits or dashes, so orjson reads it exactly."""
-    return _WIDE_RUN in line.translate(_DIGITS_AS_ZEROS)
+class ExactFloat(float):
+    """A number whose received text orjson would not write back the same: keeps ``text``."""
+
+    text: str
+
+    def __new__(cls, text: str) -> ExactFloat:
+        self = super().__new__(cls, text)
+        self.text = text
+        return self
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def number(text: str) -> Any:
+    """The value of one non-integer JSON number literal (module docstring)."""
+    value = float(text)
+    if value == 0.0 and text.lstrip("-").split("e")[0].split("E")[0].strip("0.") != "":
+        return text  # not zero, but a double would make it 0
+    if value == math.inf or value == -math.inf:
+        return text
+    if "e" in text or "E" in text or repr(value) != text:
+        return ExactFloat(text)
+    return value
+
+
+_DECODER = msgspec.json.Decoder(float_hook=number)
 
 
 def loads(line: bytes) -> Any:
-    """One JSON value, integers exact. Raises ``ValueError`` (orjson's or json's) if not JSON."""
-    if not may_hold_wide_int(line):
-        return orjson.loads(line)
-    return json.loads(line, parse_constant=_no_constant)
+    """One JSON value, numbers exact. Raises ``ValueError`` (msgspec's DecodeError, or
+    UnicodeDecodeError) if it is not JSON."""
+    return _DECODER.decode(line)
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def default(value: Any) -> Any:
+    """orjson's ``default``: an ``ExactFloat`` as its text; anything else unusual (Decimal,
+    datetime from other taps' paths) as text."""
+    if value.__class__ is ExactFloat:
+        return orjson.Fragment(value.text)
+    return str(value)
+
+
+def _with_exact(fallback: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    if fallback is str:
+        return default
+
+    def exact_default(value: Any) -> Any:
+        if value.__class__ is ExactFloat:
+            return orjson.Fragment(value.text)
+        if fallback is None:
+            raise TypeError(f"{type(value).__name__} is not JSON serializable")
+        return fallback(value)
+
+    return exact_default
 
 
 def dumps(value: Any, *, default: Callable[[Any], Any] | None = None, option: int = 0) -> bytes:
-    """``orjson.dumps``, with wider-than-64-bit integers written exactly."""
+    """``orjson.dumps``, with every number written as received (see the module docstring)."""
+    exact_default = _with_exact(default)
     try:
-        return orjson.dumps(value, default=default, option=option)
+        return orjson.dumps(value, default=exact_default, option=option)
     except orjson.JSONEncodeError:
         exact = _wide_ints_as_fragments(value)
         if exact is value:
             raise
-        return orjson.dumps(exact, default=default, option=option)
+        return orjson.dumps(exact, default=exact_default, option=option)
 
 
 def _wide_ints_as_fragments(value: Any) -> Any:

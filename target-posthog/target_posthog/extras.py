@@ -10,6 +10,7 @@ Values the tap converted exactly (`paying: "true"`, documented as a boolean) arr
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 EXTRA_FIELD = "additional_properties"  # tap_amplitude.schema.EXTRA_FIELD
@@ -27,3 +28,55 @@ def with_extra_fields(record: dict[str, Any]) -> dict[str, Any]:
     merged = {key: value for key, value in record.items() if key != EXTRA_FIELD}
     merged.update(extra)
     return merged
+
+
+# tap-amplitude's own fields and the keys it adds inside `additional_properties` (its exactjson).
+AS_EXPORTED_KEY = "as_exported"
+RESERVED_KEY = "reserved_names"
+TAP_ONLY_FIELDS = ("uuid_derived", "uuid_original", "repairs")
+# tap-amplitude rewrites Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) to this form; any other
+# form it converts is kept in `as_exported`.
+TIME_FIELDS = (
+    "event_time",
+    "client_event_time",
+    "client_upload_time",
+    "server_received_time",
+    "server_upload_time",
+    "processed_time",
+    "user_creation_time",
+)
+_TAP_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00")
+
+
+def as_exported(record: dict[str, Any]) -> dict[str, Any]:
+    """A tap-amplitude record (`with_extra_fields` applied) as the export held it, for a dead
+    letter a user can fix and feed again.
+
+    Undoes what the tap documents it does: values it converted come back from
+    `additional_properties.as_exported`, the export's own fields named like the tap's from
+    `reserved_names`, a derived uuid gives way to the original (or none), the tap's markers
+    (`uuid_derived`, `uuid_original`, `repairs`) go, and times in the tap's form go back to
+    Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff`. (A time the export itself spelled in the tap's
+    RFC 3339 form also comes back in Amplitude's: the same instant.) `duplicate_keys` stays:
+    one JSON object cannot hold a key twice.
+    """
+    out = dict(record)
+    converted = out.pop(AS_EXPORTED_KEY, None)
+    reserved = out.pop(RESERVED_KEY, None)
+    if out.get("uuid_derived") is True:
+        original = out.get("uuid_original")
+        if original is None:
+            out.pop("uuid", None)
+        else:
+            out["uuid"] = original
+    for field in TAP_ONLY_FIELDS:
+        out.pop(field, None)
+    for field in TIME_FIELDS:
+        value = out.get(field)
+        if value.__class__ is str and _TAP_TIME.fullmatch(value):
+            out[field] = f"{value[:10]} {value[11:26]}"
+    if isinstance(converted, dict):
+        out.update(converted)
+    if isinstance(reserved, dict):
+        out.update(reserved)
+    return out

@@ -7,13 +7,13 @@ to merge through are never used to form one (shared/reference/posthog-capture-ap
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from target_posthog.event_keys import derived_uuid
 
 ALIAS = "$create_alias"
-_EXACT_FLOAT_INTS = 2**53
 
 # Ids that name nobody: the one list of placeholder ids (README "Identity: placeholder ids").
 # A record's user_id or device_id that is one of them is treated as absent everywhere (the raw
@@ -91,10 +91,11 @@ _NUMBER_START = frozenset("+-.0123456789iInN")
 def clean_id(value: object) -> str | None:
     """An identity as PostHog wants it: a non-blank string that is not a placeholder, or None.
 
-    An id given as a number has one string form whatever its JSON spelling: ``4242424242``
-    and ``4242424242.0`` are both ``"4242424242"`` (integers of any width exactly; a float
-    only when it is a whole number a float holds exactly, below 2**53). So a numeric user_id
-    0 is the placeholder "0", and user_id 42 and device_id "42" are the same PostHog id.
+    An id given as a number has one string form whatever its JSON spelling: ``4242424242``,
+    ``4242424242.0`` and ``4.242424242e9`` are all ``"4242424242"``, ``1e20`` is
+    ``"100000000000000000000"`` (the exact value of the number as received: exact_numbers keeps
+    its text); a number that is not whole keeps its text (``12.50``). So a numeric user_id 0
+    is the placeholder "0", and user_id 42 and device_id "42" are the same PostHog id.
     """
     if isinstance(value, str):
         return None if is_placeholder(value) else value
@@ -103,8 +104,10 @@ def clean_id(value: object) -> str | None:
     if isinstance(value, int):
         text = str(value)
     elif isinstance(value, float) and math.isfinite(value):
-        exact = value.is_integer() and abs(value) < _EXACT_FLOAT_INTS
-        text = str(int(value)) if exact else repr(value)
+        text = repr(value)  # the number's text as received (exact_numbers)
+        exact = Decimal(text)
+        if exact == exact.to_integral_value():
+            text = str(int(exact))
     else:
         return None
     return None if is_placeholder(text) else text
@@ -147,14 +150,6 @@ def _is_placeholder_text(identifier: str) -> bool:
 def can_alias(device_id: str, user_id: str) -> bool:
     """False for pairs PostHog would refuse to merge (same id twice, or a placeholder id)."""
     return device_id != user_id and not (is_placeholder(device_id) or is_placeholder(user_id))
-
-
-def readdress(events: list[dict[str, Any]], user_id: str, distinct_id: str) -> None:
-    """Send a user's events under `distinct_id` instead of its `user_id` (a colliding id:
-    registry.AliasRegistry.user_distinct_id); `$amplitude_user_id` keeps the user_id."""
-    for event in events:
-        if event["distinct_id"] == user_id:
-            event["distinct_id"] = distinct_id
 
 
 def alias_event(device_id: str, user_id: str, timestamp: str) -> dict[str, Any]:

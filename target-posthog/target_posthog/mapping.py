@@ -64,8 +64,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`$create_alias`/`$merge_dangerously` -> `$amplitude_$create_alias`/"
         "`$amplitude_$merge_dangerously` (PostHog would merge two persons on them); others "
         "unchanged. The importer passes `$identify`/`$groupidentify` through as plain events "
-        "and drops `session_start` (newer versions reportedly `session_end` too); we keep "
-        "every event, so PostHog holds "
+        "and drops `session_start` and `session_end`; we keep every event, so PostHog holds "
         "the export's count (what a verification compares) and nothing is lost (filter them "
         "out in PostHog if unwanted). The original name stays in `$amplitude_event_type` when "
         "renamed. `[Amplitude] Element Clicked/Changed` keep their names: the importer's "
@@ -73,7 +72,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     ),
     Rule(
         "event_time, else client_event_time, else server_received_time",
-        "timestamp (+ `$amplitude_timestamp_from` naming the field when not event_time)",
+        "timestamp (+ `$amplitude_timestamp_from` naming the field when not event_time, and "
+        "an unreadable event_time kept as exported in `$amplitude_event_time`)",
         "RFC 3339 UTC. None of the three a time -> dead-letter; the importer falls back the "
         "same way but then stamps the import time, which puts history on the wrong day",
     ),
@@ -128,7 +128,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`Mac` normalised to PostHog's `Mac OS X`; any case (`ios`, `WINDOWS`)",
     ),
     Rule(
-        "os_name (else a device_type or platform naming iOS/Android), os_version (other platforms)",
+        "os_name, os_version (other platforms)",
         "$os, $os_version (also on the person)",
         "the importer maps os_name to $browser for every platform, which labels iOS/Android "
         "as browsers and phone models as operating systems",
@@ -152,10 +152,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "ip_address",
         "$ip (with `$geoip_disable: true`)",
-        "the importer sets no `$geoip_disable`: PostHog geolocates the IP again at import "
-        "(with today's database; `127.0.0.1` when the export has none) and writes the result "
-        "over the person's location. Amplitude's own location of the event (country, city, "
-        "region) is mapped instead, as posthog-python does by default",
+        "same as the importer: historic IPs are not geolocated again at import time",
     ),
     Rule("version_name", "$app_version", "not mapped by the importer"),
     Rule("library (`name/version`)", "$lib, $lib_version", "not mapped by the importer"),
@@ -163,8 +160,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "session_id",
         "$amplitude_session_id and $session_id",
         "$session_id is a deterministic UUIDv7 whose time is the session start, so PostHog's "
-        "sessions and web analytics work; the importer sets no $session_id (PostHog issue "
-        "48172, open)",
+        "sessions and web analytics work; the importer sets no $session_id",
     ),
     Rule("device_id", "$amplitude_device_id and $device_id"),
     Rule(
@@ -283,6 +279,9 @@ def map_record(record: dict[str, Any]) -> Mapped:
             properties[RAW_PREFIX + "uuid"] = original_uuid  # the invalid original, for tracing
     if time_field != "event_time":
         properties[TIME_SOURCE_PROPERTY] = time_field
+        unreadable = get("event_time")
+        if unreadable is not None:  # not a time, but kept as exported: nothing changes silently
+            properties[RAW_PREFIX + "event_time"] = unreadable
     add_device_and_session(properties, device_id, get("session_id"), device_id or distinct_id)
     if device_id is None and raw_device_id is not None and not _is_blank(raw_device_id):
         properties[RAW_PREFIX + "device_id"] = raw_device_id  # a placeholder, kept for tracing

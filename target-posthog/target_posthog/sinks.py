@@ -15,8 +15,8 @@ from singer_sdk.sinks import BatchSink, RecordSink
 from target_posthog import exact_numbers
 from target_posthog.delivery import Confirmable
 from target_posthog.event_keys import parse_time
-from target_posthog.extras import with_extra_fields
-from target_posthog.identity import alias_event, can_alias, readdress
+from target_posthog.extras import EXTRA_FIELD, as_exported, with_extra_fields
+from target_posthog.identity import alias_event, can_alias
 from target_posthog.mapping import UnmappableError, map_record
 from target_posthog.registry import Claim, PendingAlias
 
@@ -53,6 +53,8 @@ class EventsSink(BatchSink):
         self._profiles = target.profiles
         self._dead_letters = target.dead_letters
         self._ledger = target.ledger
+        # tap-amplitude's stream: its dead letters hold the record as exported (extras.py).
+        self._from_tap_amplitude = EXTRA_FIELD in (schema.get("properties") or {})
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         """No JSON-schema validation: too slow per record; the mapping checks what it needs."""
@@ -85,16 +87,9 @@ class EventsSink(BatchSink):
             self._dead_letter(exc.reason, record, parse_time(record.get("event_time")))
             return
         events = mapped.events
-        user_id = mapped.user_id
-        if user_id is not None:
-            distinct_id = self._registry.user_distinct_id(user_id, mapped.timestamp)
-            if distinct_id != user_id:  # the id is another user's device: see registry.py
-                readdress(events, user_id, distinct_id)
-                person_key = distinct_id if mapped.person_key == user_id else mapped.person_key
-                mapped = mapped._replace(user_id=distinct_id, person_key=person_key)
         if len(events) == 1:  # nearly every record: no comprehension, no max()
             try:
-                first = orjson.dumps(events[0], default=str)
+                first = orjson.dumps(events[0], default=exact_numbers.default)
             except orjson.JSONEncodeError:  # a wider-than-64-bit integer (rare)
                 first = encode_event(events[0])
             encoded = [first]
@@ -133,7 +128,8 @@ class EventsSink(BatchSink):
         event_time: str | None,
         ledger_reason: str | None = None,
     ) -> None:
-        self._dead_letters.add_record(self.stream_name, reason, record)
+        letter = as_exported(record) if self._from_tap_amplitude else record
+        self._dead_letters.add_record(self.stream_name, reason, letter)
         self._ledger.dead_letter(record, ledger_reason or reason, event_time)
 
     def process_batch(self, context: dict) -> None:
