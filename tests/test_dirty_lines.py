@@ -11,6 +11,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import uuid
 import zipfile
 from collections.abc import Callable
 from datetime import timedelta
@@ -75,7 +77,7 @@ def test_blank_lines_are_counted_and_crlf_and_a_missing_final_newline_change_not
     (done,) = [line for line in log_text(run.stderr) if line.startswith("Done:")]
     assert (
         "0 lines set aside as unreadable (stream unreadable_lines), 5 blank lines skipped, "
-        "0 uuids derived, repairs: none"
+        "0 uuids derived, 0 without a readable event_time, 0 lines repaired"
     ) in done
     assert run.messages[-1]["type"] == "STATE"
 
@@ -91,6 +93,54 @@ def test_a_last_line_cut_short_without_a_newline_is_set_aside_byte_for_byte(
     assert (kept["line_number"], kept["line_text"]) == (2, cut.decode())
     assert kept["reason"].startswith("not JSON: Unterminated string")
     assert run.bookmark == "2024-03-01T06:00:00+00:00"
+
+
+def test_each_kind_of_odd_record_is_said_once_per_member_with_its_first_line(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Issue 11's inputs: a record without uuid, a cut emoji, no event_time, an unreadable one;
+    one line per kind and member, naming the file and the first line, never the content."""
+    no_uuid = {k: v for k, v in GOOD.items() if k != "uuid"} | {"$insert_id": "ins-1"}
+    cut = orjson.dumps(GOOD | {"event_properties": {"text": "X"}}).replace(
+        b'"X"', rb'"nice \ud83d"'
+    )
+    no_time = {k: v for k, v in GOOD.items() if k != "event_time"}
+    no_time |= {
+        "uuid": "6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f01",
+        "client_event_time": GOOD["event_time"],
+    }
+    bad_time = GOOD | {"uuid": "6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f02"}
+    bad_time["event_time"] = "2024:03:01 05:10:00.000000"
+    lines = [
+        good_line(0),
+        orjson.dumps(no_uuid),
+        cut,
+        orjson.dumps(no_time),
+        orjson.dumps(bad_time),
+    ]
+    path = write_member(tmp_path / "export", b"\n".join(lines) + b"\n")
+    run = run_folder(run_tap, tmp_path / "export")
+    assert run.returncode == 0, run.stderr
+    said = [line for line in log_text(run.stderr) if line.startswith(f"{WINDOW}, member {path}")]
+    assert said == [
+        f"{WINDOW}, member {path}: 1 lines repaired, the first on line 3 (1 {REPAIR_SURROGATE}; "
+        "each record names its repairs in its repairs field)",
+        f"{WINDOW}, member {path}: 1 records without a usable uuid got a derived one "
+        "(uuid_derived), the first on line 2",
+        f"{WINDOW}, member {path}: 2 records without a readable event_time, the first on line 4 "
+        "(target-posthog takes client_event_time, else server_received_time, and says which in "
+        "$amplitude_timestamp_from; with neither, it dead-letters the record)",
+    ]
+    (done,) = [line for line in log_text(run.stderr) if line.startswith("Done:")]
+    assert (
+        "0 lines set aside as unreadable (stream unreadable_lines), 0 blank lines skipped, "
+        f"1 uuids derived, 2 without a readable event_time, 1 lines repaired (1 {REPAIR_SURROGATE})"
+    ) in done
+    assert (
+        "nice" not in run.stderr
+        and "2024:03:01" not in run.stderr
+        and "Traceback" not in run.stderr
+    )
 
 
 # --- the run's last line -------------------------------------------------------------------
@@ -121,6 +171,41 @@ def test_the_taps_last_line_is_a_state_and_the_readme_resume_recipe_reads_it(
         {"export_path": str(tmp_path / "export"), "start_date": TAP_DAY.isoformat()}, state
     )
     assert again.returncode == 0 and stream_records(again, "events") == []
+
+
+def test_the_target_readmes_run_and_resume_recipe_resumes_from_the_last_state(
+    tmp_path: Path,
+) -> None:
+    """target-posthog's README, "Alone": the first command, then the resume command, as
+    written (bash, the plugins on PATH); the resumed run reads nothing again."""
+    if shutil.which("bash") is None:
+        pytest.skip("the README's recipe is for bash")
+    readme = (REPO / "target-posthog" / "README.md").read_text()
+    block = readme.split("Alone:\n\n```bash\n", 1)[1].split("\n```", 1)[0]
+    commands = [c for c in block.replace("\\\n", "").splitlines() if not c.startswith("#")]
+    assert len(commands) == 2 and "--state" in commands[1]
+    write_member(tmp_path / "export", b"\n".join([good_line(0), b"null", good_line(1)]) + b"\n")
+    tap = {"export_path": str(tmp_path / "export"), "start_date": TAP_DAY.isoformat()}
+    (tmp_path / "tap.json").write_bytes(orjson.dumps(tap | {"end_date": END}))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    with PostHogStandIn(api_key=POSTHOG_KEY) as posthog:
+        target = drill_target_config(tmp_path / "run", posthog)
+        (tmp_path / "target.json").write_bytes(orjson.dumps(target))
+        requests = []
+        for command in commands:
+            subprocess.run(
+                ["bash", "-c", f"set -o pipefail; {command}"],
+                cwd=tmp_path, env=env, check=True, timeout=120, capture_output=True,
+            )  # fmt: skip
+            requests.append(len(posthog.requests))
+        sent = sorted(e["uuid"] for e in posthog.events if e["event"] == GOOD["event_type"])
+        assert posthog.duplicate_uuid_count == 0
+    assert requests[0] > 0 and requests[1] == requests[0]  # the resumed run sent nothing
+    states = [orjson.loads(line) for line in (tmp_path / "states.jsonl").read_bytes().splitlines()]
+    assert states and all(set(state) == {"bookmarks"} for state in states)
+    # (Local files: the bookmark stops after the last hour that has a file.)
+    assert states[-1]["bookmarks"]["events"]["replication_key_value"] == "2024-03-01T06:00:00+00:00"
+    assert sent == sorted(str(uuid.UUID(int=n + 1, version=4)) for n in range(2))  # once each
 
 
 # --- damage that re-reading can fix: one line, no traceback --------------------------------
@@ -198,6 +283,29 @@ def test_a_damaged_file_stops_with_one_line_naming_it_its_cause_and_the_fix(
     )
 
 
+def test_members_holding_plain_json_lines_are_read_as_they_are_and_said_once(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """A `.json` member of a zip, and a `.json.gz` a browser decompressed but kept the name of:
+    no stop that copying again could never mend."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    plain = b"\n".join([good_line(0), b"", good_line(1)])  # and no final newline
+    (folder / MEMBER).write_bytes(plain)
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_6#0.json", good_line(2) + b"\n")
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1, 2]
+    said = [line for line in log_text(run.stderr) if "not gzip-compressed" in line]
+    assert said == [
+        f"{WINDOW}, member {folder / MEMBER}: not gzip-compressed; read as plain JSON lines",
+        "window 2024-03-01T06:00Z (1 h), member "
+        f"{folder}/export.zip:123456/123456_2024-03-01_6#0.json: not gzip-compressed; read as "
+        "plain JSON lines",
+    ]
+
+
 def test_a_file_that_cannot_be_opened_is_named_with_its_cause(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -212,8 +320,8 @@ def test_a_file_that_cannot_be_opened_is_named_with_its_cause(
         list(read_member(MemberRef(path), WINDOW))
     assert str(stop.value) == (
         f"{WINDOW}, member {path}: unreadable before its first line (cannot read it: "
-        "Permission denied); no bookmark passes its hour; the file may be half-copied: copy it "
-        "again from the export and run again"
+        "Permission denied); no bookmark passes its hour; let the user running the tap read it, "
+        "and run again"
     )
 
 

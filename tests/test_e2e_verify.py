@@ -94,3 +94,10 @@ def test_meltano_invoke_verify_proves_the_migration_then_names_a_loss(
     for output in (migrated, verified, alarmed):
         for secret in (PERSONAL_KEY, AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
             assert secret not in output.stdout + output.stderr
+    # Nor on disk: Meltano's state, the registry and its ledger, the report, the dead letters.
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert any(path.name == "verification-day.csv" for path in written)
+    for path in written:
+        content = path.read_bytes()
+        for secret in (PERSONAL_KEY, AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
+            assert secret.encode() not in content, path

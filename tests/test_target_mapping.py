@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from target_posthog.event_keys import parse_time, session_uuid
@@ -289,6 +290,38 @@ def test_real_ids_resembling_placeholders_are_kept() -> None:
         "anonymous-42",
     ):
         assert map_record({**WEB_RECORD, "user_id": real}).user_id == real
+
+
+@pytest.mark.parametrize(
+    ("fields", "os", "device_type"),
+    [
+        ({"platform": "ios"}, "iOS", "Mobile"),
+        ({"platform": "ANDROID"}, "Android", "Mobile"),
+        ({"device_type": "iOS"}, "iOS", "Mobile"),
+        ({"device_type": "android", "platform": None}, "Android", "Mobile"),
+        ({"device_type": "Linux", "platform": None}, None, "Desktop"),
+        ({"platform": "Web", "device_type": "iOS"}, "iOS", "Mobile"),
+        ({"platform": "web", "device_type": "WINDOWS"}, "Windows", "Desktop"),
+    ],
+)
+def test_device_type_from_platform_or_device_type_in_any_case(
+    fields: dict[str, Any], os: str | None, device_type: str
+) -> None:
+    """PostHog's importer sets $device_type only for a device_type spelled exactly iOS,
+    Android, Windows or Linux; any spelling of platform or device_type counts here."""
+    record = {"event_type": "x", "event_time": "2024-03-01 00:00:00", "user_id": "u1", **fields}
+    mapped = map_record(record)
+    properties = mapped.events[0]["properties"]
+    assert properties.get("$os") == os
+    assert properties["$device_type"] == device_type
+    assert mapped.person is not None and mapped.person["$device_type"] == device_type
+
+
+def test_os_and_browser_versions_reach_the_person() -> None:
+    app = map_record({**WEB_RECORD, "platform": "iOS", "os_name": "ios", "os_version": "17.1"})
+    assert app.person is not None and app.person["$os_version"] == "17.1"
+    web = map_record(WEB_RECORD)
+    assert web.person is not None and web.person["$browser_version"] == 121
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\t"])

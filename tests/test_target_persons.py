@@ -73,21 +73,21 @@ class Export:
 
 
 def build_export(seed: int = 5, users: int = 24, events: int = 900) -> Export:
-    """Raw Amplitude records over 10 days; returned in upload (export) order."""
+    """Raw Amplitude records over 10 days; returned in upload (export) order.
+
+    Besides late uploads, placeholders and groups: devices used anonymously before and after
+    their user logs in (whose properties are the user's once tied), a device shared by two
+    users, devices never tied to anyone, and two user ids equal to another user's device id:
+    "dev-3-0" seen before that device is tied to user-3, "dev-5-0" only after dev-5-0 is
+    tied to user-5.
+    """
     rng = random.Random(seed)
     devices = {u: [f"dev-{u}-{k}" for k in range(rng.choice((1, 1, 2, 3)))] for u in range(users)}
     devices[1].append("dev-0-0")  # user 1 also logs in on user 0's first device (a family tablet)
     companies = {u: COMPANIES[u % 3] for u in range(users) if u % 4 != 3}
     raw: list[tuple[datetime, dict[str, Any]]] = []
-    for n in range(events):
-        moment = BEGIN + timedelta(seconds=rng.randrange(10 * 86_400), microseconds=n)
-        u = rng.randrange(users)
-        device = rng.choice(devices[u])
-        anonymous = rng.random() < 0.12
-        # Some SDKs send a placeholder instead of no user id.
-        user_id: str | None = None if anonymous else f"user-{u}"
-        if anonymous and rng.random() < 0.5:
-            user_id = rng.choice(PLACEHOLDERS)
+
+    def make(n: int, moment: datetime, user_id: str | None, device: str) -> dict[str, Any]:
         step = int((moment - BEGIN).total_seconds())  # grows with event time
         user_properties: dict[str, Any] = {
             "plan": f"plan-{step % 7}",
@@ -114,85 +114,152 @@ def build_export(seed: int = 5, users: int = 24, events: int = 900) -> Export:
             record_["event_properties"].update(
                 {"$set": {"plan": "stale", "from_properties": True}, "$unset": ["email"]}
             )
+        return record_
+
+    for n in range(events):
+        moment = BEGIN + timedelta(seconds=rng.randrange(10 * 86_400), microseconds=n)
+        u = rng.randrange(users)
+        device = rng.choice(devices[u])
+        anonymous = rng.random() < 0.2
+        # Some SDKs send a placeholder instead of no user id.
+        user_id: str | None = None if anonymous else f"user-{u}"
+        if anonymous and rng.random() < 0.5:
+            user_id = rng.choice(PLACEHOLDERS)
+        if anonymous and rng.random() < 0.1:
+            device = f"lurker-{u % 3}"  # a device nobody ever logs in on
+        record_ = make(n, moment, user_id, device)
         company = companies.get(u)
         if company and not anonymous:
             record_["groups"] = {"company": [company]}
             record_["group_properties"] = {
-                "company": {company: {"name": company.title(), "seats": step}}
+                "company": {company: {"name": company.title(), "seats": step_of(record_)}}
             }
         # Most upload within a minute; some were offline for 3 to 5 days.
         lag = timedelta(days=rng.uniform(3, 5)) if rng.random() < 0.15 else timedelta(seconds=30)
         raw.append((moment + lag, record_))
     raw.sort(key=lambda item: item[0])
-    return Export([as_tap_record(r) for _, r in raw])
+    # Colliding ids: a user whose user_id is another user's device id, before and after that
+    # device is tied to its user, each with a device of its own (used anonymously too).
+    first = BEGIN - timedelta(days=1)
+    early = [
+        make(events + k, first + timedelta(minutes=k), user, "own-dev-a")
+        for k, user in enumerate(("dev-3-0", None, "dev-3-0"))
+    ]
+    last = BEGIN + timedelta(days=11)
+    late = [
+        make(events + 10 + k, last + timedelta(minutes=k), user, "own-dev-b")
+        for k, user in enumerate(("dev-5-0", None, "dev-5-0"))
+    ]
+    ordered = [*early, *(r for _, r in raw), *late]
+    return Export([as_tap_record(r) for r in ordered])
+
+
+def step_of(record_: dict[str, Any]) -> int:
+    return int(record_["user_properties"]["step"])
 
 
 @dataclass
 class Truth:
-    user_properties: dict[str, dict[str, Any]]  # user_id -> property -> newest value
+    """What Amplitude shows, from the export alone (newest by event time, ties by uuid), with
+    the documented identity rules: an id belongs to whoever claimed it first in upload order
+    (a user_id claims itself, a (device, user) pair claims the device for the user)."""
+
+    user_properties: dict[str, dict[str, Any]]  # user_id -> property -> value
     initial_source: dict[str, str]  # user_id -> earliest initial_utm_source
     newest_city: dict[str, str]
-    device_owner: dict[str, str]  # device -> the user it is aliased to (first seen)
+    device_owner: dict[str, str]  # device -> the user it is tied to (not a user's own id)
+    device_properties: dict[str, dict[str, Any]]  # devices tied to nobody: their own person
     groups: dict[tuple[str, str], dict[str, Any]]
 
 
+def _user_of(r: dict[str, Any]) -> str | None:
+    user = r["user_id"]
+    return None if user is None or user in PLACEHOLDERS else user
+
+
 def truth_of(export: Export) -> Truth:
-    """What Amplitude shows, from the export alone (newest by event time, ties by uuid)."""
+    owner: dict[str, str] = {}  # id -> the user holding it
+    for r in export.records:  # upload order
+        user, device = _user_of(r), r["device_id"]
+        if user is not None:
+            owner.setdefault(user, user)
+            if device != user:
+                owner.setdefault(device, user)
     newest: dict[str, dict[str, tuple[str, Any]]] = defaultdict(dict)
     earliest: dict[str, tuple[str, str]] = {}
     city: dict[str, tuple[str, str]] = {}
-    owner: dict[str, str] = {}
     groups: dict[tuple[str, str], dict[str, tuple[str, Any]]] = defaultdict(dict)
-    for r in export.records:  # upload order: the first user seen on a device gets the alias
+    for r in export.records:
         order = r["event_time"] + r["uuid"]
-        user = r["user_id"]
-        if user is None or user in PLACEHOLDERS:
-            continue
-        owner.setdefault(r["device_id"], user)
+        # Whose properties: the user's; an anonymous event's, its device's user (the device's
+        # own when it is tied to nobody).
+        who = _user_of(r) or owner.get(r["device_id"], r["device_id"])
         for key, value in r["user_properties"].items():
             if key.startswith("initial_"):  # first-touch values: the earliest event's
-                if key not in newest[user] or order < newest[user][key][0]:
-                    newest[user][key] = (order, value)
-            elif key not in newest[user] or order > newest[user][key][0]:
-                newest[user][key] = (order, value)
+                if key not in newest[who] or order < newest[who][key][0]:
+                    newest[who][key] = (order, value)
+            elif key not in newest[who] or order > newest[who][key][0]:
+                newest[who][key] = (order, value)
         source = r["user_properties"]["initial_utm_source"]
-        if user not in earliest or order < earliest[user][0]:
-            earliest[user] = (order, source)
-        if user not in city or order > city[user][0]:
-            city[user] = (order, r["city"])
+        if who not in earliest or order < earliest[who][0]:
+            earliest[who] = (order, source)
+        if who not in city or order > city[who][0]:
+            city[who] = (order, r["city"])
         for kind, by_key in (r.get("group_properties") or {}).items():
             for key, values in by_key.items():
                 for name, value in values.items():
                     held = groups[(kind, key)].get(name)
                     if held is None or order > held[0]:
                         groups[(kind, key)][name] = (order, value)
+    users = {user for r in export.records if (user := _user_of(r)) is not None}
+    devices = {r["device_id"] for r in export.records}
+    untied = devices - owner.keys()
     return Truth(
-        {u: {k: v for k, (_, v) in props.items()} for u, props in newest.items()},
-        {u: v for u, (_, v) in earliest.items()},
-        {u: v for u, (_, v) in city.items()},
-        owner,
+        {u: {k: v for k, (_, v) in newest[u].items()} for u in users},
+        {u: earliest[u][1] for u in users},
+        {u: city[u][1] for u in users},
+        {d: u for d, u in owner.items() if d != u and d in devices},
+        {d: {k: v for k, (_, v) in newest[d].items()} for d in untied},
         {g: {k: v for k, (_, v) in props.items()} for g, props in groups.items()},
     )
+
+
+def persons_of_users(standin: PostHogStandIn) -> dict[str, dict[frozenset[str], PersonView]]:
+    """Each Amplitude user -> the PostHog persons its events ended on (by `$amplitude_user_id`,
+    whatever distinct_id carried them)."""
+    found: dict[str, dict[frozenset[str], PersonView]] = defaultdict(dict)
+    for event in standin.events:
+        user = event["properties"].get("$amplitude_user_id")
+        if isinstance(user, str) and user not in PLACEHOLDERS and event["event"] != "$create_alias":
+            person = standin.people.person(event["distinct_id"])
+            assert person is not None
+            found[user][person.distinct_ids] = person
+    return found
 
 
 def assert_persons_and_groups_match(standin: PostHogStandIn, export: Export) -> None:
     truth = truth_of(export)
     people = standin.people
+    persons = persons_of_users(standin)
+    assert persons.keys() == truth.user_properties.keys()
     for user, expected in truth.user_properties.items():
-        person = people.person(user)
-        assert person is not None, user
+        (person,) = persons[user].values()  # all of a user's events on one person
         for key, value in expected.items():
             assert person.properties.get(key) == value, (user, key, person.properties.get(key))
         assert person.properties["$initial_utm_source"] == truth.initial_source[user]
         assert person.properties["$geoip_city_name"] == truth.newest_city[user]
         assert person.properties["$os_version"] is not None
         assert person.properties["$device_type"] == "Mobile"
-    for device, user in truth.device_owner.items():
+    # No two users merged: no person holds the events of two users.
+    holders = [next(iter(found)) for found in persons.values()]
+    assert len(set(holders)) == len(holders), "two users on one person"
+    for device, user in truth.device_owner.items():  # every device on its user's person
+        (person,) = persons[user].values()
+        assert device in person.distinct_ids, (device, user)
+    for device, expected in truth.device_properties.items():  # devices tied to nobody
         person = people.person(device)
-        assert person is not None and user in person.distinct_ids, (device, user)
+        assert person is not None and person.properties.items() >= expected.items(), device
     for person in people.persons():
-        users = {d for d in person.distinct_ids if d.startswith("user-")}
-        assert len(users) <= 1, f"two users merged: {sorted(users)}"
         assert not set(PLACEHOLDERS) & person.distinct_ids, person.distinct_ids
         # Person operations inside event_properties were not applied.
         assert "from_properties" not in person.properties
@@ -328,6 +395,119 @@ def test_overwrite_replaces_live_values_with_the_newest_history(
     assert two is not None
     assert two.properties["plan"] == truth_of(export).user_properties["user-2"]["plan"]
     assert two.properties["email"] == "two@example.com"  # history has no email: untouched
+
+
+# --- identity collisions and anonymous properties, one case at a time ----------------------
+
+
+def _event(n: int, user: Any, device: Any, day: int, **user_properties: Any) -> dict[str, Any]:
+    return as_tap_record(
+        {
+            "uuid": str(uuid.UUID(int=n + 1, version=4)),
+            "event_type": "Viewed",
+            "event_time": _time(BEGIN + timedelta(days=day)),
+            "user_id": user,
+            "device_id": device,
+            "user_properties": user_properties,
+        }
+    )
+
+
+def _run(tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]) -> str:
+    run = run_target(target_config(tmp_path, posthog), messages_with_states(records, 2), tmp_path,
+                     posthog)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stderr
+
+
+def test_anonymous_properties_before_and_after_login_are_the_users(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """A device used anonymously, then logged in, then anonymously again (in upload order,
+    with a late upload): the user ends with the newest values of all of them, as Amplitude
+    shows (it merges a device's anonymous history into the user who logs in on it)."""
+    records = [
+        _event(0, None, "tablet", 1, plan="free", theme="dark", initial_referrer="ads"),
+        _event(1, "ann", "tablet", 2, plan="trial"),
+        _event(2, None, "tablet", 5, plan="pro"),  # newest plan: anonymous, after login
+        _event(3, "ann", "phone", 3, plan="trial", initial_referrer="mail"),
+        _event(4, None, "tablet", 0, theme="light", initial_referrer="EMPTY"),  # late upload
+    ]
+    _run(tmp_path, posthog, records)
+    ann = posthog.people.person("ann")
+    assert ann is not None
+    assert ann.distinct_ids == {"ann", "tablet", "phone"}
+    assert ann.properties["plan"] == "pro"
+    assert ann.properties["theme"] == "dark"  # day 1 beats the late upload's day 0
+    assert ann.properties["initial_referrer"] == "EMPTY"  # the earliest, as Amplitude shows
+    assert ann.properties["$initial_referrer"] == "ads"  # EMPTY means none to PostHog
+    # A second run with a newer anonymous event on the tablet: the user's again.
+    _run(tmp_path, posthog, [_event(5, None, "tablet", 6, plan="team")])
+    ann = posthog.people.person("ann")
+    assert ann is not None and ann.properties["plan"] == "team"
+
+
+@pytest.mark.parametrize("device_first", [True, False])
+def test_a_user_id_equal_to_another_users_device_id_never_merges_them(
+    tmp_path: Path, posthog: PostHogStandIn, device_first: bool
+) -> None:
+    """User "ann" logs in on device "abc"; another user's user_id is "abc". Whichever comes
+    first keeps the id; the two users stay two persons, each with their own properties."""
+    ann = [_event(0, "ann", "abc", 1, who="ann"), _event(1, None, "abc", 2, seen="anon")]
+    abc = [_event(2, "abc", "abc-phone", 3, who="abc"), _event(3, "abc", None, 4, age=40)]
+    stderr = _run(tmp_path, posthog, ann + abc if device_first else abc + ann)
+    people = posthog.people
+    persons = persons_of_users(posthog)
+    (ann_person,) = persons["ann"].values()
+    (abc_person,) = persons["abc"].values()
+    assert ann_person != abc_person
+    assert ann_person.properties["who"] == "ann"
+    assert abc_person.properties["who"] == "abc" and abc_person.properties["age"] == 40
+    assert "abc-phone" in abc_person.distinct_ids
+    if device_first:  # device "abc" is ann's; user abc's events are sent as amplitude_user:abc
+        assert "abc" in ann_person.distinct_ids and ann_person.properties["seen"] == "anon"
+        assert abc_person.distinct_ids == {"amplitude_user:abc", "abc-phone"}
+    else:  # id "abc" is user abc's: device "abc" is not aliased to ann
+        assert ann_person.distinct_ids == {"ann"}
+        assert "abc" in abc_person.distinct_ids
+    assert "1 colliding user/device ids (kept apart)" in stderr
+    assert "id 'abc' is both a user's user_id and another user's device_id" in stderr
+    assert not people.warnings
+
+
+def test_a_device_first_anonymous_then_used_by_two_users_stays_with_the_first(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    records = [
+        _event(0, None, "kiosk", 1, plan="anon"),
+        _event(1, "ann", "kiosk", 2, plan="ann"),
+        _event(2, "bob", "kiosk", 3, plan="bob"),
+        _event(3, None, "kiosk", 4, seen=True),
+    ]
+    stderr = _run(tmp_path, posthog, records)
+    persons = persons_of_users(posthog)
+    (ann,) = persons["ann"].values()
+    (bob,) = persons["bob"].values()
+    assert ann.distinct_ids == {"ann", "kiosk"} and bob.distinct_ids == {"bob"}
+    assert ann.properties["plan"] == "ann" and ann.properties["seen"] is True
+    assert bob.properties["plan"] == "bob" and "seen" not in bob.properties
+    assert "1 shared-device conflicts" in stderr
+
+
+def test_numeric_and_string_ids_of_one_user_are_one_person(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Another tap may send ids as numbers: 4242, 4242.0 and "4242" are one user."""
+    records = [
+        {**_event(0, None, "d-1", 1), "user_id": 4242},
+        {**_event(1, None, "d-2", 2), "user_id": 4242.0},
+        _event(2, "4242", "d-3", 3),
+        {**_event(3, None, "4242", 4), "user_id": 4242},  # device id equal to its own user's
+    ]
+    _run(tmp_path, posthog, records)
+    person = posthog.people.person("4242")
+    assert person is not None and person.distinct_ids == {"4242", "d-1", "d-2", "d-3"}
+    assert len(posthog.people.persons()) == 1
 
 
 # --- the profiles store on its own -------------------------------------------------------

@@ -81,6 +81,63 @@ def test_shared_device_is_recorded_counted_once_and_not_aliased(location: str) -
     assert rows(location, "SELECT device_id, user_id FROM shared_devices") == [("d1", "u2")]
 
 
+def test_a_users_own_id_is_never_aliased_to_another_user(location: str) -> None:
+    """User "abc" seen first: a device "abc" later used by u1 would, aliased, merge user abc's
+    person into u1's. The id stays user abc's; the collision is recorded and counted."""
+    registry = AliasRegistry(location)
+    assert registry.user_distinct_id("abc", T0) == "abc"
+    assert registry.claim("abc", "u1", T0) is Claim.USER_ID
+    assert registry.claim("abc", "u1", T0) is Claim.USER_ID
+    assert registry.user_distinct_id("abc", T0) == "abc"
+    assert (registry.colliding_ids, registry.shared_device_pairs, registry.count()) == (1, 0, 0)
+    parallel = AliasRegistry(location)  # another run on the same registry at the same time
+    assert parallel.claim("abc", "u7", T0) is Claim.USER_ID
+    assert parallel.claim("u7", "abc", T0) is Claim.NEW  # user abc's own devices are fine
+    parallel.close()
+    registry.close()
+    reopened = AliasRegistry(location)  # a later run
+    assert reopened.claim("abc", "u2", T0) is Claim.USER_ID
+    assert reopened.owner_of("abc") == "abc"
+    reopened.close()
+    assert rows(location, "SELECT device_id, user_id FROM shared_devices") == [
+        ("abc", "u1"),
+        ("abc", "u2"),
+        ("abc", "u7"),
+    ]
+    dry = AliasRegistry(location, read_only=True)
+    assert dry.claim("abc", "u3", T0) is Claim.USER_ID
+    dry.close()
+
+
+def test_a_user_whose_id_is_another_users_device_gets_its_own_distinct_id(
+    location: str,
+) -> None:
+    """Device "abc" tied to u1 first: distinct_id "abc" is u1's person in PostHog, so user
+    "abc"'s events go to "amplitude_user:abc", in this run and every later one."""
+    registry = AliasRegistry(location)
+    assert registry.user_distinct_id("u1", T0) == "u1"
+    assert registry.claim("abc", "u1", T0) is Claim.NEW
+    registry.record_confirmed([PendingAlias("abc", "u1", T0)])
+    assert registry.user_distinct_id("abc", T0) == "amplitude_user:abc"
+    assert registry.colliding_ids == 1
+    assert registry.claim("dev-9", "amplitude_user:abc", T0) is Claim.NEW  # its own devices
+    assert registry.count() == 1
+    registry.close()
+    for read_only in (False, True):
+        reopened = AliasRegistry(location, read_only=read_only)
+        assert reopened.user_distinct_id("abc", T0) == "amplitude_user:abc"
+        assert reopened.user_distinct_id("u1", T0) == "u1"
+        assert reopened.user_distinct_id("new-user", T0) == "new-user"
+        reopened.close()
+    assert ("abc", "abc") in rows(location, "SELECT device_id, user_id FROM shared_devices")
+    dry = AliasRegistry(location, read_only=True)  # a dry run decides alike, in memory
+    assert dry.claim("xyz", "u1", T0) is Claim.NEW
+    assert dry.user_distinct_id("xyz", T0) == "amplitude_user:xyz"
+    assert dry.user_distinct_id("qrs", T0) == "qrs"
+    assert dry.claim("qrs", "u1", T0) is Claim.USER_ID
+    dry.close()
+
+
 def test_a_batch_of_aliases_is_stored_whole_or_not_at_all(location: str) -> None:
     registry = AliasRegistry(location)
     broken = PendingAlias("d3", "u3", object())  # type: ignore[arg-type]  # fails mid-batch
@@ -385,6 +442,7 @@ def test_processes_starting_at_once_on_a_new_database_migrate_it_once(
     assert sorted(t for (t,) in tables) == [
         "aliases", "ledger_dead_letters", "ledger_hours", "ledger_reads", "ledger_refused",
         "profiles", "rate_slots", "registry_meta", "runs", "schema_migrations", "shared_devices",
+        "user_ids",
     ]  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import orjson
 import pytest
 from target_posthog.client import RetryPolicy
 from target_posthog.counts import AmplitudeCounts
+from target_posthog.ledger_view import read_ledger
 from target_posthog.profiles import UPDATE_MARKER
 
 from tests.pipeline_harness import (
@@ -35,6 +36,7 @@ from tests.pipeline_harness import (
     drill_tap_config,
     drill_target_config,
 )
+from tests.target_support import run_target, target_config
 from tests.test_reliability_kills import KillPoint, start_killed_run
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.dashboard import NOT_IN_CHARTS
@@ -89,7 +91,9 @@ class Migration:
         assert result.ok, result.describe()
         self.state = result.last_state
 
-    def verify(self, *args: str, cwd: Path | None = None, **settings: Any) -> Report:
+    def verify(
+        self, *args: str, cwd: Path | None = None, output: str = "report.csv", **settings: Any
+    ) -> Report:
         config = {
             **self.pipeline.target_config,
             "personal_api_key": PERSONAL_KEY,
@@ -102,16 +106,21 @@ class Migration:
         }
         path = self.workdir / "verify-config.json"
         path.write_bytes(orjson.dumps(config))
-        output = self.workdir / "report.csv"
-        output.unlink(missing_ok=True)
+        written = self.workdir / output
+        written.unlink(missing_ok=True)
         done = subprocess.run(
-            [str(VERIFY), "--config", str(path), "--output", str(output), *args],
+            [str(VERIFY), "--config", str(path), "--output", str(written), *args],
             capture_output=True,
             text=True,
             timeout=120,
             cwd=cwd,
         )
-        rows = list(csv.DictReader(output.open())) if output.exists() else []
+        rows: list[dict[str, str]] = []
+        if written.suffix == ".json" and written.exists():  # the same table, values typed
+            table = orjson.loads(written.read_bytes())
+            rows = [{k: "" if v is None else str(v) for k, v in row.items()} for row in table]
+        elif written.exists():
+            rows = list(csv.DictReader(written.open()))
         for secret in (PERSONAL_KEY, AMPLITUDE_KEY, AMPLITUDE_SECRET, POSTHOG_KEY):
             assert secret not in done.stdout + done.stderr
         return Report(done.returncode, done.stdout, done.stderr, rows)
@@ -129,6 +138,28 @@ def migration(tmp_path: Path) -> Iterator[Migration]:
     migration.stop()
 
 
+@pytest.fixture(scope="module")
+def _migrated_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migration]:
+    workdir = tmp_path_factory.mktemp("migrated")
+    migration = Migration(workdir, build_drill_store(workdir / "export"))
+    try:
+        migration.run()
+        yield migration
+    finally:
+        migration.stop()
+
+
+@pytest.fixture
+def migrated(_migrated_once: Migration) -> Iterator[Migration]:
+    """One complete migration shared by the tests that only verify it (one drill run instead of
+    eight); what a test changes in the stand-ins' answers is put back after it."""
+    yield _migrated_once
+    _migrated_once.amplitude.dashboard.time_zone = "UTC"
+    _migrated_once.amplitude.dashboard.queries_per_hour = None
+    _migrated_once.posthog.query_api.queries_per_hour = 120
+    _migrated_once.posthog.query_api.faults.clear()
+
+
 def event_hours(events: list[dict[str, Any]]) -> Counter[str]:
     return Counter(f"{event['timestamp'][:13]}:00Z" for event in events)
 
@@ -142,25 +173,28 @@ def chart_days(store: ExportStore) -> Counter[str]:
     )
 
 
-def test_a_complete_migration_verifies_clean(migration: Migration) -> None:
-    migration.run()
-    report = migration.verify()
+def test_a_complete_migration_verifies_clean(migrated: Migration) -> None:
+    report = migrated.verify()
     assert report.returncode == 0, report.stdout + report.stderr
     assert report.not_ok() == {}
-    days = chart_days(migration.store)
+    days = chart_days(migrated.store)
     assert {row["period"]: int(row["amplitude"]) for row in report.rows} == dict(days)
     for row in report.rows:  # PostHog holds what was delivered, events plus aliases
         assert row["posthog"] == row["delivered"]
     history = [  # the person/group updates a run sends at its end are not export events
-        e for e in migration.posthog.unique_events() if UPDATE_MARKER not in e["properties"]
+        e for e in migrated.posthog.unique_events() if UPDATE_MARKER not in e["properties"]
     ]
     assert sum(int(row["delivered"]) for row in report.rows) == len(history)
     # Person and group property rows: read and delivered, not counted by Amplitude's charts.
-    updates = sum(r.get("event_type") in NOT_IN_CHARTS for r in migration.store.iter_events())
+    updates = sum(r.get("event_type") in NOT_IN_CHARTS for r in migrated.store.iter_events())
     assert sum(int(row["person_group_updates"]) for row in report.rows) == updates > 0
     assert "OK" in report.stdout and "written to" in report.stderr
 
-    hourly = migration.verify("--period", "hour")
+    as_json = migrated.verify(output="report.json")
+    assert as_json.rows == report.rows and as_json.stdout == report.stdout
+    assert isinstance(orjson.loads((migrated.workdir / "report.json").read_bytes())[0]["read"], int)
+
+    hourly = migrated.verify("--period", "hour")
     assert hourly.returncode == 0, hourly.stdout + hourly.stderr
     assert len(hourly.rows) == HOURS + 1 or len(hourly.rows) >= HOURS  # event times spill over
     assert hourly.not_ok() == {}
@@ -367,14 +401,13 @@ def _backdated(
     return records
 
 
-def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migration: Migration) -> None:
-    migration.amplitude.dashboard.time_zone = "America/Los_Angeles"
-    migration.run()
-    report = migration.verify("--period", "hour", amplitude_time_zone="America/Los_Angeles")
+def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migrated: Migration) -> None:
+    migrated.amplitude.dashboard.time_zone = "America/Los_Angeles"
+    report = migrated.verify("--period", "hour", amplitude_time_zone="America/Los_Angeles")
     assert report.returncode == 0, report.stdout + report.stderr
     assert report.not_ok() == {}
     # Amplitude's buckets are Pacific wall time; unmoved, every hour would be off by 7.
-    shifted = migration.verify("--period", "hour", amplitude_time_zone="UTC")
+    shifted = migrated.verify("--period", "hour", amplitude_time_zone="UTC")
     assert shifted.returncode == 1
     assert any("unexplained" in status for status in shifted.not_ok().values())
 
@@ -405,10 +438,9 @@ def test_hours_around_a_dst_change_are_counted_once_each(tmp_path: Path) -> None
     assert labels["i"] == "-3600000"
 
 
-def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migration: Migration) -> None:
-    migration.amplitude.dashboard.time_zone = "Asia/Kolkata"
-    migration.run()
-    report = migration.verify(amplitude_time_zone="Asia/Kolkata")
+def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migrated: Migration) -> None:
+    migrated.amplitude.dashboard.time_zone = "Asia/Kolkata"
+    report = migrated.verify(amplitude_time_zone="Asia/Kolkata")
     assert report.returncode == 2
     [line] = report.error_lines()
     assert re.fullmatch(
@@ -433,22 +465,21 @@ def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migration: Migrati
     ],
 )
 def test_wrong_keys_or_project_give_one_clear_line(
-    migration: Migration, settings: dict[str, str], expected: str
+    migrated: Migration, settings: dict[str, str], expected: str
 ) -> None:
-    migration.run()
-    report = migration.verify(**settings)
+    report = migrated.verify(**settings)
     assert report.returncode == 2
     assert len(report.error_lines()) == 1, report.stderr
     assert expected in report.error_lines()[0]
     assert "Traceback" not in report.stderr and report.rows == []
 
 
-def test_a_429_storm_backs_off_then_stops_with_one_clear_line(migration: Migration) -> None:
-    migration.run()
-    migration.posthog.query_api.faults.inject(Fault.status(429, retry_after=0.05), times=100)
-    report = migration.verify(max_retries=3)
+def test_a_429_storm_backs_off_then_stops_with_one_clear_line(migrated: Migration) -> None:
+    migrated.posthog.query_api.faults.inject(Fault.status(429, retry_after=0.05), times=100)
+    before = len(migrated.posthog.query_api.requests)
+    report = migrated.verify(max_retries=3)
     assert report.returncode == 2
-    assert len(migration.posthog.query_api.requests) == 4  # first try and 3 retries
+    assert len(migrated.posthog.query_api.requests) - before == 4  # first try and 3 retries
     assert report.error_lines() == [
         "target-posthog-verify: cannot verify: PostHog's query API is rate limiting this key "
         "(429: injected status 429). HogQL allows about 120 queries an hour per key: run the "
@@ -457,24 +488,25 @@ def test_a_429_storm_backs_off_then_stops_with_one_clear_line(migration: Migrati
     assert sum("retrying" in line for line in report.stderr.splitlines()) == 3
 
     # A budget spent for the hour: Retry-After says an hour, so it stops at once and says so.
-    migration.posthog.query_api.faults.clear()
-    migration.posthog.query_api.queries_per_hour = 0
-    spent = migration.verify()
+    migrated.posthog.query_api.faults.clear()
+    migrated.posthog.query_api.queries_per_hour = 0
+    spent = migrated.verify()
     assert spent.returncode == 2
     [line] = spent.error_lines()
     assert "PostHog's query API is rate limiting this key (429: Request was throttled" in line
-    assert "it asks to wait 3601 s" in line
+    asked = re.search(r"it asks to wait (\d+) s", line)  # the hour's oldest query ages out
+    assert asked and int(asked[1]) > 300  # too long to wait: stops at once
 
-    migration.amplitude.dashboard.queries_per_hour = 0
-    before = len(migration.amplitude.dashboard.requests)
-    amplitude = migration.verify(max_retries=2)
+    migrated.amplitude.dashboard.queries_per_hour = 0
+    before = len(migrated.amplitude.dashboard.requests)
+    amplitude = migrated.verify(max_retries=2)
     assert amplitude.returncode == 2
     [line] = amplitude.error_lines()
     assert line.startswith(
         "target-posthog-verify: cannot verify: Amplitude's Dashboard REST API is rate limiting "
         "this project (429: Exceeded rate limit"
     )
-    assert len(migration.amplitude.dashboard.requests) - before == 3
+    assert len(migrated.amplitude.dashboard.requests) - before == 3
 
 
 @pytest.mark.parametrize(
@@ -529,3 +561,51 @@ def test_a_ledger_in_a_postgresql_registry_verifies_the_same(
     assert hour == "2024-05-01T07:00Z" and status.startswith("missing in PostHog (")
     password = postgres_url.split(":")[2].split("@")[0]
     assert password not in clean.stdout + clean.stderr + lost.stdout + lost.stderr
+
+
+def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
+    tmp_path: Path,
+) -> None:
+    """The ledger counts what the run set aside whichever way: a record the mapping refuses (no
+    time), an unreadable line, and an unreadable line singer-sdk refuses (no line_number)."""
+    hour = "2024-03-01T05:00:00+00:00"
+    line = {"member": "m_2024-03-01_5#0.json.gz", "line_number": 3, "reason": "not JSON",
+            "line_base64": "bnVsbA==", "hour": hour}  # fmt: skip
+    no_time = {"uuid": "0b9f1c2e-0000-4000-8000-000000000001", "event_type": "Clicked",
+               "user_id": "u1", "server_upload_time": "2024-03-01 05:10:00.000000"}  # fmt: skip
+    schema = {"type": "object", "properties": {k: {} for k in (*line, "source", "byte_length")}}
+    messages = [
+        {
+            "type": "SCHEMA",
+            "stream": "unreadable_lines",
+            "schema": schema,
+            "key_properties": ["member", "line_number"],
+        },
+        {"type": "RECORD", "stream": "unreadable_lines", "record": line},
+        {
+            "type": "RECORD",
+            "stream": "unreadable_lines",
+            "record": {k: v for k, v in line.items() if k != "line_number"},
+        },
+        {
+            "type": "SCHEMA",
+            "stream": "events",
+            "schema": {"type": "object", "properties": {}},
+            "key_properties": ["uuid"],
+        },
+        {"type": "RECORD", "stream": "events", "record": no_time},
+        {"type": "STATE", "value": {"bookmarks": {"events": {"replication_key_value": hour}}}},
+    ]
+    config = target_config(tmp_path)
+    run = run_target(config, messages, tmp_path)
+    assert run.returncode == 0, run.stderr
+    ledger = read_ledger(config["alias_registry"])
+    assert {(u.upload_hour, u.what, u.count) for u in ledger.untimed} == {
+        ("2024-03-01T05", "unreadable lines set aside", 2),
+        (
+            "2024-03-01T05",
+            "dead-lettered: no time: event_time, client_event_time, server_received_time all "
+            "missing or not times",
+            1,
+        ),
+    }

@@ -15,10 +15,8 @@ import re
 import sys
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -27,6 +25,7 @@ from isal import isal_zlib
 from tap_amplitude.client import FatalExportError
 from tap_amplitude.filenames import MEMBER_SUFFIXES, log_skipped, skip_reason
 from tap_amplitude.keys import ensure_uuid, has_usable_uuid
+from tap_amplitude.linenotes import LINES, LineStats, MemberNotes, reason_kind
 from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, is_blank, parse_line
 from tap_amplitude.setaside import UnreadableLine
 
@@ -49,6 +48,8 @@ TIME_FIELDS = (
 )
 
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
+GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
 READ_BYTES = 256 * 1024
 # Unreadable lines are handed on once their member has proved whole (see `_records_from`);
 # past this many bytes of them (a member that is mostly garbage) they go on at once, so memory
@@ -114,10 +115,12 @@ def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
             names = [info.filename for info in archive.infolist()]
     except _READ_ERRORS as error:
         cause = error.strerror if isinstance(error, OSError) and error.strerror else error
-        msg = (
-            f"{path}: not a readable zip archive ({cause}); nothing in it was read; it may be "
-            "half-copied: copy it again from the export and run again"
+        fix = (
+            "let the user running the tap read it, and run again"
+            if isinstance(error, PermissionError)
+            else "it may be half-copied: copy it again from the export and run again"
         )
+        msg = f"{path}: not a readable zip archive ({cause}); nothing in it was read; {fix}"
         raise CorruptExportError(msg) from error
     members = []
     for name in names:
@@ -178,93 +181,58 @@ def _is_time(value: str) -> bool:
     return True
 
 
-def gunzip_lines(raw: IO[bytes]) -> Iterator[bytes]:
-    """Lines of a gzip stream (several concatenated gzip members allowed), chunk by chunk.
+def gunzip_lines(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
+    """Lines of a gzip stream (several concatenated gzip members allowed), chunk by chunk;
+    ``head``: bytes already read from ``raw``.
 
     ISA-L's inflate (zlib-compatible, about 2.5x faster than zlib's) checks each member's CRC and
     length; a stream that ends early raises EOFError.
     """
-    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
-    tail = b""
+    return _split_lines(_inflated(_chunks(raw, head)))
+
+
+def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
+    """The lines of a member: gunzipped, or as they are when the member holds plain JSON lines
+    (a `.json` member of a zip, or a file a browser or tool decompressed but left named
+    `.json.gz`; said in one info line). Anything else is read as gzip, to fail as damage."""
+    head = raw.read(READ_BYTES)
+    if not head.startswith(GZIP_MAGIC) and head.lstrip(b" \t\r\n").startswith((b"{", _BOM)):
+        logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
+        return _split_lines(_chunks(raw, head))
+    return gunzip_lines(raw, head)
+
+
+def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
+    if head:
+        yield head
     while chunk := raw.read(READ_BYTES):
+        yield chunk
+
+
+def _inflated(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
+    for chunk in chunks:
         data = inflater.decompress(chunk)
         while inflater.eof and inflater.unused_data:
             rest = inflater.unused_data
             inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
             data += inflater.decompress(rest)
         if data:
-            lines = (tail + data).split(b"\n")
-            tail = lines.pop()
-            yield from lines
+            yield data
     if not inflater.eof:
         msg = "gzip stream ends before its end-of-stream marker (truncated)"
         raise EOFError(msg)
+
+
+def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines between ``\\n`` bytes; the last one even without a newline after it."""
+    tail = b""
+    for data in chunks:
+        lines = (tail + data).split(b"\n")
+        tail = lines.pop()
+        yield from lines
     if tail:
         yield tail
-
-
-@dataclass
-class LineStats:
-    """What reading did besides yielding clean records (for logs and the run's summary)."""
-
-    repaired: Counter[str] = dataclass_field(default_factory=Counter)  # repair -> lines
-    set_aside: Counter[str] = dataclass_field(default_factory=Counter)  # reason kind -> lines
-    blank: int = 0  # lines of JSON whitespace only (no record in them), counted, not kept
-    derived_uuids: int = 0
-
-    def summary(self, stream: str) -> str:
-        """``"2 lines set aside as unreadable (1 not JSON, 1 not an object; stream <stream>),
-        3 blank lines skipped, 1 uuids derived, repairs: 1 byte-order mark removed"``."""
-        set_aside = ", ".join(f"{n} {kind}" for kind, n in self.set_aside.most_common())
-        repaired = ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()))
-        return (
-            f"{self.set_aside.total()} lines set aside as unreadable"
-            f" ({f'{set_aside}; ' if set_aside else ''}stream {stream}), "
-            f"{self.blank} blank lines skipped, "
-            f"{self.derived_uuids} uuids derived, repairs: {repaired or 'none'}"
-        )
-
-
-@dataclass
-class _MemberNotes:
-    """What one member's reading counted, said in one line each once the member is read."""
-
-    blank: int = 0
-    first_blank: int = 0
-    repaired: Counter[str] = dataclass_field(default_factory=Counter)
-    first_repaired: int = 0
-    derived: int = 0
-    first_derived: int = 0
-
-    def log(self, where: str) -> None:
-        if self.repaired:
-            logger.warning(
-                "%s: %d lines repaired, the first on line %d (%s; each record names its "
-                "repairs in its %s field)",
-                where,
-                self.repaired[_LINES],
-                self.first_repaired,
-                ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()) if what),
-                REPAIRS_FIELD,
-            )
-        if self.derived:
-            logger.warning(
-                "%s: %d records without a usable uuid got a derived one (uuid_derived), the "
-                "first on line %d",
-                where,
-                self.derived,
-                self.first_derived,
-            )
-        if self.blank:
-            logger.info(
-                "%s: %d blank lines skipped (only spaces, tabs or CR; no data), the first line %d",
-                where,
-                self.blank,
-                self.first_blank,
-            )
-
-
-_LINES = ""  # the key of _MemberNotes.repaired that counts lines, not repairs
 
 
 def _records_from(
@@ -284,12 +252,12 @@ def _records_from(
     member, each set-aside line once.
     """
     line_number = 0
-    notes = _MemberNotes()
+    notes = MemberNotes()
     unreadable: list[UnreadableLine] = []
     held = 0
     try:
-        for line_number, line in enumerate(gunzip_lines(stream), start=1):
-            if is_blank(line):
+        for line_number, line in enumerate(member_lines(stream, where), start=1):
+            if line[:1] != b"{" and is_blank(line):  # (nearly every line starts with "{")
                 notes.blank += 1
                 notes.first_blank = notes.first_blank or line_number
                 continue
@@ -309,25 +277,28 @@ def _records_from(
             repairs = record.get(REPAIRS_FIELD)
             if repairs is not None:
                 notes.repaired.update(repairs)
-                notes.repaired[_LINES] += 1
+                notes.repaired[LINES] += 1
                 notes.first_repaired = notes.first_repaired or line_number
             if not has_usable_uuid(record):
                 ensure_uuid(record)
                 notes.derived += 1
                 notes.first_derived = notes.first_derived or line_number
-            yield (
-                normalise_record(record)
-                if conform is None
-                else conform(normalise_record(record), line, where, line_number)
-            )
+            record = normalise_record(record)
+            if conform is not None:  # an unreadable time becomes null here
+                record = conform(record, line, where, line_number)
+            if record.get("event_time") is None:
+                notes.timeless += 1
+                notes.first_timeless = notes.first_timeless or line_number
+            yield record
     except _READ_ERRORS as error:
         raise CorruptExportError(_damage(where, line_number, error, source)) from error
     # Only now is the member known whole (its gzip checksum read): a garbled line of a damaged
     # member is damage, to be read again once the file is mended, not a line to keep.
     yield from _set_aside(unreadable, where, stats)
     stats.blank += notes.blank
-    stats.repaired.update({what: n for what, n in notes.repaired.items() if what})
+    stats.repaired.update(notes.repaired)
     stats.derived_uuids += notes.derived
+    stats.timeless += notes.timeless
     notes.log(where)
 
 
@@ -342,7 +313,9 @@ def _damage(where: str, line_number: int, error: BaseException, source: str) -> 
     else:
         cause = f"gzip data damaged: {error}"
     at = f"after line {line_number}" if line_number else "before its first line"
-    if source.startswith(API_SOURCE):
+    if isinstance(error, PermissionError):
+        fix = "let the user running the tap read it, and run again"
+    elif source.startswith(API_SOURCE):
         fix = (
             "the download may have been damaged: run again (the window is downloaded again); "
             "if it keeps failing, export that hour with Amplitude's S3/GCS export and read it "
@@ -364,11 +337,6 @@ def _set_aside(
         )
         yield line
     unreadable.clear()
-
-
-def reason_kind(reason: str) -> str:
-    """A reason without its particulars (the part before ':'), for counts by reason."""
-    return reason.split(":", 1)[0]
 
 
 def read_member(

@@ -28,7 +28,8 @@ from tap_amplitude import writer
 from tap_amplitude.checkpoints import ReadingPlan, plan_window
 from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.conform import Conformer
-from tap_amplitude.export import API_SOURCE, LineStats, read_member, without_sdk_error_line
+from tap_amplitude.export import API_SOURCE, read_member, without_sdk_error_line
+from tap_amplitude.linenotes import LineStats
 from tap_amplitude.rundir import RunFolder, remove_leftovers
 from tap_amplitude.schema import EVENTS_SCHEMA
 from tap_amplitude.setaside import STREAM_NAME as UNREADABLE_LINES

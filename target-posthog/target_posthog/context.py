@@ -173,6 +173,12 @@ def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     os_name = record.get("os_name")
     if isinstance(os_name, str) and os_name:
         properties["$os"] = _MOBILE_OS.get(os_name.lower(), os_name)
+    else:  # some senders name the OS only in device_type or platform ("iOS", "android")
+        for field in ("device_type", "platform"):
+            named = record.get(field)
+            if isinstance(named, str) and named.strip().lower() in _MOBILE_OS:
+                properties["$os"] = _MOBILE_OS[named.strip().lower()]
+                break
     version = record.get("os_version")
     if version is not None and version != "":
         properties["$os_version"] = version

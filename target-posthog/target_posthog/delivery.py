@@ -249,7 +249,8 @@ class Delivery:
                     self.flush()
             except DeliveryError:
                 return  # the main thread raises it at its next call
-            except LocalFileError as exc:  # stdout or a durable file: the run cannot go on
+            except (LocalFileError, RegistryError) as exc:  # stdout, a durable file, or the
+                # registry (its ledger and profiles are written before a STATE): the run stops
                 self._fail(DeliveryError(str(exc)))
                 return
 

@@ -23,6 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from target_posthog.event_keys import parse_time
+from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
+
 if TYPE_CHECKING:
     from target_posthog.registry_store import Database
 
@@ -178,21 +181,36 @@ class Ledger:
             counts = self._segment[key] = [0, 0, 0, 0]
         counts[_UNREADABLE] += 1
 
+    def refused_by_sdk(self, stream: str, record: object, kind: str) -> None:
+        """A record singer-sdk refused before any sink saw it (dead-lettered by the target):
+        an unreadable line if it came on `unreadable_lines`, else a record not sent."""
+        found = record if isinstance(record, dict) else {}
+        if stream == UNREADABLE_LINES:
+            self.unreadable(found.get("hour"))
+        else:
+            self.dead_letter(
+                found, f"refused by singer-sdk: {kind}", parse_time(found.get("event_time"))
+            )
+
     def checkpoint(self, position: int, state: dict[str, Any]) -> None:
         """A STATE arrived after record `position`: close the segment it vouches for."""
+        # Totals by the normal hour keys: two spellings of one upload hour (Amplitude's
+        # "2024-03-01 05" in records, RFC 3339 "2024-03-01T05" in set-aside lines) add up.
         hours: dict[tuple[str, str], tuple[int, ...]] = {}
-        for key, counts in self._segment.items():
+        for raw_key, counts in self._segment.items():
+            key = _normal(raw_key)
             total = self._totals.get(key)
             if total is None:
                 total = self._totals[key] = [0, 0, 0, 0]
             for index, count in enumerate(counts):
                 total[index] += count
-            hours[_normal(key)] = tuple(total)
+            hours[key] = tuple(total)
         dead: dict[tuple[str, str, str], int] = {}
-        for dead_key, count in self._dead_segment.items():
-            self._dead_totals[dead_key] = self._dead_totals.get(dead_key, 0) + count
-            upload, event, reason = dead_key
-            dead[(*_normal((upload, event)), reason)] = self._dead_totals[dead_key]
+        for (upload, event, reason), count in self._dead_segment.items():
+            dead_key = (*_normal((upload, event)), reason)
+            dead[dead_key] = self._dead_totals[dead_key] = (
+                self._dead_totals.get(dead_key, 0) + count
+            )
         self._segment, self._dead_segment = {}, {}
         bookmarks = state_bookmarks(state)
         if bookmarks:
@@ -206,7 +224,7 @@ class Ledger:
                 # The first STATE carries the bookmark the run resumed from (singer-sdk writes
                 # the incoming state first); a first run's first STATE comes after its first
                 # hour, so the records read before it say where it started.
-                read = [hour_of(upload) for upload, _ in self._totals if hour_of(upload)]
+                read = [upload for upload, _ in self._totals if upload]
                 self._read_from[stream] = min([hour, *read])
             reads[stream] = (self._read_from[stream], hour)
         with self._lock:

@@ -64,7 +64,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`$create_alias`/`$merge_dangerously` -> `$amplitude_$create_alias`/"
         "`$amplitude_$merge_dangerously` (PostHog would merge two persons on them); others "
         "unchanged. The importer passes `$identify`/`$groupidentify` through as plain events "
-        "and drops `session_start` and `session_end`; we keep every event, so PostHog holds "
+        "and drops `session_start` (newer versions reportedly `session_end` too); we keep "
+        "every event, so PostHog holds "
         "the export's count (what a verification compares) and nothing is lost (filter them "
         "out in PostHog if unwanted). The original name stays in `$amplitude_event_type` when "
         "renamed. `[Amplitude] Element Clicked/Changed` keep their names: the importer's "
@@ -128,7 +129,7 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`Mac` normalised to PostHog's `Mac OS X`; any case (`ios`, `WINDOWS`)",
     ),
     Rule(
-        "os_name, os_version (other platforms)",
+        "os_name (else a device_type or platform naming iOS/Android), os_version (other platforms)",
         "$os, $os_version (also on the person)",
         "the importer maps os_name to $browser for every platform, which labels iOS/Android "
         "as browsers and phone models as operating systems",
@@ -152,7 +153,10 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "ip_address",
         "$ip (with `$geoip_disable: true`)",
-        "same as the importer: historic IPs are not geolocated again at import time",
+        "the importer sets no `$geoip_disable`: PostHog geolocates the IP again at import "
+        "(with today's database; `127.0.0.1` when the export has none) and writes the result "
+        "over the person's location. Amplitude's own location of the event (country, city, "
+        "region) is mapped instead, as posthog-python does by default",
     ),
     Rule("version_name", "$app_version", "not mapped by the importer"),
     Rule("library (`name/version`)", "$lib, $lib_version", "not mapped by the importer"),
@@ -160,7 +164,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "session_id",
         "$amplitude_session_id and $session_id",
         "$session_id is a deterministic UUIDv7 whose time is the session start, so PostHog's "
-        "sessions and web analytics work; the importer sets no $session_id",
+        "sessions and web analytics work; the importer sets no $session_id (PostHog issue "
+        "48172, open)",
     ),
     Rule("device_id", "$amplitude_device_id and $device_id"),
     Rule(

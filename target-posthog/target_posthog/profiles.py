@@ -11,7 +11,9 @@ events carry no `$set`, and properties travel this way instead:
    rerun) or in any order gives the same result.
 2. `sync` (before every STATE is released): the observations are merged into the registry,
    so a STATE never vouches for records whose properties are not stored.
-3. `updates` (once every event of the run is confirmed): one `$set` event per person and one
+3. `updates` (once every event of the run is confirmed): first the properties of every device
+   now tied to a user (an alias PostHog confirmed) are folded into that user's, newest by event
+   time (`fold_devices`); then one `$set` event per person and one
    `$groupidentify` per group whose merged values changed since PostHog last confirmed them,
    with a uuid derived from the values (a re-send after a crash is the same event).
    `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import orjson
 
@@ -37,6 +39,7 @@ from target_posthog.mapping import Mapped
 from target_posthog.persons import PERSON_UPDATE
 from target_posthog.registry_store import MEMORY, Transaction, open_database
 
+_T = TypeVar("_T")
 ExistingProperties = Literal["overwrite", "keep"]
 OVERWRITE: ExistingProperties = "overwrite"
 KEEP: ExistingProperties = "keep"
@@ -52,6 +55,13 @@ _PAGE = 2_000  # updates read at a time
 # (merging early is harmless: it is idempotent), so memory stays flat between STATEs.
 PENDING_LIMIT = 50_000
 _TIMESTAMP_WIDTH = 32  # event_keys.parse_time's output: 2024-01-01T00:00:00.000000+00:00
+# Person rows of devices tied by a confirmed alias to a user (not a user's own id: those rows
+# have device_id = user_id), with the user.
+_TIED_DEVICES = (
+    "SELECT p.profile_key, a.user_id, p.state FROM profiles p "
+    "JOIN aliases a ON a.device_id = p.profile_key "
+    "WHERE p.kind = ? AND a.confirmed_at IS NOT NULL AND a.user_id <> p.profile_key LIMIT ?"
+)
 
 
 class PendingProfile(NamedTuple):
@@ -295,12 +305,12 @@ class Profiles:
 
             self._write(merge_both)
 
-    def _write(self, change: Callable[[Transaction], object]) -> None:
-        """One transaction: all of `change` is stored, or none of it."""
+    def _write(self, change: Callable[[Transaction], _T]) -> _T:
+        """One transaction: all of `change` is stored, or none of it; what `change` returned."""
         database = self._database
         try:
             with database.transaction(serialized="profiles") as tx:  # merges read, then write
-                change(tx)
+                return change(tx)
         except database.errors as exc:
             raise database.error(
                 "could not be written",
@@ -343,16 +353,52 @@ class Profiles:
 
     # --- sending -------------------------------------------------------------------------
 
+    def fold_devices(self) -> int:
+        """Fold the properties of devices tied to a user into the user's; the devices folded.
+
+        A device's anonymous events (before and after its user logged in) are the user's in
+        PostHog once its alias merged the device's person into the user's, and in Amplitude,
+        which merges a device's anonymous history into the user who logs in on it. So the user
+        ends with the newest values of both, by event time. A device is tied to the user its
+        alias (confirmed by PostHog) names: the first user seen with it. Its row is then
+        deleted: later anonymous events of the device are folded again by the next run's end.
+        """
+        folded = 0
+        while True:  # a page at a time, each page one transaction (folding twice is harmless)
+            count = self._write(self._fold_page)
+            folded += count
+            if count < _PAGE:
+                return folded
+
+    def _fold_page(self, tx: Transaction) -> int:
+        rows = tx.fetchall(_TIED_DEVICES, (PERSON, _PAGE))
+        owners: dict[str, _Observed] = {}
+        for device, owner, text in rows:
+            state = _State.load(text, device)
+            held = owners.get(owner)
+            if held is None:
+                held = owners[owner] = _Observed(owner)
+            held.newest.merge(state.newest)
+            held.initial.merge(state.initial)
+        self._merge(tx, PERSON, owners)
+        tx.executemany(
+            "DELETE FROM profiles WHERE kind = ? AND profile_key = ?",
+            [(PERSON, device) for device, _, _ in rows],
+        )
+        return len(rows)
+
     def updates(
         self, owner_of: Callable[[str], str | None]
     ) -> Iterator[tuple[dict[str, Any], PendingProfile]]:
         """The updates PostHog has not confirmed yet, each with what to record once it has.
 
-        `owner_of(device_id)` names the user a device is aliased to: such a device's own
-        (anonymous) properties are not sent, because its person is the user's now and the
-        user's newest values must win.
+        Devices tied to a user are folded into the user first (`fold_devices`).
+        `owner_of(device_id)` names the user a device is claimed by: a device whose alias is
+        not confirmed yet gets no update of its own (its person becomes the user's once the
+        alias lands; the run that confirms it folds it).
         """
         self.sync()
+        self.fold_devices()
         after = ("", "")
         while True:  # a page at a time: millions of persons never sit in memory at once
             rows = self._database.read(

@@ -9,6 +9,9 @@ jobs): claims are made in the database, atomically, so
   treat the pair as known (two runs never both send it);
 - a device's owner is whichever user's pair was claimed first, the same in every run's view;
   any other user seen with it is a shared device, recorded and never aliased;
+- a user's own id is claimed on first sight (`user_ids`): a device whose id is a user's own id
+  is never aliased (`Claim.USER_ID`), and a user whose id is already another user's device
+  gets another distinct_id (`user_distinct_id`), so no two users ever share a PostHog person;
 - a claim stays "in flight" (`confirmed_at` NULL) until PostHog confirmed the batch carrying
   the alias; a run that dies leaves its claims to be taken over by the next run that sees the
   pair (its rerun over the same range does), once the database can tell the holder is gone
@@ -22,6 +25,7 @@ process), safe to use from delivery threads.
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import threading
 from enum import Enum
@@ -29,9 +33,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from target_posthog.registry_store import Database, RegistryError, open_database, utc_now
+from target_posthog.user_ids import IDENTITY_CLAIMS, UserIds
 
 __all__ = ["AliasRegistry", "Claim", "PendingAlias", "RegistryError"]
 
+_logger = logging.getLogger("target-posthog")
+_COLLISIONS_LOGGED = 10
 _CACHE_LIMIT = 200_000  # owners kept in memory; beyond that the database answers
 
 
@@ -41,6 +48,7 @@ class Claim(Enum):
     NEW = "new"  # this run holds the claim: send an alias (now in flight)
     KNOWN = "known"  # already tied to this user (confirmed, or in flight in a live run)
     SHARED_DEVICE = "shared_device"  # tied to another user: PostHog would refuse; report it
+    USER_ID = "user_id"  # the device id is another user's own id: an alias would merge them
 
 
 class PendingAlias(NamedTuple):
@@ -84,6 +92,7 @@ class AliasRegistry:
         self._owners_complete = False  # True: a miss means "not in the database" either
         self._shared_seen: set[tuple[str, str]] = set()
         self.shared_device_pairs = 0
+        self.colliding_ids = 0  # ids that are one user's user_id and another user's device_id
         self.database: Database = open_database(str(location), read_only=read_only)
         self.location = self.database.location
         try:
@@ -94,6 +103,12 @@ class AliasRegistry:
                 self.database.hold_run(self.run_key)
                 self._readable = True
             self._load_cache()
+            self.user_ids = UserIds(
+                self.database,
+                read_only=read_only,
+                version=self.database.version(),
+                device_owner=self.owner_of,
+            )
         except self.database.errors as exc:
             self.database.close()
             raise self.database.error("cannot be used", exc) from None
@@ -125,6 +140,8 @@ class AliasRegistry:
         if owner is None:
             if self.read_only:
                 stored = None if complete else self._stored_owner(device_id)
+                if stored is None and self.user_ids.holds(device_id):
+                    stored = device_id
                 owner, decision = (stored, None) if stored else (user_id, Claim.NEW)
             else:
                 owner, decision = self._claim_stored(device_id, user_id, seen_at)
@@ -137,15 +154,32 @@ class AliasRegistry:
             return decision
         if owner == user_id:
             return Claim.KNOWN
+        if owner == device_id:  # the device id is a user's own id
+            self._note_shared_device(device_id, user_id, seen_at, colliding=True)
+            return Claim.USER_ID
         self._note_shared_device(device_id, user_id, seen_at)
         return Claim.SHARED_DEVICE
+
+    def user_distinct_id(self, user_id: str, seen_at: str) -> str:
+        """The PostHog distinct_id of a user's events: its user_id, or (when that id was
+        already a device tied to another user) `user_ids.COLLIDING_USER_PREFIX` + user_id.
+        Raises RegistryError if the database cannot be written."""
+        try:
+            distinct_id = self.user_ids.distinct_id(user_id, seen_at)
+        except self.database.errors as exc:
+            raise self.database.error("could not be written", exc) from None
+        if distinct_id != user_id:
+            self._note_shared_device(user_id, user_id, seen_at, colliding=True)
+        return distinct_id
 
     def _claim_stored(self, device_id: str, user_id: str, seen_at: str) -> tuple[str, Claim]:
         """One transaction: claim the device, or learn its owner (taking over a dead run's
         claim of the same pair)."""
         database = self.database
         try:
-            with database.transaction() as tx:
+            with database.transaction(serialized=IDENTITY_CLAIMS) as tx:
+                if self.user_ids.holds(device_id, tx):
+                    return device_id, Claim.USER_ID
                 if tx.execute(_CLAIM, (device_id, user_id, seen_at, self.run_key)) == 1:
                     return user_id, Claim.NEW
                 owner, confirmed_at, holder = tx.fetchone(
@@ -190,13 +224,30 @@ class AliasRegistry:
             self._owners_complete = False
         self._owners[device_id] = user_id
 
-    def _note_shared_device(self, device_id: str, user_id: str, seen_at: str) -> None:
+    def _note_shared_device(
+        self, device_id: str, user_id: str, seen_at: str, *, colliding: bool = False
+    ) -> None:
+        """Recorded in `shared_devices`: a device seen with a second user, or (`colliding`) an
+        id that is one user's own id and another user's device (a row device_id = user_id: a
+        user whose id was already another user's device)."""
         with self._memory_lock:
             if (device_id, user_id) in self._shared_seen:
                 return
             if len(self._shared_seen) < _CACHE_LIMIT:
                 self._shared_seen.add((device_id, user_id))
-            self.shared_device_pairs += 1
+            if not colliding:
+                self.shared_device_pairs += 1
+            else:
+                self.colliding_ids += 1
+                if self.colliding_ids <= _COLLISIONS_LOGGED:
+                    last = self.colliding_ids == _COLLISIONS_LOGGED
+                    _logger.warning(
+                        "id %r is both a user's user_id and another user's device_id: not "
+                        "aliased, kept on separate PostHog persons (registry table "
+                        "shared_devices%s)",
+                        device_id,
+                        "; further ones only counted" if last else "",
+                    )
         if self.read_only:
             return
         try:

@@ -129,6 +129,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         "instead of one bookmark per stream (ledger.py)",
         LEDGER_READS_TABLES,
     ),
+    Migration(
+        8,
+        "each user's own id, so no device alias can take it (user_ids.py): the distinct_id "
+        "its events use (the user_id, or amplitude_user:<user_id> when that id was already "
+        "another user's device)",
+        (
+            """CREATE TABLE user_ids (
+                user_id TEXT PRIMARY KEY,
+                distinct_id TEXT NOT NULL,
+                first_seen_at TEXT NOT NULL
+            ){without_rowid}""",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -16,7 +16,7 @@ from target_posthog import exact_numbers
 from target_posthog.delivery import Confirmable
 from target_posthog.event_keys import parse_time
 from target_posthog.extras import EXTRA_FIELD, as_exported, with_extra_fields
-from target_posthog.identity import alias_event, can_alias
+from target_posthog.identity import alias_event, can_alias, readdress
 from target_posthog.mapping import UnmappableError, map_record
 from target_posthog.registry import Claim, PendingAlias
 
@@ -87,6 +87,13 @@ class EventsSink(BatchSink):
             self._dead_letter(exc.reason, record, parse_time(record.get("event_time")))
             return
         events = mapped.events
+        user_id = mapped.user_id
+        if user_id is not None:
+            distinct_id = self._registry.user_distinct_id(user_id, mapped.timestamp)
+            if distinct_id != user_id:  # the id is another user's device: see registry.py
+                readdress(events, user_id, distinct_id)
+                person_key = distinct_id if mapped.person_key == user_id else mapped.person_key
+                mapped = mapped._replace(user_id=distinct_id, person_key=person_key)
         if len(events) == 1:  # nearly every record: no comprehension, no max()
             try:
                 first = orjson.dumps(events[0], default=exact_numbers.default)

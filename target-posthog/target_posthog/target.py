@@ -365,6 +365,7 @@ class TargetPostHog(Target):
             # One record the SDK refuses must not stop the migration: set it aside, with why.
             reason = f"refused by singer-sdk: {type(exc).__name__}: {exc}".splitlines()[0]
             self.dead_letters.add_record(str(message_dict.get("stream")), reason, record or {})
+            self.ledger.refused_by_sdk(str(message_dict.get("stream")), record, type(exc).__name__)
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
@@ -603,7 +604,8 @@ class TargetPostHog(Target):
             f"{self.profiles.group_updates_sent} group updates, {letters.count} dead-lettered"
             f" ({letters.file.path}{repeats}){reasons}, {set_aside_text}, {self._retries} retries, "
             f"{client.requests_sent if client else 0} requests, "
-            f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased)"
+            f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased), "
+            f"{self.registry.colliding_ids} colliding user/device ids (kept apart)"
         )
 
     def counts(self) -> Counts:

@@ -1,0 +1,116 @@
+"""Each user's own id, claimed in the registry so that no device alias can take it.
+
+PostHog has one namespace for distinct_ids, Amplitude two (user ids, device ids), and a merge
+in PostHog is permanent. An id that is one user's `user_id` and another user's `device_id`
+would join the two users' persons: through the alias (the device's person, which holds the
+first user's events, merged into the second user's), or through events alone (once the device
+is aliased to ann, distinct_id "abc" is ann's person, so user "abc"'s events land there).
+
+So the first time a run sees a user, the registry records its id (table `user_ids`, in the
+same database as the aliases and under the same lock as device claims, so parallel runs agree):
+
+- an id that is no device yet stays the user's distinct_id, and no device alias may take it
+  later (`AliasRegistry.claim` answers `Claim.USER_ID`);
+- an id that is already a device tied to another user cannot be the user's: its events go to
+  `COLLIDING_USER_PREFIX + user_id`, now and in every later run (the decision is stored).
+
+Both are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from target_posthog.registry_store import Database, Transaction
+
+COLLIDING_USER_PREFIX = "amplitude_user:"
+# The transactions that claim ids (users' and devices'): one at a time on PostgreSQL, so a
+# user claim and a device claim of the same id never both succeed (SQLite's write
+# transactions are serialized anyway).
+IDENTITY_CLAIMS = "identity"
+FIRST_VERSION = 8  # registry_schema migration that made the table
+_CACHE_LIMIT = 200_000  # users kept in memory; beyond that the database answers
+
+_CLAIM = (
+    "INSERT INTO user_ids (user_id, distinct_id, first_seen_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id) DO NOTHING"
+)
+
+
+class UserIds:
+    """user_id -> the distinct_id its events use; claims in `database` (read-only: reads)."""
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        read_only: bool,
+        version: int,
+        device_owner: Callable[[str], str | None],
+    ) -> None:
+        """`device_owner(id)`: the user a device is tied to, as the registry knows it (a dry
+        run's claims live only in its memory)."""
+        self._database = database
+        self._device_owner = device_owner
+        self._read_only = read_only
+        self._readable = version >= FIRST_VERSION
+        self._lock = threading.Lock()
+        self._distinct: dict[str, str] = {}  # a bounded cache of decisions (they never change)
+        if self._readable:
+            stored = database.read("SELECT count(*) FROM user_ids")[0][0]
+            if stored <= _CACHE_LIMIT:
+                self._distinct = dict(database.read("SELECT user_id, distinct_id FROM user_ids"))
+
+    def distinct_id(self, user_id: str, seen_at: str) -> str:
+        """The user's distinct_id, claimed on first sight. Raises the database's errors."""
+        distinct = self._distinct.get(user_id)  # the common case: one dict read, no lock
+        if distinct is not None:
+            return distinct
+        if self._read_only:
+            distinct = self._stored(user_id) or self._decide(self._device_owner, user_id)
+        else:
+            with self._database.transaction(serialized=IDENTITY_CLAIMS) as tx:
+                distinct = self._claim(tx, user_id, seen_at)
+        with self._lock:
+            if len(self._distinct) >= _CACHE_LIMIT:
+                self._distinct.clear()  # flat memory; the database still knows them all
+            return self._distinct.setdefault(user_id, distinct)
+
+    def _claim(self, tx: Transaction, user_id: str, seen_at: str) -> str:
+        def device_owner(device_id: str) -> str | None:
+            rows = tx.fetchall("SELECT user_id FROM aliases WHERE device_id = ?", (device_id,))
+            return str(rows[0][0]) if rows else None
+
+        distinct = self._decide(device_owner, user_id)
+        if tx.execute(_CLAIM, (user_id, distinct, seen_at)) == 1:
+            return distinct
+        return str(tx.fetchone(_DISTINCT_OF, (user_id,))[0])  # another run claimed it first
+
+    @staticmethod
+    def _decide(device_owner: Callable[[str], str | None], user_id: str) -> str:
+        """The user's own id, unless that id is already a device tied to another user."""
+        owner = device_owner(user_id)
+        return user_id if owner in (None, user_id) else COLLIDING_USER_PREFIX + user_id
+
+    def _stored(self, user_id: str) -> str | None:
+        if not self._readable:
+            return None
+        rows = self._database.read(_DISTINCT_OF, (user_id,))
+        return str(rows[0][0]) if rows else None
+
+    def holds(self, device_id: str, tx: Transaction | None = None) -> bool:
+        """True when `device_id` is a user's own id (so no device alias may take it); inside a
+        device claim's transaction when `tx` is given."""
+        if self._distinct.get(device_id) == device_id:
+            return True
+        if tx is not None:
+            rows = tx.fetchall(_DISTINCT_OF, (device_id,))
+        elif self._readable:
+            rows = self._database.read(_DISTINCT_OF, (device_id,))
+        else:
+            return False
+        return bool(rows) and rows[0][0] == device_id
+
+
+_DISTINCT_OF = "SELECT distinct_id FROM user_ids WHERE user_id = ?"
