@@ -189,6 +189,7 @@ def test_a_complete_migration_verifies_clean(migrated: Migration) -> None:
     updates = sum(r.get("event_type") in NOT_IN_CHARTS for r in migrated.store.iter_events())
     assert sum(int(row["person_group_updates"]) for row in report.rows) == updates > 0
     assert "OK" in report.stdout and "written to" in report.stderr
+    assert "seem to count in" not in report.stderr  # no time-zone hint when all is well
 
     as_json = migrated.verify(output="report.json")
     assert as_json.rows == report.rows and as_json.stdout == report.stdout
@@ -410,6 +411,16 @@ def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migrated: Migration) 
     shifted = migrated.verify("--period", "hour", amplitude_time_zone="UTC")
     assert shifted.returncode == 1
     assert any("unexplained" in status for status in shifted.not_ok().values())
+    # The user is told why, by hour and by day (one more query, for three days of hours).
+    hint = (
+        "target-posthog-verify: Amplitude's hourly counts equal the migration's once moved 7 h "
+        "later: amplitude_time_zone is UTC, but the project's charts seem to count in "
+        "UTC-07:00 around 2024-"
+    )
+    assert hint in shifted.stderr
+    daily = migrated.verify(amplitude_time_zone="UTC")
+    assert daily.returncode == 1 and hint in daily.stderr
+    assert "seem to count in" not in report.stderr
 
 
 def test_hours_around_a_dst_change_are_counted_once_each(tmp_path: Path) -> None:

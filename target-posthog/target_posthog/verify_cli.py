@@ -33,9 +33,10 @@ from target_posthog.counts import (
     PostHogCounts,
     app_host_for,
 )
-from target_posthog.ledger_view import read_ledger
+from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
 from target_posthog.verify import COLUMNS, Plan, Row, compare, floor, ledger_range
+from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
 REQUIRED = ("personal_api_key", "project_id", "amplitude_api_key", "amplitude_secret_key")
@@ -122,6 +123,12 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         retry=retry,
         on_retry=on_retry,
     )
+    dead_letters = Path(config["dead_letter_path"])
+    plan = Plan(
+        start, end, by_day, dt.datetime.now(dt.UTC),
+        dt.timedelta(hours=options["settle_hours"]), str(dead_letters),
+        str(set_aside_paths(dead_letters)[0]),
+    )  # fmt: skip
     try:
         zone, host = amplitude.zone.key, posthog.app_host
         say(
@@ -130,22 +137,40 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         )
         amplitude_counts = amplitude.counts(start, end, by_day=by_day)
         posthog_counts = posthog.counts(start, end)
+        rows = compare(plan, ledger, amplitude_counts, posthog_counts)
+        if any(row.unexplained for row in rows):
+            _say_if_zone_is_off(amplitude, ledger, rows, plan, amplitude_counts, say)
         say(f"{amplitude.requests_sent} Amplitude queries, {posthog.requests_sent} PostHog queries")
     finally:
         amplitude.close()
         posthog.close()
-    dead_letters = Path(config["dead_letter_path"])
-    plan = Plan(
-        start, end, by_day, dt.datetime.now(dt.UTC),
-        dt.timedelta(hours=options["settle_hours"]), str(dead_letters),
-        str(set_aside_paths(dead_letters)[0]),
-    )  # fmt: skip
-    rows = compare(plan, ledger, amplitude_counts, posthog_counts)
     # Beside the dead-letter file (the registry may be a PostgreSQL database).
     folder = Path(config["dead_letter_path"]).parent
     output = options["output"] or folder / f"verification-{options['period']}.csv"
     write_report(rows, output)
     return rows, output
+
+
+def _say_if_zone_is_off(
+    amplitude: AmplitudeCounts,
+    ledger: LedgerFigures,
+    rows: list[Row],
+    plan: Plan,
+    counts: dict[dt.datetime, int],
+    say: Any,
+) -> None:
+    """Unexplained rows: if a wrong amplitude_time_zone explains them, say so (zone_hint.py).
+    Hourly counts are at hand by hour; by day, one more query asks for the hours of the three
+    days around the first unexplained one."""
+    start, end = plan.start, plan.end
+    if plan.by_day:
+        first = next(index for index, row in enumerate(rows) if row.unexplained)
+        start = max(plan.start, plan.start + (first - 1) * plan.step)
+        end = min(plan.end, plan.start + (first + 2) * plan.step)
+        counts = amplitude.counts(start, end, by_day=False)
+    shift = zone_shift(chart_hours(ledger), counts, start, end)
+    if shift is not None:
+        say(zone_hint(amplitude.zone, amplitude.zone.key, shift, start))
 
 
 def write_report(rows: list[Row], path: Path) -> None:
