@@ -13,7 +13,7 @@ Record shape (key: ``member`` + ``line_number``)::
     reason       why it could not be read (never the line's content)
     line_base64  the line's exact bytes, base64 (without its newline)
     line_text    the same bytes as text when they are valid UTF-8, else null
-    hour         the member's upload hour (RFC 3339 UTC, from its name; else the window's start)
+    hour         the member's upload hour (RFC 3339 UTC, from its name; null if it does not say)
     byte_length  the line's length in bytes
 """
 
