@@ -121,7 +121,7 @@ def test_each_kind_of_odd_record_is_said_once_per_member_with_its_first_line(
     path = write_member(tmp_path / "export", b"\n".join(lines) + b"\n")
     run = run_folder(run_tap, tmp_path / "export")
     assert run.returncode == 0, run.stderr
-    said = [line for line in log_text(run.stderr) if line.startswith(f"{WINDOW}, member {path}")]
+    said = [line for line in log_text(run.stderr) if line.startswith(f"{WINDOW}, member {path}:")]
     assert said == [
         f"{WINDOW}, member {path}: 1 lines repaired, the first on line 3 (1 {REPAIR_SURROGATE}; "
         "each record names its repairs in its repairs field)",
