@@ -447,6 +447,25 @@ def test_anonymous_properties_before_and_after_login_are_the_users(
     assert ann is not None and ann.properties["plan"] == "team"
 
 
+def test_a_dry_run_shows_the_same_person_updates(tmp_path: Path, posthog: PostHogStandIn) -> None:
+    """The dry run's payloads hold the person update the real run sends: anonymous values of
+    the user's device included, though a dry run records no alias."""
+    records = [
+        _event(0, None, "tablet", 1, plan="free"),
+        _event(1, "ann", "tablet", 2, plan="trial"),
+        _event(2, None, "tablet", 5, plan="pro"),
+    ]
+    payloads = tmp_path / "payloads.jsonl"
+    config = target_config(tmp_path, posthog, dry_run_path=str(payloads))
+    run = run_target(config, messages_with_states(records, 2), tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    events = [e for line in payloads.read_bytes().splitlines() for e in orjson.loads(line)["batch"]]
+    updates = {e["distinct_id"]: e for e in events if e["properties"].get("$set")}
+    assert updates.keys() == {"ann"}, run.stderr
+    assert updates["ann"]["properties"]["$set"]["plan"] == "pro"
+    assert posthog.event_count == 0  # nothing sent
+
+
 @pytest.mark.parametrize("device_first", [True, False])
 def test_a_user_id_equal_to_another_users_device_id_never_merges_them(
     tmp_path: Path, posthog: PostHogStandIn, device_first: bool

@@ -218,6 +218,7 @@ class TargetPostHog(Target):
         self.ledger = Ledger(None if self.dry_run else self.registry.database)
         self.client: PostHogClient | None = None
         sender, durable = self._make_sender()
+        self._sender_files = durable  # the dry run's payloads: closed (flushed) by close()
         self.delivery = Delivery(
             sender=sender,
             registry=self.registry,
@@ -578,6 +579,8 @@ class TargetPostHog(Target):
         if self.client is not None:
             self.client.close()
         self.dead_letters.file.close()
+        for file in self._sender_files:
+            file.close()
         self.set_aside.close()
         self.registry.close()
         self.profiles.close()
