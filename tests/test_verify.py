@@ -577,9 +577,10 @@ def test_a_ledger_in_a_postgresql_registry_verifies_the_same(
 def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
     tmp_path: Path,
 ) -> None:
-    """The ledger counts what the run set aside whichever way: a record the mapping refuses (no
-    time), an unreadable line, and an unreadable line singer-sdk refuses (no line_number)."""
-    hour = "2024-03-01T05:00:00+00:00"
+    """The ledger counts what the run set aside whichever way: records the mapping refuses (no
+    time), an unreadable line, and an unreadable line singer-sdk refuses (no line_number), by
+    upload hour (the hour being read when a record's own is unreadable)."""
+    hour, later = "2024-03-01T05:00:00+00:00", "2024-03-01T06:00:00+00:00"
     line = {"member": "m_2024-03-01_5#0.json.gz", "line_number": 3, "reason": "not JSON",
             "line_base64": "bnVsbA==", "hour": hour}  # fmt: skip
     no_time = {"uuid": "0b9f1c2e-0000-4000-8000-000000000001", "event_type": "Clicked",
@@ -606,6 +607,9 @@ def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
         },
         {"type": "RECORD", "stream": "events", "record": no_time},
         {"type": "STATE", "value": {"bookmarks": {"events": {"replication_key_value": hour}}}},
+        # No readable upload time: counted in the hour being read (after the bookmark above).
+        {"type": "RECORD", "stream": "events", "record": no_time | {"server_upload_time": "?"}},
+        {"type": "STATE", "value": {"bookmarks": {"events": {"replication_key_value": later}}}},
     ]
     config = target_config(tmp_path)
     run = run_target(config, messages, tmp_path)
@@ -617,6 +621,6 @@ def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
             "2024-03-01T05",
             "dead-lettered: no time: event_time, client_event_time, server_received_time all "
             "missing or not times",
-            1,
+            2,
         ),
     }

@@ -146,8 +146,8 @@ class Ledger:
         self._refused: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._claimed: set[str] = set()  # upload hours this run has replaced in the table
-        # For a record or line without its own upload hour: the hour the tap is reading, i.e.
-        # the newest bookmark (an hour boundary) a STATE carried ('' before the first STATE).
+        # For a record or line without a readable upload hour: the hour the tap is reading,
+        # i.e. the newest bookmark (an hour boundary) a STATE carried ('' before the first).
         self._reading_hour = ""
 
     # --- main thread, per record -----------------------------------------------------------
@@ -155,7 +155,7 @@ class Ledger:
     def read(self, record: dict[str, Any], events: int, event_time: str) -> None:
         """A record mapped to `events` PostHog events (aliases aside), at `event_time`."""
         upload = record.get("server_upload_time")
-        key = (upload[:13] if upload.__class__ is str else self._reading_hour, event_time[:13])
+        key = (upload[:13] if upload.__class__ is str else "", event_time[:13])
         counts = self._segment.get(key)
         if counts is None:
             counts = self._segment[key] = [0, 0, 0, 0]
@@ -168,14 +168,13 @@ class Ledger:
         """A record read but not sent (`event_time`: its UTC time if it has one)."""
         self.read(record, 0, event_time or "")
         upload = record.get("server_upload_time")
-        upload_hour = upload[:13] if isinstance(upload, str) else self._reading_hour
-        key = (upload_hour, (event_time or "")[:13], reason)
+        key = (upload[:13] if isinstance(upload, str) else "", (event_time or "")[:13], reason)
         self._dead_segment[key] = self._dead_segment.get(key, 0) + 1
 
     def unreadable(self, upload_hour: object) -> None:
         """A line of the export set aside as unreadable: tap-amplitude's `unreadable_lines`
         record's `hour` (its file's upload hour, RFC 3339 UTC), else the hour being read."""
-        key = (upload_hour[:13] if isinstance(upload_hour, str) else self._reading_hour, "")
+        key = (upload_hour[:13] if isinstance(upload_hour, str) else "", "")
         counts = self._segment.get(key)
         if counts is None:
             counts = self._segment[key] = [0, 0, 0, 0]
@@ -198,7 +197,7 @@ class Ledger:
         # "2024-03-01 05" in records, RFC 3339 "2024-03-01T05" in set-aside lines) add up.
         hours: dict[tuple[str, str], tuple[int, ...]] = {}
         for raw_key, counts in self._segment.items():
-            key = _normal(raw_key)
+            key = self._normal(raw_key)
             total = self._totals.get(key)
             if total is None:
                 total = self._totals[key] = [0, 0, 0, 0]
@@ -207,7 +206,7 @@ class Ledger:
             hours[key] = tuple(total)
         dead: dict[tuple[str, str, str], int] = {}
         for (upload, event, reason), count in self._dead_segment.items():
-            dead_key = (*_normal((upload, event)), reason)
+            dead_key = (*self._normal((upload, event)), reason)
             dead[dead_key] = self._dead_totals[dead_key] = (
                 self._dead_totals.get(dead_key, 0) + count
             )
@@ -229,6 +228,12 @@ class Ledger:
             reads[stream] = (self._read_from[stream], hour)
         with self._lock:
             self._pending.append((position, hours, dead, reads))
+
+    def _normal(self, key: tuple[str, str]) -> tuple[str, str]:
+        """(upload hour, event hour) as `YYYY-MM-DDTHH`; an upload time missing or unreadable
+        is the hour being read (checkpoint calls this before the STATE moves it on)."""
+        upload, event = key
+        return (hour_of(upload) or self._reading_hour, hour_of(event) if event else "")
 
     # --- delivery threads ------------------------------------------------------------------
 
@@ -282,8 +287,3 @@ class Ledger:
                 "it again",
             ) from None
         self._claimed.update(upload for upload, _ in hours)
-
-
-def _normal(key: tuple[str, str]) -> tuple[str, str]:
-    upload, event = key
-    return (hour_of(upload) if upload else "", hour_of(event) if event else "")
