@@ -250,7 +250,7 @@ def test_dead_letters_are_explained_rows(tmp_path: Path) -> None:
         record = letter["record"]
         when = _readable_time(record.get("event_time"))
         if when is None:
-            by_upload[record["server_upload_time"][:13]] += 1
+            by_upload[record["server_upload_time"][:13].replace(" ", "T")] += 1  # as exported
         else:
             by_day[when[:10]] += 1
             reasons.setdefault(when[:10], Counter())[letter["reason"]] += 1
