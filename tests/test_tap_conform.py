@@ -307,3 +307,27 @@ def test_times_of_the_canonical_length_in_another_form_take_the_checked_path(tim
     record = conform_line(with_fields(f'"processed_time": "{time}"'))
     assert record["processed_time"] is None
     assert record[EXTRA_FIELD] == {"processed_time": time}
+
+
+def test_a_key_given_twice_is_found_at_any_depth_and_json_text_in_a_string_is_not_one() -> None:
+    conformer = Conformer(EVENTS_SCHEMA)
+    record = conform_line(
+        with_fields(
+            '"group_properties": {"company": {"size": 1, "size": 2.50}}, '
+            '"event_properties": {"payload": "{\\"a\\":1}"}'
+        ),
+        conformer,
+    )
+    assert record["group_properties"] == {"company": {"size": 2.5}}
+    assert record[EXTRA_FIELD] == {"duplicate_keys": {"/group_properties/company/size": [1]}}
+    assert record["repairs"] == [
+        "key repeated in one object: the last value kept, earlier ones in "
+        "additional_properties.duplicate_keys"
+    ]
+    # A JSON text held in a string is a string: its keys are no keys of the record.
+    clean = conform_line(
+        with_fields('"event_properties": {"payload": "{\\"a\\":1,\\"a\\":2}", "n": {"m": {}}}'),
+        conformer,
+    )
+    assert "repairs" not in clean and EXTRA_FIELD not in clean
+    assert conformer.repeated_keys == 1

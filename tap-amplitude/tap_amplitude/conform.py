@@ -161,12 +161,16 @@ class Conformer:
                 by_types.clear()
             by_types[types] = shape
         misfits, objects = shape
-        # A key given twice: the line spells more keys (a `":` each) than the record holds at
-        # its first two levels. Objects deeper down or `":` in a string only cost an exact check.
-        if line is not None and line.count(_KEY_END) != len(keys) + sum(
-            map(len, map(record.__getitem__, objects))
-        ):
-            self._keep_repeated_keys(record, line, _Place(where, line_number))
+        # A key given twice: the line spells more keys (a `":` each) than the record holds.
+        # Counted at the first two levels from the shape; objects deeper down (group_properties)
+        # or a `":` inside a string (a JSON text as a value) are settled by counting the
+        # record written again, and only a real difference costs the exact check.
+        if line is not None:
+            spelled = line.count(_KEY_END)
+            if spelled != len(keys) + sum(
+                map(len, map(record.__getitem__, objects))
+            ) and spelled != exactjson.dumps(record).count(_KEY_END):
+                self._keep_repeated_keys(record, line, _Place(where, line_number))
         # Values a type cannot judge: times, and integers beyond 64 bits.
         if not self._times_fit(record):
             misfits += tuple(
