@@ -331,3 +331,9 @@ def test_a_key_given_twice_is_found_at_any_depth_and_json_text_in_a_string_is_no
     )
     assert "repairs" not in clean and EXTRA_FIELD not in clean
     assert conformer.repeated_keys == 1
+
+
+def test_a_whole_number_of_more_than_a_thousand_digits_in_a_string_field_keeps_its_text() -> None:
+    record = conform_line(with_fields('"user_id": 1e1000, "device_id": 1e998'))
+    assert record["user_id"] == "1e1000"  # its digits would be a 1,001-character id
+    assert record["device_id"] == "1" + "0" * 998

@@ -48,6 +48,7 @@ from tap_amplitude.exactjson import (
     DUPLICATES_KEY,
     REPAIR_DUPLICATE_KEYS,
     REPAIRS_FIELD,
+    BeyondDouble,
     ExactFloat,
     duplicate_keys,
     number,
@@ -58,6 +59,7 @@ logger = logging.getLogger("tap-amplitude")
 
 JSON_TYPES: dict[type, str] = {
     str: "string",
+    BeyondDouble: "number",  # exported as a number; a string of its text (exactjson)
     int: "integer",
     float: "number",
     ExactFloat: "number",
@@ -99,6 +101,7 @@ UNKNOWN = "not in the schema"
 _MISSING = object()  # no exact conversion
 MAX_SHAPES = 1024  # key orders, and type patterns per key order, remembered
 _KEY_END = b'":'
+_MOST_DIGITS = 999  # a whole number's digits are written up to this exponent (then its text)
 # (misfitting fields, fields holding objects) of one shape.
 _Shape = tuple[tuple[str, ...], tuple[str, ...]]
 
@@ -487,7 +490,7 @@ def _to_number(value: Any) -> Any:
     if "." not in value and "e" not in value and "E" not in value:
         return int(value)
     converted = number(value)
-    return _MISSING if converted.__class__ is str else converted  # beyond a double: kept aside
+    return _MISSING if converted.__class__ is BeyondDouble else converted  # kept aside
 
 
 def _as_text(value: Any, text: str | None) -> str:
@@ -496,17 +499,20 @@ def _as_text(value: Any, text: str | None) -> str:
     A number whose exact value is whole becomes its digits, whatever its spelling
     (`4242424242`, `4242424242.0`, `4.242424242e9` are all "4242424242"; `1e20` is
     "100000000000000000000"): the one form target-posthog gives a numeric id, so one user
-    stays one user. Any other number keeps its text as exported (`1.10` stays "1.10"; a
-    non-integral id is never rounded). true/false, arrays and objects become their JSON text as
+    stays one user (`1e400` too: 401 digits; a whole number of 1,000 digits or more keeps its
+    text). Any other number keeps its text as exported (`1.10` stays "1.10"; a non-integral id
+    is never rounded). true/false, arrays and objects become their JSON text as
     the line spells it (`text`), or as the tap writes them when the line does not say.
     """
     cls = value.__class__
     if cls is int:
         return str(value)
-    if cls is float or cls is ExactFloat:
-        spelled = value.text if cls is ExactFloat else repr(value)
+    if cls is float or cls is ExactFloat or cls is BeyondDouble:
+        spelled = (
+            str(value) if cls is BeyondDouble else value.text if cls is ExactFloat else repr(value)
+        )
         exact = Decimal(spelled)
-        if exact == exact.to_integral_value():
+        if exact.adjusted() < _MOST_DIGITS and exact == exact.to_integral_value():
             return str(int(exact))
         return spelled
     if cls is bool:

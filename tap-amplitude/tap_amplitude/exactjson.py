@@ -82,6 +82,13 @@ class ExactFloat(float):
         return self.text
 
 
+class BeyondDouble(str):
+    """The exact text of a number beyond a double's range, written as a JSON string (a str, so
+    every writer takes it; its class lets conform.py give an id its one form)."""
+
+    __slots__ = ()
+
+
 class _Beyond:
     """Texts of numbers beyond a double's range met while decoding the current line."""
 
@@ -93,10 +100,10 @@ def number(text: str) -> Any:
     value = float(text)
     if value == 0.0 and text.lstrip("-").split("e")[0].split("E")[0].strip("0.") != "":
         _Beyond.count += 1
-        return text  # not zero, but a double would make it 0
+        return BeyondDouble(text)  # not zero, but a double would make it 0
     if value == _INFINITY or value == -_INFINITY:
         _Beyond.count += 1
-        return text
+        return BeyondDouble(text)
     if "e" in text or "E" in text or repr(value) != text:
         return ExactFloat(text)
     return value
