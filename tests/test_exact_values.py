@@ -354,3 +354,17 @@ def test_a_key_given_twice_keeps_the_last_value_and_the_earlier_ones_aside(
     fitted = next(text for text in run.stderr.splitlines() if "Types fitted" in text)
     assert "1 lines with a key given twice, earlier values in additional_properties" in fitted
     assert f"{MEMBER}, line 1: a key given twice in one object (/event_properties/a" in run.stderr
+
+
+def test_a_line_nested_too_deep_to_read_is_set_aside_and_the_run_goes_on(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    deep = b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    run = local_run(run_tap, tmp_path, [deep, line(0, b'"x":1')])
+    assert len(events(run)) == 1
+    (kept,) = [
+        m["record"]
+        for m in run.messages
+        if m["type"] == "RECORD" and m["stream"] == "unreadable_lines"
+    ]
+    assert kept["line_number"] == 1 and kept["reason"].startswith("not JSON: maximum recursion")

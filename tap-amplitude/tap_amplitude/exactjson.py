@@ -110,13 +110,14 @@ def number(text: str) -> Any:
 
 
 _DECODER = msgspec.json.Decoder(float_hook=number)
-# msgspec.DecodeError, and UnicodeDecodeError for bytes that are not UTF-8: both ValueErrors.
-DecodeError = ValueError
+# msgspec.DecodeError, UnicodeDecodeError for bytes that are not UTF-8 (both ValueErrors), and
+# RecursionError for arrays or objects nested about a thousand deep.
+DecodeError = (ValueError, RecursionError)
 
 
 def loads(line: bytes) -> Any:
-    """One JSON value; raises ``ValueError`` when it is not valid JSON (RFC 8259: UTF-8 only,
-    no lone surrogate escape, no NaN)."""
+    """One JSON value; raises one of :data:`DecodeError` when it is not valid JSON (RFC 8259:
+    UTF-8 only, no lone surrogate escape, no NaN) or is nested too deep to read."""
     _Beyond.count = 0
     return _DECODER.decode(line)
 
@@ -163,10 +164,10 @@ def duplicate_keys(line: bytes | str) -> dict[str, list[Any]]:
             parse_constant=_no_constant,
             object_pairs_hook=_Object.of,
         )
-    except ValueError:
+        found: dict[str, list[Any]] = {}
+        _collect(tree, "", found)
+    except (ValueError, RecursionError):  # nested deeper than Python's stack: none found
         return {}
-    found: dict[str, list[Any]] = {}
-    _collect(tree, "", found)
     return found
 
 

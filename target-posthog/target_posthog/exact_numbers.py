@@ -58,8 +58,11 @@ _DECODER = msgspec.json.Decoder(float_hook=number)
 
 def loads(line: bytes) -> Any:
     """One JSON value, numbers exact. Raises ``ValueError`` (msgspec's DecodeError, or
-    UnicodeDecodeError) if it is not JSON."""
-    return _DECODER.decode(line)
+    UnicodeDecodeError) if it is not JSON or is nested too deep to read."""
+    try:
+        return _DECODER.decode(line)
+    except RecursionError:
+        raise ValueError("nested too deep to read") from None
 
 
 def default(value: Any) -> Any:
