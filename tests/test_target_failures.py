@@ -16,6 +16,7 @@ import orjson
 import pytest
 from target_posthog.extras import with_extra_fields
 from target_posthog.mapping import UnmappableError, map_record
+from target_posthog.reader import QUIET_SECONDS
 
 from tests.conftest import file_size_limit
 from tests.target_support import (
@@ -498,3 +499,41 @@ def test_an_unusable_alias_registry_stops_before_any_work(
     assert "file is not a database" in run.stderr
     assert posthog.requests == []
     assert run.states == []
+
+
+def test_after_a_stop_request_the_target_reads_its_input_until_it_goes_quiet(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Meltano forwards what the tap wrote before it stopped; the target must outlive that, or
+    Meltano 4.4 stops forwarding and waits for the tap's unread output forever."""
+    config = target_config(tmp_path, posthog, max_events_per_minute=600)
+    process = start_target(config, tmp_path)
+    assert process.stdin is not None and process.stderr is not None
+    line = orjson.dumps(record(tap_records(1)[0])) + b"\n"
+    process.stdin.write(orjson.dumps(SCHEMA) + b"\n")
+    writing = threading.Event()
+    writing.set()
+    broken: list[float] = []
+
+    def tap_still_writing() -> None:
+        try:
+            while writing.is_set():
+                process.stdin.write(line * 50)  # type: ignore[union-attr]
+                process.stdin.flush()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            broken.append(time.monotonic())
+
+    feeder = threading.Thread(target=tap_still_writing, daemon=True)
+    feeder.start()
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    time.sleep(3)  # the target has stopped and said so, but the input still flows
+    assert process.poll() is None and not broken
+    writing.clear()
+    quiet_since = time.monotonic()
+    feeder.join(timeout=10)
+    process.wait(timeout=QUIET_SECONDS + 10)
+    assert process.returncode == 128 + signal.SIGINT
+    assert time.monotonic() - quiet_since < QUIET_SECONDS + 5
+    assert not broken  # it never hung up on what wrote to it
+    assert "target-posthog stopped on SIGINT" in process.stderr.read().decode()

@@ -41,7 +41,12 @@ from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Checkpoints, Counts, Progress, bookmarks_text
 from target_posthog.project import bind_registry
 from target_posthog.rate_budget import SharedThrottle
-from target_posthog.reader import FastSingerReader, TerminationRequested, hand_off_input
+from target_posthog.reader import (
+    FastSingerReader,
+    TerminationRequested,
+    hand_off_input,
+    read_input_to_end,
+)
 from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.registry_store import redact
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
@@ -474,8 +479,10 @@ class TargetPostHog(Target):
             reader = target.message_reader
             if isinstance(reader, FastSingerReader) and reader.at_end_of_input:
                 sys.exit(code)
-        if code and file_input is None:
-            hand_off_input()  # stopped before the end of input: see reader.hand_off_input
+        if code > 128 and file_input is None:
+            read_input_to_end()  # a stop request: the tap stops too (see the function)
+        elif code and file_input is None:
+            hand_off_input()  # failed before the end of input: see reader.hand_off_input
         sys.exit(code)
 
     def run(self, file_input: Any = None) -> int:
