@@ -6,7 +6,8 @@ A user preparing the real migration fills `.env` and may export `TAP_AMPLITUDE_*
 production `start_date` would leave the sample run reading nothing, and a production key or
 speed limit would change what it does. This runs the same job in the `dev` environment with
 Meltano's `--env-file` pointed at the empty ``os.devnull`` (so `.env` is not read) and those
-variables set aside, and says which names it set aside (never their values).
+variables set aside, with every ``MELTANO_*`` variable too (environment, state id suffix, system
+folders and database), and says which names it set aside (never their values).
 
 Run from the project root: ``.venv/bin/python -m scripts.sample_run``. It replaces itself with
 Meltano (`os.execve`), so Ctrl-C, the exit code and the output are Meltano's own.
@@ -19,22 +20,23 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-# Variables Meltano maps onto the plugins' settings, and the one that picks the environment.
+# Variables Meltano maps onto the plugins' settings, and Meltano's own (environment, state id
+# suffix, system folders and database, buffer size ...: each changes what the run does).
 PLUGIN_PREFIXES = ("TAP_AMPLITUDE_", "TARGET_POSTHOG_")
-ENVIRONMENT_VARIABLE = "MELTANO_ENVIRONMENT"
+MELTANO_PREFIX = "MELTANO_"
 JOB = ("tap-amplitude", "target-posthog")
 
 
 def sealed_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """`environ` without the plugins' setting variables and the environment choice.
+    """`environ` without the plugins' setting variables and Meltano's own.
 
     Returns the environment to run with and the sorted names set aside. Other variables
-    (``MELTANO_DATABASE_URI``, ``PATH``, proxies ...) pass unchanged.
+    (``PATH``, ``HOME``, proxies ...) pass unchanged.
     """
     kept: dict[str, str] = {}
     set_aside: list[str] = []
     for name, value in environ.items():
-        if name.startswith(PLUGIN_PREFIXES) or name == ENVIRONMENT_VARIABLE:
+        if name.startswith((*PLUGIN_PREFIXES, MELTANO_PREFIX)):
             set_aside.append(name)
         else:
             kept[name] = value

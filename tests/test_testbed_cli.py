@@ -35,7 +35,8 @@ def test_the_command_line_serves_both_stand_ins_until_ctrl_c(tmp_path: Path) -> 
     env_file = tmp_path / "rehearsal.env"
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.testbed", "--events", "300", "--hours", "3",
-         "--env-file", str(env_file), "--report-seconds", "60", "--posthog-fault", "503*1"],
+         "--env-file", str(env_file), "--report-seconds", "60", "--posthog-fault", "503*1",
+         "--amplitude-port", "0", "--posthog-port", "0"],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -51,7 +52,7 @@ def test_the_command_line_serves_both_stand_ins_until_ctrl_c(tmp_path: Path) -> 
         assert settings["TAP_AMPLITUDE_START_DATE"] == "2024-03-01T00:00:00+00:00"
         assert settings["TAP_AMPLITUDE_END_DATE"] == "2024-03-01T03:00:00+00:00"
         assert settings["TARGET_POSTHOG_ALIAS_REGISTRY"] == "output/rehearsal/alias-registry.sqlite"
-        assert settings["MELTANO_RUN_STATE_ID_SUFFIX"] == "rehearsal"
+        assert env_file.stat().st_mode & 0o077 == 0
 
         key = settings["TAP_AMPLITUDE_API_KEY"] + ":" + settings["TAP_AMPLITUDE_SECRET_KEY"]
         export = requests.get(

@@ -76,7 +76,6 @@ def settings_lines(
             f"TARGET_POSTHOG_API_KEY={posthog.api_key}",
             f"TARGET_POSTHOG_ALIAS_REGISTRY={output / 'alias-registry.sqlite'}",
             f"TARGET_POSTHOG_DEAD_LETTER_PATH={output / 'dead-letter.jsonl'}",
-            "MELTANO_RUN_STATE_ID_SUFFIX=rehearsal",
         ]
     )
 
@@ -101,8 +100,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", default="2024-03-01T00:00:00+00:00", help="first hour (UTC)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--export", type=Path, help="serve this export folder instead")
-    parser.add_argument("--amplitude-port", type=int, default=0, help="0: any free port")
-    parser.add_argument("--posthog-port", type=int, default=0, help="0: any free port")
+    # Fixed by default: the registry records the PostHog host it serves, port included, so a
+    # rehearsal restarted on other ports would be refused as another project.
+    parser.add_argument("--amplitude-port", type=int, default=8901, help="8901; 0: any free")
+    parser.add_argument("--posthog-port", type=int, default=8902, help="8902; 0: any free")
     parser.add_argument(
         "--posthog-latency", type=float, default=0.0, help="seconds a request takes"
     )
@@ -151,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             amplitude.inject(fault, times)
         with amplitude, posthog:
             lines = settings_lines(amplitude, posthog, store, args.output)
-            if args.env_file:
+            if args.env_file:  # stand-in keys only, but kept private as real ones would be
+                args.env_file.touch(mode=0o600)
+                args.env_file.chmod(0o600)
                 args.env_file.write_text(lines + "\n")
             print(f"{len(store.uuids()):,} events served; settings:\n{lines}", flush=True)
             print("serving until Ctrl-C", flush=True)
