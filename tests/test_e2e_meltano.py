@@ -67,6 +67,11 @@ def project(tmp_path: Path, amplitude: AmplitudeStandIn, posthog: PostHogStandIn
     settings = tap_settings(amplitude.url, START, START + dt.timedelta(hours=48))
     settings |= target_settings(posthog.url, tmp_path / "out")
     settings |= {"TARGET_POSTHOG_BATCH_SIZE": "100", "TARGET_POSTHOG_MAX_RETRIES": "5"}
+    # Set through Meltano as a user would (a `decimal` kind made Meltano itself fail).
+    settings |= {
+        "TAP_AMPLITUDE_RETRY_BASE_SECONDS": "0.5",
+        "TARGET_POSTHOG_RETRY_BASE_SECONDS": "0.05",
+    }
     return MeltanoProject(workdir=tmp_path, environment="prod", settings=settings)
 
 

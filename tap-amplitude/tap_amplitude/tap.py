@@ -132,7 +132,11 @@ class TapAmplitude(Tap):
         ),
         th.Property(
             "retry_base_seconds",
-            th.NumberType(nullable=False, minimum=0),
+            # A number, or its decimal text: Meltano passes a kind-string setting as text (its
+            # own `decimal` kind cannot be written to a config file: meltano 4.4 TypeError).
+            th.CustomType(
+                {"type": ["number", "string"], "minimum": 0, "pattern": r"^\d+(\.\d+)?$"}
+            ),
             default=2.0,
             title="Retry base wait (s)",
             description="Wait before the first retry; doubles with each retry (with jitter).",
