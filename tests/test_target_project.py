@@ -122,3 +122,23 @@ def test_a_dry_run_checks_the_registry_and_writes_nothing(
     refused = run_target({**dry, "api_key": OTHER_KEY}, messages(), tmp_path)
     assert refused.returncode == 1
     assert "use a new alias_registry file" in refused.stderr
+
+
+def test_a_first_run_refused_by_posthog_does_not_tie_a_new_registry_to_its_wrong_key(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """A typo in the key or host on the very first run must not leave a registry that refuses
+    the right project afterwards: nothing reached PostHog."""
+    config = target_config(tmp_path, posthog)
+    wrong = run_target({**config, "api_key": OTHER_KEY}, messages(), tmp_path, posthog)
+    assert wrong.returncode == 1
+    assert "refused the project API key (401)" in wrong.stderr
+    assert "serves PostHog project" not in wrong.stderr
+
+    right = run_target(config, messages(), tmp_path, posthog)
+    assert right.returncode == 0, right.stderr
+    assert f"serves PostHog project {posthog.url}" in right.stderr
+    with sqlite3.connect(config["alias_registry"]) as db:
+        stored = dict(db.execute("SELECT key, value FROM registry_meta").fetchall())
+    assert stored["posthog_project_key_fingerprint"] == key_fingerprint(POSTHOG_KEY)
+    assert len(delivered(posthog)) == 60

@@ -8,6 +8,10 @@ project it serves, as its host and a fingerprint of the project API key (never t
 truncated HMAC-SHA256, enough to tell projects apart, useless to recover the key), and a run
 for another project is refused with one line naming both and the fix.
 
+A run checks the registry at start (`check_registry`) but records its project only once PostHog
+has accepted a first request (`bind_registry`): a first run with a wrong key or host, refused by
+PostHog, must not tie a new registry to that wrong project.
+
 Kept in the registry's `registry_meta` table (key/value), beside the other tables, on SQLite or
 PostgreSQL alike.
 """
@@ -47,6 +51,17 @@ def canonical_host(host: str) -> str:
 
 def describe(host: str, fingerprint: str) -> str:
     return f"{host} (project key fingerprint {fingerprint})"
+
+
+def check_registry(database: Database, host: str, api_key: str) -> None:
+    """Refuse a registry that serves another project (ProjectMismatchError, one line); a
+    registry that serves none yet, or an older one without the table, passes."""
+    with database.translating("cannot be used"):
+        if database.has_table("registry_meta"):
+            _refuse_another(
+                database.location, _stored(database.read), canonical_host(host),
+                key_fingerprint(api_key),
+            )  # fmt: skip
 
 
 def bind_registry(database: Database, host: str, api_key: str, *, read_only: bool) -> str | None:

@@ -39,7 +39,7 @@ from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.ledger import Ledger
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Checkpoints, Counts, Progress, bookmarks_text
-from target_posthog.project import bind_registry
+from target_posthog.project import bind_registry, check_registry
 from target_posthog.rate_budget import SharedThrottle
 from target_posthog.reader import (
     FastSingerReader,
@@ -213,11 +213,7 @@ class TargetPostHog(Target):
         self.dry_run = bool(config.get("dry_run_path"))
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
         self.registry = AliasRegistry(config["alias_registry"], read_only=self.dry_run)
-        bound = bind_registry(
-            self.registry.database, config["host"], config["api_key"], read_only=self.dry_run
-        )
-        if bound:
-            self.logger.info(bound)
+        check_registry(self.registry.database, config["host"], config["api_key"])
         self.set_aside = SetAsideLines(Path(config["dead_letter_path"]))
         self.profiles = Profiles(
             config["alias_registry"],
@@ -310,7 +306,31 @@ class TargetPostHog(Target):
             on_retry=self._count_retry,
             user_agent=f"{self.name}/{self.plugin_version}",
         )
-        return self.client.send, ()
+        return self._binding_on_first_acceptance(self.client.send), ()
+
+    def _binding_on_first_acceptance(self, send: Sender) -> Sender:
+        """`send`, recording the registry's PostHog project once PostHog first accepts a
+        request, before anything it accepted is recorded (see project.py)."""
+        bound = threading.Event()
+        lock = threading.Lock()
+
+        def sending(joined_events: memoryview) -> Answer:
+            answer = send(joined_events)
+            if not bound.is_set() and answer.accepted:
+                with lock:
+                    if not bound.is_set():
+                        line = bind_registry(
+                            self.registry.database,
+                            self.config["host"],
+                            self.config["api_key"],
+                            read_only=False,
+                        )
+                        if line:
+                            self.logger.info(line)
+                        bound.set()
+            return answer
+
+        return sending
 
     def _batch_size(self) -> int:
         """Under a throttle, about one second of events per batch, so sending stays smooth."""
