@@ -161,8 +161,8 @@ class PostHogClient:
                 raise DeliveryAbandonedError(_ABANDONED)
         raise DeliveryError(
             f"PostHog did not accept a batch after {self._retry.max_retries + 1} attempts "
-            f"(last: {last_problem}); nothing after the last emitted STATE is confirmed, "
-            "so the next run resumes from there"
+            f"(last: {last_problem}): PostHog is down or refusing for now; run again later "
+            "(or raise max_retries / request_timeout)"
         )
 
     def _session(self) -> requests.Session:
