@@ -231,8 +231,8 @@ MANY = gzip.compress(b"\n".join(good_line(n) for n in range(300)) + b"\n")
         (
             MEMBER,
             _half(MANY),
-            f"{WINDOW}, member {{folder}}/{MEMBER}: unreadable after line N (gzip stream ends "
-            "before its end-of-stream marker (truncated)); no bookmark passes its hour; the "
+            f"{WINDOW}, member {{folder}}/{MEMBER}: unreadable before its first line (gzip stream "
+            "ends before its end-of-stream marker (truncated)); no bookmark passes its hour; the "
             "file may be half-copied: copy it again from the export and run again",
         ),
         (
@@ -251,9 +251,10 @@ MANY = gzip.compress(b"\n".join(good_line(n) for n in range(300)) + b"\n")
         (
             "export.zip",
             "zip-with-half-member",
-            f"{WINDOW}, member {{folder}}/export.zip:123456/{MEMBER}: unreadable after line N "
-            "(gzip stream ends before its end-of-stream marker (truncated)); no bookmark passes "
-            "its hour; the file may be half-copied: copy it again from the export and run again",
+            f"{WINDOW}, member {{folder}}/export.zip:123456/{MEMBER}: unreadable before its first "
+            "line (gzip stream ends before its end-of-stream marker (truncated)); no bookmark "
+            "passes its hour; the file may be half-copied: copy it again from the export and run "
+            "again",
         ),
     ],
     ids=["truncated-gzip", "bad-bytes-gzip", "not-a-zip", "truncated-zip-member"],
@@ -462,3 +463,25 @@ def _zip_names(store: ExportStore) -> list[str]:
     store.write_zip(zipped, TAP_DAY, TAP_DAY + timedelta(hours=23))
     with zipfile.ZipFile(zipped) as archive:
         return archive.namelist()
+
+
+def test_a_bit_flipped_gzip_member_emits_no_record_before_its_checksum_fails(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """gzip checks its CRC at the member's end; inflating a damaged stream can give plausible
+    but wrong lines first (changed values, invented uuids) that PostHog could never delete."""
+    folder = tmp_path / "export"
+    lines = b"".join(
+        good_line(n)[:-1] + b',"s":"' + os.urandom(12).hex().encode() + b'"}\n'
+        for n in range(20_000)
+    )  # random text: the gzip member spans many reads
+    path = write_member(folder, lines)
+    damaged = bytearray(path.read_bytes())
+    assert len(damaged) > 256 * 1024  # more than one read: records would flow before the end
+    damaged[len(damaged) * 5 // 8] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 1
+    assert not [m for m in run.messages if m["type"] == "RECORD"]
+    (stop,) = [line for line in log_text(run.stderr) if "stopped:" in line]
+    assert "unreadable before its first line (" in stop and "copy it again" in stop

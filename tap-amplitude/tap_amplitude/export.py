@@ -9,6 +9,7 @@ not one JSON object is not damage of the file: it is handed on to be set aside (
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -195,11 +196,18 @@ def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
     """The lines of a member: gunzipped, or as they are when the member holds plain JSON lines
     (a `.json` member of a zip, or a file a browser or tool decompressed but left named
     `.json.gz`; said in one info line). Anything else is read as gzip, to fail as damage."""
+    return _split_lines(_content(raw, where))
+
+
+def _content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
+    """A member's content, chunk by chunk: inflated when gzipped, as it is when plain JSON
+    lines (said in one info line naming ``where``, unless None)."""
     head = raw.read(READ_BYTES)
     if not head.startswith(GZIP_MAGIC) and head.lstrip(b" \t\r\n").startswith((b"{", _BOM)):
-        logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
-        return _split_lines(_chunks(raw, head))
-    return gunzip_lines(raw, head)
+        if where is not None:
+            logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
+        return _chunks(raw, head)
+    return _inflated(_chunks(raw, head))
 
 
 def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
@@ -357,14 +365,28 @@ def read_member(
     where = f"{context}, member {member}" if context else f"member {member}"
     stats = stats if stats is not None else LineStats()
     try:
-        if ref.member is None:
-            with ref.path.open("rb") as raw:
-                yield from _records_from(raw, ref, where, source, stats, conform)
-            return
-        with zipfile.ZipFile(ref.path) as archive, archive.open(ref.member) as raw:
+        # gzip and zip check their CRC only at a member's end, and a damaged deflate stream
+        # can inflate to plausible but wrong lines before that: changed values, or invented
+        # events (a garbled uuid derives a new one) that PostHog could never delete. So the
+        # member is proved whole first, then read.
+        with _open_member(ref) as raw:
+            for _ in _content(raw, None):  # to the end: every CRC is checked (raises on damage)
+                pass
+        with _open_member(ref) as raw:
             yield from _records_from(raw, ref, where, source, stats, conform)
     except _READ_ERRORS as error:
         raise CorruptExportError(_damage(where, 0, error, source)) from error
+
+
+@contextlib.contextmanager
+def _open_member(ref: MemberRef) -> Iterator[IO[bytes]]:
+    """The member's raw bytes: the file itself, or its entry in the zip archive."""
+    if ref.member is None:
+        with ref.path.open("rb") as raw:
+            yield raw
+        return
+    with zipfile.ZipFile(ref.path) as archive, archive.open(ref.member) as raw:
+        yield raw
 
 
 def without_sdk_error_line(record: logging.LogRecord) -> bool:
