@@ -249,6 +249,12 @@ def test_web_device_type_in_any_case(device_type: str) -> None:
         "NA",
         "TRUE",
         "Email",
+        # Padded past the longest placeholder (fixed-width CHAR(n) columns).
+        " " * 60,
+        "\n" * 49,
+        "null" + " " * 50,
+        "00000000-0000-0000-0000-000000000000" + " " * 13,
+        '"' + " " * 48 + 'undefined"',
     ],
 )
 def test_placeholder_user_id_counts_as_absent(placeholder: str) -> None:

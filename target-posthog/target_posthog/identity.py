@@ -116,11 +116,17 @@ def clean_id(value: object) -> str | None:
 def is_placeholder(identifier: str) -> bool:
     """True for blank ids and placeholders (`PLACEHOLDER_IDS` and the rules above it)."""
     length = len(identifier)
-    if length > _LONGEST_PLACEHOLDER:  # almost every real id: no string work
-        return False
+    if length > _LONGEST_PLACEHOLDER and not _padded(identifier):
+        return False  # almost every real id: no string work (a padded one may be a placeholder)
     if length == 36 and identifier[8] == "-":  # a UUID: only the all-zero one names nobody
         return identifier == _ZERO_UUID
     return _is_placeholder_text(identifier)
+
+
+def _padded(identifier: str) -> bool:
+    """Whitespace or quotes at either end (a fixed-width CHAR(n) column pads with spaces)."""
+    ends = identifier[0] + identifier[-1]
+    return any(end.isspace() or end in _QUOTES for end in ends)
 
 
 @lru_cache(maxsize=16_384)  # ids repeat (a user's every event): most answers are cached
