@@ -624,3 +624,26 @@ def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
             2,
         ),
     }
+
+
+def test_the_settings_come_from_the_environment_meltano_gives_never_a_dotenv_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`meltano --env-file .env.rehearsal invoke target-posthog:verify` must verify the
+    rehearsal, not the project that the real `.env` names."""
+    from singer_sdk.configuration import _dict_config
+    from target_posthog.verify_cli import load_config
+
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("TARGET_POSTHOG_PROJECT_ID=777\nTARGET_POSTHOG_AMPLITUDE_TIME_ZONE=America/Los_Angeles\n")
+    monkeypatch.setattr(_dict_config, "find_dotenv", lambda: str(dotenv))  # as if found
+    monkeypatch.setenv("TARGET_POSTHOG_PROJECT_ID", "778")
+    monkeypatch.delenv("TARGET_POSTHOG_AMPLITUDE_TIME_ZONE", raising=False)
+    for name, value in {
+        "API_KEY": "phc_x", "PERSONAL_API_KEY": "phx_x", "AMPLITUDE_API_KEY": "a",
+        "AMPLITUDE_SECRET_KEY": "s", "ALIAS_REGISTRY": str(tmp_path / "r.sqlite"),
+    }.items():  # fmt: skip
+        monkeypatch.setenv(f"TARGET_POSTHOG_{name}", value)
+    config = load_config(("ENV",))
+    assert str(config["project_id"]) == "778"
+    assert config.get("amplitude_time_zone") != "America/Los_Angeles"

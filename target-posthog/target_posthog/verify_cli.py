@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,12 @@ def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for source in sources or ("ENV",):
         if source == "ENV":
+            # Never a .env of its own (singer-sdk would find one and let it override the
+            # environment): Meltano has already applied .env, or the --env-file given instead.
             config.update(
-                parse_environment_config(TargetPostHog.config_jsonschema, "TARGET_POSTHOG_")
+                parse_environment_config(
+                    TargetPostHog.config_jsonschema, "TARGET_POSTHOG_", dotenv_path=os.devnull
+                )
             )
             continue
         try:
