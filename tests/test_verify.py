@@ -635,7 +635,9 @@ def test_the_settings_come_from_the_environment_meltano_gives_never_a_dotenv_fil
     from target_posthog.verify_cli import load_config
 
     dotenv = tmp_path / ".env"
-    dotenv.write_text("TARGET_POSTHOG_PROJECT_ID=777\nTARGET_POSTHOG_AMPLITUDE_TIME_ZONE=America/Los_Angeles\n")
+    dotenv.write_text(
+        "TARGET_POSTHOG_PROJECT_ID=777\nTARGET_POSTHOG_AMPLITUDE_TIME_ZONE=America/Los_Angeles\n"
+    )
     monkeypatch.setattr(_dict_config, "find_dotenv", lambda: str(dotenv))  # as if found
     monkeypatch.setenv("TARGET_POSTHOG_PROJECT_ID", "778")
     monkeypatch.delenv("TARGET_POSTHOG_AMPLITUDE_TIME_ZONE", raising=False)
