@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from scripts.sample_run import PLUGIN_PREFIXES
+from scripts.sample_run import sealed_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MELTANO = Path(sys.executable).with_name("meltano")
@@ -74,11 +74,7 @@ def meltano_command(workdir: Path | None, *args: str) -> list[str]:
 
 def base_environment() -> dict[str, str]:
     """Environment shared by every Meltano invocation in the tests: quiet and offline."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith((*PLUGIN_PREFIXES, "MELTANO_"))
-    }
+    env, _ = sealed_environment(os.environ)  # README command 1's sealing, one definition
     env.update(
         MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
         MELTANO_CLI_DISABLE_VERSION_CHECK="1",
