@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 import pytest
-from target_posthog.profiles import Profiles, Winners
+from target_posthog.profiles import Profiles
+from target_posthog.winners import Winners
 
 from tests.target_support import (
     SCHEMA,

@@ -28,25 +28,27 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
-from target_posthog import exact_numbers
-from target_posthog.event_keys import derived_uuid
-from target_posthog.groups import GROUP_UPDATE
 from target_posthog.mapping import Mapped
-from target_posthog.persons import PERSON_UPDATE
+from target_posthog.profile_state import Observed, State
+from target_posthog.profile_updates import (
+    GROUP,
+    KEEP,
+    OVERWRITE,
+    PERSON,
+    UPDATE_MARKER,
+    ExistingProperties,
+    group_update,
+    person_update,
+)
 from target_posthog.registry_store import MEMORY, Transaction, open_database
 
+__all__ = ["KEEP", "OVERWRITE", "UPDATE_MARKER", "PendingProfile", "Profiles"]
+
 _T = TypeVar("_T")
-ExistingProperties = Literal["overwrite", "keep"]
-OVERWRITE: ExistingProperties = "overwrite"
-KEEP: ExistingProperties = "keep"
-PERSON, GROUP = "person", "group"
-# On every update the target adds (not an event of the export): "person" or "group", so a
-# PostHog query can tell them from the history.
-UPDATE_MARKER = "amplitude_migration_update"
 
 # The table `profiles` is migration 3 in registry_schema.py (its columns are described there).
 _CHUNK = 500  # keys per SELECT ... IN (...)
@@ -54,7 +56,6 @@ _PAGE = 2_000  # updates read at a time
 # Observations held in memory before they are merged into the file even without a STATE
 # (merging early is harmless: it is idempotent), so memory stays flat between STATEs.
 PENDING_LIMIT = 50_000
-_TIMESTAMP_WIDTH = 32  # event_keys.parse_time's output: 2024-01-01T00:00:00.000000+00:00
 # Person rows of devices tied by a confirmed alias to a user (not a user's own id: those rows
 # have device_id = user_id), with the user.
 _TIED_DEVICES = (
@@ -72,144 +73,6 @@ class PendingProfile(NamedTuple):
     version: int
 
 
-class Winners:
-    """name -> value, each name holding the value of its newest observation by order (with
-    `earliest`, its earliest).
-
-    Orders are held compactly: a name's order is `orders[name]`, or the edge (`last`; with
-    `earliest`, `first`) when it has none, so records arriving in time order (nearly all) only
-    move the edge: no per-name work, and little to store. `first`/`last` bound every order held.
-    """
-
-    __slots__ = ("earliest", "first", "last", "orders", "values")
-
-    def __init__(self, earliest: bool = False) -> None:
-        self.earliest = earliest
-        self.values: dict[str, Any] = {}
-        self.orders: dict[str, str] = {}  # only names whose order is not the edge
-        self.first = self.last = ""
-
-    @property
-    def edge(self) -> str:
-        return self.first if self.earliest else self.last
-
-    def _wins(self, order: str, held: str) -> bool:
-        return order < held if self.earliest else order > held
-
-    def _widen(self, first: str, last: str) -> None:
-        if first < self.first:
-            self.first = first
-        if last > self.last:
-            self.last = last
-
-    def _move_edge(self, edge: str, incoming: Any) -> None:
-        """Make `edge` the edge, for the names in `incoming` (the others keep their orders)."""
-        held, orders = self.values, self.orders
-        if not held.keys() <= incoming:
-            old = self.edge
-            for name in held.keys() - incoming:
-                orders.setdefault(name, old)
-        if orders:
-            for name in incoming:
-                orders.pop(name, None)
-        if self.earliest:
-            self.first = edge
-        else:
-            self.last = edge
-
-    def add(self, order: str, values: dict[str, Any]) -> None:
-        """One observation: `values` seen at `order`."""
-        held = self.values
-        # The two common cases first, without a call: records arriving in time order.
-        if order >= self.last and held:
-            if self.earliest:
-                if values.keys() <= held.keys():
-                    return  # later than every name held, and no new name: nothing wins
-            elif not self.orders and held.keys() <= values.keys():
-                held.update(values)
-                self.last = order
-                return
-        if not held:
-            held.update(values)
-            self.first = self.last = order
-            return
-        edge = self.edge
-        if order == edge or self._wins(order, edge):  # beats every name held (the common case)
-            self._move_edge(order, values.keys())
-            held.update(values)
-            self._widen(order, order)
-            return
-        orders = self.orders
-        for name, value in values.items():
-            current = orders.get(name, edge) if name in held else None
-            if current is None or self._wins(order, current):
-                held[name] = value
-                orders[name] = order
-        self._widen(order, order)
-
-    def merge(self, other: Winners) -> tuple[bool, bool]:
-        """Fold `other` in; (a value changed, an order moved without a value changing)."""
-        held, orders = self.values, self.orders
-        if not other.values:
-            return False, False
-        if not held:
-            held.update(other.values)
-            orders.update(other.orders)
-            self.first, self.last = other.first, other.last
-            return True, False
-        edge, other_edge = self.edge, other.edge
-        toward = other.last if self.earliest else other.first  # other's order nearest to us
-        if toward == edge or self._wins(toward, edge):  # all of `other` wins (the common case)
-            changed = not (other.values.items() <= held.items())
-            moved = other_edge != edge or bool(other.orders)
-            self._move_edge(other_edge, other.values.keys())
-            orders.update(other.orders)
-            held.update(other.values)
-            self._widen(other.first, other.last)
-            return changed, moved and not changed
-        if self._wins(other_edge, edge):  # the edge moves: pin every name at its order first
-            for name in held:
-                orders.setdefault(name, edge)
-            edge = other_edge
-            if self.earliest:
-                self.first = edge
-            else:
-                self.last = edge
-        changed = moved = False
-        for name, value in other.values.items():
-            order = other.orders.get(name, other_edge)
-            current = orders.get(name, edge) if name in held else None
-            if current is None or self._wins(order, current):
-                if current is None or held[name] != value:
-                    changed = True
-                else:
-                    moved = True
-                held[name] = value
-                orders[name] = order
-        self._widen(other.first, other.last)
-        return changed, moved and not changed
-
-    def dump(self) -> list[Any]:
-        return [self.values, self.orders, self.first, self.last]
-
-    @classmethod
-    def load(cls, stored: list[Any], earliest: bool = False) -> Winners:
-        winners = cls(earliest)
-        winners.values, winners.orders, winners.first, winners.last = stored
-        return winners
-
-
-class _Observed:
-    """What one person or group showed: newest values, earliest `$initial_*`, newest showing."""
-
-    __slots__ = ("by", "by_order", "initial", "newest")
-
-    def __init__(self, by: str) -> None:
-        self.newest = Winners()
-        self.initial = Winners(earliest=True)
-        self.by, self.by_order = by, ""
-
-
 class Profiles:
     """The person and group properties of the migration, in the registry (the same SQLite
     file or PostgreSQL database as the aliases: `location` is the `alias_registry` setting)."""
@@ -223,8 +86,8 @@ class Profiles:
     ) -> None:
         self.existing = existing
         self._lock = threading.Lock()  # the pending observations
-        self._persons: dict[str, _Observed] = {}
-        self._groups: dict[str, _Observed] = {}
+        self._persons: dict[str, Observed] = {}
+        self._groups: dict[str, Observed] = {}
         self.person_updates_sent = 0
         self.group_updates_sent = 0
         self.group_updates_withheld = 0
@@ -264,7 +127,7 @@ class Profiles:
         with self._lock:
             held = self._persons.get(distinct_id)
             if held is None:
-                held = self._persons[distinct_id] = _Observed(distinct_id)
+                held = self._persons[distinct_id] = Observed(distinct_id)
             if values:
                 held.newest.add(order, values)
             if initial:
@@ -278,7 +141,7 @@ class Profiles:
         with self._lock:
             held = self._groups.get(key)
             if held is None:
-                held = self._groups[key] = _Observed(by)
+                held = self._groups[key] = Observed(by)
             held.newest.add(order, values)
             if order > held.by_order:
                 held.by, held.by_order = by, order
@@ -321,7 +184,7 @@ class Profiles:
             ) from None
 
     @staticmethod
-    def _merge(tx: Transaction, kind: str, observed: dict[str, _Observed]) -> None:
+    def _merge(tx: Transaction, kind: str, observed: dict[str, Observed]) -> None:
         keys = list(observed)
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -336,7 +199,7 @@ class Profiles:
             inserts, updates = [], []
             for key in chunk:
                 text = stored.get(key)
-                state = _State.load(text, key)
+                state = State.load(text, key)
                 changed, moved = state.merge(observed[key])
                 if not (changed or moved):
                     continue
@@ -393,12 +256,12 @@ class Profiles:
 
     def _fold_rows(self, tx: Transaction, rows: list[tuple[str, str, str]]) -> None:
         """Merge each (device, owner, state) into the owner's row; delete the device's."""
-        owners: dict[str, _Observed] = {}
+        owners: dict[str, Observed] = {}
         for device, owner, text in rows:
-            state = _State.load(text, device)
+            state = State.load(text, device)
             held = owners.get(owner)
             if held is None:
-                held = owners[owner] = _Observed(owner)
+                held = owners[owner] = Observed(owner)
             held.newest.merge(state.newest)
             held.initial.merge(state.initial)
         self._merge(tx, PERSON, owners)
@@ -435,57 +298,18 @@ class Profiles:
             after = (rows[-1][0], rows[-1][1])
             settled: list[PendingProfile] = []
             for kind, key, text, version in rows:
-                state = _State.load(text, key)
+                state = State.load(text, key)
                 if kind == PERSON:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
                         continue
-                    yield self._person_update(key, state), PendingProfile(kind, key, version)
+                    update = person_update(key, state, self.existing)
+                    yield update, PendingProfile(kind, key, version)
                 elif self.existing == KEEP:
                     self.group_updates_withheld += 1
                 else:
-                    yield self._group_update(key, state), PendingProfile(kind, key, version)
+                    yield group_update(key, state), PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
-
-    def _person_update(self, distinct_id: str, state: _State) -> dict[str, Any]:
-        values = dict(sorted(state.newest.values.items()))
-        # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
-        values.update(sorted(state.initial.values.items()))
-        operation = "$set_once" if self.existing == KEEP else "$set"
-        digest = exact_numbers.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
-        return {
-            "event": PERSON_UPDATE,
-            "distinct_id": distinct_id,
-            "timestamp": state.newest_time(),
-            "uuid": derived_uuid("person-update", distinct_id, operation, digest),
-            "properties": {
-                operation: values,
-                UPDATE_MARKER: PERSON,
-                "$geoip_disable": True,
-                "analytics_source": "amplitude",
-            },
-        }
-
-    def _group_update(self, key: str, state: _State) -> dict[str, Any]:
-        group_type, group_key = orjson.loads(key)
-        values = dict(sorted(state.newest.values.items()))
-        digest = exact_numbers.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
-        return {
-            "event": GROUP_UPDATE,
-            # The distinct_id of the newest record showing the group: a real person (a made-up
-            # id would become a person of its own in PostHog).
-            "distinct_id": state.by,
-            "timestamp": state.newest_time(),
-            "uuid": derived_uuid("group-update", group_type, group_key, digest),
-            "properties": {
-                "$group_type": group_type,
-                "$group_key": group_key,
-                "$group_set": values,
-                UPDATE_MARKER: GROUP,
-                "$geoip_disable": True,
-                "analytics_source": "amplitude",
-            },
-        }
 
     def record_sent(self, sent: list[PendingProfile], *, count: bool = True) -> None:
         """PostHog confirmed these updates: a rerun does not send them again."""
@@ -507,44 +331,3 @@ class Profiles:
 
     def close(self) -> None:
         self._database.close()
-
-
-class _State(_Observed):
-    """A stored profile: what was observed so far, as one JSON text in the registry."""
-
-    __slots__ = ()
-
-    @classmethod
-    def load(cls, text: str | None, key: str) -> _State:
-        state = cls(key)
-        if text is not None:
-            stored = exact_numbers.loads(text.encode())
-            state.newest = Winners.load(stored["set"])
-            state.initial = Winners.load(stored["once"], earliest=True)
-            state.by_order, state.by = stored["by"]
-        return state
-
-    def merge(self, observed: _Observed) -> tuple[bool, bool]:
-        """Fold observations in; (a value changed, only an order moved)."""
-        changed, moved = self.newest.merge(observed.newest)
-        changed_initial, moved_initial = self.initial.merge(observed.initial)
-        if observed.by_order > self.by_order:
-            self.by, self.by_order = observed.by, observed.by_order
-            moved = True
-        changed = changed or changed_initial
-        return changed, (moved or moved_initial) and not changed
-
-    def dump(self) -> str:
-        # Amplitude user properties may hold integers wider than 64 bits: stored exactly.
-        return exact_numbers.dumps(
-            {
-                "set": self.newest.dump(),
-                "once": self.initial.dump(),
-                "by": [self.by_order, self.by],
-            },
-            default=str,
-        ).decode()
-
-    def newest_time(self) -> str:
-        """The event time of the newest observation held."""
-        return max(self.newest.last, self.initial.last)[:_TIMESTAMP_WIDTH]

@@ -87,7 +87,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             # kind: 'person' (profile_key = distinct_id) or 'group' (JSON [group type, key]).
             # state: JSON {"set": [values, orders, first, last], "once": [...], "by": [order,
-            # distinct_id]} (see profiles.Winners); order = event timestamp (RFC 3339, fixed
+            # distinct_id]} (see winners.Winners); order = event timestamp (RFC 3339, fixed
             # width) + event uuid. version: bumped when a value changes; sent_version: the
             # version PostHog confirmed.
             """CREATE TABLE IF NOT EXISTS profiles (
