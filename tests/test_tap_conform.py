@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft7Validator
 from tap_amplitude import exactjson
-from tap_amplitude.conform import Conformer, raw_values
+from tap_amplitude.conform import Conformer
+from tap_amplitude.conversions import raw_values
 from tap_amplitude.export import normalise_record
 from tap_amplitude.lines import parse_line
 from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
