@@ -178,6 +178,13 @@ def _user_of(r: dict[str, Any]) -> str | None:
     return None if user is None or user in PLACEHOLDERS else user
 
 
+def _anonymous_owner(owner: dict[str, str], device: str) -> str:
+    held = owner.get(device)
+    if held is None:
+        return device
+    return f"amplitude_device:{device}" if held == device else held
+
+
 def truth_of(export: Export) -> Truth:
     owner: dict[str, str] = {}  # id -> the user holding it
     for r in export.records:  # upload order
@@ -193,8 +200,9 @@ def truth_of(export: Export) -> Truth:
     for r in export.records:
         order = r["event_time"] + r["uuid"]
         # Whose properties: the user's; an anonymous event's, its device's user (the device's
-        # own when it is tied to nobody).
-        who = _user_of(r) or owner.get(r["device_id"], r["device_id"])
+        # own when it is tied to nobody, or when its id is a user's own id: the device's
+        # events then go to amplitude_device:<id>).
+        who = _user_of(r) or _anonymous_owner(owner, r["device_id"])
         for key, value in r["user_properties"].items():
             if key.startswith("initial_"):  # first-touch values: the earliest event's
                 if key not in newest[who] or order < newest[who][key][0]:
@@ -215,6 +223,7 @@ def truth_of(export: Export) -> Truth:
     users = {user for r in export.records if (user := _user_of(r)) is not None}
     devices = {r["device_id"] for r in export.records}
     untied = devices - owner.keys()
+    untied |= {_anonymous_owner(owner, d) for d in devices if owner.get(d) == d}
     return Truth(
         {u: {k: v for k, (_, v) in newest[u].items()} for u in users},
         {u: earliest[u][1] for u in users},
@@ -487,11 +496,45 @@ def test_a_user_id_equal_to_another_users_device_id_never_merges_them(
     if device_first:  # device "abc" is ann's; user abc's events are sent as amplitude_user:abc
         assert "abc" in ann_person.distinct_ids and ann_person.properties["seen"] == "anon"
         assert abc_person.distinct_ids == {"amplitude_user:abc", "abc-phone"}
-    else:  # id "abc" is user abc's: device "abc" is not aliased to ann
+    else:  # id "abc" is user abc's: device "abc" is not aliased to ann, and its anonymous
+        # events have a distinct_id of their own
         assert ann_person.distinct_ids == {"ann"}
-        assert "abc" in abc_person.distinct_ids
-    assert "1 colliding user/device ids (kept apart)" in stderr
+        assert "abc" in abc_person.distinct_ids and "seen" not in abc_person.properties
+        device = people.person("amplitude_device:abc")
+        assert device is not None and device.properties["seen"] == "anon"
+    assert f"{1 if device_first else 2} colliding user/device ids (kept apart)" in stderr
     assert "id 'abc' is both a user's user_id and another user's device_id" in stderr
+    assert not people.warnings
+
+
+def test_a_device_id_equal_to_an_earlier_users_id_never_lands_on_that_user(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """User "abc" is seen first; then device "abc" is used anonymously (and by user ann): the
+    device's anonymous events and properties must not become user abc's (a PostHog person
+    cannot be split afterwards). They go to "amplitude_device:abc", in later runs too."""
+    records = [
+        _event(0, "abc", "abc-phone", 1, who="abc", plan="abc-plan"),
+        _event(1, None, "abc", 2, plan="device-plan", seen="anon"),
+        _event(2, "ann", "abc", 3, who="ann"),
+    ]
+    stderr = _run(tmp_path, posthog, records)
+    _run(tmp_path, posthog, [_event(3, None, "abc", 4, plan="later-device-plan")])
+    people = posthog.people
+    abc = people.person("abc")
+    assert abc is not None
+    assert abc.distinct_ids == {"abc", "abc-phone"}
+    assert abc.properties["plan"] == "abc-plan" and "seen" not in abc.properties
+    device = people.person("amplitude_device:abc")
+    assert device is not None and device.distinct_ids == {"amplitude_device:abc"}
+    assert device.properties["plan"] == "later-device-plan"
+    assert device.properties["seen"] == "anon"
+    ann = people.person("ann")
+    assert ann is not None and ann.distinct_ids == {"ann"}
+    assert (
+        "id 'abc' is both a user's user_id and a device's id (its anonymous events are sent "
+        "as 'amplitude_device:abc')" in stderr
+    )
     assert not people.warnings
 
 

@@ -158,11 +158,12 @@ def can_alias(device_id: str, user_id: str) -> bool:
     return device_id != user_id and not (is_placeholder(device_id) or is_placeholder(user_id))
 
 
-def readdress(events: list[dict[str, Any]], user_id: str, distinct_id: str) -> None:
-    """Send a user's events under `distinct_id` instead of its `user_id` (a colliding id:
-    registry.AliasRegistry.user_distinct_id); `$amplitude_user_id` keeps the user_id."""
+def readdress(events: list[dict[str, Any]], own_id: str, distinct_id: str) -> None:
+    """Send a user's (or an anonymous device's) events under `distinct_id` instead of its own
+    id (a colliding id: registry.AliasRegistry.user_distinct_id / device_distinct_id);
+    `$amplitude_user_id` / `$amplitude_device_id` keep the id."""
     for event in events:
-        if event["distinct_id"] == user_id:
+        if event["distinct_id"] == own_id:
             event["distinct_id"] = distinct_id
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from target_posthog.registry_store import Database, RegistryError, open_database, utc_now
-from target_posthog.user_ids import IDENTITY_CLAIMS, UserIds
+from target_posthog.user_ids import COLLIDING_DEVICE_PREFIX, IDENTITY_CLAIMS, UserIds
 
 __all__ = ["AliasRegistry", "Claim", "PendingAlias", "RegistryError"]
 
@@ -172,6 +172,18 @@ class AliasRegistry:
             self._note_shared_device(user_id, user_id, seen_at, colliding=True)
         return distinct_id
 
+    def device_distinct_id(self, device_id: str, seen_at: str) -> str:
+        """The PostHog distinct_id of a device's anonymous events: its device_id, or (when that
+        id is already a user's own id) `user_ids.COLLIDING_DEVICE_PREFIX` + device_id.
+        Raises RegistryError if the database cannot be read or written."""
+        try:
+            distinct_id = self.user_ids.device_distinct_id(device_id)
+        except self.database.errors as exc:
+            raise self.database.error("could not be read", exc) from None
+        if distinct_id != device_id:
+            self._note_shared_device(device_id, distinct_id, seen_at, colliding=True)
+        return distinct_id
+
     def _claim_stored(self, device_id: str, user_id: str, seen_at: str) -> tuple[str, Claim]:
         """One transaction: claim the device, or learn its owner (taking over a dead run's
         claim of the same pair)."""
@@ -229,7 +241,8 @@ class AliasRegistry:
     ) -> None:
         """Recorded in `shared_devices`: a device seen with a second user, or (`colliding`) an
         id that is one user's own id and another user's device (a row device_id = user_id: a
-        user whose id was already another user's device)."""
+        user whose id was already another user's device; a row device_id, `amplitude_device:`
+        device_id: a device whose anonymous events were sent under that id)."""
         with self._memory_lock:
             if (device_id, user_id) in self._shared_seen:
                 return
@@ -241,11 +254,15 @@ class AliasRegistry:
                 self.colliding_ids += 1
                 if self.colliding_ids <= _COLLISIONS_LOGGED:
                     last = self.colliding_ids == _COLLISIONS_LOGGED
+                    anonymous = user_id.startswith(COLLIDING_DEVICE_PREFIX)
                     _logger.warning(
-                        "id %r is both a user's user_id and another user's device_id: not "
+                        "id %r is both a user's user_id and %s: not "
                         "aliased, kept on separate PostHog persons (registry table "
                         "shared_devices%s)",
                         device_id,
+                        f"a device's id (its anonymous events are sent as {user_id!r})"
+                        if anonymous
+                        else "another user's device_id",
                         "; further ones only counted" if last else "",
                     )
         if self.read_only:

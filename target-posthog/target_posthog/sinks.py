@@ -94,6 +94,13 @@ class EventsSink(BatchSink):
                 readdress(events, user_id, distinct_id)
                 person_key = distinct_id if mapped.person_key == user_id else mapped.person_key
                 mapped = mapped._replace(user_id=distinct_id, person_key=person_key)
+        elif mapped.device_id is not None:  # anonymous: the device's id, unless a user holds it
+            device = mapped.device_id
+            distinct_id = self._registry.device_distinct_id(device, mapped.timestamp)
+            if distinct_id != device:
+                readdress(events, device, distinct_id)
+                person_key = distinct_id if mapped.person_key == device else mapped.person_key
+                mapped = mapped._replace(person_key=person_key)
         if len(events) == 1:  # nearly every record: no comprehension, no max()
             try:
                 first = orjson.dumps(events[0], default=exact_numbers.default)

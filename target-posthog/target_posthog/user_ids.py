@@ -14,7 +14,14 @@ same database as the aliases and under the same lock as device claims, so parall
 - an id that is already a device tied to another user cannot be the user's: its events go to
   `COLLIDING_USER_PREFIX + user_id`, now and in every later run (the decision is stored).
 
-Both are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
+- a device whose id is already a user's own id (user "abc" seen first, then anonymous events
+  of device "abc") cannot use that id either: PostHog's "abc" is user abc's person, so the
+  device's anonymous events and properties would become user abc's for good. They go to
+  `COLLIDING_DEVICE_PREFIX + device_id` (never aliased: `AliasRegistry.claim` refuses any pair
+  with that device). A device seen anonymously before any user claims its id keeps it (the
+  events were sent already; the user then shares PostHog's "abc", as the README says).
+
+All are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Callable
 from target_posthog.registry_store import Database, Transaction
 
 COLLIDING_USER_PREFIX = "amplitude_user:"
+COLLIDING_DEVICE_PREFIX = "amplitude_device:"
 # The transactions that claim ids (users' and devices'): one at a time on PostgreSQL, so a
 # user claim and a device claim of the same id never both succeed (SQLite's write
 # transactions are serialized anyway).
@@ -57,6 +65,9 @@ class UserIds:
         self._readable = version >= FIRST_VERSION
         self._lock = threading.Lock()
         self._distinct: dict[str, str] = {}  # a bounded cache of decisions (they never change)
+        # device id -> its anonymous events' distinct_id (a device whose id no user held when
+        # first asked keeps it: its events were sent under it already).
+        self._devices: dict[str, str] = {}
         if self._readable:
             stored = database.read("SELECT count(*) FROM user_ids")[0][0]
             if stored <= _CACHE_LIMIT:
@@ -98,6 +109,19 @@ class UserIds:
             return None
         rows = self._database.read(_DISTINCT_OF, (user_id,))
         return str(rows[0][0]) if rows else None
+
+    def device_distinct_id(self, device_id: str) -> str:
+        """The distinct_id of a device's anonymous events: its id, or (when the id is a user's
+        own id) `COLLIDING_DEVICE_PREFIX` + id. Raises the database's errors."""
+        distinct = self._devices.get(device_id)  # the common case: one dict read
+        if distinct is None:
+            held = self.holds(device_id)
+            distinct = COLLIDING_DEVICE_PREFIX + device_id if held else device_id
+            with self._lock:
+                if len(self._devices) >= _CACHE_LIMIT:
+                    self._devices.clear()
+                self._devices[device_id] = distinct
+        return distinct
 
     def holds(self, device_id: str, tx: Transaction | None = None) -> bool:
         """True when `device_id` is a user's own id (so no device alias may take it); inside a
