@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from target_posthog.client import Answer
+from target_posthog.delivery import Sender
 from target_posthog.registry_store import Database, RegistryError
 
 # The table registry_meta (key/value) is migration 5 in registry_schema.py.
@@ -117,3 +120,26 @@ def _stored(read: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]) -> tupl
     if _HOST not in values or _FINGERPRINT not in values:
         return None
     return values[_HOST], values[_FINGERPRINT]
+
+
+def bind_on_first_acceptance(
+    send: Sender, database: Database, host: str, api_key: str, log: Callable[[str], None]
+) -> Sender:
+    """`send`, recording the registry's PostHog project (`bind_registry`) once PostHog first
+    accepts a request, before anything it accepted is recorded; `log` gets its line, if any.
+    Thread-safe: delivery threads send at once."""
+    bound = threading.Event()
+    lock = threading.Lock()
+
+    def sending(joined_events: memoryview) -> Answer:
+        answer = send(joined_events)
+        if not bound.is_set() and answer.accepted:
+            with lock:
+                if not bound.is_set():
+                    line = bind_registry(database, host, api_key, read_only=False)
+                    if line:
+                        log(line)
+                    bound.set()
+        return answer
+
+    return sending

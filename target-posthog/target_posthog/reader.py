@@ -12,6 +12,7 @@ import os
 import select
 import stat
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -134,6 +135,35 @@ class Shutdown:
             self.signum = signum
         if first and self.waiting_for_input:
             raise TerminationRequested(signum)
+
+
+class StopRequests:
+    """Turns a stop signal into `stopping` being set, without a lock in the signal handler.
+
+    The handler runs on the main thread between any two bytecodes, possibly inside code that
+    holds a lock, even inside its own earlier run (a second Ctrl-C): it must take no lock, or it
+    waits forever. `stopping.set()` takes the Event's lock, which the main thread holds while it
+    sets that Event itself (the target's close(), delivery's abandon()); so the handler only
+    writes a byte to a pipe, and a helper thread sets `stopping`: retries and throttle waits end
+    as soon as it is read.
+    """
+
+    def __init__(self, stopping: threading.Event) -> None:
+        read_end, self._write_end = os.pipe()
+        threading.Thread(
+            target=self._set_on_wake, args=(read_end, stopping), daemon=True, name="posthog-signal"
+        ).start()
+
+    @staticmethod
+    def _set_on_wake(read_end: int, stopping: threading.Event) -> None:
+        os.read(read_end, 1)
+        stopping.set()
+
+    def handle(self, signum: int, shutdown: Shutdown) -> None:
+        """Called from the signal handler: wake the helper, tell the reader (which stops at
+        the next line, or at once while it waits for input)."""
+        os.write(self._write_end, b"\0")
+        shutdown.request(signum)
 
 
 class FastSingerReader(GenericSingerReader[bytes]):

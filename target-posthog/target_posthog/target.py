@@ -18,10 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
-import orjson
-from singer_sdk import typing as th
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidRecord,
@@ -33,16 +30,18 @@ from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 
-from target_posthog.client import Answer, DeliveryError, PostHogClient, RetryPolicy
+from target_posthog.client import DeliveryError, PostHogClient, RetryPolicy
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
+from target_posthog.dry_run import payload_writer
 from target_posthog.ledger import Ledger
 from target_posthog.profiles import OVERWRITE, Profiles
-from target_posthog.progress import Checkpoints, Counts, Progress, bookmarks_text
-from target_posthog.project import bind_registry, check_registry
+from target_posthog.progress import Counts, Progress, bookmarks_text
+from target_posthog.project import bind_on_first_acceptance, check_registry
 from target_posthog.rate_budget import SharedThrottle
 from target_posthog.reader import (
     FastSingerReader,
+    StopRequests,
     TerminationRequested,
     hand_off_input,
     read_input_to_end,
@@ -51,15 +50,15 @@ from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.registry_store import redact
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
+from target_posthog.settings import CONFIG_SCHEMA, config_problems
 from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
 from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
-from target_posthog.verify_settings import VERIFY_SETTINGS
+from target_posthog.state_output import StateOutput
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
 _STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
 
 PROGRESS_INTERVAL_SECONDS = 5.0
-_LOCAL_HOSTS = frozenset(("127.0.0.1", "localhost", "::1"))
 
 
 class TargetPostHog(Target):
@@ -75,117 +74,7 @@ class TargetPostHog(Target):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
-    config_jsonschema = th.PropertiesList(
-        th.Property(
-            "api_key",
-            th.StringType(nullable=False),
-            required=True,
-            secret=True,
-            title="PostHog project API key",
-            description="The project API key (phc_...). Never logged or written.",
-        ),
-        th.Property(
-            "host",
-            th.StringType,
-            default="https://us.i.posthog.com",
-            title="Host",
-            description="https://us.i.posthog.com, https://eu.i.posthog.com or a "
-            "self-hosted URL. https is required except for localhost.",
-        ),
-        th.Property(
-            "historical_migration",
-            th.BooleanType,
-            default=True,
-            title="Historical migration",
-            description="Send as a historical migration (PostHog's import pipeline).",
-        ),
-        th.Property(
-            "batch_size",
-            th.IntegerType(minimum=1, maximum=50_000),
-            default=1000,
-            title="Events per request",
-            description="Most events per request; requests are also kept under 5 MiB.",
-        ),
-        th.Property(
-            "concurrency",
-            th.IntegerType(minimum=1, maximum=64),
-            default=4,
-            title="Requests in flight",
-            description="Batches sent at the same time (raise it for a slow link).",
-        ),
-        th.Property(
-            "max_events_per_minute",
-            th.IntegerType(minimum=1),
-            title="Max events/min",
-            description="The speed agreed with PostHog support for the whole migration; "
-            "runs sharing one alias registry share it. Unset, no limit.",
-        ),
-        th.Property(
-            "max_retries",
-            th.IntegerType(minimum=0),
-            default=10,
-            title="Max retries",
-            description="Retries of one request (429, 5xx, timeouts, dropped "
-            "connections) before the run fails.",
-        ),
-        th.Property(
-            "retry_base_seconds",
-            # A number, or its decimal text: Meltano passes a kind-string setting as text (its
-            # own `decimal` kind cannot be written to a config file: meltano 4.4 TypeError).
-            th.CustomType(
-                {"type": ["number", "string"], "minimum": 0, "pattern": r"^\d+(\.\d+)?$"}
-            ),
-            default=1.0,
-            title="First retry wait (s)",
-            description="Backoff doubles from this (with jitter, up to 60 s); "
-            "Retry-After is always honoured.",
-        ),
-        th.Property(
-            "request_timeout",
-            th.NumberType(exclusive_minimum=0),
-            default=30,
-            title="Request timeout (s)",
-            description="Seconds to wait for PostHog to answer one request; then it is "
-            "retried (with the same uuids).",
-        ),
-        th.Property(
-            "alias_registry",
-            th.StringType,
-            default="target-posthog-aliases.sqlite",
-            title="Alias registry",
-            description="Where every (device, user) alias PostHog confirmed and every "
-            "shared device are kept: a SQLite file (relative to the working folder) or a "
-            "PostgreSQL URL (postgresql://user:password@host:5432/db; the password may "
-            "instead come from PGPASSWORD), which parallel jobs can share.",
-        ),
-        th.Property(
-            "existing_properties",
-            th.StringType(allowed_values=["overwrite", "keep"]),
-            default="overwrite",
-            title="Existing person and group properties",
-            description="overwrite: each person and group ends with its newest Amplitude "
-            "values (a new PostHog project, or Amplitude is the source of truth). keep: the "
-            "project already receives live data; history only fills properties that are "
-            "missing (person values sent as $set_once) and group properties are not sent "
-            "(PostHog has no set-once for groups).",
-        ),
-        th.Property(
-            "dead_letter_path",
-            th.StringType,
-            default="target-posthog-dead-letter.jsonl",
-            title="Dead-letter file",
-            description="JSONL of records not sent, each with the reason.",
-        ),
-        th.Property(
-            "dry_run_path",
-            th.StringType,
-            title="Dry-run file",
-            description="Write the exact request payloads (without api_key) to this "
-            "JSONL file, replacing an earlier dry run's, and send nothing. No STATE is "
-            "emitted: no bookmark moves.",
-        ),
-        *VERIFY_SETTINGS,  # read only by target-posthog-verify (verify_settings.py)
-    ).to_dict()
+    config_jsonschema = CONFIG_SCHEMA
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -194,23 +83,15 @@ class TargetPostHog(Target):
         # One sink drain at a time: sinks share one Delivery (singer-sdk drains in 8 threads).
         self.max_parallelism = 1
         self._lean_sinks: dict[str, EventsSink] = {}
-        self._stdout_lock = threading.Lock()
-        self._state_reader_gone = False
-        self._last_state_emitted: dict | None = None
-        self._last_checkpoint: dict | None = None  # emitted, or withheld in a dry run
-        self._checkpoints = Checkpoints(dry_run=bool(self.config.get("dry_run_path")))
         self._started = time.monotonic()
         self._stopping = threading.Event()
-        signal_pipe_read, self._signal_pipe_write = os.pipe()
-        threading.Thread(
-            target=self._stop_on_signal,
-            args=(signal_pipe_read,),
-            daemon=True,
-            name="posthog-signal",
-        ).start()
+        self._stop_requests = StopRequests(self._stopping)
         self._retries = 0
         config = self.config
         self.dry_run = bool(config.get("dry_run_path"))
+        self.state_output = StateOutput(
+            dry_run=self.dry_run, logger=self.logger, counts=self.counts
+        )
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
         self.registry = AliasRegistry(config["alias_registry"], read_only=self.dry_run)
         check_registry(self.registry.database, config["host"], config["api_key"])
@@ -230,7 +111,7 @@ class TargetPostHog(Target):
             profiles=self.profiles,
             ledger=self.ledger,
             dead_letters=self.dead_letters,
-            emit_state=self._withhold_state if self.dry_run else self._emit_state,
+            emit_state=self.state_output.withhold if self.dry_run else self.state_output.emit,
             concurrency=1 if self.dry_run else config["concurrency"],
             batch_size=self._batch_size(),
             throttle=self._throttle(),
@@ -281,21 +162,10 @@ class TargetPostHog(Target):
     def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
         config = self.config
         if self.dry_run:
-            # Each dry run's file holds that run's payloads (it moves no bookmark, so the next
-            # dry run covers the same range again).
-            payloads = JsonLinesFile(Path(config["dry_run_path"]), replace=True)
-            payloads.open_now()  # a run that writes nothing must not leave an earlier run's
-            head = (
-                b'{"historical_migration":'
-                + (b"true" if config["historical_migration"] else b"false")
-                + b',"batch":['
+            sender, payloads = payload_writer(
+                Path(config["dry_run_path"]), historical_migration=config["historical_migration"]
             )
-
-            def write_payload(joined_events: memoryview) -> Answer:
-                payloads.write_line(b"".join((head, joined_events, b"]}")))
-                return Answer(200, "dry run")
-
-            return write_payload, (payloads,)
+            return sender, (payloads,)
         self.client = PostHogClient(
             host=config["host"],
             api_key=config["api_key"],
@@ -306,31 +176,14 @@ class TargetPostHog(Target):
             on_retry=self._count_retry,
             user_agent=f"{self.name}/{self.plugin_version}",
         )
-        return self._binding_on_first_acceptance(self.client.send), ()
-
-    def _binding_on_first_acceptance(self, send: Sender) -> Sender:
-        """`send`, recording the registry's PostHog project once PostHog first accepts a
-        request, before anything it accepted is recorded (see project.py)."""
-        bound = threading.Event()
-        lock = threading.Lock()
-
-        def sending(joined_events: memoryview) -> Answer:
-            answer = send(joined_events)
-            if not bound.is_set() and answer.accepted:
-                with lock:
-                    if not bound.is_set():
-                        line = bind_registry(
-                            self.registry.database,
-                            self.config["host"],
-                            self.config["api_key"],
-                            read_only=False,
-                        )
-                        if line:
-                            self.logger.info(line)
-                        bound.set()
-            return answer
-
-        return sending
+        sender = bind_on_first_acceptance(
+            self.client.send,
+            self.registry.database,
+            config["host"],
+            config["api_key"],
+            self.logger.info,
+        )
+        return sender, ()
 
     def _batch_size(self) -> int:
         """Under a throttle, about one second of events per batch, so sending stays smooth."""
@@ -406,32 +259,6 @@ class TargetPostHog(Target):
     def _write_state_message(self, state: dict) -> None:
         """singer-sdk's drain_all() writes here: through the watermark, never straight out."""
         self.delivery.add_state(state)
-
-    def _withhold_state(self, state: dict) -> None:
-        """Dry run: nothing reached PostHog, so no bookmark may move past anything."""
-        self._say_checkpoint(state)
-
-    def _say_checkpoint(self, state: dict) -> None:
-        self._last_checkpoint = state
-        line = self._checkpoints.line(state, self.counts())
-        if line:
-            self.logger.info(line)
-
-    def _emit_state(self, state: dict) -> None:
-        line = orjson.dumps(state, option=orjson.OPT_APPEND_NEWLINE)
-        with self._stdout_lock:
-            if self._state_reader_gone:
-                return  # said once already; the run is stopping
-            try:
-                write_stdout(line)
-                self._last_state_emitted = state
-                self._say_checkpoint(state)
-            except BrokenPipeError as exc:
-                self._state_reader_gone = True
-                raise LocalFileError(
-                    "cannot write STATE to stdout: nothing reads it any more (broken pipe). "
-                    "The next run resumes from the last STATE that was stored"
-                ) from exc
 
     def get_sink_class(self, stream_name: str) -> type[EventsSink | UnreadableLinesSink]:
         """tap-amplitude's `unreadable_lines` are kept byte for byte; any other stream is
@@ -560,46 +387,18 @@ class TargetPostHog(Target):
             self.logger.warning(
                 "target-posthog stopped on %s; %s",
                 signal.Signals(signum).name,
-                self.resume_point(),
+                self.state_output.resume_point(),
             )
         else:
-            self.logger.error("%s; %s", cause, self.resume_point())
-
-    def resume_point(self) -> str:
-        """Where the next run starts, in words: from the last STATE this run emitted, or an
-        earlier one: Meltano, when it is being stopped too, drops the target's last lines
-        unread (meltano 4.4 cancels its reader as soon as the target exits)."""
-        if self.dry_run:
-            return "dry run: nothing sent, no bookmark moved"
-        state = self._last_state_emitted
-        if state is None:
-            return "the next run resumes where this one started (no new STATE was confirmed)"
-        where = bookmarks_text(state) or "the last STATE emitted"
-        return (
-            f"the next run resumes from {where} or earlier (the last STATE emitted; "
-            "`meltano state get` shows the one stored)"
-        )
+            self.logger.error("%s; %s", cause, self.state_output.resume_point())
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
-        """Record the signal; the reader stops at the next line (see reader.py).
-
-        This runs on the main thread between any two bytecodes, possibly inside code that
-        holds a lock, even inside its own earlier run (a second Ctrl-C): it must take no
-        lock, or it waits forever. `_stopping.set()` takes the Event's lock, which the main
-        thread holds while it sets that Event itself (close(), abandon()); so the handler
-        only writes a byte to a pipe, and a helper thread sets `_stopping`.
-        """
+        """Record the signal; the reader stops at the next line (see reader.StopRequests)."""
         reader = getattr(self, "message_reader", None)
-        wake = getattr(self, "_signal_pipe_write", None)
-        if not isinstance(reader, FastSingerReader) or wake is None:
+        requests = getattr(self, "_stop_requests", None)
+        if not isinstance(reader, FastSingerReader) or requests is None:
             raise SystemExit(128 + signum)  # not wired up yet: nothing to settle
-        os.write(wake, b"\0")  # retries and throttle waits end as soon as it is read
-        reader.shutdown.request(signum)
-
-    def _stop_on_signal(self, read_end: int) -> None:
-        """The helper thread: a byte from the signal handler sets `_stopping`."""
-        os.read(read_end, 1)
-        self._stopping.set()
+        requests.handle(signum, reader.shutdown)
 
     def _count_retry(self, problem: str) -> None:
         self._retries += 1
@@ -658,7 +457,7 @@ class TargetPostHog(Target):
             line = progress.line(
                 self.counts(),
                 self.delivery.in_flight,
-                bookmark=bookmarks_text(self._last_checkpoint),
+                bookmark=bookmarks_text(self.state_output.last_checkpoint),
             )
             self.logger.info(
                 "progress%s: %s", " (dry run: nothing sent)" if self.dry_run else "", line
@@ -671,47 +470,3 @@ def _not_sdk_noise(record: logging.LogRecord) -> bool:
 
 
 logging.getLogger(TargetPostHog.name).addFilter(_not_sdk_noise)
-
-
-def write_stdout(data: bytes) -> None:
-    """All of `data` on stdout, in order, even when a write to the pipe takes only part of it.
-
-    That happens when the process is stopped and continued mid-write (SIGSTOP/SIGCONT, a
-    laptop's sleep) and the line is larger than the pipe's atomic size (4 KiB): Python 3.11's
-    buffered stdout was measured mangling such STATE lines; os.write calls that carry on from
-    where the last one stopped do not.
-    """
-    sys.stdout.flush()  # anything written through the text layer goes first
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # stdout replaced in-process (tests)
-        sys.stdout.write(data.decode())
-        sys.stdout.flush()
-        return
-    with memoryview(data) as view:
-        written = 0
-        while written < len(view):
-            written += os.write(fd, view[written:])
-
-
-def config_problems(config: dict[str, Any], known: set[str]) -> list[str]:
-    """Start-up checks a JSON schema cannot express; each a line the user can act on."""
-    problems = [
-        f"unknown setting {key!r} (known: {', '.join(sorted(known))})"
-        for key in sorted(set(config) - known)
-    ]
-    api_key = config.get("api_key")
-    if isinstance(api_key, str) and not api_key.strip():
-        problems.append("api_key is empty: set the PostHog project API key (phc_...)")
-    host = config.get("host", "https://us.i.posthog.com")
-    if isinstance(host, str):
-        parts = urlsplit(host)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(f"host {host!r} is not a URL like https://us.i.posthog.com")
-        elif parts.scheme != "https" and parts.hostname not in _LOCAL_HOSTS:
-            problems.append(f"host {host!r} must use https (plain http only for localhost)")
-    return problems
-
-
-if __name__ == "__main__":
-    TargetPostHog.cli()
