@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tap_amplitude.settings_env import start_date_against_bookmark
 
 from tests.conftest import TAP_DAY, TapRun, tap_config
 from tests.meltano_harness import (
@@ -118,6 +119,20 @@ def test_a_start_date_that_differs_from_the_bookmark_says_which_wins(
     assert says in run.stderr
     first = min(r["server_upload_time"] for r in run.records)
     assert first >= max(start.isoformat(), bookmark)
+
+
+def test_the_start_over_hint_names_how_to_find_this_jobs_state_id() -> None:
+    """Meltano does not pass the state id; the hint names the command that lists it, with the
+    environment and extractor Meltano does pass (the old hint printed a placeholder id)."""
+    start = dt.datetime(2024, 3, 1, tzinfo=dt.UTC)
+    environ = {"MELTANO_ENVIRONMENT": "prod", "MELTANO_EXTRACTOR_NAME": "tap-amplitude--eu"}
+    line = start_date_against_bookmark(start, "2024-03-02T05:00:00+00:00", environ)
+    assert line.endswith(
+        "To start over from start_date, clear the job's state: `meltano --environment=prod "
+        "state list --pattern 'prod:tap-amplitude--eu-to-*'` names it, then `meltano "
+        "--environment=prod state clear --force <that state id>`"
+    )
+    assert "<environment>" in start_date_against_bookmark(start, "2024-03-02T05:00:00+00:00", {})
 
 
 @pytest.mark.e2e

@@ -38,15 +38,25 @@ def unknown_setting_variables(
     return warnings
 
 
-def start_date_against_bookmark(start_date: dt.datetime, bookmark: str) -> str:
+def start_date_against_bookmark(
+    start_date: dt.datetime, bookmark: str, environ: Mapping[str, str]
+) -> str:
     """Which of a differing start_date and stored bookmark this run starts from, and how to
-    start over."""
+    start over.
+
+    The state id is not passed to plugins, so the way to find it is named instead: Meltano's
+    `meltano run` stores it as `<environment>:<extractor>-to-<loader>[:<suffix>]`, and gives its
+    plugins `MELTANO_ENVIRONMENT` and `MELTANO_EXTRACTOR_NAME` (meltano 4.4 `info_env`).
+    """
     if dt.datetime.fromisoformat(bookmark) > start_date:
+        environment = environ.get("MELTANO_ENVIRONMENT") or "<environment>"
+        extractor = environ.get("MELTANO_EXTRACTOR_NAME") or "tap-amplitude"
+        meltano = f"meltano --environment={environment} state"
         return (
             f"start_date {start_date.isoformat()} differs from the stored bookmark {bookmark}: "
             "the bookmark wins, this run resumes there. To start over from start_date, clear "
-            "the job's state (meltano state clear --force <environment>:tap-amplitude-to-"
-            "<loader>)"
+            f"the job's state: `{meltano} list --pattern '{environment}:{extractor}-to-*'` "
+            f"names it, then `{meltano} clear --force <that state id>`"
         )
     return (
         f"start_date {start_date.isoformat()} is after the stored bookmark {bookmark}: "
