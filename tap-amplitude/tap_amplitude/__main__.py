@@ -1,5 +1,5 @@
 """Run the tap: ``python -m tap_amplitude``."""
 
-from tap_amplitude.tap import TapAmplitude
+from tap_amplitude.cli import tap
 
-TapAmplitude.cli()
+tap()

@@ -1,5 +1,5 @@
 """`python -m target_posthog`."""
 
-from target_posthog.target import TargetPostHog
+from target_posthog.cli import target
 
-TargetPostHog.cli()
+target()
