@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import csv
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import orjson
 import pytest
 import requests
 
-from tests.meltano_harness import REPO_ROOT
+from tests.meltano_harness import MELTANO, REPO_ROOT, base_environment, install_plugins
 from tests.testbed.__main__ import parse_fault
 from tests.testbed.faults import Fault
 
@@ -92,3 +94,63 @@ def test_bad_arguments_fail_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("testbed: fault 'boom': write KIND[*TIMES]")
     assert len(result.stderr.splitlines()) == 1
+
+
+def _rehearsal_commands() -> list[tuple[dict[str, str], list[str]]]:
+    """docs/rehearsal.md's terminal 2 commands: (environment prefix, meltano arguments)."""
+    text = (REPO_ROOT / "docs" / "rehearsal.md").read_text()
+    block = text.split("## Terminal 2", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    commands = []
+    for line in block.splitlines():
+        if line.startswith("#"):
+            continue
+        words = shlex.split(line)
+        prefix = dict(word.split("=", 1) for word in words[: words.index(".venv/bin/meltano")])
+        commands.append((prefix, words[words.index(".venv/bin/meltano") + 1 :]))
+    return commands
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_the_rehearsal_docs_steps_migrate_then_verify_against_the_stand_ins(
+    tmp_path: Path,
+) -> None:
+    """A user following docs/rehearsal.md: terminal 1 as written (small, free ports, output in
+    a scratch folder), then every terminal 2 command as written, the verification last."""
+    install_plugins()
+    env_file = tmp_path / ".env.rehearsal"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.testbed", "--events", "400", "--hours", "30",
+         "--env-file", str(env_file), "--output", str(tmp_path / "out"), "--report-seconds",
+         "600", "--amplitude-port", "0", "--posthog-port", "0"],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("serving until Ctrl-C"):
+                break
+        environment = base_environment() | {
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}"
+        }
+        commands = _rehearsal_commands()
+        assert [words[-1] for _, words in commands][-1] == "target-posthog:verify"
+        results = []
+        for prefix, words in commands:
+            assert words[:2] == ["--env-file", ".env.rehearsal"], words
+            done = subprocess.run(
+                [str(MELTANO), "--env-file", str(env_file), *words[2:]],
+                cwd=REPO_ROOT, env=environment | prefix, capture_output=True, text=True,
+                timeout=300,
+            )  # fmt: skip
+            results.append(done)
+            assert results[-1].returncode == 0, results[-1].stdout + results[-1].stderr
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    verified = results[-1]
+    rows = list(csv.DictReader((tmp_path / "out" / "verification-day.csv").open()))
+    assert [row["period"] for row in rows][-2:] == ["2024-03-01", "2024-03-02"]  # late uploads
+    assert {row["status"] for row in rows} == {"OK"}  # before: no verify step, no settings
+    assert sum(int(row["read"]) for row in rows) == 400
+    assert f"{len(rows)} rows: {len(rows)} OK, 0 explained" in verified.stderr

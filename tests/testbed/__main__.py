@@ -1,8 +1,9 @@
 """Rehearse a migration against the stand-ins: ``python -m tests.testbed --help``.
 
-Generates an Amplitude export (or serves an existing export folder), starts the Export API
-stand-in and the PostHog capture stand-in on 127.0.0.1, prints the settings that point the
-plugins at them (the lines to put in `.env`), and serves until Ctrl-C or SIGTERM. Every
+Generates an Amplitude export (or serves an existing export folder), starts the Amplitude
+stand-in (Export API and Dashboard REST API) and the PostHog stand-in (capture and query API)
+on 127.0.0.1, prints the settings that point the plugins and the verification at them (the
+lines to put in `.env`), and serves until Ctrl-C or SIGTERM. Every
 `--report-seconds`, and at the end, it says what the PostHog stand-in holds: events, distinct
 uuids, aliases, persons and groups, built by PostHog's rules (tests/testbed/persons.py).
 
@@ -22,6 +23,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
@@ -32,6 +34,8 @@ from tests.testbed.store import ExportStore
 AMPLITUDE_KEY = "amp-test-key"
 AMPLITUDE_SECRET = "amp-test-secret"
 POSTHOG_KEY = "phc_test_key"
+PERSONAL_KEY = "phx_test_personal_key"  # the query API stand-in's (tests/testbed/hogql.py)
+PROJECT_ID = 4242
 _TIMED_FAULTS = {"stall": Fault.stall, "delay": Fault.delay}
 _PLAIN_FAULTS = {"drop": Fault.drop, "lose_ack": Fault.lose_ack, "truncate": Fault.truncate}
 
@@ -63,7 +67,10 @@ def settings_lines(
 ) -> str:
     """The `.env` lines that point the plugins at the stand-ins and cover the whole export,
     with the registry and dead letters in `output` (a rehearsal's registry must never be the
-    real migration's: it records the PostHog project it serves)."""
+    real migration's: it records the PostHog project it serves), and the verification's
+    (`meltano invoke target-posthog:verify`): the query API stand-in's personal key, project
+    id and URL, and the Dashboard API stand-in's time zone. The verification asks the
+    Dashboard API with the tap's keys and URL (meltano.yml maps them)."""
     first, last = store.hours()[0], store.hours()[-1]
     return "\n".join(
         [
@@ -76,6 +83,10 @@ def settings_lines(
             f"TARGET_POSTHOG_API_KEY={posthog.api_key}",
             f"TARGET_POSTHOG_ALIAS_REGISTRY={output / 'alias-registry.sqlite'}",
             f"TARGET_POSTHOG_DEAD_LETTER_PATH={output / 'dead-letter.jsonl'}",
+            f"TARGET_POSTHOG_PERSONAL_API_KEY={posthog.query_api.personal_api_key}",
+            f"TARGET_POSTHOG_PROJECT_ID={posthog.query_api.project_id}",
+            f"TARGET_POSTHOG_APP_HOST={posthog.url}",
+            f"TARGET_POSTHOG_AMPLITUDE_TIME_ZONE={amplitude.dashboard.time_zone}",
         ]
     )
 
@@ -107,6 +118,11 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--posthog-latency", type=float, default=0.0, help="seconds a request takes"
     )
+    parser.add_argument(
+        "--amplitude-time-zone",
+        default="UTC",
+        help="the time zone the Dashboard API stand-in's charts count in (UTC)",
+    )
     parser.add_argument("--posthog-fault", action="append", default=[], metavar="KIND[*TIMES]")
     parser.add_argument("--amplitude-fault", action="append", default=[], metavar="KIND[*TIMES]")
     parser.add_argument("--env-file", type=Path, help="also write the settings lines there")
@@ -127,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         posthog_faults = [parse_fault(spec) for spec in args.posthog_fault]
         amplitude_faults = [parse_fault(spec) for spec in args.amplitude_fault]
         start = datetime.fromisoformat(args.start).astimezone(UTC)
+        ZoneInfo(args.amplitude_time_zone)
+    except ZoneInfoNotFoundError:
+        print(f"testbed: --amplitude-time-zone {args.amplitude_time_zone!r} is not a time zone "
+              "name (e.g. UTC, America/Los_Angeles)", file=sys.stderr)  # fmt: skip
+        return 2
     except ValueError as exc:
         print(f"testbed: {exc}", file=sys.stderr)
         return 2
@@ -144,7 +165,13 @@ def main(argv: list[str] | None = None) -> int:
             spec = ExportSpec(start=start, hours=args.hours, events=args.events, seed=args.seed)
             store = ExportStore.build(Path(scratch), spec)
         amplitude = AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET)
-        posthog = PostHogStandIn(api_key=POSTHOG_KEY, latency=args.posthog_latency)
+        amplitude.dashboard.time_zone = args.amplitude_time_zone
+        posthog = PostHogStandIn(
+            api_key=POSTHOG_KEY,
+            latency=args.posthog_latency,
+            personal_api_key=PERSONAL_KEY,
+            project_id=PROJECT_ID,
+        )
         amplitude.port, posthog.port = args.amplitude_port, args.posthog_port
         for fault, times in posthog_faults:
             posthog.inject(fault, times)
