@@ -16,6 +16,7 @@ from tap_amplitude import exactjson
 from tap_amplitude.conform import Conformer
 from tap_amplitude.conversions import raw_values
 from tap_amplitude.export import normalise_record
+from tap_amplitude.keys import ensure_uuid, has_usable_uuid
 from tap_amplitude.lines import parse_line
 from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
 
@@ -338,3 +339,54 @@ def test_a_whole_number_of_more_than_a_thousand_digits_in_a_string_field_keeps_i
     record = conform_line(with_fields('"user_id": 1e1000, "device_id": 1e998'))
     assert record["user_id"] == "1e1000"  # its digits would be a 1,001-character id
     assert record["device_id"] == "1" + "0" * 998
+
+
+def read_like_the_tap(line: bytes) -> dict[str, Any]:
+    """One export line through export.py's steps: parse, a uuid when none is usable, times,
+    conform."""
+    record = parse_line(line)
+    if not has_usable_uuid(record):
+        ensure_uuid(record)
+    return Conformer(EVENTS_SCHEMA)(normalise_record(record), line)
+
+
+NO_UUID = b'{"event_type":"Play","event_time":"2024-03-01 10:00:00.000000","device_id":"d1",'
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # The tap adds one key (repairs: a number beyond a double) for the one key given twice.
+        BASE.encode() + b', "x": 1e400, "user_id": "u2"}',
+        # No uuid: the tap adds uuid and uuid_derived, for two keys given twice.
+        NO_UUID + b'"user_id":"u1","user_id":"u2","a":1,"a":2}',
+        # A uuid that is not one: uuid_derived and uuid_original added.
+        b'{"uuid":"x","uuid":"y",' + NO_UUID[1:] + b'"user_id":"u1","user_id":"u2","a":1,"a":2}',
+        # A byte-order mark (a repair) and a key given twice.
+        b"\xef\xbb\xbf" + BASE.encode() + b', "user_id": "u2"}',
+        # A `":` the line spells as \u0022: (the record written again spells it `\":`).
+        BASE.encode() + b', "user_id": "u2", "t": "\\u0022:"}',
+        # Whitespace before a colon: that key spells no `":`, and another is in a string.
+        BASE.encode() + b', "user_id" : "u2", "t": "\\":"}',
+        # An export field named like the tap's own (moved aside: two keys added).
+        BASE.encode() + b', "repairs": 1, "user_id": "u2", "uuid": "' + UUID.encode() + b'"}',
+    ],
+)
+def test_a_key_given_twice_is_found_whatever_the_tap_adds_to_the_record(line: bytes) -> None:
+    record = read_like_the_tap(line)
+    duplicates = record[EXTRA_FIELD]["duplicate_keys"]
+    assert duplicates["/user_id"] == ["u1"], line
+    assert record["user_id"] == "u2"
+    assert exactjson.REPAIR_DUPLICATE_KEYS in record["repairs"]
+    VALIDATOR.validate(record)
+
+
+def test_a_line_without_a_key_given_twice_is_not_marked() -> None:
+    for line in [
+        BASE.encode() + b', "x": 1e400}',
+        NO_UUID + b'"user_id":"u1","t":"\\u0022:","s":"a\\":b"}',
+        BASE.encode() + b', "t" : "x", "o": {"k": {"j": 1}}}',
+    ]:
+        record = read_like_the_tap(line)
+        assert "duplicate_keys" not in (record.get(EXTRA_FIELD) or {}), line
+        assert exactjson.REPAIR_DUPLICATE_KEYS not in record.get("repairs", []), line

@@ -34,7 +34,6 @@ import logging
 from collections import Counter
 from typing import Any
 
-from tap_amplitude import exactjson
 from tap_amplitude.conversions import (
     ACCEPTED,
     CONTAINERS,
@@ -49,10 +48,8 @@ from tap_amplitude.conversions import (
 from tap_amplitude.exactjson import (
     AS_EXPORTED_KEY,
     DUPLICATES_KEY,
-    REPAIR_DUPLICATE_KEYS,
-    REPAIRS_FIELD,
-    duplicate_keys,
 )
+from tap_amplitude.repeated_keys import keep_repeated_keys, may_repeat_keys
 from tap_amplitude.schema import EXTRA_FIELD, INT64_MAX, INT64_MIN
 from tap_amplitude.times import CutTime, TimesCheck
 
@@ -64,7 +61,6 @@ KEPT_ASIDE = "kept aside"
 UNKNOWN = "not in the schema"
 
 MAX_SHAPES = 1024  # key orders, and type patterns per key order, remembered
-_KEY_END = b'":'
 # (misfitting fields, fields holding objects) of one shape.
 _Shape = tuple[tuple[str, ...], tuple[str, ...]]
 
@@ -126,20 +122,13 @@ class Conformer:
                 by_types.clear()
             by_types[types] = shape
         misfits, objects = shape
-        # A key given twice: the line spells more keys (a `":` each) than the record holds.
-        # Counted at the first two levels from the shape; objects deeper down (group_properties)
-        # or a `":` inside a string (a JSON text as a value) are settled by counting the
-        # record written again, and only a real difference costs the exact check.
-        if line is not None:
-            spelled = line.count(_KEY_END)
-            if spelled != len(keys) + sum(
-                map(len, map(record.__getitem__, objects))
-            ) and spelled != exactjson.dumps(record).count(_KEY_END):
-                self._keep_repeated_keys(record, line, _Place(where, line_number))
+        # A key given twice (repeated_keys.py): the exact check only where counting fails.
+        if line is not None and may_repeat_keys(record, objects, line):
+            self._keep_repeated_keys(record, line, _Place(where, line_number))
         # Values a type cannot judge: times, and integers beyond 64 bits.
         if not self._times.fit(record):
             misfits += self._times.misfits(record)
-        if not self._integersfit(record):
+        if not self._integers_fit(record):
             misfits += tuple(
                 key
                 for key in self._integers
@@ -149,18 +138,9 @@ class Conformer:
         return self._fix(record, misfits, line, where, line_number) if misfits else record
 
     def _keep_repeated_keys(self, record: dict[str, Any], line: bytes, place: _Place) -> None:
-        """Earlier values of keys the line repeats -> EXTRA_FIELD's DUPLICATES_KEY, a repair."""
-        earlier = duplicate_keys(line)
+        earlier = keep_repeated_keys(record, line)
         if not earlier:
             return
-        extra = record.get(EXTRA_FIELD)
-        if extra.__class__ is not dict:
-            extra = record[EXTRA_FIELD] = {}
-        extra[DUPLICATES_KEY] = earlier
-        repairs = record.get(REPAIRS_FIELD)
-        if repairs.__class__ is not list:
-            repairs = record[REPAIRS_FIELD] = []
-        repairs.append(REPAIR_DUPLICATE_KEYS)
         self.repeated_keys += 1
         if self.repeated_keys == 1:
             logger.warning(
@@ -172,7 +152,7 @@ class Conformer:
                 DUPLICATES_KEY,
             )
 
-    def _integersfit(self, record: dict[str, Any]) -> bool:
+    def _integers_fit(self, record: dict[str, Any]) -> bool:
         """Whether every integer field is within 64 bits (C-level min and max)."""
         try:
             values = [*filter(None, map(record.get, self._integers))]
