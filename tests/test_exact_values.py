@@ -368,3 +368,64 @@ def test_a_line_nested_too_deep_to_read_is_set_aside_and_the_run_goes_on(
         if m["type"] == "RECORD" and m["stream"] == "unreadable_lines"
     ]
     assert kept["line_number"] == 1 and kept["reason"].startswith("not JSON: maximum recursion")
+
+
+# --- one reading of a time in both plugins ---------------------------------------------------
+
+TIMES = [
+    "2024-03-01 05:10:00.123456",  # Amplitude's own
+    "2024-03-01 05:10:00",
+    "2024-03-01T05:10:00.123456+00:00",  # the tap's
+    "2024-03-01T07:10:00+02:00",
+    "2024-03-01T05:10:00Z",
+    "2024-03-01t05:10:00z",
+    "2024-03-01T05:10:00,5",
+    "2024-03-01T05:10:00.123456789",
+    "2024-03-01T05:10:00.1+0130",
+    "2024-03-01 05:10:00.00000Z",  # the length of Amplitude's form, not its shape
+    "2024-03-01T05:10:00.000000+00:00x",
+    "2024-03-01",  # a date alone: no instant
+    "2024-03-01T05",
+    "2024-03-01T05:10",
+    "20240301T051000",
+    "2024-W09-5T05:10:00",
+    "2024-W09-5 05:10:00.123456",
+    "2024-03-01 05:10+01",
+    "2024-03-01T05:10:00+24:00",
+    "2024-02-30 05:10:00.000000",
+    "2024:03:01 05:10:00.000000",
+    "yesterday",
+    "",
+]
+
+
+@pytest.mark.parametrize("exported", TIMES)
+def test_both_plugins_read_a_time_alike(exported: str) -> None:
+    """The tap's record and target-posthog's event agree on every event_time: the same
+    timestamp, or both say it is no time (the tap keeps it aside, the target falls back to
+    client_event_time and keeps it as `$amplitude_event_time`)."""
+    from tap_amplitude.conform import Conformer
+    from tap_amplitude.export import normalise_record
+    from tap_amplitude.lines import parse_line
+    from tap_amplitude.schema import EVENTS_SCHEMA
+    from target_posthog.event_keys import parse_time
+    from target_posthog.extras import with_extra_fields
+    from target_posthog.mapping import map_record
+
+    raw = line(1, b'"user_id":"u","client_event_time":"2024-02-01 00:00:00.000000"')
+    raw = raw.replace(b"2024-03-01 05:10:00.000000", json.dumps(exported).encode()[1:-1])
+    tapped = Conformer(EVENTS_SCHEMA)(normalise_record(parse_line(raw)), raw)
+    event = map_record(with_extra_fields(tapped)).events[0]
+    properties = event["properties"]
+    if tapped["event_time"] is None:
+        assert tapped["additional_properties"]["event_time"] == exported
+        assert parse_time(exported) is None
+        assert event["timestamp"] == "2024-02-01T00:00:00.000000+00:00"
+        assert properties["$amplitude_timestamp_from"] == "client_event_time"
+        assert properties["$amplitude_event_time"] == exported
+    else:
+        assert event["timestamp"] == tapped["event_time"] == parse_time(exported)
+        assert "$amplitude_timestamp_from" not in properties
+        if tapped["event_time"] != exported:  # converted: the export's text kept aside
+            as_exported = tapped.get("additional_properties", {}).get("as_exported", {})
+            assert as_exported.get("event_time", exported) == exported

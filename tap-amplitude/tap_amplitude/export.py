@@ -136,36 +136,38 @@ def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
 def normalise_time(value: Any) -> Any:
     """``YYYY-MM-DD HH:MM:SS[.ffffff]`` -> RFC 3339 UTC ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``.
 
-    String surgery once the value is known to be a real time (``fromisoformat`` in C, about
-    80 ns): this runs for every time of every event. Any other value, including one in the
-    right shape that is not a time (``2024:03:01 05:10:00.000000``), is passed through exactly
-    as exported, for the target to judge (and to dead-letter as it was).
+    String surgery once the value is known to be a real time in exactly that form: this runs
+    for every time of every event. Any other value, including one in the right shape that is
+    not a time (``2024:03:01 05:10:00.000000``) or another form of a time (``...Z``, an
+    offset, a week date: times.py converts those, keeping the exported value), is passed
+    through exactly as exported.
     """
-    if type(value) is str and len(value) >= 19 and value[10] == " " and value[13] == ":":
-        try:
-            _from_iso(value)
-        except ValueError:
-            return value
-        if len(value) == 26 and value[19] == ".":
+    if type(value) is str and _AMPLITUDE_TIME.fullmatch(value) and _is_time(value):
+        if len(value) == 26:
             return f"{value[:10]}T{value[11:]}+00:00"
-        if len(value) == 19:
-            return f"{value[:10]}T{value[11:]}.000000+00:00"
+        return f"{value[:10]}T{value[11:]}.000000+00:00"
     return value
 
 
 _from_iso = dt.datetime.fromisoformat
+_AMPLITUDE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{6})?", re.ASCII)
 
 
 def normalise_record(record: dict[str, Any]) -> dict[str, Any]:
     """Rewrite the time fields in place; every other field, known or not, is kept as is."""
     for field in TIME_FIELDS:
         value = record.get(field)
-        # The common shape is handled inline (a function call per field is measurable here).
+        # The common shape is handled inline (a function call per field is measurable here):
+        # the separators, ASCII digits for the fraction, then fromisoformat for the rest.
         if (
             type(value) is str
             and len(value) == 26
             and value[10] == " "
             and value[19] == "."
+            and value[4] == "-"
+            and value[7] == "-"
+            and value.isascii()
+            and value[20:].isdigit()
             and _is_time(value)
         ):
             record[field] = f"{value[:10]}T{value[11:]}+00:00"

@@ -33,29 +33,58 @@ def derived_uuid(*parts: str) -> str:
 
 
 def parse_time(value: object) -> str | None:
-    """RFC 3339 UTC with microseconds, from RFC 3339 or Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff`."""
+    """RFC 3339 UTC with microseconds (``2024-03-01T05:10:00.000000+00:00``), or None when
+    ``value`` is not a date and time.
+
+    The rule is tap-amplitude's (its times.py, ``fit_time``), so both plugins read every time
+    alike (tests/test_exact_values.py runs both over the same inputs): ISO 8601 ``YYYY-MM-DD``,
+    ``T``, ``t`` or a space, ``HH:MM:SS``, optional fraction (``.`` or ``,``), optional ``Z`` or
+    offset ``±HH:MM``/``±HHMM``; no offset means UTC (Amplitude's own form has none and is
+    UTC); digits below a microsecond are cut. Anything less (a date alone, ``2024-03-01``; no
+    seconds; week dates) is not a time: it names no instant, and midnight would be invented.
+    """
     if isinstance(value, str):
-        try:
-            moment = _from_iso(value)
-        except ValueError:
+        # Fast paths (no reformatting) for the two forms that make up nearly all input.
+        if (len(value) == 32 and _CANONICAL.fullmatch(value)) or (
+            len(value) == 26 and _AMPLITUDE.fullmatch(value)
+        ):
+            try:
+                _from_iso(value[:26])  # a real day, hour, minute and second?
+            except ValueError:
+                return None
+            # The tap's form is canonical already; Amplitude's is UTC.
+            return value if len(value) == 32 else f"{value[:10]}T{value[11:]}+00:00"
+        match = _ISO_TIME.fullmatch(value)
+        if match is None:
             return None
-        # Fast paths (no formatting) for the two forms that make up nearly all input.
-        if len(value) == 32 and value[10] == "T" and value.endswith("+00:00"):
-            return value  # the tap's form, already canonical
-        if len(value) == 26 and value[10] == " ":
-            return f"{value[:10]}T{value[11:]}+00:00"  # Amplitude's form, UTC
-    elif isinstance(value, dt.datetime):  # records that went through singer-sdk's parsing
+        day, clock, fraction, sign, zone_hours, zone_minutes = match.groups()
+        try:
+            moment = _from_iso(f"{day}T{clock}.{(fraction or '')[:6].ljust(6, '0')}")
+            if sign is not None:
+                offset = dt.timedelta(hours=int(zone_hours), minutes=int(zone_minutes))
+                if offset >= _DAY:
+                    return None
+                moment -= offset if sign == "+" else -offset
+        except (ValueError, OverflowError):
+            return None
+        return f"{moment.isoformat(timespec='microseconds')}+00:00"
+    if isinstance(value, dt.datetime):  # records that went through singer-sdk's parsing
         moment = value
-    else:
-        return None
-    if moment.tzinfo is None:  # Amplitude's own form has no zone and is UTC
-        moment = moment.replace(tzinfo=dt.UTC)
-    elif moment.utcoffset():
-        moment = moment.astimezone(dt.UTC)
-    return moment.isoformat(timespec="microseconds")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.UTC)
+        elif moment.utcoffset():
+            moment = moment.astimezone(dt.UTC)
+        return moment.isoformat(timespec="microseconds")
+    return None
 
 
 _from_iso = dt.datetime.fromisoformat
+_DAY = dt.timedelta(hours=24)
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", re.ASCII)
+_AMPLITUDE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", re.ASCII)
+_ISO_TIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:[.,](\d+))?(?:[Zz]|([+-])(\d{2}):?(\d{2}))?"
+)
 
 # When the event happened, best first: the device's event time (adjusted by Amplitude for
 # clock skew), the device's own clock, then when Amplitude's servers received it. PostHog's

@@ -75,8 +75,11 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "event_time, else client_event_time, else server_received_time",
         "timestamp (+ `$amplitude_timestamp_from` naming the field when not event_time, and "
         "an unreadable event_time kept as exported in `$amplitude_event_time`)",
-        "RFC 3339 UTC. None of the three a time -> dead-letter; the importer falls back the "
-        "same way but then stamps the import time, which puts history on the wrong day",
+        "RFC 3339 UTC, read by tap-amplitude's rule: ISO 8601 date, `T` or space, "
+        "`HH:MM:SS`, optional fraction and offset (none: UTC); a date alone "
+        "(`2024-03-01`) names no instant and is no time. None of the three a time -> "
+        "dead-letter; the importer falls back the same way but then stamps the import time, "
+        "which puts history on the wrong day",
     ),
     Rule(
         "uuid",
