@@ -6,6 +6,7 @@ import base64
 import csv
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import zipfile
@@ -94,6 +95,39 @@ def test_bad_arguments_fail_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("testbed: fault 'boom': write KIND[*TIMES]")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_what_cannot_be_served_or_written_fails_in_one_line(tmp_path: Path) -> None:
+    """Were tracebacks: an export folder that is not there, an env file that cannot be
+    written, a port in use."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cases = {
+            ("--export", str(tmp_path / "none")): (
+                f"testbed: cannot serve {tmp_path / 'none'} (No such file or directory)"
+            ),
+            ("--export", str(tmp_path)): (
+                f"testbed: cannot serve {tmp_path} (no Amplitude export members in {tmp_path})"
+            ),
+            ("--env-file", str(blocker / "x.env")): (
+                f"testbed: cannot write --env-file {blocker / 'x.env'} (Not a directory)"
+            ),
+            ("--amplitude-port", str(port)): (
+                f"testbed: cannot listen on 127.0.0.1 port {port} or 0 (Address already in "
+                "use); choose --amplitude-port / --posthog-port"
+            ),
+        }
+        for arguments, line in cases.items():
+            result = subprocess.run(
+                [sys.executable, "-m", "tests.testbed", "--events", "20", "--hours", "1",
+                 "--amplitude-port", "0", "--posthog-port", "0", *arguments],
+                cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert (result.returncode, result.stderr) == (2, line + "\n"), arguments
 
 
 def _rehearsal_commands() -> list[tuple[dict[str, str], list[str]]]:

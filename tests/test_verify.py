@@ -468,6 +468,32 @@ def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migrated: Migratio
     assert "Traceback" not in report.stderr
 
 
+def test_an_unwritable_output_is_one_line_before_any_query(
+    migrated: Migration, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    cases = {
+        tmp_path: "Is a directory",
+        blocker / "report.csv": f"{blocker} is a file, not a folder",
+    }
+    for output, cause in cases.items():
+        asked = len(migrated.amplitude.dashboard.requests), len(migrated.posthog.query_api.requests)
+        report = migrated.verify("--output", str(output))
+        assert report.returncode == 2
+        assert report.stderr.splitlines() == [
+            f"target-posthog-verify: cannot verify: the report cannot be written to {output} "
+            f"({cause}); choose --output"
+        ]
+        assert report.stdout == ""
+        after = len(migrated.amplitude.dashboard.requests), len(migrated.posthog.query_api.requests)
+        assert after == asked  # no query spent on a run that cannot write its report
+    assert blocker.read_text() == "kept"
+    # An existing report is written over; a new one is not left behind empty by the check.
+    fine = tmp_path / "new" / "report.csv"
+    assert migrated.verify("--output", str(fine)).returncode == 0 and fine.read_text()
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [

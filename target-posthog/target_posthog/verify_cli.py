@@ -9,7 +9,7 @@ writes it as CSV (or JSON for an `--output` ending in .json).
 
 Exit codes: 0 every difference is explained (dead letters, not read yet, not visible yet);
 1 events are missing in PostHog or a difference is unexplained; 2 the verification could not
-run (settings, keys, limits), said in one line.
+run (settings, keys, limits, an `--output` it cannot write), said in one line.
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     end = floor(options["end"], by_day) if options["end"] else span[1]
     if end <= start:
         raise CountingError("--end must be after --start")
+    # Beside the dead-letter file (the registry may be a PostgreSQL database).
+    folder = Path(config["dead_letter_path"]).parent
+    output = options["output"] or folder / f"verification-{options['period']}.csv"
+    _check_writable(output)  # before any query: a typo must not cost the APIs' hourly budget
     retry = RetryPolicy(int(config["max_retries"]), float(config["retry_base_seconds"]))
     timeout = float(config["request_timeout"])
 
@@ -149,11 +153,32 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     finally:
         amplitude.close()
         posthog.close()
-    # Beside the dead-letter file (the registry may be a PostgreSQL database).
-    folder = Path(config["dead_letter_path"]).parent
-    output = options["output"] or folder / f"verification-{options['period']}.csv"
-    write_report(rows, output)
+    try:
+        write_report(rows, output)
+    except OSError as exc:
+        raise CountingError(_unwritable(output, exc.strerror or str(exc))) from None
     return rows, output
+
+
+def _unwritable(path: Path, cause: str) -> str:
+    return f"the report cannot be written to {path} ({cause}); choose --output"
+
+
+def _check_writable(path: Path) -> None:
+    """CountingError (one line) unless `path` can be written: opened for appending, so an
+    existing report is left as it is, and removed again if this made it."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+    except FileExistsError:  # mkdir: a file stands where a folder must be
+        blocker = next(parent for parent in path.parents if parent.exists())
+        raise CountingError(_unwritable(path, f"{blocker} is a file, not a folder")) from None
+    except OSError as exc:
+        raise CountingError(_unwritable(path, exc.strerror or str(exc))) from None
+    if not existed:
+        path.unlink()
 
 
 def _say_if_zone_is_off(

@@ -136,6 +136,71 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class _ServeError(Exception):
+    """What the user asked for cannot be served; the message is one line."""
+
+
+def _serve(
+    args: argparse.Namespace,
+    start: datetime,
+    scratch: Path,
+    posthog_faults: list[tuple[Fault, int]],
+    amplitude_faults: list[tuple[Fault, int]],
+    stop: threading.Event,
+) -> None:
+    """Serve both stand-ins until `stop` is set; _ServeError for an export that cannot be read,
+    a port in use or an env file that cannot be written."""
+    try:
+        if args.export:
+            store = ExportStore.open(args.export)
+        else:
+            spec = ExportSpec(start=start, hours=args.hours, events=args.events, seed=args.seed)
+            store = ExportStore.build(scratch, spec)
+    except OSError as exc:
+        raise _ServeError(f"cannot serve {args.export} ({exc.strerror or exc})") from None
+    amplitude = AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET)
+    amplitude.dashboard.time_zone = args.amplitude_time_zone
+    posthog = PostHogStandIn(
+        api_key=POSTHOG_KEY,
+        latency=args.posthog_latency,
+        personal_api_key=PERSONAL_KEY,
+        project_id=PROJECT_ID,
+    )
+    amplitude.port, posthog.port = args.amplitude_port, args.posthog_port
+    for fault, times in posthog_faults:
+        posthog.inject(fault, times)
+    for fault, times in amplitude_faults:
+        amplitude.inject(fault, times)
+    try:
+        amplitude.start()
+        posthog.start()
+    except OSError as exc:
+        amplitude.stop()
+        raise _ServeError(
+            f"cannot listen on 127.0.0.1 port {args.amplitude_port} or {args.posthog_port} "
+            f"({exc.strerror or exc}); choose --amplitude-port / --posthog-port"
+        ) from None
+    try:
+        lines = settings_lines(amplitude, posthog, store, args.output)
+        if args.env_file:  # stand-in keys only, but kept private as real ones would be
+            try:
+                args.env_file.touch(mode=0o600)
+                args.env_file.chmod(0o600)
+                args.env_file.write_text(lines + "\n")
+            except OSError as exc:
+                raise _ServeError(
+                    f"cannot write --env-file {args.env_file} ({exc.strerror or exc})"
+                ) from None
+        print(f"{len(store.uuids()):,} events served; settings:\n{lines}", flush=True)
+        print("serving until Ctrl-C", flush=True)
+        while not stop.wait(args.report_seconds):
+            print(holdings(posthog), flush=True)
+        print(f"stopped; {holdings(posthog)}", flush=True)
+    finally:
+        posthog.stop()
+        amplitude.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the exit code (0, or 2 for bad arguments)."""
     args = _arguments(argv)
@@ -159,35 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     with tempfile.TemporaryDirectory(prefix="testbed-export-") as scratch:
-        if args.export:
-            store = ExportStore.open(args.export)
-        else:
-            spec = ExportSpec(start=start, hours=args.hours, events=args.events, seed=args.seed)
-            store = ExportStore.build(Path(scratch), spec)
-        amplitude = AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET)
-        amplitude.dashboard.time_zone = args.amplitude_time_zone
-        posthog = PostHogStandIn(
-            api_key=POSTHOG_KEY,
-            latency=args.posthog_latency,
-            personal_api_key=PERSONAL_KEY,
-            project_id=PROJECT_ID,
-        )
-        amplitude.port, posthog.port = args.amplitude_port, args.posthog_port
-        for fault, times in posthog_faults:
-            posthog.inject(fault, times)
-        for fault, times in amplitude_faults:
-            amplitude.inject(fault, times)
-        with amplitude, posthog:
-            lines = settings_lines(amplitude, posthog, store, args.output)
-            if args.env_file:  # stand-in keys only, but kept private as real ones would be
-                args.env_file.touch(mode=0o600)
-                args.env_file.chmod(0o600)
-                args.env_file.write_text(lines + "\n")
-            print(f"{len(store.uuids()):,} events served; settings:\n{lines}", flush=True)
-            print("serving until Ctrl-C", flush=True)
-            while not stop.wait(args.report_seconds):
-                print(holdings(posthog), flush=True)
-            print(f"stopped; {holdings(posthog)}", flush=True)
+        try:
+            _serve(args, start, Path(scratch), posthog_faults, amplitude_faults, stop)
+        except _ServeError as exc:
+            print(f"testbed: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 
