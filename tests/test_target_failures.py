@@ -537,3 +537,28 @@ def test_after_a_stop_request_the_target_reads_its_input_until_it_goes_quiet(
     assert time.monotonic() - quiet_since < QUIET_SECONDS + 5
     assert not broken  # it never hung up on what wrote to it
     assert "target-posthog stopped on SIGINT" in process.stderr.read().decode()
+
+
+def test_input_that_ends_without_any_state_is_not_reported_done(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """A tap that stops early (Amplitude refused its keys) sends no STATE: the target's last
+    line must not read "done" under the tap's cause line; with a STATE it does."""
+    records = tap_records(3)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    cut_short = run_target(
+        target_config(tmp_path / "a", posthog), [SCHEMA, *map(record, records)], tmp_path / "a"
+    )
+    assert cut_short.returncode == 0, cut_short.stderr
+    last = cut_short.stderr.strip().splitlines()[-1]
+    assert "input ended without any STATE from the tap: the tap stopped before it finished" in last
+    assert "3 events sent" in last
+    assert "done:" not in cut_short.stderr
+    whole = run_target(
+        target_config(tmp_path / "b", posthog),
+        [SCHEMA, *map(record, records), state({"bookmarks": {}})],
+        tmp_path / "b",
+    )
+    assert "done: " in whole.stderr.strip().splitlines()[-1]
+    assert "without any STATE" not in whole.stderr

@@ -274,7 +274,17 @@ class TargetPostHog(Target):
         self._send_profile_updates()
         self.delivery.finish()
         self.close()
-        self.logger.info("done: %s", self.summary())
+        if self._latest_state is None:
+            # Every singer-sdk tap ends a whole run with a STATE: none at all means the tap
+            # stopped early (its own line says why, often just before this one), so "done"
+            # would mislead.
+            self.logger.warning(
+                "input ended without any STATE from the tap: the tap stopped before it "
+                "finished (its own lines say why) and no bookmark moved; %s",
+                self.summary(),
+            )
+        else:
+            self.logger.info("done: %s", self.summary())
 
     def _send_profile_updates(self) -> None:
         """One update per person and group whose newest properties PostHog does not have yet.
