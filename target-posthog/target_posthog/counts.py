@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -71,18 +71,18 @@ class _JsonApi:
 
     service = ""
 
-    def __init__(self, timeout: float, retry: RetryPolicy, on_retry: Callable[[str], None]) -> None:
+    def __init__(self, timeout: float, retry: RetryPolicy) -> None:
         self._timeout = timeout
         self._retry = retry
-        self._on_retry = on_retry
         self._session = requests.Session()
         self.requests_sent = 0
+        self.retries = 0  # said once, in the summary or the final error: never line by line
 
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         problem = limited = ""
         for attempt in range(self._retry.max_retries + 1):
             if attempt:
-                self._on_retry(f"{self.service}: {problem}; retry {attempt}")
+                self.retries += 1
             retry_after: float | None = None
             try:
                 response = self._session.request(method, url, timeout=self._timeout, **kwargs)
@@ -106,11 +106,11 @@ class _JsonApi:
                 retry_after = parse_retry_after(header)
                 if limited and (retry_after or 0) >= min(MAX_WAIT_SECONDS, MAX_RETRY_AFTER_SECONDS):
                     asked = float(header) if header and header.isdigit() else retry_after
-                    raise CountingError(self._limited(detail, asked))
+                    raise CountingError(self._limited(detail, asked, attempt))
             if attempt < self._retry.max_retries:
                 time.sleep(self._retry.delay(attempt, retry_after))
         if limited:
-            raise CountingError(self._limited(limited, None))
+            raise CountingError(self._limited(limited, None, self._retry.max_retries))
         raise CountingError(
             f"{self.service} kept failing after {self._retry.max_retries + 1} attempts "
             f"(last: {problem}); run the verification again later"
@@ -119,7 +119,7 @@ class _JsonApi:
     def _refusal(self, status: int, detail: str, url: str) -> str:
         return f"{self.service} answered {status} at {url}: {detail}"
 
-    def _limited(self, detail: str, retry_after: float | None) -> str:
+    def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -150,9 +150,8 @@ class AmplitudeCounts(_JsonApi):
         time_zone: str,
         timeout: float,
         retry: RetryPolicy,
-        on_retry: Callable[[str], None],
     ) -> None:
-        super().__init__(timeout, retry, on_retry)
+        super().__init__(timeout, retry)
         self.url = base_url.rstrip("/") + "/api/2/events/segmentation"
         self.zone = zone_of(time_zone)
         self._session.auth = (api_key, secret_key)
@@ -234,10 +233,10 @@ class AmplitudeCounts(_JsonApi):
             )
         return f"{self.service} answered {status} at {url}: {detail}"
 
-    def _limited(self, detail: str, retry_after: float | None) -> str:
-        when = f"; it asks to wait {retry_after:.0f} s" if retry_after else ""
+    def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
         return (
-            f"{self.service} is rate limiting this project (429: {detail}){when}. Its limits "
+            f"{self.service} is rate limiting this project (429: {detail}"
+            f"{_waited(retries, retry_after)}). Its limits "
             "are per project (5 concurrent requests, an hourly cost budget): run the "
             "verification again in an hour"
         )
@@ -256,9 +255,8 @@ class PostHogCounts(_JsonApi):
         project_id: str,
         timeout: float,
         retry: RetryPolicy,
-        on_retry: Callable[[str], None],
     ) -> None:
-        super().__init__(timeout, retry, on_retry)
+        super().__init__(timeout, retry)
         self.app_host = app_host.rstrip("/")
         self.project_id = project_id
         self.url = f"{self.app_host}/api/projects/{project_id}/query/"
@@ -313,12 +311,18 @@ class PostHogCounts(_JsonApi):
             )
         return f"{self.service} answered {status} at {url}: {detail}"
 
-    def _limited(self, detail: str, retry_after: float | None) -> str:
-        when = f"; it asks to wait {retry_after:.0f} s" if retry_after else ""
+    def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
         return (
-            f"{self.service} is rate limiting this key (429: {detail}){when}. HogQL allows "
+            f"{self.service} is rate limiting this key (429: {detail}"
+            f"{_waited(retries, retry_after)}). HogQL allows "
             "about 120 queries an hour per key: run the verification again later"
         )
+
+
+def _waited(retries: int, retry_after: float | None) -> str:
+    """How long the verification waited for a rate limit, and what the service asks."""
+    said = f"; {retries} {'retry' if retries == 1 else 'retries'} with backoff" if retries else ""
+    return said + (f"; it asks to wait {retry_after:.0f} s" if retry_after else "")
 
 
 def _utc(text: str) -> dt.datetime:

@@ -112,9 +112,6 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     retry = RetryPolicy(int(config["max_retries"]), float(config["retry_base_seconds"]))
     timeout = float(config["request_timeout"])
 
-    def on_retry(problem: str) -> None:
-        say(redact(f"retrying: {problem}", config))
-
     amplitude = AmplitudeCounts(
         base_url=config.get("amplitude_api_url") or amplitude_url(config),
         api_key=config["amplitude_api_key"],
@@ -122,7 +119,6 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         time_zone=config.get("amplitude_time_zone") or "UTC",
         timeout=timeout,
         retry=retry,
-        on_retry=on_retry,
     )
     posthog = PostHogCounts(
         app_host=config.get("app_host") or app_host_for(config["host"]),
@@ -130,7 +126,6 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         project_id=str(config["project_id"]),
         timeout=timeout,
         retry=retry,
-        on_retry=on_retry,
     )
     dead_letters = Path(config["dead_letter_path"])
     plan = Plan(
@@ -149,7 +144,12 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         rows = compare(plan, ledger, amplitude_counts, posthog_counts)
         if any(row.unexplained for row in rows):
             _say_if_zone_is_off(amplitude, ledger, rows, plan, amplitude_counts, say)
-        say(f"{amplitude.requests_sent} Amplitude queries, {posthog.requests_sent} PostHog queries")
+        retried = amplitude.retries + posthog.retries
+        again = f"; {retried} retried (429, 5xx, timeouts)" if retried else ""
+        say(
+            f"{amplitude.requests_sent} Amplitude queries, {posthog.requests_sent} PostHog "
+            f"queries{again}"
+        )
     finally:
         amplitude.close()
         posthog.close()
