@@ -185,7 +185,8 @@ def _judge_read(
         return
     explained = _take_untimed(pool, period, gap)
     if explained:
-        row.no_event_time = explained
+        # Counted in their own rows at the end (no_event_time), by upload hour: here only
+        # named, so that the column's total is the number of such records, each once.
         row.notes.append(f"no event time ({explained}, see the rows at the end)")
     rest = gap - explained
     if not rest:
