@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from target_posthog.event_keys import parse_time, session_uuid
+from target_posthog.extras import with_extra_fields
 from target_posthog.identity import alias_event, can_alias
 from target_posthog.mapping import (
     MAPPING_TABLE,
@@ -506,7 +507,7 @@ def test_session_id_becomes_a_uuidv7_at_the_session_start() -> None:
     assert session_uuid(1709251196190, "d-2") != str(value)
     no_session = map_record({**WEB_RECORD, "session_id": -1}).events[0]["properties"]
     assert "$session_id" not in no_session
-    assert "$amplitude_session_id" not in no_session
+    assert no_session["$amplitude_session_id"] == -1  # Amplitude's "no session", as received
 
 
 def test_alias_is_deterministic_and_ties_device_into_user() -> None:
@@ -543,3 +544,40 @@ def test_readme_mapping_table_is_rendered_from_the_rules() -> None:
 def test_readme_holds_the_current_mapping_table() -> None:
     readme = (Path(__file__).parent.parent / "target-posthog" / "README.md").read_text()
     assert mapping_table_markdown() in readme
+
+
+@pytest.mark.parametrize(
+    "session_id",
+    ["abc", 1.5, 0, -1, 2**70, "1709251196190", [1709251196190], {"id": 1}, True, " "],
+)
+def test_a_session_id_that_is_no_session_start_is_kept_as_received(session_id: object) -> None:
+    """A session id tap-amplitude kept aside (not a 64-bit integer: back in its field through
+    `additional_properties`) or another tap's reaches PostHog unchanged; only an epoch-ms
+    start also becomes $session_id."""
+    tapped = {**WEB_RECORD, "session_id": None, "additional_properties": {"session_id": session_id}}
+    properties = map_record(with_extra_fields(tapped)).events[0]["properties"]
+    assert properties["$amplitude_session_id"] == session_id
+    assert "$session_id" not in properties
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept"),
+    [
+        ({"library": 5}, {"$amplitude_library": 5}),
+        ({"library": {"name": "x"}}, {"$amplitude_library": {"name": "x"}}),
+        ({"os_name": 0}, {"$amplitude_os_name": 0}),
+        ({"device_type": 12}, {"$amplitude_device_type": 12}),
+        (
+            {"platform": "iOS", "device_manufacturer": "Apple", "device_brand": "iPhone"},
+            {"$device_manufacturer": "Apple", "$amplitude_device_brand": "iPhone"},
+        ),
+        ({"platform": "iOS", "os_name": 7}, {"$amplitude_os_name": 7}),
+        ({"platform": "iOS", "device_model": 0, "device_carrier": False},
+         {"$amplitude_device_model": 0, "$amplitude_device_carrier": False}),
+    ],
+)  # fmt: skip
+def test_a_context_field_no_posthog_property_takes_is_kept_as_received(
+    fields: dict[str, object], kept: dict[str, object]
+) -> None:
+    properties = map_record({**WEB_RECORD, **fields}).events[0]["properties"]
+    assert {name: properties.get(name) for name in kept} == kept

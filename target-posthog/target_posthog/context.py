@@ -105,6 +105,8 @@ def add_context(properties: dict[str, Any], person: dict[str, Any], record: dict
     library = get("library")
     if isinstance(library, str) and library:
         properties.update(_library_properties(library))
+    else:
+        keep_as_received(properties, "library", library)
     amplitude_id = get("amplitude_id")
     if amplitude_id is not None:
         properties["$amplitude_id"] = amplitude_id
@@ -122,11 +124,19 @@ def add_device_and_session(
     if device_id is not None:
         properties["$device_id"] = device_id
         properties[RAW_PREFIX + "device_id"] = device_id
+    # Every session id is kept as received (-1, Amplitude's "no session", too; and any value
+    # tap-amplitude kept aside, such as "abc" or 1.5): only a start time in epoch ms also
+    # becomes PostHog's $session_id.
+    keep_as_received(properties, "session_id", session_id)
     if isinstance(session_id, int) and not isinstance(session_id, bool):
-        if session_id > 0:
-            properties[RAW_PREFIX + "session_id"] = session_id
         if SESSION_MS_MIN <= session_id < SESSION_MS_MAX:
             properties["$session_id"] = session_uuid(session_id, scope)
+
+
+def keep_as_received(properties: dict[str, Any], field: str, value: object) -> None:
+    """A field no PostHog property took, as `$amplitude_<field>` (null and "" carry nothing)."""
+    if value is not None and value != "":
+        properties[RAW_PREFIX + field] = value
 
 
 def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None:
@@ -134,11 +144,15 @@ def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     browser, version = record.get("os_name"), record.get("os_version")
     if browser:
         properties["$browser"] = browser
+    else:
+        keep_as_received(properties, "os_name", browser)
     if version is not None and version != "":
         properties["$browser_version"] = int(version) if str(version).isdigit() else version
     device_type = record.get("device_type") or record.get("device_family")
     if isinstance(device_type, str) and device_type:
         properties.update(_web_os_properties(device_type))
+    if not isinstance(record.get("device_type"), str):
+        keep_as_received(properties, "device_type", record.get("device_type"))
     for field, name in _WEB_RAW_DEVICE_FIELDS:
         value = record.get(field)
         if value is not None and value != "":
@@ -174,6 +188,7 @@ def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     if isinstance(os_name, str) and os_name:
         properties["$os"] = _MOBILE_OS.get(os_name.lower(), os_name)
     else:  # some senders name the OS only in device_type or platform ("iOS", "android")
+        keep_as_received(properties, "os_name", os_name)
         for field in ("device_type", "platform"):
             named = record.get(field)
             if isinstance(named, str) and named.strip().lower() in _MOBILE_OS:
@@ -185,12 +200,20 @@ def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     model = record.get("device_model")
     if model:
         properties["$device_model"] = model
-    maker = record.get("device_manufacturer") or record.get("device_brand")
+    else:
+        keep_as_received(properties, "device_model", model)
+    manufacturer, brand = record.get("device_manufacturer"), record.get("device_brand")
+    maker = manufacturer or brand
     if maker:
         properties["$device_manufacturer"] = maker
+    for field, value in (("device_manufacturer", manufacturer), ("device_brand", brand)):
+        if value is not maker:  # a brand beside the manufacturer, a 0, a false
+            keep_as_received(properties, field, value)
     carrier = record.get("device_carrier")
     if carrier:
         properties["$network_carrier"] = carrier
+    else:
+        keep_as_received(properties, "device_carrier", carrier)
     device_type = record.get("device_type")
     platform = record.get("platform")
     kind = _app_device_type(

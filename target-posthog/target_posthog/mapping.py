@@ -165,7 +165,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule("library (`name/version`)", "$lib, $lib_version", "not mapped by the importer"),
     Rule(
         "session_id",
-        "$amplitude_session_id and $session_id",
+        "$amplitude_session_id (any value, as received: -1, or one tap-amplitude kept aside) "
+        "and $session_id (when it is a session start in epoch ms)",
         "$session_id is a deterministic UUIDv7 whose time is the session start, so PostHog's "
         "sessions and web analytics work; the importer sets no $session_id (PostHog issue "
         "48172, open)",
@@ -187,6 +188,12 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "$amplitude_id",
         "the importer drops it; it is Amplitude's merged-user id, which ties our persons back "
         "to Amplitude's (and lets a verification compare user counts)",
+    ),
+    Rule(
+        "a context field above whose value no PostHog property takes (a `library` that is no "
+        "text, a `device_brand` beside `device_manufacturer`, an `os_name` of 0, ...)",
+        "`$amplitude_<field>`, as received",
+        "nothing is dropped silently",
     ),
     Rule(
         "any other field (user_id, event_id, $insert_id, times, data, plan, ...)",
