@@ -128,9 +128,12 @@ def add_device_and_session(
     # tap-amplitude kept aside, such as "abc" or 1.5): only a start time in epoch ms also
     # becomes PostHog's $session_id.
     keep_as_received(properties, "session_id", session_id)
-    if isinstance(session_id, int) and not isinstance(session_id, bool):
-        if SESSION_MS_MIN <= session_id < SESSION_MS_MAX:
-            properties["$session_id"] = session_uuid(session_id, scope)
+    if (
+        isinstance(session_id, int)
+        and not isinstance(session_id, bool)
+        and SESSION_MS_MIN <= session_id < SESSION_MS_MAX
+    ):
+        properties["$session_id"] = session_uuid(session_id, scope)
 
 
 def keep_as_received(properties: dict[str, Any], field: str, value: object) -> None:
@@ -207,7 +210,7 @@ def _add_app_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     if maker:
         properties["$device_manufacturer"] = maker
     for field, value in (("device_manufacturer", manufacturer), ("device_brand", brand)):
-        if value is not maker:  # a brand beside the manufacturer, a 0, a false
+        if value != maker:  # a brand other than the manufacturer, a 0, a false
             keep_as_received(properties, field, value)
     carrier = record.get("device_carrier")
     if carrier:
