@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
+import gzip
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 
@@ -188,3 +191,63 @@ def test_the_rehearsal_docs_steps_migrate_then_verify_against_the_stand_ins(
     assert {row["status"] for row in rows} == {"OK"}  # before: no verify step, no settings
     assert sum(int(row["read"]) for row in rows) == 400
     assert f"{len(rows)} rows: {len(rows)} OK, 0 explained" in verified.stderr
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        pytest.param(lambda line: line[: line.rindex(b'"uuid":"') + 12], id="inside-the-uuid"),
+        pytest.param(lambda line: line.rstrip(b"\n")[:-1], id="no-closing-brace-no-newline"),
+        pytest.param(lambda line: line.rstrip(b"\n"), id="whole-but-no-newline"),
+        pytest.param(None, id="gzip-stream-cut-short"),
+    ],
+)
+def test_an_export_whose_last_line_is_half_written_is_served_as_given(
+    tmp_path: Path, cut: Callable[[bytes], bytes] | None
+) -> None:
+    """`--export` of a folder whose last member ends in a half-written line (a download cut
+    short): the stand-in starts and serves the member byte for byte, as Amplitude serves what
+    it holds, so the tap's handling of dirty lines can be rehearsed (it crashed on start)."""
+    export = tmp_path / "export"
+    export.mkdir()
+    sample = sorted((REPO_ROOT / "sample" / "amplitude-export").glob("*_2024-03-01_0#0.json.gz"))
+    lines = gzip.decompress(sample[0].read_bytes()).splitlines(keepends=True)
+    if cut is None:  # the file itself half written: its gzip stream ends early
+        served = sample[0].read_bytes()[:-100]
+        whole = 0
+        with gzip.open(BytesIO(served)) as readable, contextlib.suppress(EOFError):
+            for line in readable:
+                whole += line.endswith(b"}\n")
+    else:
+        served = gzip.compress(b"".join(lines[:-1]) + cut(lines[-1]))
+        whole = len(lines) - 1 + cut(lines[-1]).endswith(b"}")
+    (export / sample[0].name).write_bytes(served)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.testbed", "--export", str(export), "--report-seconds",
+         "60", "--amplitude-port", "0", "--posthog-port", "0", "--env-file",
+         str(tmp_path / "x.env")],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first == f"{whole} events served; settings:\n", process.stderr
+        for line in process.stdout:
+            if line.startswith("serving until Ctrl-C"):
+                break
+        settings = dict(line.split("=", 1) for line in (tmp_path / "x.env").read_text().split())
+        export_answer = requests.get(
+            settings["TAP_AMPLITUDE_API_URL"] + "/api/2/export",
+            params={"start": "20240301T00", "end": "20240301T00"},
+            auth=(settings["TAP_AMPLITUDE_API_KEY"], settings["TAP_AMPLITUDE_SECRET_KEY"]),
+            timeout=30,
+        )
+        assert export_answer.status_code == 200
+        archive = zipfile.ZipFile(BytesIO(export_answer.content))
+        [name] = archive.namelist()
+        assert archive.read(name) == served  # as given, half line and all
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err

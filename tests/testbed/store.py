@@ -87,8 +87,8 @@ class ExportStore:
             raise FileNotFoundError(f"no Amplitude export members in {directory}")
         store = cls(directory, found[0][0])
         for _, hour, part, path in found:
-            with igzip.open(path, "rb") as lines:
-                count = sum(1 for _ in lines)
+            member = Member(hour, part, path, 0)
+            count = sum(1 for _ in cls._iter_lines([member]))
             store._members.setdefault(hour, []).append(Member(hour, part, path, count))
         for members in store._members.values():
             members.sort(key=lambda m: m.part)
@@ -177,9 +177,12 @@ class ExportStore:
         """
         found: set[str] = set()
         for raw in self._iter_lines(self.members()):
-            at = raw.rfind(_UUID_KEY)
-            if at >= 0:
-                found.add(raw[at + len(_UUID_KEY) : raw.index(b'"', at + len(_UUID_KEY))].decode())
+            at = raw.rfind(_UUID_KEY) + len(_UUID_KEY)
+            close = raw.find(b'"', at)
+            # The fast way only for a whole line; a half-written last line (an export cut
+            # short) is read like any other line, and has no uuid unless it parses.
+            if at >= len(_UUID_KEY) and close >= 0 and raw[close:].rstrip(b"\r\n") == b'"}':
+                found.add(raw[at:close].decode())
                 continue
             try:
                 value = orjson.loads(raw)
@@ -191,9 +194,15 @@ class ExportStore:
 
     @staticmethod
     def _iter_lines(members: Iterable[Member]) -> Iterator[bytes]:
+        """The members' lines; of a member whose gzip stream is cut short (a file still being
+        written or copied), the lines before the cut: served as they are, read as far as
+        they go, as a reader of Amplitude's export would."""
         for member in members:
             with igzip.open(member.path, "rb") as lines:
-                yield from lines
+                try:
+                    yield from lines
+                except (EOFError, OSError):
+                    continue
 
     # ---- the Export API's view -----------------------------------------------------------
 
