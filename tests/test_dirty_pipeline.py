@@ -96,7 +96,7 @@ def odd_lines() -> list[Odd]:
         for n, cut in ((9, rb"\ud800"), (10, rb"\ud801"))
     ]
     return [
-        Odd(1, dumps(no_uuid), "delivered", uuid=derive_uuid(no_uuid)),
+        Odd(1, dumps(no_uuid), "delivered", uuid=derive_uuid(no_uuid, dumps(no_uuid))),
         Odd(
             3, surrogate, "delivered", uuid=odd_record(2, 0)["uuid"], check={"text": "nice \ufffd"}
         ),

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from tap_amplitude.keys import derive_uuid
+from target_posthog.event_keys import record_uuid
 
 from tests.target_support import (
     SCHEMA,
@@ -243,7 +243,7 @@ def test_a_record_without_its_key_property_is_delivered_with_the_taps_derived_uu
     events = {e["properties"].get("$amplitude_insert_id"): e for e in events_of(posthog)}
     assert (
         events["ins-1"]["uuid"]
-        == derive_uuid(exported)
+        == record_uuid(exported)
         == str(
             uuid.uuid5(
                 uuid.UUID("6b1c9f3e-2f4d-5a8e-9c70-3d1e8a5b4f21"),
@@ -253,7 +253,7 @@ def test_a_record_without_its_key_property_is_delivered_with_the_taps_derived_uu
     )
     # The whole-record rule covers the record as the target receives it (after stream maps).
     received = no_insert_id | ({"mapped": "yes"} if stream_maps else {})
-    assert events[None]["uuid"] == derive_uuid(received)
+    assert events[None]["uuid"] == record_uuid(received)
     assert all(e["properties"]["$amplitude_uuid_derived"] is True for e in events.values())
     assert run.states[-1] == {"s": 1}
 

@@ -429,3 +429,31 @@ def test_both_plugins_read_a_time_alike(exported: str) -> None:
         if tapped["event_time"] != exported:  # converted: the export's text kept aside
             as_exported = tapped.get("additional_properties", {}).get("as_exported", {})
             assert as_exported.get("event_time", exported) == exported
+
+
+# --- derived uuids: one per line as exported -----------------------------------------------
+
+
+def test_lines_that_differ_only_in_repaired_bytes_stay_two_events_in_posthog(
+    run_tap: Callable[..., TapRun], tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """No uuid and no $insert_id: the uuid is derived. A repair makes each pair below one
+    record (U+FFFD for two different lone surrogates or two different bytes that are not
+    UTF-8; the last value of a key given twice), yet the lines are two events; an identical
+    line (an event exported twice) is one."""
+    head = b'{"event_type":"Paid","event_time":"2024-03-01 05:10:00.000000","device_id":"d1",'
+    pairs = [
+        (b'"event_properties":{"t":"a\\ud800"}}', b'"event_properties":{"t":"a\\ud801"}}'),
+        (b'"event_properties":{"t":"a\xff"}}', b'"event_properties":{"t":"a\xfe"}}'),
+        (b'"event_properties":{"n":1,"n":2}}', b'"event_properties":{"n":2}}'),
+    ]
+    lines = [head + tail for pair in pairs for tail in pair]
+    run = local_run(run_tap, tmp_path, [*lines, lines[0]])
+    tapped = events(run)
+    assert len(tapped) == 7 and all(record["uuid_derived"] for record in tapped)
+    assert len({record["uuid"] for record in tapped}) == 6  # the repeated line: one uuid
+    for first, second in zip(tapped[0:6:2], tapped[1:6:2], strict=True):
+        assert first["event_properties"] == second["event_properties"]  # one record, repaired
+    posthog_payloads(run.stdout, tmp_path, posthog)
+    kept = [event for event in posthog.unique_events() if event["event"] == "Paid"]
+    assert sorted(event["uuid"] for event in kept) == sorted({r["uuid"] for r in tapped})

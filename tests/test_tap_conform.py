@@ -346,7 +346,7 @@ def read_like_the_tap(line: bytes) -> dict[str, Any]:
     conform."""
     record = parse_line(line)
     if not has_usable_uuid(record):
-        ensure_uuid(record)
+        ensure_uuid(record, line)
     return Conformer(EVENTS_SCHEMA)(normalise_record(record), line)
 
 

@@ -2,35 +2,36 @@
 
 Amplitude sets a uuid on every event, but exports have been seen without one (or with one that
 is not a UUID). Such a record gets a deterministic uuid, so a re-read of the same line gives the
-same key and PostHog's dedupe still works. The rule is target-posthog's (``record_uuid`` in
-its mapping), so the tap and the target derive the same uuid for the same record:
+same key and PostHog's dedupe still works:
 
 - ``uuid`` itself when it is a UUID string;
 - else uuid5(``UUID_NAMESPACE``, ``"insert_id␟<device_id>␟<user_id>␟<$insert_id>"``) when
-  ``$insert_id`` is a non-empty string (Amplitude dedupes on it per device);
-- else uuid5(``UUID_NAMESPACE``, ``"record␟"`` + the record as JSON with sorted keys).
+  ``$insert_id`` is a non-empty string (Amplitude dedupes on it per device; target-posthog's
+  ``record_uuid`` has the same rule, tests/test_dirty_tap.py checks that they agree; a repair
+  that changed one of these ids kept it distinct, see lines.py);
+- else uuid5(``UUID_NAMESPACE``, ``"line␟"`` + the line's bytes as exported, without the JSON
+  whitespace around them). The line, not the record read from it: a repair (U+FFFD for a lone
+  surrogate or bytes that are not UTF-8, a key given twice) makes two different lines one
+  record, and one uuid would make PostHog keep one event of the two. Identical lines (an event
+  exported twice) still get one uuid.
 
-(``␟`` is U+001F; values are formatted with Python's ``str``, a missing one as ``None``.)
-A derived uuid is marked with ``uuid_derived: true``; an unusable original is kept in
-``uuid_original``. Both packages test that they agree (tests/test_dirty_keys.py).
+(``␟`` is U+001F; values are formatted with Python's ``str``, a missing one as ``None``; uuid5
+of bytes is SHA-1 over the namespace's bytes and them, as RFC 4122 defines it.) A derived uuid
+is marked with ``uuid_derived: true``; an unusable original is kept in ``uuid_original``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from typing import Any
-
-import orjson
-
-from tap_amplitude import exactjson
-from tap_amplitude.exactjson import EXTRA_FIELD, RESERVED_KEY
-from tap_amplitude.lines import REPAIRS_FIELD
 
 # Never change: shared with target-posthog, whose PostHog dedupe depends on it.
 UUID_NAMESPACE = uuid.UUID("6b1c9f3e-2f4d-5a8e-9c70-3d1e8a5b4f21")
 DERIVED_FIELD = "uuid_derived"
 ORIGINAL_FIELD = "uuid_original"
+_JSON_WHITESPACE = b" \t\r\n"
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -48,27 +49,22 @@ def has_usable_uuid(record: dict[str, Any]) -> bool:
     return True
 
 
-def derive_uuid(record: dict[str, Any]) -> str:
-    """The rule above, for a record without a usable uuid (read as exported, times unchanged)."""
+def derive_uuid(record: dict[str, Any], line: bytes) -> str:
+    """The rule above, for a record without a usable uuid, read from ``line``."""
     insert_id = record.get("$insert_id")
     if isinstance(insert_id, str) and insert_id:
         key = f"insert_id\x1f{record.get('device_id')}\x1f{record.get('user_id')}\x1f{insert_id}"
-    else:
-        # The record as exported: without the tap's repair notes, with the export's own fields
-        # named like the tap's back in place (exactjson.settle moved them aside).
-        exported = {k: v for k, v in record.items() if k not in (REPAIRS_FIELD, EXTRA_FIELD)}
-        extra = record.get(EXTRA_FIELD)
-        if isinstance(extra, dict):
-            exported.update(extra.get(RESERVED_KEY) or {})
-        text = exactjson.dumps(exported, default=str, option=orjson.OPT_SORT_KEYS).decode()
-        key = "record\x1f" + text
-    return str(uuid.uuid5(UUID_NAMESPACE, key))
+        return str(uuid.uuid5(UUID_NAMESPACE, key))
+    name = b"line\x1f" + line.strip(_JSON_WHITESPACE)
+    digest = hashlib.sha1(UUID_NAMESPACE.bytes + name, usedforsecurity=False).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
-def ensure_uuid(record: dict[str, Any]) -> None:
-    """Give a record without a usable uuid its derived one, marked (in place)."""
+def ensure_uuid(record: dict[str, Any], line: bytes) -> None:
+    """Give a record without a usable uuid (read from ``line``) its derived one, marked (in
+    place)."""
     original = record.get("uuid")
-    record["uuid"] = derive_uuid(record)
+    record["uuid"] = derive_uuid(record, line)
     record[DERIVED_FIELD] = True
     if original is not None:
         record[ORIGINAL_FIELD] = original

@@ -109,10 +109,11 @@ def event_timestamp(record: dict[str, Any]) -> tuple[str, str]:
 def record_uuid(record: dict[str, Any]) -> str:
     """Amplitude's uuid if valid, else a uuid5 of a stable key (never random).
 
-    The rule, shared with tap-amplitude (its keys.py derives the same uuid for a record it
-    reads without a usable one): ``uuid`` when it is a UUID string; else uuid5(namespace,
+    ``uuid`` when it is a UUID string; else uuid5(namespace,
     ``"insert_id␟<device_id>␟<user_id>␟<$insert_id>"``) when ``$insert_id`` is a non-empty
-    string; else uuid5(namespace, ``"record␟"`` + the record as JSON with sorted keys).
+    string (tap-amplitude's keys.py has the same rule); else uuid5(namespace, ``"record␟"`` +
+    the record as JSON with sorted keys. tap-amplitude sends every record with a uuid, derived
+    there from the export line itself; this last rule serves records of other taps).
     """
     value = record.get("uuid")
     if isinstance(value, str):

@@ -84,9 +84,10 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "uuid",
         "uuid (+ `$amplitude_uuid_derived: true` when derived)",
-        "Amplitude's uuid when valid, else uuid5 of `$insert_id` (or of the whole record), the "
-        "rule tap-amplitude also uses: deterministic, so a re-send dedupes; the importer uses "
-        "a random UUIDv7",
+        "Amplitude's uuid when valid (tap-amplitude derives one for a line without: from "
+        "`$insert_id`, else from the line's exact bytes), else uuid5 of `$insert_id` (or of "
+        "the whole record): deterministic, so a re-send dedupes; the importer uses a random "
+        "UUIDv7",
     ),
     Rule(
         "user_id, else device_id",
