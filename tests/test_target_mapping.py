@@ -109,8 +109,8 @@ def test_person_properties_are_observed_not_set_on_the_event() -> None:
     """$set on events would be applied in ingestion order; the ledger sends the newest."""
     mapped = map_record(WEB_RECORD)
     assert mapped.person_key == "u_1"
-    assert mapped.person == {
-        "plan": "pro",
+    assert mapped.snapshot == {"plan": "pro"}  # user_properties: the user's whole snapshot
+    assert mapped.person == {  # context: newest value each
         "$current_url": "https://shop.example/ü?x=1",
         "$pathname": "/ü",
         "$referrer": "https://www.google.com/",
@@ -372,10 +372,10 @@ def test_person_operations_inside_properties_are_renamed_not_applied() -> None:
     assert properties["$amplitude_$set_once"] == {"first": 1}
     assert properties["$amplitude_$unset"] == ["plan"]
     assert properties["item"] == "x"
-    assert mapped.person is not None
-    assert not {"$set", "$set_once", "$unset"} & mapped.person.keys()
-    assert mapped.person["$amplitude_$set"] == {"plan": "old"}
-    assert mapped.person["plan"] == "pro"
+    assert mapped.snapshot is not None
+    assert not {"$set", "$set_once", "$unset"} & mapped.snapshot.keys()
+    assert mapped.snapshot["$amplitude_$set"] == {"plan": "old"}
+    assert mapped.snapshot["plan"] == "pro"
 
 
 @pytest.mark.parametrize("name", ["$create_alias", "$merge_dangerously"])
@@ -408,8 +408,8 @@ def test_amplitude_identify_becomes_a_person_update_not_a_merge() -> None:
     (event,) = mapped.events
     assert event["event"] == "$set"
     assert "$set" not in event["properties"]  # the ledger sends the newest values instead
-    assert mapped.person is not None
-    assert mapped.person["plan"] == "pro"
+    assert mapped.snapshot is not None
+    assert mapped.snapshot["plan"] == "pro"
     assert "$anon_distinct_id" not in event["properties"]
 
 

@@ -132,9 +132,10 @@ def build_export(seed: int = 5, users: int = 24, events: int = 900) -> Export:
         company = companies.get(u)
         if company and not anonymous:
             record_["groups"] = {"company": [company]}
-            record_["group_properties"] = {
-                "company": {company: {"name": company.title(), "seats": step_of(record_)}}
-            }
+            group = {"name": company.title(), "seats": step_of(record_)}
+            if rng.random() < 0.2:  # a property the group has only at some times
+                group["tier"] = f"tier-{n % 3}"
+            record_["group_properties"] = {"company": {company: group}}
         # Most upload within a minute; some were offline for 3 to 5 days.
         lag = timedelta(days=rng.uniform(3, 5)) if rng.random() < 0.15 else timedelta(seconds=30)
         raw.append((moment + lag, record_))
@@ -171,6 +172,7 @@ class Truth:
     device_owner: dict[str, str]  # device -> the user it is tied to (not a user's own id)
     device_properties: dict[str, dict[str, Any]]  # devices tied to nobody: their own person
     groups: dict[tuple[str, str], dict[str, Any]]
+    removed: dict[str, set[str]]  # user properties older snapshots had and the newest lacks
 
 
 def _user_of(r: dict[str, Any]) -> str | None:
@@ -193,10 +195,15 @@ def truth_of(export: Export) -> Truth:
             owner.setdefault(user, user)
             if device != user:
                 owner.setdefault(device, user)
+    # Amplitude's user_properties (group_properties) on an event is the user's (group's) whole
+    # snapshot at that time: the newest one is what Amplitude shows; initial_* are first-touch.
     newest: dict[str, dict[str, tuple[str, Any]]] = defaultdict(dict)
+    snapshot: dict[str, tuple[str, dict[str, Any]]] = {}
+    seen: dict[str, set[str]] = defaultdict(set)
     earliest: dict[str, tuple[str, str]] = {}
     city: dict[str, tuple[str, str]] = {}
-    groups: dict[tuple[str, str], dict[str, tuple[str, Any]]] = defaultdict(dict)
+    groups: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    group_seen: dict[tuple[str, str], set[str]] = defaultdict(set)
     for r in export.records:
         order = r["event_time"] + r["uuid"]
         # Whose properties: the user's; an anonymous event's, its device's user (the device's
@@ -204,11 +211,15 @@ def truth_of(export: Export) -> Truth:
         # events then go to amplitude_device:<id>).
         who = _user_of(r) or _anonymous_owner(owner, r["device_id"])
         for key, value in r["user_properties"].items():
-            if key.startswith("initial_"):  # first-touch values: the earliest event's
-                if key not in newest[who] or order < newest[who][key][0]:
-                    newest[who][key] = (order, value)
-            elif key not in newest[who] or order > newest[who][key][0]:
+            # initial_*: first-touch values, the earliest event's
+            if key.startswith("initial_") and (
+                key not in newest[who] or order < newest[who][key][0]
+            ):
                 newest[who][key] = (order, value)
+        plain = {k: v for k, v in r["user_properties"].items() if not k.startswith("initial_")}
+        seen[who] |= plain.keys()
+        if who not in snapshot or order > snapshot[who][0]:
+            snapshot[who] = (order, plain)
         source = r["user_properties"]["initial_utm_source"]
         if who not in earliest or order < earliest[who][0]:
             earliest[who] = (order, source)
@@ -216,21 +227,27 @@ def truth_of(export: Export) -> Truth:
             city[who] = (order, r["city"])
         for kind, by_key in (r.get("group_properties") or {}).items():
             for key, values in by_key.items():
-                for name, value in values.items():
-                    held = groups[(kind, key)].get(name)
-                    if held is None or order > held[0]:
-                        groups[(kind, key)][name] = (order, value)
+                held = groups.get((kind, key))
+                if held is None or order > held[0]:
+                    groups[(kind, key)] = (order, values)
+                group_seen[(kind, key)] |= values.keys()
     users = {user for r in export.records if (user := _user_of(r)) is not None}
     devices = {r["device_id"] for r in export.records}
     untied = devices - owner.keys()
     untied |= {_anonymous_owner(owner, d) for d in devices if owner.get(d) == d}
+
+    def final(who: str) -> dict[str, Any]:
+        return {**{k: v for k, (_, v) in newest[who].items()}, **snapshot[who][1]}
+
     return Truth(
-        {u: {k: v for k, (_, v) in newest[u].items()} for u in users},
+        {u: final(u) for u in users},
         {u: earliest[u][1] for u in users},
         {u: city[u][1] for u in users},
         {d: u for d, u in owner.items() if d != u and d in devices},
-        {d: {k: v for k, (_, v) in newest[d].items()} for d in untied},
-        {g: {k: v for k, (_, v) in props.items()} for g, props in groups.items()},
+        {d: final(d) for d in untied},
+        # PostHog's group update cannot remove a property: a removed one is set to null.
+        {g: {**dict.fromkeys(group_seen[g]), **values} for g, (_, values) in groups.items()},
+        {who: seen[who] - snapshot[who][1].keys() for who in snapshot},
     )
 
 
@@ -256,6 +273,7 @@ def assert_persons_and_groups_match(standin: PostHogStandIn, export: Export) -> 
         (person,) = persons[user].values()  # all of a user's events on one person
         for key, value in expected.items():
             assert person.properties.get(key) == value, (user, key, person.properties.get(key))
+        assert not truth.removed[user] & person.properties.keys(), user  # removed in Amplitude
         assert person.properties["$initial_utm_source"] == truth.initial_source[user]
         assert person.properties["$geoip_city_name"] == truth.newest_city[user]
         assert person.properties["$os_version"] is not None
@@ -448,13 +466,49 @@ def test_anonymous_properties_before_and_after_login_are_the_users(
     assert ann is not None
     assert ann.distinct_ids == {"ann", "tablet", "phone"}
     assert ann.properties["plan"] == "pro"
-    assert ann.properties["theme"] == "dark"  # day 1 beats the late upload's day 0
+    # user_properties is the user's whole snapshot: the newest (day 5) has no theme any more
+    # (days 1 and 0, the late upload, had one), so Amplitude shows none and PostHog neither.
+    assert "theme" not in ann.properties
     assert ann.properties["initial_referrer"] == "EMPTY"  # the earliest, as Amplitude shows
     assert ann.properties["$initial_referrer"] == "ads"  # EMPTY means none to PostHog
     # A second run with a newer anonymous event on the tablet: the user's again.
     _run(tmp_path, posthog, [_event(5, None, "tablet", 6, plan="team")])
     ann = posthog.people.person("ann")
     assert ann is not None and ann.properties["plan"] == "team"
+
+
+def test_properties_amplitude_no_longer_shows_are_removed(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """user_properties is the user's whole snapshot: the person ends as the newest one (by
+    event time), in a later run and whatever the upload order; a live property history never
+    had stays."""
+    posthog.people.add_person(["ann"], {"email": "ann@example.com"})
+    _run(tmp_path, posthog, [_event(0, "ann", "d", 1, plan="pro", coupon="X", beta=True)])
+    ann = posthog.people.person("ann")
+    assert ann is not None and ann.properties["coupon"] == "X"
+    late = _event(2, "ann", "d", 0, plan="free", legacy=1)  # older, uploaded late
+    _run(tmp_path, posthog, [_event(1, "ann", "d", 2, plan="pro", beta=False), late])
+    ann = posthog.people.person("ann")
+    assert ann is not None
+    assert {k: v for k, v in ann.properties.items() if not k.startswith("$")} == {
+        "plan": "pro",
+        "beta": False,
+        "email": "ann@example.com",
+    }
+
+
+def test_a_value_changing_back_reaches_posthog(tmp_path: Path, posthog: PostHogStandIn) -> None:
+    """A, then B, then A again (three runs): each update is a new event (a reused uuid would
+    be dropped by PostHog's deduplication, leaving B); a rerun sends nothing."""
+    for n, plan in enumerate(("A", "B", "A")):
+        _run(tmp_path, posthog, [_event(n, "ann", "d", n + 1, plan=plan)])
+    _run(tmp_path, posthog, [_event(2, "ann", "d", 3, plan="A")])
+    ann = posthog.people.person("ann")
+    assert ann is not None and ann.properties["plan"] == "A"
+    updates = [e for e in _updates(posthog) if e["distinct_id"] == "ann"]
+    assert [e["properties"]["$set"]["plan"] for e in updates] == ["A", "B", "A"]
+    assert len({e["uuid"] for e in updates}) == 3
 
 
 def test_a_dry_run_shows_the_same_person_updates(tmp_path: Path, posthog: PostHogStandIn) -> None:
@@ -482,8 +536,12 @@ def test_a_user_id_equal_to_another_users_device_id_never_merges_them(
 ) -> None:
     """User "ann" logs in on device "abc"; another user's user_id is "abc". Whichever comes
     first keeps the id; the two users stay two persons, each with their own properties."""
-    ann = [_event(0, "ann", "abc", 1, who="ann"), _event(1, None, "abc", 2, seen="anon")]
-    abc = [_event(2, "abc", "abc-phone", 3, who="abc"), _event(3, "abc", None, 4, age=40)]
+    # (an anonymous event of a tied device carries its user's whole snapshot, as Amplitude's)
+    ann = [_event(0, "ann", "abc", 1, who="ann"), _event(1, None, "abc", 2, who="ann", seen="anon")]
+    abc = [
+        _event(2, "abc", "abc-phone", 3, who="abc"),
+        _event(3, "abc", None, 4, who="abc", age=40),
+    ]
     stderr = _run(tmp_path, posthog, ann + abc if device_first else abc + ann)
     people = posthog.people
     persons = persons_of_users(posthog)
@@ -519,7 +577,7 @@ def test_a_device_id_equal_to_an_earlier_users_id_never_lands_on_that_user(
         _event(2, "ann", "abc", 3, who="ann"),
     ]
     stderr = _run(tmp_path, posthog, records)
-    _run(tmp_path, posthog, [_event(3, None, "abc", 4, plan="later-device-plan")])
+    _run(tmp_path, posthog, [_event(3, None, "abc", 4, plan="later-device-plan", seen="anon")])
     people = posthog.people
     abc = people.person("abc")
     assert abc is not None
@@ -545,7 +603,7 @@ def test_a_device_first_anonymous_then_used_by_two_users_stays_with_the_first(
         _event(0, None, "kiosk", 1, plan="anon"),
         _event(1, "ann", "kiosk", 2, plan="ann"),
         _event(2, "bob", "kiosk", 3, plan="bob"),
-        _event(3, None, "kiosk", 4, seen=True),
+        _event(3, None, "kiosk", 4, plan="ann", seen=True),
     ]
     stderr = _run(tmp_path, posthog, records)
     persons = persons_of_users(posthog)

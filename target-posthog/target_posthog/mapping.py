@@ -105,8 +105,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     ),
     Rule(
         "user_properties (+ location, OS, browser, device type, page context)",
-        "person properties: one `$set` event per person, each property its newest value by "
-        "event time",
+        "person properties: one `$set` event per person: the newest `user_properties` by event "
+        "time (Amplitude's whole snapshot of the user), properties it no longer has in `$unset`",
         "the importer drops custom user properties; `$set` on each event would be applied in "
         "upload order, so a late upload would leave old values (see 'Persons and groups')",
     ),
@@ -234,10 +234,12 @@ class Mapped(NamedTuple):
     timestamp: str
     # Whose properties these are: the distinct_id (None: the record shows none).
     person_key: str | None = None
-    person: dict[str, Any] | None = None  # $set values (user_properties and person context)
+    person: dict[str, Any] | None = None  # person context ($geoip_*, $os, ...): newest each
     initial: dict[str, Any] | None = None  # $initial_* values (earliest wins)
     groups: list[GroupObservation] | None = None
     order: str = ""  # timestamp + uuid: which of two observations is newer
+    # user_properties: the user's whole property snapshot at that time (newest snapshot wins)
+    snapshot: dict[str, Any] | None = None
 
 
 def map_record(record: dict[str, Any]) -> Mapped:
@@ -280,7 +282,8 @@ def map_record(record: dict[str, Any]) -> Mapped:
         raise UnmappableError(_no_usable_id(record))
     properties = _raw_fields(record)
     properties.update(neutralised(event_properties))
-    person, initial = person_values(user_properties)
+    snapshot, initial = person_values(user_properties)
+    person: dict[str, Any] = {}
     if user_id is None and _is_blank(get("user_id")):
         properties.pop(RAW_PREFIX + "user_id", None)  # "" or "  ": no information to keep
     add_page_properties(properties, person, event_properties)
@@ -326,6 +329,7 @@ def map_record(record: dict[str, Any]) -> Mapped:
         initial or None,
         group_observations(group_properties) if group_properties else None,
         order,
+        snapshot or None,
     )
 
 

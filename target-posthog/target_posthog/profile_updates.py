@@ -26,41 +26,62 @@ PERSON, GROUP = "person", "group"
 UPDATE_MARKER = "amplitude_migration_update"
 
 
-def _digest(values: dict[str, Any]) -> str:
-    return exact_numbers.dumps(values, option=orjson.OPT_SORT_KEYS, default=str).decode()
+def _digest(*parts: object) -> str:
+    return exact_numbers.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
-def person_update(distinct_id: str, state: State, existing: ExistingProperties) -> dict[str, Any]:
-    """The `$set` event (`$set_once` when `existing` is keep) of one person's values."""
-    values = dict(sorted(state.newest.values.items()))
+def person_update(
+    distinct_id: str, state: State, existing: ExistingProperties, version: int
+) -> dict[str, Any]:
+    """The `$set` event (`$set_once` when `existing` is keep) of one person's values.
+
+    `$unset` names the user properties Amplitude no longer shows (older snapshots held them,
+    the newest does not), with `existing_properties: overwrite` only. The uuid is derived from
+    the values and the profile's `version` (it grows with every change): a re-send of the same
+    update is the same event, and a later update is a new one even when its values equal an
+    earlier one's (A, then B, then A again must not be deduplicated into B).
+    """
+    values = state.values()
     # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
     values.update(sorted(state.initial.values.items()))
     operation = "$set_once" if existing == KEEP else "$set"
+    properties: dict[str, Any] = {operation: values}
+    removed = [name for name in state.snapshot.removed() if name not in values]
+    if removed and existing != KEEP:
+        properties["$unset"] = removed
+    properties.update(
+        {UPDATE_MARKER: PERSON, "$geoip_disable": True, "analytics_source": "amplitude"}
+    )
     return {
         "event": PERSON_UPDATE,
         "distinct_id": distinct_id,
         "timestamp": state.newest_time(),
-        "uuid": derived_uuid("person-update", distinct_id, operation, _digest(values)),
-        "properties": {
-            operation: values,
-            UPDATE_MARKER: PERSON,
-            "$geoip_disable": True,
-            "analytics_source": "amplitude",
-        },
+        "uuid": derived_uuid(
+            "person-update", distinct_id, operation, _digest(values, removed), str(version)
+        ),
+        "properties": properties,
     }
 
 
-def group_update(key: str, state: State) -> dict[str, Any]:
-    """The `$groupidentify` event of one group's values (`key`: JSON [type, key])."""
+def group_update(key: str, state: State, version: int) -> dict[str, Any]:
+    """The `$groupidentify` event of one group's values (`key`: JSON [type, key]).
+
+    PostHog's group update reads `$group_set` only (its ingestion merges `$group_set` into the
+    group; there is no `$group_unset` there, though PostHog's Amplitude importer sends one), so
+    a property Amplitude no longer shows is set to null: the nearest PostHog has to removed.
+    The uuid follows the rule of `person_update`.
+    """
     group_type, group_key = orjson.loads(key)
-    values = dict(sorted(state.newest.values.items()))
+    values = state.values()
+    for name in state.snapshot.removed():
+        values.setdefault(name, None)
     return {
         "event": GROUP_UPDATE,
         # The distinct_id of the newest record showing the group: a real person (a made-up
         # id would become a person of its own in PostHog).
         "distinct_id": state.by,
         "timestamp": state.newest_time(),
-        "uuid": derived_uuid("group-update", group_type, group_key, _digest(values)),
+        "uuid": derived_uuid("group-update", group_type, group_key, _digest(values), str(version)),
         "properties": {
             "$group_type": group_type,
             "$group_key": group_key,

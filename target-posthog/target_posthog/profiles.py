@@ -5,17 +5,19 @@ PostHog applies `$set` and `$group_set` in the order it ingests events, not by e
 Amplitude export is ordered by upload time and the target delivers batches concurrently. So
 events carry no `$set`, and properties travel this way instead:
 
-1. `observe_person` / `observe_group` (main thread, per record): for each property, the value
-   of the newest observation by (event time, event uuid); for `$initial_*`, the earliest.
-   Merging this way is idempotent and order-free, so a record seen twice (a resumed run, a
-   rerun) or in any order gives the same result.
+1. `observe_person` / `observe_group` (main thread, per record): the newest `user_properties`
+   (`group_properties`) snapshot by (event time, event uuid) and every name a snapshot held
+   (profile_state.py); for the person context, the newest value of each property; for
+   `$initial_*`, the earliest. Merging this way is idempotent and order-free, so a record seen
+   twice (a resumed run, a rerun) or in any order gives the same result.
 2. `sync` (before every STATE is released): the observations are merged into the registry,
    so a STATE never vouches for records whose properties are not stored.
 3. `updates` (once every event of the run is confirmed): first the properties of every device
    now tied to a user (an alias PostHog confirmed) are folded into that user's, newest by event
    time (`fold_devices`); then one `$set` event per person and one
    `$groupidentify` per group whose merged values changed since PostHog last confirmed them,
-   with a uuid derived from the values (a re-send after a crash is the same event).
+   with a uuid derived from the values and the version (a re-send after a crash is the same
+   event; profile_updates.py).
    `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
 
 With `existing_properties: keep` (a project that already has live data), person values go in
@@ -105,8 +107,10 @@ class Profiles:
     def observe(self, mapped: Mapped) -> None:
         """The person and group properties one mapped record shows."""
         person_key = mapped.person_key
-        if person_key is not None and (mapped.person or mapped.initial):
-            self.observe_person(person_key, mapped.order, mapped.person, mapped.initial)
+        if person_key is not None and (mapped.person or mapped.initial or mapped.snapshot):
+            self.observe_person(
+                person_key, mapped.order, mapped.person, mapped.initial, mapped.snapshot
+            )
         if mapped.groups:
             by = person_key or mapped.user_id or mapped.device_id
             for group_type, group_key, values in mapped.groups:
@@ -122,8 +126,10 @@ class Profiles:
         order: str,
         values: dict[str, Any] | None,
         initial: dict[str, Any] | None,
+        snapshot: dict[str, Any] | None = None,
     ) -> None:
-        """One record's person properties (`order` = its timestamp + uuid)."""
+        """One record's person properties (`order` = its timestamp + uuid): context `values`
+        (newest each), `initial` (earliest each) and its `user_properties` `snapshot`."""
         with self._lock:
             held = self._persons.get(distinct_id)
             if held is None:
@@ -132,6 +138,8 @@ class Profiles:
                 held.newest.add(order, values)
             if initial:
                 held.initial.add(order, initial)
+            if snapshot:
+                held.snapshot.add(order, snapshot)
 
     def observe_group(
         self, group_type: str, group_key: str, order: str, values: dict[str, Any], by: str
@@ -142,7 +150,7 @@ class Profiles:
             held = self._groups.get(key)
             if held is None:
                 held = self._groups[key] = Observed(by)
-            held.newest.add(order, values)
+            held.snapshot.add(order, values)
             if order > held.by_order:
                 held.by, held.by_order = by, order
 
@@ -264,6 +272,7 @@ class Profiles:
                 held = owners[owner] = Observed(owner)
             held.newest.merge(state.newest)
             held.initial.merge(state.initial)
+            held.snapshot.merge(state.snapshot)
         self._merge(tx, PERSON, owners)
         tx.executemany(
             "DELETE FROM profiles WHERE kind = ? AND profile_key = ?",
@@ -303,12 +312,12 @@ class Profiles:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
                         continue
-                    update = person_update(key, state, self.existing)
+                    update = person_update(key, state, self.existing, version)
                     yield update, PendingProfile(kind, key, version)
                 elif self.existing == KEEP:
                     self.group_updates_withheld += 1
                 else:
-                    yield group_update(key, state), PendingProfile(kind, key, version)
+                    yield group_update(key, state, version), PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
 
     def record_sent(self, sent: list[PendingProfile], *, count: bool = True) -> None:

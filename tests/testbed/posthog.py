@@ -424,16 +424,23 @@ class PostHogStandIn(StandInServer):
         with self._lock:
             self._event_count += len(batch.checked)
             seen = self._uuids
+            fresh = []  # events whose uuid PostHog's ingestion has not seen yet
             for fields in batch.checked:
                 event_uuid = fields.uuid
                 if event_uuid is not None:
                     if event_uuid in seen:
                         self._duplicate_uuids += 1
-                    else:
-                        seen[event_uuid] = None
+                        continue
+                    seen[event_uuid] = None
+                fresh.append(fields)
             if self.model_persons:
+                # The strict reading of PostHog's ingestion: an event whose uuid it has seen
+                # already is dropped before person processing (PostHog PR 34574 added a Redis
+                # deduplication step by uuid; whether it drops or only counts is not
+                # verified). So a re-sent event changes no person or group here: a target
+                # must never give two different person or group updates one uuid.
                 ingest = self.people.ingest
-                for fields in batch.checked:
+                for fields in fresh:
                     ingest(fields.event, _checked_distinct_id(fields), fields)
             if self.keep_events:
                 self._events.extend(events)
