@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from pathlib import Path
 from typing import Any
@@ -319,3 +320,65 @@ def test_unreadable_lines_are_kept_byte_for_byte_next_to_the_dead_letters_once(
     assert oct(raw.stat().st_mode & 0o777) == "0o600"
     assert not Path(config["dead_letter_path"]).exists()  # they are not dead letters
     assert run.states[-1] == {"s": 3}
+
+
+def nested(depth: int) -> Any:
+    """A value `depth` arrays deep (`[[...[1]...]]`)."""
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_any_record_a_python_tap_writes_is_delivered_repaired_or_kept_byte_for_byte(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Python's json.dumps writes a lone surrogate as "\\ud83d" and NaN/Infinity bare (another
+    tap feeding target-posthog); records can nest deeper than a PostHog payload can be
+    written. None stops the run: repaired and named in $amplitude_repairs, or set aside byte
+    for byte with one line naming the input line and stream."""
+
+    def event(n: int, **fields: Any) -> dict[str, Any]:
+        return BASE | {"uuid": str(uuid.UUID(int=n)), "event_type": f"E{n}", **fields}
+
+    deepest = 254 - 3  # the message, record and event_properties hold 3 levels
+    delivered = [
+        event(1, event_properties={"text": "nice \ud83d", "\udc00key": 1}),
+        event(2, event_properties={"x": math.nan, "y": math.inf, "z": [-math.inf]}),
+        event(3, event_properties={"d": nested(deepest)}),
+        event(4),
+    ]
+    kept = [
+        event(5, user_id="u\ud800"),  # a repair would make two users one
+        event(6, groups={"company": "\udfff"}),
+        event(7, event_properties={"d": nested(deepest + 1)}),
+        event(8, event_properties={"d": nested(300)}),
+        event(9, event_properties={"d": "DEEP"}),
+    ]
+    lines = [orjson.dumps(SCHEMA)] + [json.dumps(record(r)).encode() for r in delivered]
+    lines[3:3] = [json.dumps(record(r)).encode() for r in kept]  # between the good ones
+    lines[7] = lines[7].replace(b'"DEEP"', b"[" * 5000 + b"]" * 5000)  # too deep for json.dumps
+    lines.append(orjson.dumps(state({"s": 1})))
+    run = run_target_lines(target_config(tmp_path, posthog), lines, tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.states[-1] == {"s": 1}
+    sent = {e["event"]: e["properties"] for e in events_of(posthog)}
+    assert sorted(sent) == ["E1", "E2", "E3", "E4"]
+    assert sent["E1"]["text"] == "nice \ufffd" and sent["E1"]["\ufffdkey"] == 1
+    assert sent["E1"]["$amplitude_repairs"] == ["lone UTF-16 surrogate escape replaced by U+FFFD"]
+    assert (sent["E2"]["x"], sent["E2"]["y"], sent["E2"]["z"]) == ("NaN", "Infinity", ["-Infinity"])
+    assert sent["E2"]["$amplitude_repairs"] == [
+        "NaN or Infinity (no JSON number) kept as a string of its text"
+    ]
+    assert sent["E3"]["d"] == nested(deepest) and "$amplitude_repairs" not in sent["E3"]
+    raw = (tmp_path / "dead-letter.unreadable-lines.raw").read_bytes()
+    assert raw == b"".join(line + b"\n" for line in lines[3:8])  # byte for byte, in order
+    for number in range(4, 9):
+        (said,) = [text for text in run.stderr.splitlines() if f"input line {number} " in text]
+        assert "(stream events): set aside byte for byte in" in said
+    assert "nested 255 levels deep" in run.stderr and "nested 5003 levels deep" in run.stderr
+    assert "user_id needs a repair" in run.stderr
+    summary = run.stderr.splitlines()[-1]
+    assert "5 unreadable lines set aside" in summary
+    assert "2 input records repaired" in summary

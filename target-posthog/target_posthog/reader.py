@@ -22,6 +22,14 @@ from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_posthog import exact_numbers
+from target_posthog.input_lines import (
+    MAX_DEPTH,
+    InputLines,
+    SetAsideError,
+    is_record_line,
+    mend,
+    nesting_depth,
+)
 
 _READ_BUFFER_BYTES = 1 << 20
 PIPE_BYTES = 1 << 20  # Linux's default ceiling for unprivileged processes (fs.pipe-max-size)
@@ -173,6 +181,8 @@ class FastSingerReader(GenericSingerReader[bytes]):
         super().__init__()
         self.shutdown = Shutdown()
         self.at_end_of_input = False
+        # Where lines msgspec refuses go (the target sets it); None: every such line stops.
+        self.input_lines: InputLines | None = None
 
     @property
     def default_input(self) -> IO[bytes]:
@@ -199,6 +209,37 @@ class FastSingerReader(GenericSingerReader[bytes]):
             )
         return message
 
+    def _message(self, line: bytes | str, number: int) -> dict | None:
+        """The message of input line ``number``; None when it was set aside instead. A line
+        msgspec refuses is mended, or set aside, when it is a RECORD (input_lines.py)."""
+        raw = line.encode() if isinstance(line, str) else line
+        inputs = self.input_lines
+        depth = nesting_depth(raw)
+        if depth > MAX_DEPTH and inputs is not None and is_record_line(raw):
+            inputs.keep(
+                number,
+                raw,
+                f"nested {depth} levels deep; a PostHog payload is written at most "
+                f"{MAX_DEPTH} levels deep",
+            )
+            return None
+        try:
+            return self.deserialize_json(raw)
+        except InvalidInputLine as exc:
+            stop = InvalidInputLine(f"input line {number} is {exc}")
+            if inputs is None or not raw.endswith(b"\n") or not is_record_line(raw):
+                raise stop from None  # a SCHEMA or STATE, or a line cut off as the tap died
+            try:
+                message = mend(raw)
+            except SetAsideError as aside:
+                inputs.keep(number, raw, aside.reason)
+                return None
+            except ValueError:
+                inputs.keep(number, raw, str(exc))
+                return None
+            inputs.repaired_record(number, message)
+            return message
+
     def process_lines(
         self, file_input: IO[Any] | None, callbacks: dict[str, Callable[[dict], None]]
     ) -> Counter[str]:
@@ -220,10 +261,9 @@ class FastSingerReader(GenericSingerReader[bytes]):
             number += 1
             if line.isspace():  # no copy of the line, unlike strip()
                 continue
-            try:
-                message = self.deserialize_json(line)
-            except InvalidInputLine as exc:
-                raise InvalidInputLine(f"input line {number} is {exc}") from None
+            message = self._message(line, number)
+            if message is None:
+                continue  # set aside (input_lines.py)
             kind = message.get("type")
             callback = callbacks.get(kind)  # type: ignore[arg-type]
             if callback is None:

@@ -34,6 +34,7 @@ from target_posthog.client import DeliveryError, PostHogClient, RetryPolicy
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.dry_run import payload_writer
+from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Counts, Progress, bookmarks_text
@@ -96,6 +97,9 @@ class TargetPostHog(Target):
         self.registry = AliasRegistry(config["alias_registry"], read_only=self.dry_run)
         check_registry(self.registry.database, config["host"], config["api_key"])
         self.set_aside = SetAsideLines(Path(config["dead_letter_path"]))
+        self.input_lines = InputLines(self.set_aside)
+        if isinstance(self.message_reader, FastSingerReader):
+            self.message_reader.input_lines = self.input_lines
         self.profiles = Profiles(
             config["alias_registry"],
             existing=config.get("existing_properties", OVERWRITE),
@@ -433,7 +437,7 @@ class TargetPostHog(Target):
         repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
         reasons = f": {letters.reasons()}" if letters.count else ""
         set_aside = self.set_aside
-        set_aside_text = set_aside.describe()
+        set_aside_text = set_aside.describe() + self.input_lines.describe()
         if self.dry_run:
             return (
                 f"dry run: nothing sent; {delivery.events_sent} events and "
