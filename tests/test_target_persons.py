@@ -511,6 +511,56 @@ def test_a_value_changing_back_reaches_posthog(tmp_path: Path, posthog: PostHogS
     assert len({e["uuid"] for e in updates}) == 3
 
 
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [
+        ({"device_type": "Apple iPhone", "device_family": "Apple iPhone",
+          "os_name": "Mobile Safari"}, ("iOS", "Mobile")),
+        ({"device_type": "Apple iPad", "device_family": "Apple iPad", "os_name": "Safari"},
+         ("iOS", "Tablet")),
+        ({"device_type": "Samsung Galaxy S21", "os_name": "Chrome Mobile"}, ("Android", "Mobile")),
+        ({"device_type": "Android", "os_name": "Chrome Mobile"}, ("Android", "Mobile")),
+        ({"device_type": "Samsung Galaxy Tab S7", "os_name": "Chrome"}, ("Android", "Tablet")),
+        ({"device_type": "Mac", "os_name": "Chrome"}, ("Mac OS X", "Desktop")),
+    ],
+)  # fmt: skip
+def test_mobile_web_persons_get_posthogs_os_and_device_type(
+    tmp_path: Path, posthog: PostHogStandIn, device: dict[str, str], expected: tuple[str, str]
+) -> None:
+    """Amplitude's browser SDK names phones and tablets in device_type ("Apple iPhone"):
+    PostHog's $os and $device_type (Mobile, Tablet, Desktop) as posthog-js would report."""
+    record = {**_event(0, "ann", "d", 1, plan="pro"), "platform": "Web", **device}
+    _run(tmp_path, posthog, [record])
+    ann = posthog.people.person("ann")
+    assert ann is not None
+    assert (ann.properties["$os"], ann.properties["$device_type"]) == expected
+
+
+def test_posthog_instructions_inside_event_properties_are_kept_but_not_obeyed(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """`$process_person_profile`, `$groups` and `$cookieless_mode` in an export's
+    event_properties would change what PostHog does with the event (no person, a group the
+    record never named, a cookieless distinct_id): kept as `$amplitude_<key>`, not obeyed."""
+    record = _event(0, "ann", "d", 1, plan="pro")
+    record["event_properties"] = {
+        "$process_person_profile": False,
+        "$groups": {"company": "someone-else"},
+        "$cookieless_mode": True,
+        "item": "x",
+    }
+    _run(tmp_path, posthog, [record])
+    ann = posthog.people.person("ann")
+    assert ann is not None and ann.properties["plan"] == "pro"
+    (event,) = [e for e in posthog.events if e["event"] == "Viewed"]
+    properties = event["properties"]
+    assert not {"$process_person_profile", "$groups", "$cookieless_mode"} & properties.keys()
+    assert properties["$amplitude_$process_person_profile"] is False
+    assert properties["$amplitude_$groups"] == {"company": "someone-else"}
+    assert properties["$amplitude_$cookieless_mode"] is True
+    assert properties["item"] == "x"
+
+
 def test_a_dry_run_shows_the_same_person_updates(tmp_path: Path, posthog: PostHogStandIn) -> None:
     """The dry run's payloads hold the person update the real run sends: anonymous values of
     the user's device included, though a dry run records no alias."""

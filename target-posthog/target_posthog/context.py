@@ -22,6 +22,7 @@ _DESKTOP_OS = {
     "windows": "Windows",
     "linux": "Linux",
     "chrome os": "Chrome OS",
+    "chromebook": "Chrome OS",
     "ubuntu": "Linux",
 }
 _MOBILE_PLATFORMS = frozenset(("ios", "ipados", "android"))
@@ -153,7 +154,9 @@ def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None
         properties["$browser_version"] = int(version) if str(version).isdigit() else version
     device_type = record.get("device_type") or record.get("device_family")
     if isinstance(device_type, str) and device_type:
-        properties.update(_web_os_properties(device_type))
+        hints = (record.get("device_family"), record.get("device_model"), browser)
+        hint = " ".join(value for value in hints if isinstance(value, str)).lower()
+        properties.update(_web_os_properties(device_type, hint))
     if not isinstance(record.get("device_type"), str):
         keep_as_received(properties, "device_type", record.get("device_type"))
     for field, name in _WEB_RAW_DEVICE_FIELDS:
@@ -169,14 +172,48 @@ _WEB_RAW_DEVICE_FIELDS = tuple(
 
 
 @lru_cache(maxsize=1024)
-def _web_os_properties(device_type: str) -> dict[str, str]:
-    """$os (PostHog's names) and $device_type for a web event's Amplitude device_type."""
+def _web_os_properties(device_type: str, hint: str = "") -> dict[str, str]:
+    """$os (PostHog's names) and $device_type (posthog-js's Mobile, Tablet, Desktop) for a web
+    event's Amplitude device_type; `hint`: its device_family, device_model and browser
+    (os_name), lower case.
+
+    Amplitude's browser SDK names the device there for phones and tablets ("Apple iPhone",
+    "Apple iPad", "Samsung Galaxy S21", "Android") and the browser "Mobile Safari" or
+    "Chrome Mobile": those are iOS/Android, Mobile or (iPad, "tablet", Galaxy Tab, Kindle)
+    Tablet, as posthog-js would report the same browser.
+    """
     key = device_type.strip().lower()
     if key in _DESKTOP_OS:
         return {"$os": _DESKTOP_OS[key], "$device_type": "Desktop"}
+    text = f"{key} {hint}"
+    kind = "Tablet" if any(word in text for word in _TABLET_WORDS) else "Mobile"
     if key in _MOBILE_PLATFORMS:
-        return {"$os": _MOBILE_OS[key], "$device_type": "Mobile"}
+        return {"$os": _MOBILE_OS[key], "$device_type": kind}
+    if any(word in text for word in _IOS_WORDS):
+        return {"$os": "iOS", "$device_type": kind}
+    if any(word in text for word in _ANDROID_WORDS):
+        return {"$os": "Android", "$device_type": kind}
+    if "mobile" in hint:  # a mobile browser on a device it cannot name
+        return {"$os": device_type, "$device_type": kind}
     return {"$os": device_type}
+
+
+_TABLET_WORDS = ("ipad", "tablet", "galaxy tab", "kindle")
+_IOS_WORDS = ("iphone", "ipod", "ipad", "mobile safari")
+_ANDROID_WORDS = (
+    "android",
+    "samsung",
+    "galaxy",
+    "pixel",
+    "huawei",
+    "xiaomi",
+    "redmi",
+    "oneplus",
+    "motorola",
+    "oppo",
+    "vivo",
+    "nokia",
+)
 
 
 @lru_cache(maxsize=1024)

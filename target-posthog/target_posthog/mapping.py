@@ -97,11 +97,14 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     ),
     Rule(
         "event_properties",
-        "properties (all keys, unchanged; `$set`, `$set_once`, `$unset` renamed "
-        "`$amplitude_$set`, `$amplitude_$set_once`, `$amplitude_$unset`)",
-        "PostHog reads those three on any event as person updates, applied in upload order "
-        "and over live values even with `existing_properties: keep`; the importer passes them "
-        "through. Only the target's person updates change a person",
+        "properties (all keys, unchanged; `$set`, `$set_once`, `$unset`, "
+        "`$process_person_profile`, `$groups`, `$cookieless_mode` renamed `$amplitude_$set`, "
+        "`$amplitude_$set_once`, ...)",
+        "PostHog obeys those on any event instead of storing them: person updates applied in "
+        "upload order and over live values even with `existing_properties: keep`, an event "
+        "made personless (or its merge dropped), groups the record never named, a cookieless "
+        "distinct_id; the importer passes them through. Only the target's person updates "
+        "change a person",
     ),
     Rule(
         "user_properties (+ location, OS, browser, device type, page context)",
@@ -129,8 +132,10 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     ),
     Rule(
         "device_type (platform Web)",
-        "$os (+ $device_type Desktop/Mobile)",
-        "`Mac` normalised to PostHog's `Mac OS X`; any case (`ios`, `WINDOWS`)",
+        "$os (+ $device_type Desktop/Mobile/Tablet)",
+        "`Mac` normalised to PostHog's `Mac OS X`; any case (`ios`, `WINDOWS`); phones and "
+        "tablets as the browser SDK names them (`Apple iPhone`, `Apple iPad`, `Samsung Galaxy "
+        "S21`, browser `Mobile Safari`/`Chrome Mobile`) -> iOS/Android, Mobile/Tablet",
     ),
     Rule(
         "os_name (else a device_type or platform naming iOS/Android), os_version (other platforms)",

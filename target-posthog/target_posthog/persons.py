@@ -1,10 +1,11 @@
 """Person properties: Amplitude's `user_properties` as newest-wins and earliest-wins values.
 
-PostHog reads a few property names on any event as instructions to change the person
-(`$set`, `$set_once`, `$unset`: shared/reference/posthog-capture-api.md section 3). Only the
-target decides person updates (profiles.py: newest by event time), so such a key found inside
-an export's `event_properties` or `user_properties` is renamed, never dropped:
-`$set` -> `$amplitude_$set` (the record fields the target keeps are `$amplitude_<field>`
+PostHog reads a few property names on any event as instructions (`$set`, `$set_once`,
+`$unset` change the person; `$process_person_profile`, `$groups`, `$cookieless_mode` change
+how the event is processed: `POSTHOG_INSTRUCTIONS`). Only the target decides person updates
+(profiles.py: newest by event time) and groups, so such a key found inside an export's
+`event_properties` or `user_properties` is renamed, never dropped: `$set` ->
+`$amplitude_$set` (the record fields the target keeps are `$amplitude_<field>`
 without the field's `$`, so the two never meet).
 """
 
@@ -16,16 +17,25 @@ from target_posthog.fields import RAW_PREFIX, NameCache
 
 PERSON_UPDATE = "$set"  # the event Amplitude's `$identify` rows become
 PERSON_OPERATIONS = ("$set", "$set_once", "$unset")
+# Event properties PostHog obeys rather than stores as data: the person operations, and
+# `$process_person_profile` (false: no person, and merges and group updates dropped),
+# `$groups` (the groups the event counts for; the target sets it from the record's `groups`)
+# and `$cookieless_mode` (capture replaces the distinct_id) (shared/reference/
+# posthog-capture-api.md section 3; PostHog's capture `RawEvent`).
+POSTHOG_INSTRUCTIONS = frozenset(
+    (*PERSON_OPERATIONS, "$process_person_profile", "$groups", "$cookieless_mode")
+)
 EMPTY = "EMPTY"  # Amplitude's value of an `initial_*` property that had none
 
 
 def neutralised(properties: dict[str, Any]) -> dict[str, Any]:
-    """`properties` with PostHog's person operations renamed (`$set` -> `$amplitude_$set`);
-    the same dict when it holds none (nearly always)."""
-    if "$set" not in properties and "$set_once" not in properties and "$unset" not in properties:
+    """`properties` with PostHog's instructions renamed (`$set` -> `$amplitude_$set`,
+    `$groups` -> `$amplitude_$groups`, ...: `POSTHOG_INSTRUCTIONS`); the same dict when it
+    holds none (nearly always)."""
+    if properties.keys().isdisjoint(POSTHOG_INSTRUCTIONS):
         return properties
     return {
-        (RAW_PREFIX + key if key in PERSON_OPERATIONS else key): value
+        (RAW_PREFIX + key if key in POSTHOG_INSTRUCTIONS else key): value
         for key, value in properties.items()
     }
 
