@@ -581,3 +581,33 @@ def test_a_context_field_no_posthog_property_takes_is_kept_as_received(
 ) -> None:
     properties = map_record({**WEB_RECORD, **fields}).events[0]["properties"]
     assert {name: properties.get(name) for name in kept} == kept
+
+
+def test_every_field_tap_amplitude_adds_reaches_posthog_as_the_mapping_table_says() -> None:
+    """tap-amplitude's bookkeeping (exactjson.TAP_FIELDS) is how a user proves in PostHog
+    what was repaired, derived or converted: each arrives as `$amplitude_<name>`, unchanged,
+    and the README's table (rendered from MAPPING_TABLE) names each."""
+    from tap_amplitude.conform import Conformer
+    from tap_amplitude.exactjson import EXTRA_FIELD, TAP_FIELDS
+    from tap_amplitude.export import normalise_record
+    from tap_amplitude.keys import ensure_uuid
+    from tap_amplitude.lines import parse_line
+    from tap_amplitude.schema import EVENTS_SCHEMA
+
+    line = (
+        b'{"uuid":"not-a-uuid","event_type":"Paid","event_time":"2024-03-01 05:10:00.000000",'
+        b'"user_id":"u0","user_id":"u1","device_id":"d1","amplitude_id":"4711","repairs":"mine",'
+        b'"event_properties":{"n":1e400},"new_field":7}'
+    )
+    tapped = parse_line(line)
+    ensure_uuid(tapped, line)
+    tapped = Conformer(EVENTS_SCHEMA)(normalise_record(tapped), line)
+    extra = tapped[EXTRA_FIELD]
+    properties = map_record(with_extra_fields(tapped)).events[0]["properties"]
+    table = mapping_table_markdown()
+    for name in sorted(TAP_FIELDS - {EXTRA_FIELD}):
+        sent = f"$amplitude_{name}"
+        assert properties[sent] == tapped.get(name, extra.get(name)), name
+        assert f"`{sent}`" in table and f"`{name}`" in table, name
+    assert properties["$amplitude_new_field"] == 7 and properties["$amplitude_id"] == 4711
+    assert "additional_properties" in table

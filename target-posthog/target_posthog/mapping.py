@@ -202,6 +202,24 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "nothing is dropped silently",
     ),
     Rule(
+        "additional_properties (tap-amplitude: the fields its catalog does not name, and "
+        "values it could not convert exactly to their field's type)",
+        "put back in place before mapping: each field by its rule in this table, else "
+        "`$amplitude_<field>`",
+        "the record as exported is mapped, whatever the tap's catalog holds",
+    ),
+    Rule(
+        "tap-amplitude's bookkeeping: `repairs`, `uuid_derived`, `uuid_original`, and in "
+        "additional_properties `as_exported`, `duplicate_keys`, `reserved_names`",
+        "`$amplitude_repairs`, `$amplitude_uuid_derived`, `$amplitude_uuid_original`, "
+        "`$amplitude_as_exported`, `$amplitude_duplicate_keys`, `$amplitude_reserved_names`, "
+        "as received",
+        "sent on purpose: in PostHog they prove what was repaired (each repair named), derived "
+        "(the unusable original uuid) or converted (each value as exported, the earlier values "
+        "of a key given twice, export fields named like the tap's own); `repairs` also names "
+        "target-posthog's own repairs of its input",
+    ),
+    Rule(
         "any other field (user_id, event_id, $insert_id, times, data, plan, ...)",
         "`$amplitude_<field>` (leading `$` dropped)",
         "the importer drops them; null and empty values are left out",
