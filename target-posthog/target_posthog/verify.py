@@ -5,8 +5,10 @@ For each period (a UTC hour or day):
 - Amplitude's count should equal the records read that are events in Amplitude's charts
   (person/group update rows are not). Fewer read: records without a usable event time
   (unreadable lines, records dead-lettered for their time) uploaded then or later explain
-  some; the rest is "not read yet" while the migration has uploads left to read, else
-  "unexplained". More read than counted: "unexplained".
+  some; the rest is "not read yet" while the migration has uploads left to read; in a period
+  that begins before the migration's first upload hour (its start_date: the tap selects by
+  upload time), events uploaded before it, which no run will read, "before start_date, not
+  migrated"; else "unexplained". More read than counted: "unexplained".
 - PostHog should hold every event the migration delivered (`EventHour.delivered`). Fewer:
   "not visible yet" if delivered within `settle` (PostHog's historical pipeline takes a
   while), else "missing in PostHog". More: "unexplained".
@@ -34,6 +36,7 @@ COLUMNS = (
     "dead_lettered",
     "no_event_time",
     "not_read_yet",
+    "before_start",
     "delivered",
     "posthog",
     "status",
@@ -51,6 +54,7 @@ class Row:
     dead_lettered: int = 0
     no_event_time: int = 0
     not_read_yet: int = 0
+    before_start: int = 0  # uploaded before the migration's first hour: never migrated
     delivered: int = 0
     posthog: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -191,23 +195,48 @@ def _judge_read(
     rest = gap - explained
     if not rest:
         return
-    if _may_read_more(plan, ledger, period):
+    first = _first_read(ledger)
+    before = first is not None and period < first
+    unread = _may_read_more(plan, ledger, period, first if before and first else period)
+    if unread and before:
+        # Uploaded before start_date, or in hours no run has read yet: only Amplitude knows
+        # which (it counts by event time); reading the rest tells them apart.
+        row.not_read_yet = rest
+        row.notes.append(
+            f"not read yet, or uploaded before start_date ({rest}, run the migration again)"
+        )
+    elif unread:
         row.not_read_yet = rest
         row.notes.append(f"not read yet ({rest}, run the migration again)")
+    elif before and first:
+        row.before_start = rest
+        row.notes.append(
+            f"before start_date, not migrated ({rest} uploaded before {first:%Y-%m-%dT%H:00Z}, "
+            "where the migration starts)"
+        )
     else:
         row.unexplained += rest
         row.notes.append(f"unexplained ({rest} that Amplitude counts were never read)")
 
 
-def _may_read_more(plan: Plan, ledger: LedgerFigures, period: dt.datetime) -> bool:
-    """Uploads from `period` on that no run has read may hold its events (Amplitude counts an
-    event by its time, however late it was uploaded): true unless one span the migration read
-    runs from `period` or before up to the hours Amplitude has finished loading (and past the
-    period). Parallel range jobs each have their span: a gap between them is not read yet."""
+def _first_read(ledger: LedgerFigures) -> dt.datetime | None:
+    """The first upload hour the migration read (its start_date, as the tap floors it; hours
+    after it with no uploads at all may be left out, which changes no count)."""
+    return hour_key(ledger.read_spans[0][0]) if ledger.read_spans else None
+
+
+def _may_read_more(
+    plan: Plan, ledger: LedgerFigures, period: dt.datetime, since: dt.datetime
+) -> bool:
+    """Uploads from `since` on (the period's start, or the migration's first hour if later)
+    that no run has read may hold the period's events (Amplitude counts an event by its time,
+    however late it was uploaded): true unless one span the migration read runs from `since`
+    or before up to the hours Amplitude has finished loading (and past the period). Parallel
+    range jobs each have their span: a gap between them is not read yet."""
     loaded = floor(plan.now, by_day=False) - AMPLITUDE_LOAD_DELAY
     needed = max(loaded, period + plan.step)
     for low, high in ledger.read_spans:
-        if hour_key(low) <= period < hour_key(high):
+        if hour_key(low) <= since < hour_key(high):
             return hour_key(high) < needed
     return True
 

@@ -36,7 +36,7 @@ from target_posthog.counts import (
 )
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
-from target_posthog.verify import COLUMNS, Plan, Row, compare, floor, ledger_range
+from target_posthog.verify import COLUMNS, DAY, HOUR, Plan, Row, compare, floor, ledger_range
 from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
@@ -94,6 +94,33 @@ def redact(text: str, config: dict[str, Any]) -> str:
     return text
 
 
+def utc_now() -> dt.datetime:
+    """The time the verification judges at (one reading per run)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def report_end(
+    config: dict[str, Any], span: tuple[dt.datetime, dt.datetime], now: dt.datetime, by_day: bool
+) -> dt.datetime:
+    """The default end of the report: through the migration's end_date (tap-amplitude's, as
+    `amplitude_end_date`), else through now, so Amplitude's history that no run has read yet
+    is reported too; never before the last period the ledger holds."""
+    text = config.get("amplitude_end_date")
+    if text:
+        try:
+            moment = dt.datetime.fromisoformat(str(text))
+        except ValueError:
+            raise CountingError(
+                f"amplitude_end_date {text!r} (tap-amplitude's end_date) is not an ISO 8601 "
+                "time, e.g. 2024-01-01T00:00:00Z"
+            ) from None
+        moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+        last = floor(moment - dt.timedelta(microseconds=1), by_day)  # exclusive end
+    else:
+        last = floor(now, by_day)
+    return max(span[1], last + (DAY if by_day else HOUR))
+
+
 def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[list[Row], Path]:
     """Run the whole verification; the rows and where they were written."""
     by_day = options["period"] == "day"
@@ -101,8 +128,9 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     span = ledger_range(ledger, by_day)
     if span is None:
         raise CountingError("the migration's ledger holds no records yet: run the migration")
+    now = utc_now()
     start = floor(options["start"], by_day) if options["start"] else span[0]
-    end = floor(options["end"], by_day) if options["end"] else span[1]
+    end = floor(options["end"], by_day) if options["end"] else report_end(config, span, now, by_day)
     if end <= start:
         raise CountingError("--end must be after --start")
     # Beside the dead-letter file (the registry may be a PostgreSQL database).
@@ -129,7 +157,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     )
     dead_letters = Path(config["dead_letter_path"])
     plan = Plan(
-        start, end, by_day, dt.datetime.now(dt.UTC),
+        start, end, by_day, now,
         dt.timedelta(hours=options["settle_hours"]), str(dead_letters),
         str(set_aside_paths(dead_letters)[0]),
     )  # fmt: skip
@@ -244,7 +272,8 @@ def _moment(value: str | None) -> dt.datetime | None:
 @click.option("--config", "configs", multiple=True, help="JSON settings file, or ENV (default).")
 @click.option("--period", type=click.Choice(["day", "hour"]), default="day", show_default=True)
 @click.option("--start", help="First UTC day or hour (default: the first the ledger holds).")
-@click.option("--end", help="Exclusive end, UTC (default: after the last the ledger holds).")
+@click.option("--end", help="Exclusive end, UTC (default: through tap-amplitude's end_date, "
+              "else through now).")  # fmt: skip
 @click.option("--output", type=click.Path(path_type=Path), help="CSV, or .json (default: "
               "verification-<period>.csv beside the registry).")  # fmt: skip
 @click.option("--settle-hours", type=float, default=6.0, show_default=True,

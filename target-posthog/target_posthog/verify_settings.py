@@ -61,6 +61,13 @@ VERIFY_SETTINGS: tuple[th.Property, ...] = (
         description="For the verification: overrides the region's base URL (tests, proxies).",
     ),
     th.Property(
+        "amplitude_end_date",
+        th.StringType,
+        title="Amplitude end date",
+        description="For the verification: where the report ends (ISO 8601; in Meltano, "
+        "tap-amplitude's end_date). Unset: through now.",
+    ),
+    th.Property(
         "amplitude_time_zone",
         th.StringType,
         default="UTC",
