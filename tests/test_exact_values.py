@@ -367,7 +367,7 @@ def test_a_line_nested_too_deep_to_read_is_set_aside_and_the_run_goes_on(
         for m in run.messages
         if m["type"] == "RECORD" and m["stream"] == "unreadable_lines"
     ]
-    assert kept["line_number"] == 1 and kept["reason"].startswith("not JSON: maximum recursion")
+    assert kept["line_number"] == 1 and kept["reason"].startswith("nested too deep: more than 200")
 
 
 # --- one reading of a time in both plugins ---------------------------------------------------

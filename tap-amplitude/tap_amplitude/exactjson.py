@@ -12,7 +12,13 @@ integers are exact at any width and which hands each non-integer number's text t
   numbers works unchanged) that remembers its text, written back as that text exactly;
 - a number beyond a double's range (``1e400``, ``-1e400``, ``1e-400``, which a double would hold
   as infinity or zero) cannot be a JSON number any reader holds: it becomes the string of its
-  exact text, and :data:`REPAIR_BEYOND_DOUBLE` is noted on the record.
+  exact text, and :data:`REPAIR_BEYOND_DOUBLE` is noted on the record;
+- an integer of more digits than :data:`MAX_INT_DIGITS` (4,300, Python's default limit for
+  reading an integer from text, ``sys.int_info.default_max_str_digits``) is no number a Python
+  reader holds: singer-sdk's targets (``json.loads``), msgspec and target-posthog all refuse the
+  whole line. It becomes the string of its exact text too, with :data:`REPAIR_WIDE_INTEGER`.
+
+How deep a line may nest is bounded too (:data:`MAX_DEPTH`, :func:`too_deep`).
 
 Numbers the tap writes are therefore the export's own text (see tap-amplitude's README, "Numbers"),
 and target-posthog reads and sends them the same way.
@@ -29,6 +35,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +64,10 @@ TAP_FIELDS = frozenset(
 REPAIR_BEYOND_DOUBLE = (
     "number beyond a double's range kept as a string of its exact text (e.g. 1e400)"
 )
+REPAIR_WIDE_INTEGER = (
+    "integer of more than 4300 digits kept as a string of its exact text (Python's JSON "
+    "readers, singer-sdk targets' included, refuse wider integers)"
+)
 REPAIR_DUPLICATE_KEYS = (
     "key repeated in one object: the last value kept, earlier ones in "
     "additional_properties.duplicate_keys"
@@ -66,6 +78,17 @@ REPAIR_RESERVED = (
 
 _INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _INFINITY = math.inf
+MAX_INT_DIGITS = sys.int_info.default_max_str_digits  # 4300 (CPython 3.11+)
+
+# Arrays and objects a line may nest (its own object is level 1). orjson, which writes every
+# Singer message here and in target-posthog, refuses more than 254 levels ("Recursion limit
+# reached"); a record is the tap's line plus at most 3 levels (additional_properties.
+# duplicate_keys.<pointer>: [values]), its RECORD message one more, and target-posthog's batch
+# payload a few more (batch, event, properties, $set). 200 leaves room for all of them, and no
+# real event nests anywhere near it.
+MAX_DEPTH = 200
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
 
 
 class ExactFloat(float):
@@ -83,16 +106,38 @@ class ExactFloat(float):
 
 
 class BeyondDouble(str):
-    """The exact text of a number beyond a double's range, written as a JSON string (a str, so
-    every writer takes it; its class lets conform.py give an id its one form)."""
+    """The exact text of a number beyond a double's range (an integer wider than
+    :data:`MAX_INT_DIGITS` is one too), written as a JSON string (a str, so every writer takes
+    it; its class lets conform.py give an id its one form)."""
 
     __slots__ = ()
 
 
 class _Beyond:
-    """Texts of numbers beyond a double's range met while decoding the current line."""
+    """Numbers kept as strings while decoding the current line: beyond a double's range
+    (``count``), integers wider than :data:`MAX_INT_DIGITS` (``wide``)."""
 
     count = 0
+    wide = 0
+
+
+def too_deep(line: bytes | str) -> bool:
+    """Whether ``line`` nests arrays and objects more than :data:`MAX_DEPTH` levels (brackets
+    inside strings not counted; an unterminated string runs to the end). Without recursion, so
+    a line of 100,000 ``[`` costs a scan, not Python's stack; a line with fewer brackets than
+    the limit (nearly all) costs two counts."""
+    data = line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line
+    if data.count(b"{") + data.count(b"[") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for bracket in _STRING.sub(b"", data).translate(None, _NOT_BRACKETS):
+        if bracket in b"[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def number(text: str) -> Any:
@@ -109,24 +154,35 @@ def number(text: str) -> Any:
     return value
 
 
+def integer(text: str) -> Any:
+    """The value of one JSON integer literal read by the standard library: an ``int``, or for
+    one wider than :data:`MAX_INT_DIGITS` digits the string of its text (module docstring)."""
+    if len(text) > MAX_INT_DIGITS and len(text.lstrip("-")) > MAX_INT_DIGITS:
+        _Beyond.wide += 1
+        return BeyondDouble(text)
+    return int(text)
+
+
 _DECODER = msgspec.json.Decoder(float_hook=number)
-# msgspec.DecodeError, UnicodeDecodeError for bytes that are not UTF-8 (both ValueErrors), and
-# RecursionError for arrays or objects nested about a thousand deep.
+# msgspec.DecodeError (also for an integer wider than MAX_INT_DIGITS, which msgspec refuses;
+# loads_text reads those), UnicodeDecodeError for bytes that are not UTF-8 (both ValueErrors),
+# and RecursionError for arrays or objects nested about a thousand deep.
 DecodeError = (ValueError, RecursionError)
 
 
 def loads(line: bytes) -> Any:
     """One JSON value; raises one of :data:`DecodeError` when it is not valid JSON (RFC 8259:
     UTF-8 only, no lone surrogate escape, no NaN) or is nested too deep to read."""
-    _Beyond.count = 0
+    _Beyond.count = _Beyond.wide = 0
     return _DECODER.decode(line)
 
 
 def loads_text(text: str) -> Any:
     """One JSON value read by the standard library (for repaired text), the same numbers as
-    :func:`loads`. Raises ``json.JSONDecodeError`` or ``ValueError`` (NaN/Infinity)."""
-    _Beyond.count = 0
-    return json.loads(text, parse_float=number, parse_constant=_no_constant)
+    :func:`loads`, integers of any width. Raises ``json.JSONDecodeError`` or ``ValueError``
+    (NaN/Infinity), or ``RecursionError`` (see :func:`too_deep`, which callers check first)."""
+    _Beyond.count = _Beyond.wide = 0
+    return json.loads(text, parse_float=number, parse_int=integer, parse_constant=_no_constant)
 
 
 def _no_constant(name: str) -> Any:
@@ -140,6 +196,9 @@ def settle(value: dict[str, Any], line: bytes | str, repairs: list[str]) -> None
     if _Beyond.count:
         _Beyond.count = 0
         repairs.append(REPAIR_BEYOND_DOUBLE)
+    if _Beyond.wide:
+        _Beyond.wide = 0
+        repairs.append(REPAIR_WIDE_INTEGER)
     if (
         "uuid_derived" in value
         or "uuid_original" in value
@@ -161,6 +220,7 @@ def duplicate_keys(line: bytes | str) -> dict[str, list[Any]]:
         tree = json.loads(
             line.decode("utf-8", "replace") if isinstance(line, bytes) else line,
             parse_float=_uncounted_number,
+            parse_int=_uncounted_integer,
             parse_constant=_no_constant,
             object_pairs_hook=_Object.of,
         )
@@ -212,6 +272,14 @@ def _uncounted_number(text: str) -> Any:
     before = _Beyond.count
     value = number(text)
     _Beyond.count = before
+    return value
+
+
+def _uncounted_integer(text: str) -> Any:
+    """`integer`, for a second reading of a line already counted."""
+    before = _Beyond.wide
+    value = integer(text)
+    _Beyond.wide = before
     return value
 
 

@@ -11,9 +11,11 @@ tap's own kept aside, each noted as a repair). The rest:
 
 Each repair is named in the record's ``repairs`` field (a list of the ``REPAIR_*`` texts below),
 so the change is visible wherever the record lands. What still is not one JSON object (``null``,
-``[]``, half a line, two objects on one line, NUL bytes, a lone byte-order mark, garbage) raises
-:class:`UnreadableLineError`; the caller sets the line aside byte for byte (see ``setaside.py``),
-because reading it again cannot make it whole.
+``[]``, half a line, two objects on one line, NUL bytes, a lone byte-order mark, garbage) or
+nests arrays and objects deeper than ``exactjson.MAX_DEPTH`` (200) levels, which no Singer
+message writer here takes (orjson stops at 254), raises :class:`UnreadableLineError`; the
+caller sets the line aside byte for byte (see ``setaside.py``), because reading it again cannot
+make it whole.
 
 Lines are what lies between ``\n`` bytes; the newline that ends a file is not a line. A line of
 JSON whitespace only (nothing, spaces, tabs, ``\r``: what a blank line of a CRLF file leaves) holds
@@ -47,6 +49,10 @@ REPAIR_IDENTITY = "repaired id kept distinct (#repaired- and a hash of the expor
 IDENTITY_FIELDS = ("user_id", "device_id", "$insert_id", "groups")
 IDENTITY_MARK = "#repaired-"
 _JSON_WHITESPACE = b" \t\r"
+TOO_DEEP = (
+    f"nested too deep: more than {exactjson.MAX_DEPTH} levels of arrays and objects (a Singer "
+    "message is written with at most 254); not read further"
+)
 
 _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -70,8 +76,11 @@ def parse_line(line: bytes) -> dict[str, Any]:
     """The record a line holds, repaired where the meaning is clear.
 
     Raises:
-        UnreadableLineError: the line is not (even after those repairs) one JSON object.
+        UnreadableLineError: the line is not (even after those repairs) one JSON object, or is
+            nested too deep to be written as a Singer message.
     """
+    if exactjson.too_deep(line):
+        raise UnreadableLineError(TOO_DEEP)
     try:
         value = exactjson.loads(line)
     except exactjson.DecodeError:
