@@ -4,7 +4,10 @@ Amplitude sets a uuid on every event, but exports have been seen without one (or
 is not a UUID). Such a record gets a deterministic uuid, so a re-read of the same line gives the
 same key and PostHog's dedupe still works:
 
-- ``uuid`` itself when it is a UUID string;
+- ``uuid`` itself when it is a UUID string, but for the placeholders that name no event: the
+  nil UUID (``00000000-0000-0000-0000-000000000000``) and the max UUID (``ffffffff-...``, RFC
+  9562), in any spelling ``uuid.UUID`` reads (no dashes, braces, ``urn:uuid:``, upper case).
+  Unset ids are sent as these, and PostHog would make every such event of a day one event;
 - else uuid5(``UUID_NAMESPACE``, ``"insert_id␟<device_id>␟<user_id>␟<$insert_id>"``) when
   ``$insert_id`` is a non-empty string (Amplitude dedupes on it per device; target-posthog's
   ``record_uuid`` has the same rule, tests/test_dirty_tap.py checks that they agree; a repair
@@ -33,20 +36,26 @@ DERIVED_FIELD = "uuid_derived"
 ORIGINAL_FIELD = "uuid_original"
 _JSON_WHITESPACE = b" \t\r\n"
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+PLACEHOLDER_UUIDS = frozenset((uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1)))
+_PLACEHOLDER_TEXTS = frozenset(map(str, PLACEHOLDER_UUIDS))
 
 
-def has_usable_uuid(record: dict[str, Any]) -> bool:
-    """True for nearly every record: its ``uuid`` is a UUID string (checked cheaply first)."""
-    value = record.get("uuid")
+def is_usable_uuid(value: Any) -> bool:
+    """True for a UUID string that is not a placeholder (the rule above), cheaply for the
+    canonical form nearly every record has."""
     if type(value) is not str:
         return False
     if _CANONICAL_UUID.fullmatch(value):
-        return True
+        return value not in _PLACEHOLDER_TEXTS
     try:
-        uuid.UUID(value)
+        return uuid.UUID(value) not in PLACEHOLDER_UUIDS
     except ValueError:
         return False
-    return True
+
+
+def has_usable_uuid(record: dict[str, Any]) -> bool:
+    """True for nearly every record: its ``uuid`` is usable (`is_usable_uuid`)."""
+    return is_usable_uuid(record.get("uuid"))
 
 
 def derive_uuid(record: dict[str, Any], line: bytes) -> str:

@@ -23,6 +23,8 @@ from target_posthog import exact_numbers
 UUID_NAMESPACE = uuid.UUID("6b1c9f3e-2f4d-5a8e-9c70-3d1e8a5b4f21")
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_PLACEHOLDER_UUIDS = frozenset((uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1)))
+_PLACEHOLDER_TEXTS = frozenset(map(str, _PLACEHOLDER_UUIDS))
 # Amplitude session ids are the session start in epoch ms; only such values become UUIDv7s.
 SESSION_MS_MIN, SESSION_MS_MAX = 946_684_800_000, 4_102_444_800_000  # 2000 .. 2100
 
@@ -109,7 +111,8 @@ def event_timestamp(record: dict[str, Any]) -> tuple[str, str]:
 def record_uuid(record: dict[str, Any]) -> str:
     """Amplitude's uuid if valid, else a uuid5 of a stable key (never random).
 
-    ``uuid`` when it is a UUID string; else uuid5(namespace,
+    ``uuid`` when it is a UUID string other than the nil and max UUIDs (placeholders for "no
+    id": PostHog would make all such events of a day one); else uuid5(namespace,
     ``"insert_id␟<device_id>␟<user_id>␟<$insert_id>"``) when ``$insert_id`` is a non-empty
     string (tap-amplitude's keys.py has the same rule); else uuid5(namespace, ``"record␟"`` +
     the record as JSON with sorted keys. tap-amplitude sends every record with a uuid, derived
@@ -117,12 +120,15 @@ def record_uuid(record: dict[str, Any]) -> str:
     """
     value = record.get("uuid")
     if isinstance(value, str):
-        if _CANONICAL_UUID.fullmatch(value):
+        if _CANONICAL_UUID.fullmatch(value) and value not in _PLACEHOLDER_TEXTS:
             return value
         try:
-            return str(uuid.UUID(value))
+            parsed = uuid.UUID(value)
         except ValueError:
             pass
+        else:
+            if parsed not in _PLACEHOLDER_UUIDS:
+                return str(parsed)
     insert_id = record.get("$insert_id")
     if isinstance(insert_id, str) and insert_id:
         # Amplitude dedupes on $insert_id per device, so that is the event's identity.

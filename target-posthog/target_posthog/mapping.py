@@ -84,7 +84,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
     Rule(
         "uuid",
         "uuid (+ `$amplitude_uuid_derived: true` when derived)",
-        "Amplitude's uuid when valid (tap-amplitude derives one for a line without: from "
+        'Amplitude\'s uuid when valid (not the nil or max UUID, placeholders for "no id"; '
+        "tap-amplitude derives one for a line without: from "
         "`$insert_id`, else from the line's exact bytes), else uuid5 of `$insert_id` (or of "
         "the whole record): deterministic, so a re-send dedupes; the importer uses a random "
         "UUIDv7",
