@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tap_amplitude.content import gunzip_lines
 from tap_amplitude.export import (
     CorruptExportError,
     MemberRef,
-    gunzip_lines,
     member_hour,
     normalise_record,
     normalise_time,

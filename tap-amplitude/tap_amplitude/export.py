@@ -16,6 +16,7 @@ import re
 import sys
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import IO, Any, Protocol
 from isal import isal_zlib
 
 from tap_amplitude.client import FatalExportError
+from tap_amplitude.content import OtherCompressionError, content, member_lines, split_lines
 from tap_amplitude.filenames import MEMBER_SUFFIXES, log_skipped, skip_reason
 from tap_amplitude.keys import ensure_uuid, has_usable_uuid
 from tap_amplitude.linenotes import LINES, LineStats, MemberNotes, reason_kind
@@ -48,17 +50,17 @@ TIME_FIELDS = (
     "user_creation_time",
 )
 
-GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
-GZIP_MAGIC = b"\x1f\x8b"
-_BOM = b"\xef\xbb\xbf"
-READ_BYTES = 256 * 1024
+EMPTY_FILE = (
+    "an empty file (0 bytes): not even a gzip header; delete it if the export's own copy is "
+    "empty too"
+)
 # Unreadable lines are handed on once their member has proved whole (see `_records_from`);
 # past this many bytes of them (a member that is mostly garbage) they go on at once, so memory
 # stays bounded.
 MAX_HELD_UNREADABLE_BYTES = 16 << 20
 # isal's stubs do not declare its error as an exception class; it is one (IsalError).
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
-_READ_ERRORS = (OSError, EOFError, zlib.error, _INFLATE_ERROR, zipfile.BadZipFile)
+READ_ERRORS = (OSError, EOFError, zlib.error, _INFLATE_ERROR, zipfile.BadZipFile)
 
 
 class Conform(Protocol):
@@ -108,13 +110,14 @@ def member_place(name: str) -> tuple[dt.datetime, int] | None:
     return start, int(part)
 
 
-def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
+def zip_members(path: Path, skipped: Counter[str] | None = None) -> list[MemberRef]:
     """The JSON-lines members of a zip, in archive order (reads only its directory); the
-    entries that are not export data are skipped, each with one info line."""
+    entries that are not export data are skipped, each with one info line (and counted by
+    reason in ``skipped``)."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = [info.filename for info in archive.infolist()]
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         cause = error.strerror if isinstance(error, OSError) and error.strerror else error
         fix = (
             "let the user running the tap read it, and run again"
@@ -128,8 +131,8 @@ def zip_members(path: Path, *, log_skips: bool = True) -> list[MemberRef]:
         reason = skip_reason(name, MEMBER_SUFFIXES)
         if reason is None:
             members.append(MemberRef(path, name))
-        elif log_skips:
-            log_skipped(f"{path.name}:{name}", reason)
+        else:
+            log_skipped(f"{path.name}:{name}", reason, skipped)
     return members
 
 
@@ -182,67 +185,6 @@ def _is_time(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def gunzip_lines(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
-    """Lines of a gzip stream (several concatenated gzip members allowed), chunk by chunk;
-    ``head``: bytes already read from ``raw``.
-
-    ISA-L's inflate (zlib-compatible, about 2.5x faster than zlib's) checks each member's CRC and
-    length; a stream that ends early raises EOFError.
-    """
-    return _split_lines(_inflated(_chunks(raw, head)))
-
-
-def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
-    """The lines of a member: gunzipped, or as they are when the member holds plain JSON lines
-    (a `.json` member of a zip, or a file a browser or tool decompressed but left named
-    `.json.gz`; said in one info line). Anything else is read as gzip, to fail as damage."""
-    return _split_lines(_content(raw, where))
-
-
-def _content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
-    """A member's content, chunk by chunk: inflated when gzipped, as it is when plain JSON
-    lines (said in one info line naming ``where``, unless None)."""
-    head = raw.read(READ_BYTES)
-    if not head.startswith(GZIP_MAGIC) and head.lstrip(b" \t\r\n").startswith((b"{", _BOM)):
-        if where is not None:
-            logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
-        return _chunks(raw, head)
-    return _inflated(_chunks(raw, head))
-
-
-def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
-    if head:
-        yield head
-    while chunk := raw.read(READ_BYTES):
-        yield chunk
-
-
-def _inflated(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
-    for chunk in chunks:
-        data = inflater.decompress(chunk)
-        while inflater.eof and inflater.unused_data:
-            rest = inflater.unused_data
-            inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
-            data += inflater.decompress(rest)
-        if data:
-            yield data
-    if not inflater.eof:
-        msg = "gzip stream ends before its end-of-stream marker (truncated)"
-        raise EOFError(msg)
-
-
-def _split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines between ``\\n`` bytes; the last one even without a newline after it."""
-    tail = b""
-    for data in chunks:
-        lines = (tail + data).split(b"\n")
-        tail = lines.pop()
-        yield from lines
-    if tail:
-        yield tail
 
 
 def _records_from(
@@ -300,11 +242,16 @@ def _records_from(
                 notes.timeless += 1
                 notes.first_timeless = notes.first_timeless or line_number
             yield record
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise CorruptExportError(_damage(where, line_number, error, source)) from error
     # Only now is the member known whole (its gzip checksum read): a garbled line of a damaged
     # member is damage, to be read again once the file is mended, not a line to keep.
     yield from _set_aside(unreadable, where, stats)
+    stats.members += 1
+    stats.hourless_members += member_hour(ref.name) is None
+    if not line_number:
+        stats.empty_members += 1
+        logger.info("%s: empty (no lines), no events in it", where)
     stats.blank += notes.blank
     stats.repaired.update(notes.repaired)
     stats.derived_uuids += notes.derived
@@ -312,8 +259,29 @@ def _records_from(
     notes.log(where)
 
 
+_UPLOAD_HOUR = re.compile(rb'"server_upload_time"\s*:\s*"(\d{4}-\d{2}-\d{2})[ T](\d{2})')
+
+
+def earliest_upload_hour(ref: MemberRef) -> dt.datetime | None:
+    """The earliest hour of a ``server_upload_time`` in the member's lines (the field export
+    files are cut by), for a member whose name gives no hour; None when no line gives one.
+    Raises what reading it raises (damage: see `read_member`)."""
+    earliest = b"~"
+    with _open_member(ref) as raw:
+        for line in split_lines(content(raw, None)):
+            for found in _UPLOAD_HOUR.finditer(line):
+                hour = found[1] + b"T" + found[2]
+                if hour < earliest and _is_time(f"{hour.decode()}:00"):
+                    earliest = hour
+    if earliest == b"~":
+        return None
+    return dt.datetime.fromisoformat(f"{earliest.decode()}:00+00:00")
+
+
 def _damage(where: str, line_number: int, error: BaseException, source: str) -> str:
     """The one line for a member that cannot be read in full: where, the cause, the fix."""
+    if isinstance(error, OtherCompressionError):
+        return f"{where}: {error}; nothing of it was read; no bookmark passes its hour"
     if isinstance(error, EOFError):
         cause = str(error)
     elif isinstance(error, zipfile.BadZipFile):
@@ -371,12 +339,15 @@ def read_member(
         # can inflate to plausible but wrong lines before that: changed values, or invented
         # events (a garbled uuid derives a new one) that PostHog could never delete. So the
         # member is proved whole first, then read.
+        if ref.member is None and ref.path.stat().st_size == 0:
+            # Even an empty gzip stream has a header: a file of no bytes was cut to nothing.
+            raise EOFError(EMPTY_FILE)
         with _open_member(ref) as raw:
-            for _ in _content(raw, None):  # to the end: every CRC is checked (raises on damage)
+            for _ in content(raw, None):  # to the end: every CRC is checked (raises on damage)
                 pass
         with _open_member(ref) as raw:
             yield from _records_from(raw, ref, where, source, stats, conform)
-    except _READ_ERRORS as error:
+    except READ_ERRORS as error:
         raise CorruptExportError(_damage(where, 0, error, source)) from error
 
 

@@ -9,6 +9,7 @@ would stop the run, so each is skipped with one info line saying why.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import PurePosixPath
 
 logger = logging.getLogger("tap-amplitude")
@@ -36,6 +37,9 @@ def skip_reason(name: str, suffixes: tuple[str, ...] = EXPORT_SUFFIXES) -> str |
     return None
 
 
-def log_skipped(where: str, reason: str) -> None:
-    """The one info line for a skipped file or member."""
+def log_skipped(where: str, reason: str, skipped: Counter[str] | None = None) -> None:
+    """The one info line for a skipped file or member; counted by ``reason`` in ``skipped``
+    (for the run's summary) unless None."""
     logger.info("Skipping %s: %s", where, reason)
+    if skipped is not None:
+        skipped[reason] += 1

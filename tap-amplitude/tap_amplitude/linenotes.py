@@ -1,5 +1,6 @@
 """What reading an export counted besides its records: repairs, set-aside and blank lines,
-derived uuids, records without a readable event_time; said once per member, summed per run."""
+derived uuids, records without a readable event_time (said once per member, summed per run);
+and per run the members read (empty ones, ones whose name gives no hour) and the files skipped."""
 
 from __future__ import annotations
 
@@ -25,19 +26,28 @@ class LineStats:
     blank: int = 0  # lines of JSON whitespace only (no record in them), counted, not kept
     derived_uuids: int = 0
     timeless: int = 0  # records whose event_time is missing or not a time
+    members: int = 0  # JSON-lines members (files, zip members) read through
+    empty_members: int = 0  # ... of which held no line at all
+    hourless_members: int = 0  # ... of which had a name that gives no hour
+    skipped: Counter[str] = dataclass_field(default_factory=Counter)  # files: reason -> count
 
     def summary(self, stream: str) -> str:
         """``"2 lines set aside as unreadable (1 not JSON, 1 not an object; stream <stream>),
         3 blank lines skipped, 1 uuids derived, 0 without a readable event_time, 1 lines
-        repaired (1 byte-order mark removed)"``."""
+        repaired (1 byte-order mark removed); 4 members read (1 empty, 1 named without an
+        hour), 2 files skipped (1 a folder entry, 1 macOS metadata (__MACOSX))"``."""
         set_aside = ", ".join(f"{n} {kind}" for kind, n in self.set_aside.most_common())
         kinds = ", ".join(f"{n} {what}" for what, n in sorted(self.repaired.items()) if what)
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(self.skipped.items()))
         return (
             f"{self.set_aside.total()} lines set aside as unreadable"
             f" ({f'{set_aside}; ' if set_aside else ''}stream {stream}), "
             f"{self.blank} blank lines skipped, "
             f"{self.derived_uuids} uuids derived, {self.timeless} without a readable event_time, "
-            f"{self.repaired[LINES]} lines repaired{f' ({kinds})' if kinds else ''}"
+            f"{self.repaired[LINES]} lines repaired{f' ({kinds})' if kinds else ''}; "
+            f"{self.members} members read ({self.empty_members} empty, "
+            f"{self.hourless_members} named without an hour), "
+            f"{self.skipped.total()} files skipped{f' ({skipped})' if skipped else ''}"
         )
 
 

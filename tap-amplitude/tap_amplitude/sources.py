@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import zipfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +27,15 @@ from tap_amplitude.client import (
     UnreadableBodyError,
     WindowRejectedError,
 )
-from tap_amplitude.export import MemberRef, member_hour, zip_members
+from tap_amplitude.export import (
+    READ_ERRORS,
+    MemberRef,
+    earliest_upload_hour,
+    member_hour,
+    zip_members,
+)
 from tap_amplitude.filenames import log_skipped, skip_reason
-from tap_amplitude.windows import HOUR, Window, WindowPlanner, WindowTooLargeError
+from tap_amplitude.windows import HOUR, Window, WindowPlanner, WindowTooLargeError, bookmark_text
 
 logger = logging.getLogger("tap-amplitude")
 
@@ -65,9 +72,12 @@ class ApiSource:
     archives on disk to two: the one being read and the one prefetched.
     """
 
-    def __init__(self, client: ExportClient, planner: WindowPlanner) -> None:
+    def __init__(
+        self, client: ExportClient, planner: WindowPlanner, skipped: Counter[str] | None = None
+    ) -> None:
         self.client = client
         self.planner = planner
+        self.skipped = skipped  # archive entries that are not export data, by reason
         self._queue: queue.Queue[ReadyWindow | _Finished] = queue.Queue()
         self._disk_slots = threading.Semaphore(2)
         self._stop = threading.Event()
@@ -112,7 +122,7 @@ class ApiSource:
                     self._disk_slots.release()
                     self._queue.put(ReadyWindow(window, seconds=download.seconds))
                 else:
-                    members = zip_members(download.path)
+                    members = zip_members(download.path, self.skipped)
                     self._queue.put(
                         ReadyWindow(window, members, download.size, download.seconds, download.path)
                     )
@@ -154,18 +164,28 @@ class LocalSource:
     Zips are indexed by their directory only; members are grouped by the hour in their name, and
     members of hours outside the range are left alone. The same member name found twice (a zip
     and its unpacked files side by side) is read once: Amplitude names each part uniquely.
+
+    A member whose name gives no hour (renamed by someone) is read with the earliest hour of a
+    ``server_upload_time`` in it: read no later than any hour it holds, so no bookmark passes
+    one of its events unread. One that gives no hour either (no event in it has one) cannot be
+    placed among the hours, so it is skipped, named and counted like other files skipped.
     """
 
-    def __init__(self, export_path: str, window: Window) -> None:
+    def __init__(
+        self, export_path: str, window: Window, skipped: Counter[str] | None = None
+    ) -> None:
         self.export_path = export_path
         self.range = window
+        self.skipped = skipped  # files and entries not read, by reason (for the run's summary)
 
     @staticmethod
-    def find_files(export_path: str, *, log_skips: bool = False) -> list[Path]:
+    def find_files(
+        export_path: str, skipped: Counter[str] | None = None, *, log_skips: bool = False
+    ) -> list[Path]:
         """The export files a folder or glob names: zips and ``.json.gz`` members.
 
         Other files (hidden, macOS metadata, S3 markers, ...; see filenames.py) are left out,
-        each with one info line when ``log_skips``.
+        each with one info line when ``log_skips``, counted by reason in ``skipped``.
         """
         root = Path(export_path).expanduser()
         if root.is_dir():
@@ -178,36 +198,59 @@ class LocalSource:
             if not path.is_file():
                 # A folder, a broken link or a pipe: said only when named like export data.
                 if log_skips and skip_reason(name) is None:
-                    log_skipped(str(path), _not_a_file(path))
+                    log_skipped(str(path), _not_a_file(path), skipped)
                 continue
             reason = skip_reason(name)
             if reason is None:
                 files.append(path)
             elif log_skips:
-                log_skipped(str(path), reason)
+                log_skipped(str(path), reason, skipped)
         return sorted(files)
 
     def windows(self) -> Iterator[ReadyWindow]:
         by_hour: dict[dt.datetime, dict[str, MemberRef]] = {}
-        for path in self.find_files(self.export_path, log_skips=True):
-            refs = zip_members(path) if path.name.endswith(".zip") else [MemberRef(path)]
+        for path in self.find_files(self.export_path, self.skipped, log_skips=True):
+            refs = (
+                zip_members(path, self.skipped) if path.name.endswith(".zip") else [MemberRef(path)]
+            )
             for ref in refs:
-                hour = member_hour(ref.name)
-                if hour is None:
-                    logger.warning("Skipping %s: its name does not say which hour it holds", ref)
-                    continue
-                if not self.range.start <= hour < self.range.end:
+                hour = member_hour(ref.name) or self._hour_from_records(ref)
+                if hour is None or not self.range.start <= hour < self.range.end:
                     continue
                 part = ref.name.rsplit("/", 1)[-1]
                 seen = by_hour.setdefault(hour, {})
                 if part in seen:
                     logger.warning("Skipping %s: same part already read from %s", ref, seen[part])
+                    if self.skipped is not None:
+                        self.skipped["same part read from another file"] += 1
                     continue
                 seen[part] = ref
         for hour in sorted(by_hour):
             refs = [by_hour[hour][part] for part in sorted(by_hour[hour])]
             size = sum(_member_size(ref) for ref in refs)
             yield ReadyWindow(Window(hour, hour + HOUR), refs, size)
+
+    def _hour_from_records(self, ref: MemberRef) -> dt.datetime | None:
+        """The hour to read a member whose name gives none with (class docstring), said in one
+        line; None (said and counted as skipped) when its records give none either."""
+        try:
+            hour = earliest_upload_hour(ref)
+        except READ_ERRORS:  # damaged: read it first, so the read stops the run, naming it
+            return self.range.start
+        if hour is None:
+            reason = "its name gives no hour, and no line in it has a server_upload_time"
+            logger.warning("Skipping %s: %s", ref, reason)
+            if self.skipped is not None:
+                self.skipped[reason] += 1
+            return None
+        logger.info(
+            "%s: its name gives no hour; read with hour %s, the earliest server_upload_time "
+            "in it%s",
+            ref,
+            bookmark_text(hour),
+            "" if self.range.start <= hour < self.range.end else " (outside this run: not read)",
+        )
+        return hour
 
 
 def _not_a_file(path: Path) -> str:

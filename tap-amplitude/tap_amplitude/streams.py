@@ -181,7 +181,9 @@ class EventsStream(Stream):
     def _ready_windows(self, start: dt.datetime, end: dt.datetime) -> Iterable[ReadyWindow]:
         if self._local:
             remove_leftovers()  # no downloads in this mode, but earlier killed runs' remain
-            yield from LocalSource(self.config["export_path"], Window(start, end)).windows()
+            yield from LocalSource(
+                self.config["export_path"], Window(start, end), self.line_stats.skipped
+            ).windows()
             return
         run_folder = RunFolder.create()  # also removes the folders of killed runs
         client = ExportClient(
@@ -201,7 +203,7 @@ class EventsStream(Stream):
             max_hours=self.config.get("window_hours"),
         )
         try:
-            yield from ApiSource(client, planner).windows()
+            yield from ApiSource(client, planner, self.line_stats.skipped).windows()
         finally:
             client.close()
             run_folder.remove()

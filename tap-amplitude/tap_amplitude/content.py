@@ -1,0 +1,142 @@
+"""A member's bytes -> its lines: gunzipped, read as they are, or re-encoded, by what they hold.
+
+What a member holds is decided by its first bytes, never by its name (people decompress and
+recompress exports with all kinds of tools, and keep the names):
+
+- gzip (magic bytes ``1f 8b``): inflated, several concatenated gzip members allowed, every CRC
+  checked (ISA-L's inflate, zlib-compatible and about 2.5x faster); a stream that ends early
+  raises ``EOFError``.
+- UTF-16 or UTF-32 text (its byte-order mark, ``ff fe``, ``fe ff``, ...: what Windows
+  PowerShell's ``>`` writes): read as the same text in UTF-8, said in one info line.
+- another compression (zip, bzip2, xz, zstd, by their magic bytes): :class:`OtherCompressionError`
+  (an ``OSError``, so damage of the file to its caller: a stop naming the format and the fix;
+  read as lines it would only give garbage).
+- anything else is plain JSON lines (a `.json` member of a zip, or a file a browser or tool
+  decompressed but kept the `.gz` name of; said in one info line), whatever its first byte:
+  ``{``, a blank line, a UTF-8 byte-order mark, ``null``, ``[``, a digit. Each line is then
+  judged on its own (lines.py), so nothing but a gzip header is ever read as gzip.
+
+Lines are what lies between ``\\n`` bytes; the last one counts even without a newline after it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import zlib
+from collections.abc import Iterator
+from typing import IO
+
+from isal import isal_zlib
+
+logger = logging.getLogger("tap-amplitude")
+
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
+GZIP_MAGIC = b"\x1f\x8b"
+READ_BYTES = 256 * 1024
+# Byte-order marks of the text encodings other than UTF-8 (longest first: UTF-32LE's begins
+# with UTF-16LE's).
+_WIDE_TEXT = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+_OTHER_COMPRESSION = (
+    (b"PK\x03\x04", "zip"),
+    (b"BZh", "bzip2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+class OtherCompressionError(OSError):
+    """A member compressed with something other than gzip; the message names the format."""
+
+
+def gunzip_lines(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
+    """Lines of a gzip stream, chunk by chunk; ``head``: bytes already read from ``raw``."""
+    return split_lines(_inflated(_chunks(raw, head)))
+
+
+def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
+    """The lines of a member, by what it holds (module docstring); said once when not gzip."""
+    return split_lines(content(raw, where))
+
+
+def content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
+    """A member's content, chunk by chunk, as UTF-8 text lines (module docstring). When it is
+    not gzip, one info line says how it is read, naming ``where`` (unless None)."""
+    head = raw.read(READ_BYTES)
+    if head.startswith(GZIP_MAGIC):
+        return _inflated(_chunks(raw, head))
+    for magic, name in _OTHER_COMPRESSION:
+        if head.startswith(magic):
+            msg = (
+                f"compressed with {name}, not gzip (its first bytes); decompress it (then gzip "
+                "it, or leave it as plain JSON lines) and run again"
+            )
+            raise OtherCompressionError(msg)
+    for bom, encoding in _WIDE_TEXT:
+        if head.startswith(bom):
+            if where is not None:
+                logger.info(
+                    "%s: %s text (byte-order mark %s), not gzip-compressed; read as the same "
+                    "text in UTF-8",
+                    where,
+                    encoding,
+                    bom.hex(" "),
+                )
+            return _as_utf8(_chunks(raw, head), encoding)
+    if where is not None and head:
+        logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
+    return _chunks(raw, head)
+
+
+def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
+    if head:
+        yield head
+    while chunk := raw.read(READ_BYTES):
+        yield chunk
+
+
+def _inflated(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
+    for chunk in chunks:
+        data = inflater.decompress(chunk)
+        while inflater.eof and inflater.unused_data:
+            rest = inflater.unused_data
+            inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
+            data += inflater.decompress(rest)
+        if data:
+            yield data
+    if not inflater.eof:
+        msg = "gzip stream ends before its end-of-stream marker (truncated)"
+        raise EOFError(msg)
+
+
+def _as_utf8(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """UTF-16/32 text (its byte-order mark first) as UTF-8. A lone surrogate or a cut code
+    unit stays in the bytes as invalid UTF-8, which lines.py repairs visibly (U+FFFD)."""
+    decoder = codecs.getincrementaldecoder(encoding)("surrogatepass")
+    for chunk in chunks:
+        if text := decoder.decode(chunk):
+            yield text.encode("utf-8", "surrogatepass")
+    try:
+        rest = decoder.decode(b"", final=True)
+    except UnicodeDecodeError:  # an odd byte at the end: kept as it is, for lines.py to judge
+        rest = ""
+        yield b"\xff"
+    if rest:
+        yield rest.encode("utf-8", "surrogatepass")
+
+
+def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Lines between ``\\n`` bytes; the last one even without a newline after it."""
+    tail = b""
+    for data in chunks:
+        lines = (tail + data).split(b"\n")
+        tail = lines.pop()
+        yield from lines
+    if tail:
+        yield tail
