@@ -444,7 +444,13 @@ def test_amplitude_group_identify_becomes_group_updates() -> None:
         "group_properties": {"company": {"Acme": {}}},
     }
     (update,) = map_record(anonymous).events
+    # No person: kept personless (PostHog would make "$company_Acme" a person, and drops a
+    # personless $groupidentify), renamed, its group in $groups.
+    assert update["event"] == "$amplitude_$groupidentify"
     assert update["distinct_id"] == "$company_Acme"
+    assert update["properties"]["$process_person_profile"] is False
+    assert update["properties"]["$groups"] == {"company": "Acme"}
+    assert update["properties"]["$amplitude_event_type"] == "$groupidentify"
     assert update["uuid"] == WEB_RECORD["uuid"]
 
 

@@ -561,6 +561,50 @@ def test_posthog_instructions_inside_event_properties_are_kept_but_not_obeyed(
     assert properties["item"] == "x"
 
 
+def test_group_identify_rows_without_ids_create_no_person(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Amplitude's server-side group identify rows name no user or device. PostHog makes a
+    person of every $groupidentify's distinct_id: the rows go personless, and their
+    properties reach the group under a person that showed it, else under one shared id."""
+
+    def row(n: int, day: int, key: str, values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **_event(n, None, None, day),
+            "event_type": "$groupidentify",
+            "group_properties": {"company": {key: values}},
+        }
+
+    ann = {
+        **_event(0, "ann", "d", 1, plan="pro"),
+        "groups": {"company": ["acme"]},
+        "group_properties": {"company": {"acme": {"name": "Acme"}}},
+    }
+    records = [
+        ann,
+        row(1, 2, "acme", {"name": "Acme Corp", "seats": 5}),
+        row(2, 3, "solo", {"name": "Solo"}),
+        row(3, 4, "duo", {"name": "Duo"}),
+    ]
+    _run(tmp_path, posthog, records)
+    people = posthog.people
+    assert {p.distinct_ids for p in people.persons()} == {
+        frozenset({"ann", "d"}),
+        frozenset({"amplitude_group_updates"}),  # one for all groups nobody showed
+    }
+    assert people.groups() == {
+        ("company", "acme"): {"name": "Acme Corp", "seats": 5},
+        ("company", "solo"): {"name": "Solo"},
+        ("company", "duo"): {"name": "Duo"},
+    }
+    updates = {e["properties"]["$group_key"]: e["distinct_id"] for e in _updates(posthog)
+               if e["event"] == "$groupidentify"}  # fmt: skip
+    assert updates["acme"] == "ann"
+    rows = [e for e in posthog.events if e["event"] == "$amplitude_$groupidentify"]
+    assert len(rows) == 3  # every row is in PostHog
+    assert not people.warnings
+
+
 def test_a_dry_run_shows_the_same_person_updates(tmp_path: Path, posthog: PostHogStandIn) -> None:
     """The dry run's payloads hold the person update the real run sends: anonymous values of
     the user's device included, though a dry run records no alias."""

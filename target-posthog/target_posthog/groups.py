@@ -12,6 +12,14 @@ from target_posthog.event_keys import derived_uuid
 from target_posthog.fields import RAW_PREFIX, UnmappableError, first, object_field
 
 GROUP_UPDATE = "$groupidentify"
+# A `$groupidentify` row with no usable user_id or device_id names no person, yet PostHog
+# creates a person for the distinct_id of every `$groupidentify` (posthog-python's
+# `$<type>_<key>` gives one phantom person per group: PostHog issue 7921), and drops a
+# personless one (`$process_person_profile: false`: shared/reference/posthog-capture-api.md
+# section 3). So such a row is kept under this name, personless (no person), with `$groups`
+# naming its group; its properties reach the group through the group update
+# (profiles.py), sent under a person that showed the group.
+PERSONLESS_GROUP_ROW = RAW_PREFIX + GROUP_UPDATE
 
 
 def groups_property(groups: dict[str, Any]) -> dict[str, str]:
@@ -49,7 +57,8 @@ def group_updates(
     event_uuid: str,
     groups: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], list[GroupObservation]]:
-    """A `$groupidentify` row: one `$groupidentify` event per group it names, and its properties.
+    """A `$groupidentify` row: one `$groupidentify` event per group it names (a personless
+    `PERSONLESS_GROUP_ROW` when `distinct_id` is None), and its properties.
 
     The events register the groups and keep the row in PostHog; their `$group_set` is empty
     because PostHog applies `$group_set` in ingestion order: the properties reach the group
@@ -81,12 +90,17 @@ def group_updates(
         if values:
             properties[RAW_PREFIX + "group_properties"] = values
         properties[RAW_PREFIX + "uuid"] = record.get("uuid")
+        if distinct_id is None:  # no person: kept personless (see PERSONLESS_GROUP_ROW)
+            properties[RAW_PREFIX + "event_type"] = GROUP_UPDATE
+            properties["$groups"] = {kind: key}
+            properties["$process_person_profile"] = False
         properties["$geoip_disable"] = True
         properties["analytics_source"] = "amplitude"
         events.append(
             {
-                "event": GROUP_UPDATE,
-                # posthog-python's group_identify uses this distinct_id when there is no person.
+                "event": GROUP_UPDATE if distinct_id is not None else PERSONLESS_GROUP_ROW,
+                # posthog-python's group_identify names the group so when there is no person
+                # (personless here: it creates none).
                 "distinct_id": distinct_id or f"${kind}_{key}",
                 "timestamp": timestamp,
                 "uuid": uuid_,

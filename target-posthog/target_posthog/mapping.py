@@ -60,7 +60,8 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "event_type",
         "event",
         "`[Amplitude] Page Viewed` -> `$pageview`, `$identify` -> `$set`, `$groupidentify` -> "
-        "`$groupidentify` (their properties travel in the person/group updates), "
+        "`$groupidentify` (their properties travel in the person/group updates; a row with "
+        "no user_id or device_id: `$amplitude_$groupidentify`, personless), "
         "`$create_alias`/`$merge_dangerously` -> `$amplitude_$create_alias`/"
         "`$amplitude_$merge_dangerously` (PostHog would merge two persons on them); others "
         "unchanged. The importer passes `$identify`/`$groupidentify` through as plain events "
@@ -299,7 +300,10 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if event_type == GROUP_UPDATE:
         distinct_id = user_id or device_id
         events, observed = group_updates(record, distinct_id, timestamp, event_uuid, groups)
-        return Mapped(events, device_id, user_id, timestamp, None, None, None, observed, order)
+        # person_key: who showed the groups (None: nobody); no person values to observe.
+        return Mapped(
+            events, device_id, user_id, timestamp, distinct_id, None, None, observed, order
+        )
 
     distinct_id = user_id or device_id
     if distinct_id is None:

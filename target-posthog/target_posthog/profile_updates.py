@@ -24,6 +24,11 @@ PERSON, GROUP = "person", "group"
 # On every update the target adds (not an event of the export): "person" or "group", so a
 # PostHog query can tell them from the history.
 UPDATE_MARKER = "amplitude_migration_update"
+# The distinct_id of a group update when no person of the migration showed the group (only
+# `$groupidentify` rows without ids did): PostHog creates a person for the distinct_id of
+# every `$groupidentify` and drops a personless one (groups.PERSONLESS_GROUP_ROW), so all such
+# updates share this one person, instead of posthog-python's one `$<type>_<key>` per group.
+GROUP_UPDATES_DISTINCT_ID = "amplitude_group_updates"
 
 
 def _digest(*parts: object) -> str:
@@ -72,6 +77,11 @@ def group_update(key: str, state: State, version: int) -> dict[str, Any]:
     The uuid follows the rule of `person_update`.
     """
     group_type, group_key = orjson.loads(key)
+    by = state.by
+    # Nobody showed it: `by` is still the row's key (State.load), or (registries of older
+    # versions) posthog-python's phantom `$<type>_<key>`.
+    if by in ("", key, f"${group_type}_{group_key}"):
+        by = GROUP_UPDATES_DISTINCT_ID
     values = state.values()
     for name in state.snapshot.removed():
         values.setdefault(name, None)
@@ -79,7 +89,7 @@ def group_update(key: str, state: State, version: int) -> dict[str, Any]:
         "event": GROUP_UPDATE,
         # The distinct_id of the newest record showing the group: a real person (a made-up
         # id would become a person of its own in PostHog).
-        "distinct_id": state.by,
+        "distinct_id": by,
         "timestamp": state.newest_time(),
         "uuid": derived_uuid("group-update", group_type, group_key, _digest(values), str(version)),
         "properties": {

@@ -112,11 +112,8 @@ class Profiles:
                 person_key, mapped.order, mapped.person, mapped.initial, mapped.snapshot
             )
         if mapped.groups:
-            by = person_key or mapped.user_id or mapped.device_id
             for group_type, group_key, values in mapped.groups:
-                self.observe_group(
-                    group_type, group_key, mapped.order, values, by or f"${group_type}_{group_key}"
-                )
+                self.observe_group(group_type, group_key, mapped.order, values, person_key)
         if len(self._persons) + len(self._groups) > PENDING_LIMIT:
             self.sync()
 
@@ -142,16 +139,17 @@ class Profiles:
                 held.snapshot.add(order, snapshot)
 
     def observe_group(
-        self, group_type: str, group_key: str, order: str, values: dict[str, Any], by: str
+        self, group_type: str, group_key: str, order: str, values: dict[str, Any], by: str | None
     ) -> None:
-        """One record's properties of one group; `by` is the record's distinct_id."""
+        """One record's properties of one group; `by` is the record's distinct_id (None: the
+        record names no person, a `$groupidentify` row without ids)."""
         key = orjson.dumps([group_type, group_key]).decode()
         with self._lock:
             held = self._groups.get(key)
             if held is None:
-                held = self._groups[key] = Observed(by)
+                held = self._groups[key] = Observed("")
             held.snapshot.add(order, values)
-            if order > held.by_order:
+            if by is not None and order > held.by_order:
                 held.by, held.by_order = by, order
 
     @property

@@ -4,7 +4,8 @@ The rules (shared/reference/posthog-capture-api.md sections 3 and 4, from PostHo
 `person-merge-service.ts`, `person-update.ts` and `group-update.ts`):
 
 - every event's distinct_id belongs to a person, created on first sight (unless the event says
-  `$process_person_profile: false`);
+  `$process_person_profile: false`; a personless merge or `$groupidentify` is dropped with a
+  warning);
 - `$create_alias` / `$merge_dangerously` merge the person of `properties.alias` into the
   person of `distinct_id`; `$identify` merges `properties.$anon_distinct_id`'s. Equal ids do
   nothing; an illegal id on either side is refused (`cannot_merge_with_illegal_distinct_id`);
@@ -140,6 +141,10 @@ class PersonsModel:
         except msgspec.ValidationError:  # properties is not an object
             rules = _EMPTY
         if rules.process_person_profile is False:
+            if name in MERGE_EVENTS or name == "$groupidentify":  # PostHog drops these
+                self.warnings.append(
+                    ("invalid_event_when_process_person_profile_is_false", str(name))
+                )
             return
         if name in MERGE_EVENTS:
             other = rules.anon_distinct_id if name == "$identify" else rules.alias
