@@ -338,3 +338,38 @@ def test_the_start_date_still_holds_for_a_file_placed_by_its_records(
         "2024-02-29T23:00:00+00:00, the earliest server_upload_time in it (outside this run: "
         "not read)"
     ) in log_text(run.stderr)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("session_id", b"1.0e19", "a whole number beyond 64 bits"),  # was "does not convert"
+        ("event_id", b"1" + b"0" * 5000, "a whole number beyond 64 bits"),
+        ("app", b"1.500000", "a number that does not convert exactly to an integer"),
+        ("location_lat", b"1e400", "a number beyond a double's range"),
+    ],
+)
+def test_a_number_kept_aside_is_said_with_its_true_cause(
+    field: str, value: bytes, said: str, run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    line = b'{"uuid":"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f73","' + field.encode() + b'":' + value
+    run = local_run(run_tap, tmp_path, [line + b"}"])
+    assert run.returncode == 0, run.stderr[-3000:]
+    (event,) = stream_records(run, "events")
+    assert event[field] is None
+    path = tmp_path / "export" / MEMBER
+    assert (
+        f"{WINDOW}, member {path}, line 1: {field}: {said}; kept as exported in "
+        f"additional_properties.{field}, the field is null (first of its kind; counts at the end "
+        "of the run)"
+    ) in log_text(run.stderr)
+
+
+def test_an_array_holding_a_wide_integer_in_a_string_field_keeps_the_lines_text(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Its text was written again with the integer quoted: the line's text is the value."""
+    wide = b"3" * 5000
+    line = b'{"uuid":"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f73","user_id":[' + wide + b", 1.50]}"
+    (event,) = stream_records(local_run(run_tap, tmp_path, [line]), "events")
+    assert event["user_id"] == f"[{wide.decode()}, 1.50]"

@@ -43,7 +43,9 @@ CONTAINERS = (dict, list)
 # RFC 8259's number grammar: what a string must spell to become a number.
 _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _BOOLEANS = {"true": True, "false": False}
-_DECODER = json.JSONDecoder()
+# Only finds where each value ends (raw_values): numbers are not converted, so an integer of
+# any width (past Python's 4300-digit limit too) is found like any other.
+_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _MOST_DIGITS = 999  # a whole number's digits are written up to this exponent (then its text)
 
@@ -56,11 +58,25 @@ def cause(kind: str, found: str, value: Any) -> str:
     """Why a value cannot become its field's type, in words (never the value itself)."""
     if kind == "integer" and found == "integer":
         return "an integer beyond 64 bits"
+    if kind == "integer" and found == "number" and _whole(value):  # 1e19, 1.0e19, 1e400
+        return "a whole number beyond 64 bits"
+    if value.__class__ is BeyondDouble:  # 1e400, 1e-400, an integer of 4301+ digits
+        return "a number beyond a double's range"
     if kind == "date-time" and found == "string":
         return "a string that is not an ISO 8601 date and time"
     if kind == found:
         return f"{article(found)} {found} that does not fit"
     return f"{article(found)} {found} that does not convert exactly to {article(kind)} {kind}"
+
+
+def _whole(value: Any) -> bool:
+    """Whether a number read by exactjson (float, ExactFloat, BeyondDouble) is whole."""
+    text = value.text if value.__class__ is ExactFloat else str(value)
+    try:
+        exact = Decimal(text if value.__class__ is not float else repr(value))
+    except InvalidOperation:
+        return False
+    return exact.is_finite() and exact == exact.to_integral_value()
 
 
 def fit(kind: str, value: Any) -> tuple[bool, Any]:
