@@ -533,7 +533,7 @@ def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migrated: Migration) 
     assert any("unexplained" in status for status in shifted.not_ok().values())
     # The user is told why, by hour and by day (one more query, for three days of hours).
     hint = (
-        "target-posthog-verify: Amplitude's hourly counts equal the migration's once moved 7 h "
+        "target-posthog-verify: Amplitude's hourly counts match the migration's once moved 7 h "
         "later: amplitude_time_zone is UTC, but the project's charts seem to count in "
         "UTC-07:00 around 2024-"
     )
@@ -541,6 +541,43 @@ def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migrated: Migration) 
     daily = migrated.verify(amplitude_time_zone="UTC")
     assert daily.returncode == 1 and hint in daily.stderr
     assert "seem to count in" not in report.stderr
+
+
+def test_a_wrong_time_zone_is_hinted_by_day_and_hour_despite_dead_letters(
+    tmp_path: Path,
+) -> None:
+    """A real migration has dead letters and records without a time: Amplitude's moved counts
+    then match the migration's closely, not exactly. The hint must still come, by day (the
+    default) as by hour; it came for neither with 3 % of lines dead-lettered."""
+    store = build_drill_store(tmp_path / "export", invalid_fraction=0.03)
+    migration = Migration(tmp_path, store)
+    found = {}
+    try:
+        migration.run()
+        for zone in ("America/Los_Angeles", "Asia/Tokyo"):
+            migration.amplitude.dashboard.time_zone = zone
+            for period in ("day", "hour"):
+                report = migration.verify("--period", period, amplitude_time_zone="UTC")
+                assert report.returncode == 1, report.stdout + report.stderr
+                [hint] = [line for line in report.stderr.splitlines() if "seem to" in line]
+                found[zone, period] = hint
+        migration.amplitude.dashboard.time_zone = "UTC"
+        right = migration.verify(amplitude_time_zone="UTC")
+    finally:
+        migration.stop()
+    later = re.escape(
+        "target-posthog-verify: Amplitude's hourly counts match the migration's once moved 7 h "
+        "later: amplitude_time_zone is UTC, but the project's charts seem to count in UTC-07:00 "
+        "around 2024-"
+    )
+    earlier = re.escape(
+        "target-posthog-verify: Amplitude's hourly counts match the migration's once moved 9 h "
+        "earlier: amplitude_time_zone is UTC, but the project's charts seem to count in "
+        "UTC+09:00 around 2024-"
+    )
+    for (zone, _), hint in found.items():
+        assert re.match(later if zone == "America/Los_Angeles" else earlier, hint), hint
+    assert right.returncode == 0 and "seem to" not in right.stderr  # no hint when it is right
 
 
 def test_hours_around_a_dst_change_are_counted_once_each(tmp_path: Path) -> None:

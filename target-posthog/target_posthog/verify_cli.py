@@ -40,6 +40,7 @@ from target_posthog.verify import COLUMNS, DAY, HOUR, Plan, Row, compare, floor,
 from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
+ZONE_WINDOW_DAYS = 7  # the hours one Amplitude query gives (counting-apis.md)
 REQUIRED = ("personal_api_key", "project_id", "amplitude_api_key", "amplitude_secret_key")
 
 
@@ -218,13 +219,15 @@ def _say_if_zone_is_off(
     say: Any,
 ) -> None:
     """Unexplained rows: if a wrong amplitude_time_zone explains them, say so (zone_hint.py).
-    Hourly counts are at hand by hour; by day, one more query asks for the hours of the three
-    days around the first unexplained one."""
+    Hourly counts are at hand by hour; by day, one more query (hourly buckets: 7 days a query)
+    asks for the hours of the week around the day with the most unexplained events."""
     start, end = plan.start, plan.end
     if plan.by_day:
-        first = next(index for index, row in enumerate(rows) if row.unexplained)
-        start = max(plan.start, plan.start + (first - 1) * plan.step)
-        end = min(plan.end, plan.start + (first + 2) * plan.step)
+        periods = plan.periods()
+        worst = max(range(len(periods)), key=lambda index: rows[index].unexplained)
+        start = max(plan.start, periods[worst] - ZONE_WINDOW_DAYS // 2 * DAY)
+        end = min(plan.end, start + ZONE_WINDOW_DAYS * DAY)
+        start = max(plan.start, end - ZONE_WINDOW_DAYS * DAY)
         counts = amplitude.counts(start, end, by_day=False)
     shift = zone_shift(chart_hours(ledger), counts, start, end)
     if shift is not None:
