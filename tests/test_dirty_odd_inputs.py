@@ -373,3 +373,30 @@ def test_an_array_holding_a_wide_integer_in_a_string_field_keeps_the_lines_text(
     line = b'{"uuid":"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f73","user_id":[' + wide + b", 1.50]}"
     (event,) = stream_records(local_run(run_tap, tmp_path, [line]), "events")
     assert event["user_id"] == f"[{wide.decode()}, 1.50]"
+
+
+def test_zero_padding_after_the_gzip_data_is_said_and_other_trailing_bytes_stop_naming_them(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Both stopped the run as 'Invalid gzip/zlib wrapper' or 'truncated'."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / MEMBER).write_bytes(gzip.compress(good_line(0) + b"\n") + b"\x00" * 4096)
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(stream_records(run, "events")) == 1
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: 4096 zero bytes after its gzip data (padding), "
+        "ignored"
+    ) in log_text(run.stderr)
+
+    (folder / MEMBER).write_bytes(gzip.compress(good_line(0) + b"\n") + b"<html>")
+    run = run_folder(run_tap, folder)
+    assert run.returncode != 0 and run.bookmark is None
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: bytes after the end of its gzip data that are "
+        "neither gzip nor zero padding; its events were read whole, but what follows them "
+        "cannot be: copy the file again from the export, or cut it after its gzip data, and run "
+        "again; nothing of it was read; no bookmark passes its hour"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr

@@ -8,9 +8,13 @@ recompress exports with all kinds of tools, and keep the names):
   raises ``EOFError``.
 - UTF-16 or UTF-32 text (its byte-order mark, ``ff fe``, ``fe ff``, ...: what Windows
   PowerShell's ``>`` writes): read as the same text in UTF-8, said in one info line.
-- another compression (zip, bzip2, xz, zstd, by their magic bytes): :class:`OtherCompressionError`
+- another compression (zip, bzip2, xz, zstd, by their magic bytes): :class:`UnusableContentError`
   (an ``OSError``, so damage of the file to its caller: a stop naming the format and the fix;
   read as lines it would only give garbage).
+
+After the last gzip member, zero bytes are padding (some copy and download tools pad files;
+GNU gzip ignores them too) and are said in one info line; any other bytes there are not gzip
+and not lines: :class:`UnusableContentError`, naming how many.
 - anything else is plain JSON lines (a `.json` member of a zip, or a file a browser or tool
   decompressed but kept the `.gz` name of; said in one info line), whatever its first byte:
   ``{``, a blank line, a UTF-8 byte-order mark, ``null``, ``[``, a digit. Each line is then
@@ -50,13 +54,14 @@ _OTHER_COMPRESSION = (
 )
 
 
-class OtherCompressionError(OSError):
-    """A member compressed with something other than gzip; the message names the format."""
+class UnusableContentError(OSError):
+    """A member that cannot be read as lines: compressed with something other than gzip, or
+    with bytes after its gzip data; the message says which, and what to do."""
 
 
 def gunzip_lines(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
     """Lines of a gzip stream, chunk by chunk; ``head``: bytes already read from ``raw``."""
-    return split_lines(_inflated(_chunks(raw, head)))
+    return split_lines(_inflated(_chunks(raw, head), None))
 
 
 def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
@@ -69,14 +74,14 @@ def content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
     not gzip, one info line says how it is read, naming ``where`` (unless None)."""
     head = raw.read(READ_BYTES)
     if head.startswith(GZIP_MAGIC):
-        return _inflated(_chunks(raw, head))
+        return _inflated(_chunks(raw, head), where)
     for magic, name in _OTHER_COMPRESSION:
         if head.startswith(magic):
             msg = (
                 f"compressed with {name}, not gzip (its first bytes); decompress it (then gzip "
                 "it, or leave it as plain JSON lines) and run again"
             )
-            raise OtherCompressionError(msg)
+            raise UnusableContentError(msg)
     for bom, encoding in _WIDE_TEXT:
         if head.startswith(bom):
             if where is not None:
@@ -100,12 +105,18 @@ def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
         yield chunk
 
 
-def _inflated(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _inflated(chunks: Iterator[bytes], where: str | None) -> Iterator[bytes]:
+    """The inflated content of one or more gzip members, then at most zero padding."""
     inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
     for chunk in chunks:
         data = inflater.decompress(chunk)
         while inflater.eof and inflater.unused_data:
             rest = inflater.unused_data
+            if not rest.startswith(GZIP_MAGIC[: len(rest)]):
+                if data:
+                    yield data
+                _padding(rest, chunks, where)
+                return
             inflater = isal_zlib.decompressobj(wbits=GZIP_WBITS)
             data += inflater.decompress(rest)
         if data:
@@ -113,6 +124,22 @@ def _inflated(chunks: Iterator[bytes]) -> Iterator[bytes]:
     if not inflater.eof:
         msg = "gzip stream ends before its end-of-stream marker (truncated)"
         raise EOFError(msg)
+
+
+def _padding(rest: bytes, chunks: Iterator[bytes], where: str | None) -> None:
+    """Check that what follows the gzip data (``rest``, then ``chunks``) is zero bytes only."""
+    size = 0
+    for data in (rest, *chunks):
+        if data.strip(b"\x00"):
+            msg = (
+                "bytes after the end of its gzip data that are neither gzip nor zero padding; "
+                "its events were read whole, but what follows them cannot be: copy the file "
+                "again from the export, or cut it after its gzip data, and run again"
+            )
+            raise UnusableContentError(msg)
+        size += len(data)
+    if where is not None:
+        logger.info("%s: %d zero bytes after its gzip data (padding), ignored", where, size)
 
 
 def _as_utf8(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:

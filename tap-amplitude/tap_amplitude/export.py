@@ -25,7 +25,7 @@ from typing import IO, Any, Protocol
 from isal import isal_zlib
 
 from tap_amplitude.client import FatalExportError
-from tap_amplitude.content import OtherCompressionError, content, member_lines, split_lines
+from tap_amplitude.content import UnusableContentError, content, member_lines, split_lines
 from tap_amplitude.filenames import MEMBER_SUFFIXES, log_skipped, skip_reason
 from tap_amplitude.keys import ensure_uuid, has_usable_uuid
 from tap_amplitude.linenotes import LINES, LineStats, MemberNotes, reason_kind
@@ -280,7 +280,7 @@ def earliest_upload_hour(ref: MemberRef) -> dt.datetime | None:
 
 def _damage(where: str, line_number: int, error: BaseException, source: str) -> str:
     """The one line for a member that cannot be read in full: where, the cause, the fix."""
-    if isinstance(error, OtherCompressionError):
+    if isinstance(error, UnusableContentError):
         return f"{where}: {error}; nothing of it was read; no bookmark passes its hour"
     if isinstance(error, EOFError):
         cause = str(error)
