@@ -65,6 +65,16 @@ def test_a_record_nested_deeper_than_200_levels_is_set_aside_and_shallower_ones_
             expected[len(lines)] = (levels, line)
     lines.append(b"[" * 100_000)  # not even JSON: never read with recursion
     expected[len(lines)] = (100_001, lines[-1])
+    # Brackets inside a string nest nothing (an escaped quote does not end the string).
+    in_text = (
+        b'{"uuid":"'
+        + str(uuid.uuid4()).encode()
+        + b'","event_properties":{"t":"\\"'
+        + b"[{" * 500
+        + b'"}}'
+    )
+    lines.append(in_text)
+    expected[len(lines)] = (1, in_text)
     run = local_run(run_tap, tmp_path, [*lines, good_line(0)])
     assert run.returncode == 0, run.stderr[-3000:]
     events = stream_records(run, "events")
@@ -80,7 +90,7 @@ def test_a_record_nested_deeper_than_200_levels_is_set_aside_and_shallower_ones_
             assert base64.b64decode(record["line_base64"]) == line
             assert record["reason"] == TOO_DEEP
             assert record["hour"] == "2024-03-01T05:00:00+00:00"
-    assert len(events) == 7  # 100, 199, 200 levels, as objects and arrays, and the good line
+    assert len(events) == 8  # 100, 199, 200 levels as objects and arrays, in_text, good_line
     assert run.bookmark == "2024-03-01T06:00:00+00:00"
     assert (
         "11 lines set aside as unreadable (11 nested too deep; stream unreadable_lines)"
