@@ -624,6 +624,41 @@ def test_a_dry_run_shows_the_same_person_updates(tmp_path: Path, posthog: PostHo
     assert posthog.event_count == 0  # nothing sent
 
 
+def test_a_dry_run_after_a_real_run_shows_exactly_what_the_next_run_sends(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """After a real run, a dry run over the same range plus new records shows only the
+    updates the next real run sends (the same events, uuids included), not every person."""
+    first = [
+        _event(0, "ann", "tablet", 1, plan="pro"),
+        _event(1, "bob", "phone", 1, plan="free"),
+        _event(2, None, "tablet", 2, plan="pro", seen=True),
+    ]
+    _run(tmp_path, posthog, first)
+    later = [
+        *first,
+        _event(3, "bob", "phone", 3, plan="team"),  # bob changed; ann did not
+        _event(4, "cid", "c-1", 3, plan="free"),  # a new user
+    ]
+    payloads = tmp_path / "payloads.jsonl"
+    config = target_config(tmp_path, posthog, dry_run_path=str(payloads))
+    dry = run_target(config, messages_with_states(later, 2), tmp_path, posthog)
+    assert dry.returncode == 0, dry.stderr
+    shown = [
+        e
+        for line in payloads.read_bytes().splitlines()
+        for e in orjson.loads(line)["batch"]
+        if e["properties"].get("amplitude_migration_update")
+    ]
+    assert sorted(e["distinct_id"] for e in shown) == ["bob", "cid"]
+    before = len(_updates(posthog))
+    _run(tmp_path, posthog, later)
+    sent = _updates(posthog)[before:]
+    assert sorted(shown, key=lambda e: e["distinct_id"]) == sorted(
+        sent, key=lambda e: e["distinct_id"]
+    )
+
+
 @pytest.mark.parametrize("device_first", [True, False])
 def test_a_user_id_equal_to_another_users_device_id_never_merges_them(
     tmp_path: Path, posthog: PostHogStandIn, device_first: bool

@@ -46,7 +46,7 @@ from target_posthog.profile_updates import (
     group_update,
     person_update,
 )
-from target_posthog.registry_store import MEMORY, Transaction, open_database
+from target_posthog.registry_store import MEMORY, Database, Transaction, open_database
 
 __all__ = ["KEEP", "OVERWRITE", "UPDATE_MARKER", "PendingProfile", "Profiles"]
 
@@ -93,11 +93,21 @@ class Profiles:
         self.person_updates_sent = 0
         self.group_updates_sent = 0
         self.group_updates_withheld = 0
-        # A dry run works alike on an in-memory copy of the schema, and keeps nothing.
+        # A dry run works alike on an in-memory copy of the schema, and keeps nothing. It
+        # copies in, read-only, the rows earlier runs stored (`_source`) of the persons and
+        # groups it touches, and every row still unsent: it shows exactly the updates a real
+        # run would send now, not every person it sees as if PostHog had none.
         self._read_only = read_only
+        self._source: Database | None = None
         self._database = open_database(MEMORY if read_only else str(location))
         try:
             self._database.migrate()
+            if read_only:
+                source = open_database(str(location), read_only=True)
+                if source.has_table("profiles"):
+                    self._source = source
+                else:
+                    source.close()
         except self._database.errors as exc:
             self._database.close()
             raise self._database.error("cannot be used", exc) from None
@@ -189,12 +199,13 @@ class Profiles:
                 "with the same uuids",
             ) from None
 
-    @staticmethod
-    def _merge(tx: Transaction, kind: str, observed: dict[str, Observed]) -> None:
+    def _merge(self, tx: Transaction, kind: str, observed: dict[str, Observed]) -> None:
         keys = list(observed)
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
+            if self._source is not None:
+                self._copy_stored(tx, kind, chunk, marks)
             stored = dict(
                 tx.fetchall(
                     f"SELECT profile_key, state FROM profiles "
@@ -222,6 +233,39 @@ class Profiles:
             )
 
     # --- sending -------------------------------------------------------------------------
+
+    def _copy_stored(self, tx: Transaction, kind: str, keys: list[str], marks: str) -> None:
+        """A dry run: the rows of `keys` earlier runs stored, copied into its working copy
+        (once: a key already there is the copy, merged since)."""
+        assert self._source is not None
+        present = {
+            key
+            for (key,) in tx.fetchall(
+                f"SELECT profile_key FROM profiles WHERE kind = ? AND profile_key IN ({marks})",
+                (kind, *keys),
+            )
+        }
+        missing = [key for key in keys if key not in present]
+        if missing:
+            rows = self._source.read(
+                "SELECT kind, profile_key, state, version, sent_version FROM profiles "
+                f"WHERE kind = ? AND profile_key IN ({','.join('?' * len(missing))})",
+                (kind, *missing),
+            )
+            tx.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?, ?)", rows)
+
+    def _copy_unsent(self) -> None:
+        """A dry run: every row earlier runs stored and PostHog has not confirmed (a real run
+        sends those too), a page at a time."""
+        assert self._source is not None
+        for rows in _unsent_pages(self._source):
+
+            def copy(tx: Transaction, rows: list[tuple[Any, ...]] = rows) -> None:
+                tx.executemany(
+                    "INSERT INTO profiles VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
+                )
+
+            self._write(copy)
 
     def fold_devices(self) -> int:
         """Fold the properties of devices tied to a user into the user's; the devices folded.
@@ -289,22 +333,15 @@ class Profiles:
         """
         self.sync()
         if self._read_only:
+            if self._source is not None:
+                self._copy_unsent()
             self._fold_in_memory(owner_of)
         else:
             self.fold_devices()
-        after = ("", "")
-        while True:  # a page at a time: millions of persons never sit in memory at once
-            rows = self._database.read(
-                "SELECT kind, profile_key, state, version FROM profiles "
-                "WHERE version > sent_version AND (kind, profile_key) > (?, ?) "
-                "ORDER BY kind, profile_key LIMIT ?",
-                (*after, _PAGE),
-            )
-            if not rows:
-                return
-            after = (rows[-1][0], rows[-1][1])
+        # A page at a time: millions of persons never sit in memory at once.
+        for rows in _unsent_pages(self._database):
             settled: list[PendingProfile] = []
-            for kind, key, text, version in rows:
+            for kind, key, text, version, _ in rows:
                 state = State.load(text, key)
                 if kind == PERSON:
                     if owner_of(key) not in (None, key):
@@ -338,3 +375,22 @@ class Profiles:
 
     def close(self) -> None:
         self._database.close()
+        if self._source is not None:
+            self._source.close()
+
+
+def _unsent_pages(database: Database) -> Iterator[list[tuple[Any, ...]]]:
+    """The rows PostHog has not confirmed (kind, profile_key, state, version, sent_version),
+    in pages of `_PAGE`, by (kind, profile_key)."""
+    after = ("", "")
+    while True:
+        rows = database.read(
+            "SELECT kind, profile_key, state, version, sent_version FROM profiles "
+            "WHERE version > sent_version AND (kind, profile_key) > (?, ?) "
+            "ORDER BY kind, profile_key LIMIT ?",
+            (*after, _PAGE),
+        )
+        if not rows:
+            return
+        yield rows
+        after = (rows[-1][0], rows[-1][1])

@@ -86,8 +86,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "person and group properties, newest by event time (profiles.py)",
         (
             # kind: 'person' (profile_key = distinct_id) or 'group' (JSON [group type, key]).
-            # state: JSON {"set": [values, orders, first, last], "once": [...], "by": [order,
-            # distinct_id]} (see winners.Winners); order = event timestamp (RFC 3339, fixed
+            # state: JSON {"set": [values, orders, first, last], "once": [...], "snapshot":
+            # [order, values, names of older snapshots] (added later; read as absent), "by":
+            # [order, distinct_id]} (see winners.Winners, profile_state.Snapshot); order =
+            # event timestamp (RFC 3339, fixed
             # width) + event uuid. version: bumped when a value changes; sent_version: the
             # version PostHog confirmed.
             """CREATE TABLE IF NOT EXISTS profiles (
