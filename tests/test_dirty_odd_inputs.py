@@ -151,6 +151,8 @@ def test_a_member_is_gzip_only_when_it_starts_with_gzips_magic_bytes(
         ("utf-16-le", codecs.BOM_UTF16_LE, "UTF-16 text (byte-order mark ff fe)"),
         ("utf-16-be", codecs.BOM_UTF16_BE, "UTF-16 text (byte-order mark fe ff)"),
         ("utf-32-le", codecs.BOM_UTF32_LE, "UTF-32 text (byte-order mark ff fe 00 00)"),
+        ("utf-16-le", b"", "UTF-16-LE text (no byte-order mark; zero bytes show it)"),
+        ("utf-32-be", b"", "UTF-32-BE text (no byte-order mark; zero bytes show it)"),
     ],
 )
 def test_a_utf16_member_is_read_as_the_same_text(

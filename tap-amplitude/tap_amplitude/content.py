@@ -7,7 +7,8 @@ recompress exports with all kinds of tools, and keep the names):
   checked (ISA-L's inflate, zlib-compatible and about 2.5x faster); a stream that ends early
   raises ``EOFError``.
 - UTF-16 or UTF-32 text (its byte-order mark, ``ff fe``, ``fe ff``, ...: what Windows
-  PowerShell's ``>`` writes): read as the same text in UTF-8, said in one info line.
+  PowerShell's ``>`` writes; or without one, its zero bytes, by RFC 4627's rule): read as the
+  same text in UTF-8, said in one info line.
 - another compression (zip, bzip2, xz, zstd, by their magic bytes): :class:`UnusableContentError`
   (an ``OSError``, so damage of the file to its caller: a stop naming the format and the fix;
   read as lines it would only give garbage).
@@ -46,6 +47,13 @@ _WIDE_TEXT = (
     (b"\xff\xfe", "UTF-16"),
     (b"\xfe\xff", "UTF-16"),
 )
+# Without a mark: which of the first four bytes are zero (True), RFC 4627's table.
+_NO_BOM = (
+    ((True, True, True, False), "utf-32-be"),
+    ((False, True, True, True), "utf-32-le"),
+    ((True, False, True, False), "utf-16-be"),
+    ((False, True, False, True), "utf-16-le"),
+)
 _OTHER_COMPRESSION = (
     (b"PK\x03\x04", "zip"),
     (b"BZh", "bzip2"),
@@ -82,20 +90,35 @@ def content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
                 "it, or leave it as plain JSON lines) and run again"
             )
             raise UnusableContentError(msg)
-    for bom, encoding in _WIDE_TEXT:
-        if head.startswith(bom):
-            if where is not None:
-                logger.info(
-                    "%s: %s text (byte-order mark %s), not gzip-compressed; read as the same "
-                    "text in UTF-8",
-                    where,
-                    encoding,
-                    bom.hex(" "),
-                )
-            return _as_utf8(_chunks(raw, head), encoding)
+    wide = _wide_text(head)
+    if wide is not None:
+        encoding, how = wide
+        if where is not None:
+            logger.info(
+                "%s: %s text (%s), not gzip-compressed; read as the same text in UTF-8",
+                where,
+                encoding.upper(),
+                how,
+            )
+        return _as_utf8(_chunks(raw, head), encoding)
     if where is not None and head:
         logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
     return _chunks(raw, head)
+
+
+def _wide_text(head: bytes) -> tuple[str, str] | None:
+    """(codec, how it shows) for UTF-16 or UTF-32 text: by its byte-order mark, or without one
+    by where its first character's zero bytes lie (RFC 4627, section 3: JSON text begins with
+    an ASCII character). None for anything else."""
+    for bom, encoding in _WIDE_TEXT:
+        if head.startswith(bom):
+            return encoding.lower(), f"byte-order mark {bom.hex(' ')}"
+    if len(head) < 4 or head[:4].count(0) not in (2, 3):
+        return None
+    for pattern, encoding in _NO_BOM:
+        if all((byte == 0) == zero for byte, zero in zip(head, pattern, strict=False)):
+            return encoding, "no byte-order mark; zero bytes show it"
+    return None
 
 
 def _chunks(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
