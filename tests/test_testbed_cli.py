@@ -102,7 +102,7 @@ def test_bad_arguments_fail_in_one_line() -> None:
 
 def test_what_cannot_be_served_or_written_fails_in_one_line(tmp_path: Path) -> None:
     """Were tracebacks: an export folder that is not there, an env file that cannot be
-    written, a port in use."""
+    written, no events or hours to generate, a port in use."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with socket.socket() as taken:
@@ -119,6 +119,8 @@ def test_what_cannot_be_served_or_written_fails_in_one_line(tmp_path: Path) -> N
             ("--env-file", str(blocker / "x.env")): (
                 f"testbed: cannot write --env-file {blocker / 'x.env'} (Not a directory)"
             ),
+            ("--events", "0"): "testbed: --events must be at least 1, not 0",
+            ("--hours", "-2"): "testbed: --hours must be at least 1, not -2",
             ("--amplitude-port", str(port)): (
                 f"testbed: cannot listen on 127.0.0.1 port {port} or 0 (Address already in "
                 "use); choose --amplitude-port / --posthog-port"

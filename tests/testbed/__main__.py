@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         posthog_faults = [parse_fault(spec) for spec in args.posthog_fault]
         amplitude_faults = [parse_fault(spec) for spec in args.amplitude_fault]
         start = datetime.fromisoformat(args.start).astimezone(UTC)
+        for name in ("events", "hours"):
+            if not args.export and getattr(args, name) < 1:
+                raise ValueError(f"--{name} must be at least 1, not {getattr(args, name)}")
         ZoneInfo(args.amplitude_time_zone)
     except ZoneInfoNotFoundError:
         print(f"testbed: --amplitude-time-zone {args.amplitude_time_zone!r} is not a time zone "
