@@ -646,6 +646,23 @@ def test_an_unwritable_output_is_one_line_before_any_query(
 
 
 @pytest.mark.parametrize(
+    ("arguments", "line"),
+    [
+        (("--start", "2024-13-01"), "--start '2024-13-01' is not a UTC date (YYYY-MM-DD) or hour "
+                                    "(YYYY-MM-DDTHH:00)"),
+        (("--period", "week"), "Invalid value for '--period': 'week' is not one of 'day', 'hour'."),
+        (("--bogus",), "No such option '--bogus'."),
+    ],
+)  # fmt: skip
+def test_a_usage_error_is_one_line_exit_2(
+    migrated: Migration, arguments: tuple[str, ...], line: str
+) -> None:
+    report = migrated.verify(*arguments)
+    assert (report.returncode, report.stderr) == (2, f"target-posthog-verify: {line}\n")
+    assert report.stdout == ""  # was click's four-line usage block
+
+
+@pytest.mark.parametrize(
     ("settings", "expected"),
     [
         (

@@ -261,17 +261,35 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _moment(value: str | None) -> dt.datetime | None:
+def _moment(name: str, value: str | None) -> dt.datetime | None:
     if not value:
         return None
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or hour") from None
+        raise click.UsageError(
+            f"{name} {value!r} is not a UTC date (YYYY-MM-DD) or hour (YYYY-MM-DDTHH:00)"
+        ) from None
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineUsage(click.Command):
+    """Click's command, with a usage error (an unknown option, a bad --period or --start) as
+    one line and exit 2 like every other refusal, not click's four-line usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            click.echo(f"target-posthog-verify: {exc.format_message()}", err=True)
+            sys.exit(2)
+        except click.Abort:  # Ctrl-C at a prompt (there are none), as click would say it
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.command(cls=_OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "configs", multiple=True, help="JSON settings file, or ENV (default).")
 @click.option("--period", type=click.Choice(["day", "hour"]), default="day", show_default=True)
 @click.option("--start", help="First UTC day or hour (default: the first the ledger holds).")
@@ -283,7 +301,8 @@ def _moment(value: str | None) -> dt.datetime | None:
               help="Deliveries this recent may not be visible in PostHog yet.")  # fmt: skip
 def cli(configs: tuple[str, ...], **options: Any) -> None:
     """Compare Amplitude's counts, the migration's ledger and PostHog's counts per period."""
-    options["start"], options["end"] = _moment(options["start"]), _moment(options["end"])
+    options["start"] = _moment("--start", options["start"])
+    options["end"] = _moment("--end", options["end"])
     config: dict[str, Any] = {}
 
     def say(line: str) -> None:
