@@ -130,9 +130,12 @@ def test_numbers_reach_the_record_target_jsonl_and_posthog_as_exported(
     assert NUMBERS_OUT in first
     assert b'"repairs":["number beyond a double\'s range kept as a string' in first
     assert b'"location_lat":null' in second and b'"location_lng":-0.0' in second
-    assert b'"additional_properties":{"location_lat":"1e400","new_field":{"x":1.10,"y":1e19}}' in (
-        second
-    )
+    assert (
+        b'"additional_properties":{"location_lat":"1e400","new_field":{"x":1.10,"y":1e19},'
+        b'"number_texts":{"/additional_properties/new_field/x":"1.10",'
+        b'"/additional_properties/new_field/y":"1e19"}}'
+    ) in second
+    assert b'"number_texts":{"/event_properties/a":"1.10","/event_properties/b":"1E+2",' in first
     done = next(text for text in run.stderr.splitlines() if "Done:" in text)
     assert "2 number beyond a double's range" in done
 
@@ -144,6 +147,7 @@ def test_numbers_reach_the_record_target_jsonl_and_posthog_as_exported(
         b'"g":"-1e400","h":[1.10,2.50e-3],"i":"1e-400","j":123456789012345678901234567890,'
         b'"k":47.400309'
     ) in props_0
+    assert b"number_texts" not in props_0  # a copy of what the payload holds exactly
     props_1 = next(raw for raw in sent if b"new_field" in raw)
     assert b'"$amplitude_new_field":{"x":1.10,"y":1e19}' in props_1
     assert b'"$geoip_latitude":"1e400"' in props_1  # kept aside, put back by the target

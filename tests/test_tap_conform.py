@@ -140,10 +140,14 @@ def test_values_of_another_type_are_converted_exactly_and_counted(
         for k, v in exported.items()
         if k in expected and expected[k] is not True and expected[k] is not False
     }
+    extra = dict(record.get(EXTRA_FIELD) or {})
+    # A number a double would change (as exported, or converted) also has its text as a string.
+    texts = extra.pop("number_texts", {})
+    assert all(pointer.startswith("/") and text in fields for pointer, text in texts.items())
     if exported:
-        assert exactjson.dumps(record[EXTRA_FIELD]) == exactjson.dumps({"as_exported": exported})
+        assert exactjson.dumps(extra) == exactjson.dumps({"as_exported": exported})
     else:
-        assert EXTRA_FIELD not in record
+        assert not extra
     assert sum(conformer.counts.values()) == len(expected)
     assert all(outcome == "converted" for _, _, outcome in conformer.counts)
 
@@ -223,6 +227,7 @@ def test_fields_the_schema_does_not_name_are_gathered_in_one_object() -> None:
             "reserved_names": {"additional_properties": "an export field of that name"},
             "brand_new_field": {"nested": [exactjson.ExactFloat("1.10"), "x"]},
             "another": None,
+            "number_texts": {"/additional_properties/brand_new_field/nested/0": "1.10"},
         }
     )
     assert b'"nested":[1.10,"x"]' in exactjson.dumps(record)
@@ -321,7 +326,10 @@ def test_a_key_given_twice_is_found_at_any_depth_and_json_text_in_a_string_is_no
         conformer,
     )
     assert record["group_properties"] == {"company": {"size": 2.5}}
-    assert record[EXTRA_FIELD] == {"duplicate_keys": {"/group_properties/company/size": [1]}}
+    assert record[EXTRA_FIELD] == {
+        "duplicate_keys": {"/group_properties/company/size": [1]},
+        "number_texts": {"/group_properties/company/size": "2.50"},
+    }
     assert record["repairs"] == [
         "key repeated in one object: the last value kept, earlier ones in "
         "additional_properties.duplicate_keys"
@@ -390,3 +398,29 @@ def test_a_line_without_a_key_given_twice_is_not_marked() -> None:
         record = read_like_the_tap(line)
         assert "duplicate_keys" not in (record.get(EXTRA_FIELD) or {}), line
         assert exactjson.REPAIR_DUPLICATE_KEYS not in record.get("repairs", []), line
+
+
+@pytest.mark.parametrize(
+    ("fields", "texts"),
+    [
+        ('"location_lat": 47.10', {"/location_lat": "47.10"}),
+        (
+            '"event_properties": {"price": 1.10, "q": [1E+2, 2.5], '
+            '"a/b": 12.345678901234567890123}',
+            {
+                "/event_properties/price": "1.10",
+                "/event_properties/q/0": "1E+2",
+                "/event_properties/a~1b": "12.345678901234567890123",
+            },
+        ),
+        ('"sample_rate": "0.10"', {"/sample_rate": "0.10"}),  # converted from a string
+        ('"location_lat": 47.5, "event_properties": {"n": 123456789012345678901234567890}', {}),
+    ],
+)
+def test_the_text_of_each_number_a_double_would_change_is_kept_as_a_string(
+    fields: str, texts: dict[str, str]
+) -> None:
+    """target-duckdb reads numbers as doubles (1.10 -> 1.1): the texts let a user recover the
+    exact value from any target (issue 15)."""
+    record = conform_line(with_fields(fields))
+    assert (record.get(EXTRA_FIELD) or {}).get("number_texts", {}) == texts

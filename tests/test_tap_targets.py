@@ -50,7 +50,16 @@ DUCKDB_PYTHON = REPO_ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / 
 # event of each day.
 PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ('"paying": "maybe"', {"paying": None}, {"paying": "maybe"}),
-    ('"version_name": 1.10', {"version_name": "1.10"}, {"as_exported": {"version_name": 1.1}}),
+    (
+        '"version_name": 1.10',
+        {"version_name": "1.10"},
+        {
+            "as_exported": {"version_name": 1.1},
+            "number_texts": {"/additional_properties/as_exported/version_name": "1.10"},
+        },
+    ),
+    # A number a double would change: its text also kept as a string (number_texts.py).
+    ('"location_lat": 47.10', {"location_lat": 47.1}, {"number_texts": {"/location_lat": "47.10"}}),
     ('"user_id": 12345', {"user_id": "12345"}, {"as_exported": {"user_id": 12345}}),
     (
         '"amplitude_id": "987654321"',
@@ -62,7 +71,7 @@ PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     (
         '"location_lng": "13.4050"',
         {"location_lng": 13.405},
-        {"as_exported": {"location_lng": "13.4050"}},
+        {"as_exported": {"location_lng": "13.4050"}, "number_texts": {"/location_lng": "13.4050"}},
     ),
     ('"$schema": "12"', {"$schema": 12}, {"as_exported": {"$schema": "12"}}),
     (
@@ -89,7 +98,12 @@ PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
                 "number beyond a double's range kept as a string of its exact text (e.g. 1e400)"
             ],
         },
-        {},
+        {
+            "number_texts": {
+                "/event_properties/price": "1.10",
+                "/event_properties/long": "12.345678901234567890123",
+            }
+        },
     ),
     ('"processed_time": "yesterday"', {"processed_time": None}, {"processed_time": "yesterday"}),
     (
@@ -347,3 +361,26 @@ def test_target_duckdb(
     run_three_times(
         tmp_path, export, Target("target-duckdb", settings, lambda: read_duckdb(path)), generated
     )
+    # target-duckdb stores numbers as doubles (DOUBLE columns; JSON written from doubles): the
+    # exact value as exported is recovered from the row's number_texts (issue 15).
+    rows = read_duckdb(path)
+    lat = [row for row in rows if row["location_lat"] == 47.1]
+    prices = [
+        row
+        for row in rows
+        if isinstance(row["event_properties"], str) and '"long"' in row["event_properties"]
+    ]
+    assert len(lat) == DAYS and len(prices) == DAYS  # planted once a day
+    for row in lat:
+        assert Decimal(exact_text(row, "/location_lat")) == Decimal("47.10")
+        assert exact_text(row, "/location_lat") == "47.10"
+    for row in prices:
+        assert orjson.loads(row["event_properties"])["long"] == 12.345678901234567  # the double
+        assert exact_text(row, "/event_properties/long") == "12.345678901234567890123"
+        assert exact_text(row, "/event_properties/price") == "1.10"
+
+
+def exact_text(row: dict[str, Any], pointer: str) -> str:
+    """The exported text of the number at ``pointer``, from the row's number_texts."""
+    extra = orjson.loads(row[EXTRA_FIELD])
+    return str(extra["number_texts"][pointer])

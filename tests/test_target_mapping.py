@@ -603,7 +603,7 @@ def test_every_field_tap_amplitude_adds_reaches_posthog_as_the_mapping_table_say
     line = (
         b'{"uuid":"not-a-uuid","event_type":"Paid","event_time":"2024-03-01 05:10:00.000000",'
         b'"user_id":"u0","user_id":"u1","device_id":"d1","amplitude_id":"4711","repairs":"mine",'
-        b'"event_properties":{"n":1e400},"new_field":7}'
+        b'"event_properties":{"n":1.10,"b":1e400},"new_field":7}'
     )
     tapped = parse_line(line)
     ensure_uuid(tapped, line)
@@ -611,7 +611,9 @@ def test_every_field_tap_amplitude_adds_reaches_posthog_as_the_mapping_table_say
     extra = tapped[EXTRA_FIELD]
     properties = map_record(with_extra_fields(tapped)).events[0]["properties"]
     table = mapping_table_markdown()
-    for name in sorted(TAP_FIELDS - {EXTRA_FIELD}):
+    assert properties["n"] == 1.10 and "$amplitude_number_texts" not in properties
+    assert "`number_texts`" in table and "is not sent" in table
+    for name in sorted(TAP_FIELDS - {EXTRA_FIELD, "number_texts"}):
         sent = f"$amplitude_{name}"
         assert properties[sent] == tapped.get(name, extra.get(name)), name
         assert f"`{sent}`" in table and f"`{name}`" in table, name

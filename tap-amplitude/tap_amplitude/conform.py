@@ -34,6 +34,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from tap_amplitude import exactjson
 from tap_amplitude.conversions import (
     ACCEPTED,
     CONTAINERS,
@@ -48,7 +49,9 @@ from tap_amplitude.conversions import (
 from tap_amplitude.exactjson import (
     AS_EXPORTED_KEY,
     DUPLICATES_KEY,
+    NUMBER_TEXTS_KEY,
 )
+from tap_amplitude.number_texts import keep_number_texts
 from tap_amplitude.repeated_keys import keep_repeated_keys, may_repeat_keys
 from tap_amplitude.schema import EXTRA_FIELD, INT64_MAX, INT64_MIN
 from tap_amplitude.times import CutTime, TimesCheck
@@ -97,6 +100,7 @@ class Conformer:
         # With them, the fields holding objects (to count the keys a record holds, below).
         self._misfits: dict[tuple[str, ...], dict[tuple[type, ...], _Shape]] = {}
         self.repeated_keys = 0  # lines with a key given twice in one object
+        self.number_texts = 0  # records with numbers a double would change
 
     def __call__(
         self,
@@ -107,6 +111,7 @@ class Conformer:
     ) -> dict[str, Any]:
         """``where`` (file, archive member) and ``line_number`` only name the place in the
         messages about what was converted or kept aside."""
+        exact_numbers = exactjson.take_exact_count()  # read from this record's line
         keys = tuple(record)
         types = tuple(map(type, record.values()))
         by_types = self._misfits.get(keys)
@@ -135,7 +140,22 @@ class Conformer:
                 if (value := record.get(key)).__class__ is int
                 and not INT64_MIN <= value <= INT64_MAX
             )
-        return self._fix(record, misfits, line, where, line_number) if misfits else record
+        if misfits:
+            record = self._fix(record, misfits, line, where, line_number)
+        # Numbers a double would change (read from the line, or converted), as text: last, as
+        # these texts add keys (the count of keys above) and cover converted values too.
+        if (exact_numbers or exactjson.take_exact_count()) and keep_number_texts(record):
+            self.number_texts += 1
+            if self.number_texts == 1:
+                logger.info(
+                    "%s: numbers a double would change (1.10, 1E+2, long decimals); their "
+                    "texts also kept in %s.%s for targets that store doubles (first of its "
+                    "kind; counts at the end of the run)",
+                    _Place(where, line_number),
+                    EXTRA_FIELD,
+                    NUMBER_TEXTS_KEY,
+                )
+        return record
 
     def _keep_repeated_keys(self, record: dict[str, Any], line: bytes, place: _Place) -> None:
         earlier = keep_repeated_keys(record, line)
@@ -274,6 +294,11 @@ class Conformer:
             parts.append(
                 f"{self.repeated_keys} lines with a key given twice, earlier values in "
                 f"{EXTRA_FIELD}.{DUPLICATES_KEY}"
+            )
+        if self.number_texts:
+            parts.append(
+                f"{self.number_texts} records with numbers a double would change, their texts "
+                f"in {EXTRA_FIELD}.{NUMBER_TEXTS_KEY}"
             )
         for (key, found, outcome), count in sorted(self.counts.items()):
             if outcome in (CONVERTED, CUT):

@@ -48,6 +48,7 @@ EXTRA_FIELD = "additional_properties"
 DUPLICATES_KEY = "duplicate_keys"  # in EXTRA_FIELD: earlier values of repeated keys
 RESERVED_KEY = "reserved_names"  # in EXTRA_FIELD: the export's fields named like the tap's
 AS_EXPORTED_KEY = "as_exported"  # in EXTRA_FIELD: values the tap converted, as exported
+NUMBER_TEXTS_KEY = "number_texts"  # in EXTRA_FIELD: texts of numbers a double changes (1.10)
 # Fields the tap sets itself (keys.py, lines.py, conform.py), and the two keys above: an
 # export field of one of these names is kept in EXTRA_FIELD[RESERVED_KEY] instead.
 TAP_FIELDS = frozenset(
@@ -59,6 +60,7 @@ TAP_FIELDS = frozenset(
         DUPLICATES_KEY,
         RESERVED_KEY,
         AS_EXPORTED_KEY,
+        NUMBER_TEXTS_KEY,
     )
 )
 REPAIR_BEYOND_DOUBLE = (
@@ -119,6 +121,7 @@ class _Beyond:
 
     count = 0
     wide = 0
+    exact = 0  # numbers read as an ExactFloat (number_texts.py)
 
 
 def too_deep(line: bytes | str) -> bool:
@@ -150,6 +153,7 @@ def number(text: str) -> Any:
         _Beyond.count += 1
         return BeyondDouble(text)
     if "e" in text or "E" in text or repr(value) != text:
+        _Beyond.exact += 1
         return ExactFloat(text)
     return value
 
@@ -163,6 +167,12 @@ def integer(text: str) -> Any:
     return int(text)
 
 
+def take_exact_count() -> int:
+    """How many ExactFloats the last line read holds (0 afterwards, until the next line)."""
+    count, _Beyond.exact = _Beyond.exact, 0
+    return count
+
+
 _DECODER = msgspec.json.Decoder(float_hook=number)
 # msgspec.DecodeError (also for an integer wider than MAX_INT_DIGITS, which msgspec refuses;
 # loads_text reads those), UnicodeDecodeError for bytes that are not UTF-8 (both ValueErrors),
@@ -173,7 +183,7 @@ DecodeError = (ValueError, RecursionError)
 def loads(line: bytes) -> Any:
     """One JSON value; raises one of :data:`DecodeError` when it is not valid JSON (RFC 8259:
     UTF-8 only, no lone surrogate escape, no NaN) or is nested too deep to read."""
-    _Beyond.count = _Beyond.wide = 0
+    _Beyond.count = _Beyond.wide = _Beyond.exact = 0
     return _DECODER.decode(line)
 
 
@@ -181,7 +191,7 @@ def loads_text(text: str) -> Any:
     """One JSON value read by the standard library (for repaired text), the same numbers as
     :func:`loads`, integers of any width. Raises ``json.JSONDecodeError`` or ``ValueError``
     (NaN/Infinity), or ``RecursionError`` (see :func:`too_deep`, which callers check first)."""
-    _Beyond.count = _Beyond.wide = 0
+    _Beyond.count = _Beyond.wide = _Beyond.exact = 0
     return json.loads(text, parse_float=number, parse_int=integer, parse_constant=_no_constant)
 
 
@@ -207,6 +217,7 @@ def settle(value: dict[str, Any], line: bytes | str, repairs: list[str]) -> None
         or DUPLICATES_KEY in value
         or RESERVED_KEY in value
         or AS_EXPORTED_KEY in value
+        or NUMBER_TEXTS_KEY in value
     ):
         reserved = {key: value.pop(key) for key in [*value] if key in TAP_FIELDS}
         extra = value.setdefault(EXTRA_FIELD, {})
@@ -269,9 +280,9 @@ def _plain(value: Any) -> Any:
 
 def _uncounted_number(text: str) -> Any:
     """`number`, for a second reading of a line already counted."""
-    before = _Beyond.count
+    before = _Beyond.count, _Beyond.exact
     value = number(text)
-    _Beyond.count = before
+    _Beyond.count, _Beyond.exact = before
     return value
 
 

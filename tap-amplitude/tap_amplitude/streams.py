@@ -259,8 +259,9 @@ class EventsStream(Stream):
             stats.bytes,
             self.line_stats.summary(UNREADABLE_LINES),
         )
-        if self.conform.counts:
-            self.logger.info("Types fitted to the schema: %s", self.conform.summary())
+        fitted = self.conform.summary()
+        if fitted:
+            self.logger.info("Types fitted to the schema: %s", fitted)
 
     # --- output --------------------------------------------------------------------------
 

@@ -14,6 +14,10 @@ import re
 from typing import Any
 
 EXTRA_FIELD = "additional_properties"  # tap_amplitude.schema.EXTRA_FIELD
+# In EXTRA_FIELD: the texts of numbers a double would change, for targets that store doubles
+# (tap-amplitude's number_texts.py). The record itself holds those numbers exactly, and so does
+# the payload: not sent.
+NUMBER_TEXTS_KEY = "number_texts"
 
 
 def with_extra_fields(record: dict[str, Any]) -> dict[str, Any]:
@@ -27,6 +31,7 @@ def with_extra_fields(record: dict[str, Any]) -> dict[str, Any]:
         return record
     merged = {key: value for key, value in record.items() if key != EXTRA_FIELD}
     merged.update(extra)
+    merged.pop(NUMBER_TEXTS_KEY, None)  # a copy, as text, of numbers the record holds exactly
     return merged
 
 
