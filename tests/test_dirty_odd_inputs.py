@@ -412,3 +412,20 @@ def test_zero_padding_after_the_gzip_data_is_said_and_other_trailing_bytes_stop_
         "again; nothing of it was read; no bookmark passes its hour"
     ) in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_a_file_named_zip_that_holds_gzip_data_is_read_as_one_member(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """It stopped the run as 'not a readable zip archive ... it may be half-copied'."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "export.zip").write_bytes(gzip.compress(good_line(0) + b"\n" + good_line(1)))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1]
+    log = log_text(run.stderr)
+    assert (
+        f"{folder}/export.zip: named .zip but holds gzip data (its first bytes); read as one member"
+    ) in log
+    assert "1 members read (0 empty, 1 named without an hour)" in done_line(run)

@@ -27,6 +27,7 @@ from tap_amplitude.client import (
     UnreadableBodyError,
     WindowRejectedError,
 )
+from tap_amplitude.content import GZIP_MAGIC
 from tap_amplitude.export import (
     READ_ERRORS,
     MemberRef,
@@ -210,10 +211,7 @@ class LocalSource:
     def windows(self) -> Iterator[ReadyWindow]:
         by_hour: dict[dt.datetime, dict[str, MemberRef]] = {}
         for path in self.find_files(self.export_path, self.skipped, log_skips=True):
-            refs = (
-                zip_members(path, self.skipped) if path.name.endswith(".zip") else [MemberRef(path)]
-            )
-            for ref in refs:
+            for ref in self._members_of(path):
                 hour = member_hour(ref.name) or self._hour_from_records(ref)
                 if hour is None or not self.range.start <= hour < self.range.end:
                     continue
@@ -229,6 +227,24 @@ class LocalSource:
             refs = [by_hour[hour][part] for part in sorted(by_hour[hour])]
             size = sum(_member_size(ref) for ref in refs)
             yield ReadyWindow(Window(hour, hour + HOUR), refs, size)
+
+    def _members_of(self, path: Path) -> list[MemberRef]:
+        """A zip's JSON-lines members, or the file itself: a file named `.zip` whose first
+        bytes say gzip (renamed) is one member, said in one info line (read as a zip, it would
+        stop the run as damaged, and copying it again could not help)."""
+        if not path.name.endswith(".zip"):
+            return [MemberRef(path)]
+        try:
+            with path.open("rb") as raw:
+                gzipped = raw.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+        except OSError:
+            gzipped = False  # zip_members says why it cannot be read
+        if not gzipped:
+            return zip_members(path, self.skipped)
+        logger.info(
+            "%s: named .zip but holds gzip data (its first bytes); read as one member", path
+        )
+        return [MemberRef(path)]
 
     def _hour_from_records(self, ref: MemberRef) -> dt.datetime | None:
         """The hour to read a member whose name gives none with (class docstring), said in one
