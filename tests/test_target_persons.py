@@ -605,6 +605,28 @@ def test_group_identify_rows_without_ids_create_no_person(
     assert not people.warnings
 
 
+def test_a_property_too_large_for_posthog_is_set_aside_and_the_rest_arrives(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """PostHog refuses a whole person update beyond about 640 KB of properties: the largest
+    property is set aside (dead-letter file, counted, one line), the rest reaches the person,
+    and an older value of it does not stay."""
+    _run(tmp_path, posthog, [_event(0, "ann", "d", 1, plan="free", notes="short")])
+    notes = "n" * 700_000
+    stderr = _run(tmp_path, posthog, [_event(1, "ann", "d", 2, plan="pro", notes=notes)])
+    ann = posthog.people.person("ann")
+    assert ann is not None
+    assert ann.properties["plan"] == "pro" and "notes" not in ann.properties
+    assert not posthog.people.warnings
+    (letter,) = [
+        orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
+    ]
+    assert letter["record"] == {"distinct_id": "ann", "property": "notes", "value": notes}
+    assert letter["reason"].startswith("person property 'notes' of 'ann' is 700002 bytes")
+    assert stderr.count("dead-lettered person_properties record") == 1
+    assert "1 dead-lettered" in stderr
+
+
 def test_a_dry_run_shows_the_same_person_updates(tmp_path: Path, posthog: PostHogStandIn) -> None:
     """The dry run's payloads hold the person update the real run sends: anonymous values of
     the user's device included, though a dry run records no alias."""

@@ -31,14 +31,39 @@ UPDATE_MARKER = "amplitude_migration_update"
 GROUP_UPDATES_DISTINCT_ID = "amplitude_group_updates"
 
 
+# PostHog refuses a person update whose result holds more than about 640 KB of properties
+# (`check_properties_size`, ingestion warning `person_properties_size_violation`, not retried):
+# the whole update is lost (shared/reference/posthog-capture-api.md section 3).
+PERSON_PROPERTIES_LIMIT = 640 * 1024
+# What one update may carry (its properties' JSON bytes): the rest of the limit is left for
+# the properties PostHog adds itself and a project's live ones.
+PERSON_PROPERTIES_BUDGET = 512 * 1024
+
+
 def _digest(*parts: object) -> str:
     return exact_numbers.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
+def fit_person_properties(values: dict[str, Any]) -> dict[str, Any]:
+    """Take the largest properties out of `values` until its JSON fits
+    `PERSON_PROPERTIES_BUDGET`; returns those taken out (nearly always none)."""
+    if len(_digest(values)) <= PERSON_PROPERTIES_BUDGET:
+        return {}
+    by_size = sorted(values, key=lambda name: len(_digest({name: values[name]})), reverse=True)
+    set_aside: dict[str, Any] = {}
+    for name in by_size:
+        set_aside[name] = values.pop(name)
+        if len(_digest(values)) <= PERSON_PROPERTIES_BUDGET:
+            break
+    return set_aside
+
+
 def person_update(
     distinct_id: str, state: State, existing: ExistingProperties, version: int
-) -> dict[str, Any]:
-    """The `$set` event (`$set_once` when `existing` is keep) of one person's values.
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `$set` event (`$set_once` when `existing` is keep) of one person's values, and the
+    properties set aside because the update would not fit PostHog's size limit
+    (`fit_person_properties`; with overwrite they are unset, so no older value stays).
 
     `$unset` names the user properties Amplitude no longer shows (older snapshots held them,
     the newest does not), with `existing_properties: overwrite` only. The uuid is derived from
@@ -49,15 +74,17 @@ def person_update(
     values = state.values()
     # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
     values.update(sorted(state.initial.values.items()))
+    set_aside = fit_person_properties(values)
     operation = "$set_once" if existing == KEEP else "$set"
     properties: dict[str, Any] = {operation: values}
     removed = [name for name in state.snapshot.removed() if name not in values]
+    removed = sorted({*removed, *set_aside})
     if removed and existing != KEEP:
         properties["$unset"] = removed
     properties.update(
         {UPDATE_MARKER: PERSON, "$geoip_disable": True, "analytics_source": "amplitude"}
     )
-    return {
+    event = {
         "event": PERSON_UPDATE,
         "distinct_id": distinct_id,
         "timestamp": state.newest_time(),
@@ -66,6 +93,7 @@ def person_update(
         ),
         "properties": properties,
     }
+    return event, set_aside
 
 
 def group_update(key: str, state: State, version: int) -> dict[str, Any]:

@@ -34,19 +34,23 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
+from target_posthog import exact_numbers
+from target_posthog.deadletter import DeadLetters
 from target_posthog.mapping import Mapped
+from target_posthog.profile_rows import PAGE, StoredRows, unsent_pages
 from target_posthog.profile_state import Observed, State
 from target_posthog.profile_updates import (
     GROUP,
     KEEP,
     OVERWRITE,
     PERSON,
+    PERSON_PROPERTIES_LIMIT,
     UPDATE_MARKER,
     ExistingProperties,
     group_update,
     person_update,
 )
-from target_posthog.registry_store import MEMORY, Database, Transaction, open_database
+from target_posthog.registry_store import MEMORY, Transaction, open_database
 
 __all__ = ["KEEP", "OVERWRITE", "UPDATE_MARKER", "PendingProfile", "Profiles"]
 
@@ -54,7 +58,7 @@ _T = TypeVar("_T")
 
 # The table `profiles` is migration 3 in registry_schema.py (its columns are described there).
 _CHUNK = 500  # keys per SELECT ... IN (...)
-_PAGE = 2_000  # updates read at a time
+_PAGE = PAGE  # updates read at a time
 # Observations held in memory before they are merged into the file even without a STATE
 # (merging early is harmless: it is idempotent), so memory stays flat between STATEs.
 PENDING_LIMIT = 50_000
@@ -85,8 +89,12 @@ class Profiles:
         *,
         existing: ExistingProperties = OVERWRITE,
         read_only: bool = False,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
+        """`dead_letters`: where properties too large for PostHog are set aside."""
         self.existing = existing
+        self._dead_letters = dead_letters
+        self.properties_set_aside = 0
         self._lock = threading.Lock()  # the pending observations
         self._persons: dict[str, Observed] = {}
         self._groups: dict[str, Observed] = {}
@@ -98,16 +106,12 @@ class Profiles:
         # groups it touches, and every row still unsent: it shows exactly the updates a real
         # run would send now, not every person it sees as if PostHog had none.
         self._read_only = read_only
-        self._source: Database | None = None
+        self._source: StoredRows | None = None
         self._database = open_database(MEMORY if read_only else str(location))
         try:
             self._database.migrate()
             if read_only:
-                source = open_database(str(location), read_only=True)
-                if source.has_table("profiles"):
-                    self._source = source
-                else:
-                    source.close()
+                self._source = StoredRows.open(str(location))
         except self._database.errors as exc:
             self._database.close()
             raise self._database.error("cannot be used", exc) from None
@@ -205,7 +209,7 @@ class Profiles:
             chunk = keys[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             if self._source is not None:
-                self._copy_stored(tx, kind, chunk, marks)
+                self._source.copy(tx, kind, chunk, marks)
             stored = dict(
                 tx.fetchall(
                     f"SELECT profile_key, state FROM profiles "
@@ -234,38 +238,9 @@ class Profiles:
 
     # --- sending -------------------------------------------------------------------------
 
-    def _copy_stored(self, tx: Transaction, kind: str, keys: list[str], marks: str) -> None:
-        """A dry run: the rows of `keys` earlier runs stored, copied into its working copy
-        (once: a key already there is the copy, merged since)."""
-        assert self._source is not None
-        present = {
-            key
-            for (key,) in tx.fetchall(
-                f"SELECT profile_key FROM profiles WHERE kind = ? AND profile_key IN ({marks})",
-                (kind, *keys),
-            )
-        }
-        missing = [key for key in keys if key not in present]
-        if missing:
-            rows = self._source.read(
-                "SELECT kind, profile_key, state, version, sent_version FROM profiles "
-                f"WHERE kind = ? AND profile_key IN ({','.join('?' * len(missing))})",
-                (kind, *missing),
-            )
-            tx.executemany("INSERT INTO profiles VALUES (?, ?, ?, ?, ?)", rows)
-
-    def _copy_unsent(self) -> None:
-        """A dry run: every row earlier runs stored and PostHog has not confirmed (a real run
-        sends those too), a page at a time."""
-        assert self._source is not None
-        for rows in _unsent_pages(self._source):
-
-            def copy(tx: Transaction, rows: list[tuple[Any, ...]] = rows) -> None:
-                tx.executemany(
-                    "INSERT INTO profiles VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
-                )
-
-            self._write(copy)
+    def _write_each(self, changes: Iterator[Callable[[Transaction], None]]) -> None:
+        for change in changes:
+            self._write(change)
 
     def fold_devices(self) -> int:
         """Fold the properties of devices tied to a user into the user's; the devices folded.
@@ -334,12 +309,12 @@ class Profiles:
         self.sync()
         if self._read_only:
             if self._source is not None:
-                self._copy_unsent()
+                self._write_each(self._source.copy_unsent())
             self._fold_in_memory(owner_of)
         else:
             self.fold_devices()
         # A page at a time: millions of persons never sit in memory at once.
-        for rows in _unsent_pages(self._database):
+        for rows in unsent_pages(self._database):
             settled: list[PendingProfile] = []
             for kind, key, text, version, _ in rows:
                 state = State.load(text, key)
@@ -347,13 +322,29 @@ class Profiles:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
                         continue
-                    update = person_update(key, state, self.existing, version)
+                    update, set_aside = person_update(key, state, self.existing, version)
+                    for name, value in set_aside.items():
+                        self._set_aside_property(key, name, value)
                     yield update, PendingProfile(kind, key, version)
                 elif self.existing == KEEP:
                     self.group_updates_withheld += 1
                 else:
                     yield group_update(key, state, version), PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
+
+    def _set_aside_property(self, distinct_id: str, name: str, value: Any) -> None:
+        """A property too large for PostHog's person: to the dead-letter file, counted."""
+        self.properties_set_aside += 1
+        if self._dead_letters is None:
+            return
+        size = len(exact_numbers.dumps(value, default=str))
+        self._dead_letters.add_record(
+            "person_properties",
+            f"person property {name!r} of {distinct_id!r} is {size} bytes: PostHog keeps at "
+            f"most about {PERSON_PROPERTIES_LIMIT // 1024} KB of properties per person and "
+            "refuses the whole update beyond; set aside, the rest of the update sent",
+            {"distinct_id": distinct_id, "property": name, "value": value},
+        )
 
     def record_sent(self, sent: list[PendingProfile], *, count: bool = True) -> None:
         """PostHog confirmed these updates: a rerun does not send them again."""
@@ -377,20 +368,3 @@ class Profiles:
         self._database.close()
         if self._source is not None:
             self._source.close()
-
-
-def _unsent_pages(database: Database) -> Iterator[list[tuple[Any, ...]]]:
-    """The rows PostHog has not confirmed (kind, profile_key, state, version, sent_version),
-    in pages of `_PAGE`, by (kind, profile_key)."""
-    after = ("", "")
-    while True:
-        rows = database.read(
-            "SELECT kind, profile_key, state, version, sent_version FROM profiles "
-            "WHERE version > sent_version AND (kind, profile_key) > (?, ?) "
-            "ORDER BY kind, profile_key LIMIT ?",
-            (*after, _PAGE),
-        )
-        if not rows:
-            return
-        yield rows
-        after = (rows[-1][0], rows[-1][1])

@@ -104,6 +104,7 @@ class TargetPostHog(Target):
             config["alias_registry"],
             existing=config.get("existing_properties", OVERWRITE),
             read_only=self.dry_run,
+            dead_letters=self.dead_letters,
         )
         self.ledger = Ledger(None if self.dry_run else self.registry.database)
         self.client: PostHogClient | None = None

@@ -13,7 +13,8 @@ The rules (shared/reference/posthog-capture-api.md sections 3 and 4, from PostHo
   `$create_alias` are refused (`cannot_merge_already_identified`), `$merge_dangerously` is not.
   A merge marks the result identified; on conflicting properties the target's value stays;
 - then the event's `$set` is applied, `$set_once` only for absent keys, `$unset` removes, in
-  the order events are ingested (not by timestamp);
+  the order events are ingested (not by timestamp); an update that would leave more than
+  about 640 KB of properties is refused whole (`person_properties_size_violation`);
 - `$groupidentify` merges `$group_set` into the group (`$group_type`, `$group_key`), key by key,
   in ingestion order; there is no set-once for groups.
 
@@ -27,12 +28,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+import orjson
 from target_posthog.identity import (
     POSTHOG_ILLEGAL_CASE_INSENSITIVE,
     POSTHOG_ILLEGAL_CASE_SENSITIVE,
 )
 
 MERGE_EVENTS = frozenset(("$create_alias", "$identify", "$merge_dangerously"))
+# PostHog refuses a person update whose properties would exceed about 640 KB
+# (`check_properties_size`; warning `person_properties_size_violation`; the reference, section 3).
+PERSON_PROPERTIES_LIMIT = 640 * 1024
 # PostHog's lists, as the reference records them (one place in the project: the target's
 # identity module; tests/test_testbed.py checks the stand-in's refusals with literal ids).
 _ILLEGAL_CASE_INSENSITIVE = frozenset(POSTHOG_ILLEGAL_CASE_INSENSITIVE)
@@ -154,6 +159,7 @@ class PersonsModel:
         if person is None:
             person = self._person_of[distinct_id] = _Person(next(self._ids), {distinct_id}, {})
         top_set, top_once = fields.set, fields.set_once
+        before = dict(person.properties)
         for values in (rules.set, _decode_any(top_set) if len(top_set) > 4 else None):
             if isinstance(values, dict):
                 person.properties.update(values)
@@ -164,6 +170,9 @@ class PersonsModel:
         if isinstance(rules.unset, list):
             for key in rules.unset:
                 person.properties.pop(key, None)
+        if person.properties != before and _size(person.properties) > PERSON_PROPERTIES_LIMIT:
+            person.properties = before  # the whole update refused
+            self.warnings.append(("person_properties_size_violation", distinct_id))
         if name == "$groupidentify":
             self._group_identify(rules)
 
@@ -214,3 +223,7 @@ class PersonsModel:
 
 def _view(person: _Person) -> PersonView:
     return PersonView(frozenset(person.distinct_ids), dict(person.properties), person.is_identified)
+
+
+def _size(properties: dict[str, Any]) -> int:
+    return len(orjson.dumps(properties, default=str))
