@@ -7,9 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tap_amplitude import settings_env as tap_settings_env
 from tap_amplitude.settings_env import start_date_against_bookmark
+from target_posthog import settings_env as target_settings_env
 
 from tests.conftest import TAP_DAY, TapRun, tap_config
 from tests.meltano_harness import (
@@ -90,6 +93,77 @@ def test_a_date_that_is_not_iso_8601_and_an_unknown_region_fail_in_one_line_each
     assert "start_date '01/02/2025' is not an ISO 8601 date-time" in lines[0] + lines[1] + lines[2]
     assert any("end_date 'next tuesday' is not an ISO 8601 date-time" in line for line in lines)
     assert any("data_region 'europe' is not one of: eu, us (any case)" in line for line in lines)
+
+
+@pytest.mark.e2e
+def test_numbers_booleans_and_choices_set_as_text_are_read_strictly_by_the_plugins(
+    meltano_project: MeltanoProject,
+) -> None:
+    """Meltano 4.4's own kinds turned "ture" into false silently and stopped with a traceback
+    on "6k" or "Keep"; declared as text, the plugins read them (any case) or name them."""
+    meltano_project.settings |= {
+        "TARGET_POSTHOG_HISTORICAL_MIGRATION": "ture",
+        "TARGET_POSTHOG_MAX_EVENTS_PER_MINUTE": "6k",
+        "TAP_AMPLITUDE_TARGET_WINDOW_MB": "big",
+    }
+    result = meltano_project.run_job()
+    output = result.stdout + result.stderr
+    assert result.returncode == 1
+    assert "Traceback" not in output
+    assert "'ture' is not of type 'boolean'" in output
+    assert "'6k' is not of type 'integer'" in output
+    assert "'big' is not of type 'integer'" in output
+    meltano_project.settings |= {
+        "TARGET_POSTHOG_HISTORICAL_MIGRATION": "False",
+        "TARGET_POSTHOG_MAX_EVENTS_PER_MINUTE": " 600000 ",
+        "TARGET_POSTHOG_EXISTING_PROPERTIES": "Keep",
+        "TAP_AMPLITUDE_TARGET_WINDOW_MB": "64",
+        "TAP_AMPLITUDE_RETRY_BASE_SECONDS": "0.5",
+    }
+    result = meltano_project.run_job()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    (target_line,) = [line for line in output.splitlines() if "posthog settings in force" in line]
+    assert "historical_migration False;" in target_line
+    assert "speed limit 600000 events/min;" in target_line
+    assert "existing_properties keep;" in target_line
+    (tap_line,) = [
+        line for line in output.splitlines() if "tap-amplitude settings in force" in line
+    ]
+    assert "adaptive windows aiming at 64 MB" in tap_line
+
+
+@pytest.mark.parametrize("plugin_module", [tap_settings_env, target_settings_env])
+def test_setting_text_is_turned_into_its_value_only_when_it_reads_exactly(
+    plugin_module: Any,
+) -> None:
+    properties = {
+        "flag": {"type": ["boolean", "null"]},
+        "count": {"type": ["integer"]},
+        "seconds": {"type": "number"},
+        "mode": {"type": ["string"], "enum": ["overwrite", "keep"]},
+        "name": {"type": "string"},
+    }
+    cases = [
+        ("flag", "TRUE", True),
+        ("flag", " off ", False),
+        ("flag", "ture", "ture"),  # left for the schema check to name
+        ("flag", True, True),
+        ("count", "+12", 12),
+        ("count", "6k", "6k"),
+        ("count", "1.0", "1.0"),
+        ("seconds", "0.5", 0.5),
+        ("seconds", "1e3", 1000.0),
+        ("seconds", "fast", "fast"),
+        ("mode", "Keep", "keep"),
+        ("mode", "kept", "kept"),
+        ("name", "42", "42"),  # a string setting stays text
+    ]
+    for name, given, expected in cases:
+        config = {name: given}
+        plugin_module.values_from_text(config, properties)
+        assert config[name] == expected, (name, given)
+        assert type(config[name]) is type(expected), (name, given)
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,11 @@ from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
 from tap_amplitude.setaside import UnreadableLinesStream
-from tap_amplitude.settings_env import remove_meltano_config_file, unknown_setting_variables
+from tap_amplitude.settings_env import (
+    remove_meltano_config_file,
+    unknown_setting_variables,
+    values_from_text,
+)
 from tap_amplitude.sources import LocalSource
 from tap_amplitude.streams import EventsStream
 from tap_amplitude.windows import MAX_WINDOW_HOURS, floor_hour
@@ -132,11 +136,7 @@ class TapAmplitude(Tap):
         ),
         th.Property(
             "retry_base_seconds",
-            # A number, or its decimal text: Meltano passes a kind-string setting as text (its
-            # own `decimal` kind cannot be written to a config file: meltano 4.4 TypeError).
-            th.CustomType(
-                {"type": ["number", "string"], "minimum": 0, "pattern": r"^\d+(\.\d+)?$"}
-            ),
+            th.NumberType(minimum=0),
             default=2.0,
             title="Retry base wait (s)",
             description="Wait before the first retry; doubles with each retry (with jitter).",
@@ -198,6 +198,8 @@ class TapAmplitude(Tap):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus the rules a schema cannot say; one line per problem."""
+        if self._config:  # Meltano passes kind-string settings as text (settings_env.py)
+            values_from_text(self._config, self.config_jsonschema["properties"])
         region = self._config.get("data_region") if self._config else None
         if isinstance(region, str):  # a choice, in any case ("EU")
             self._config["data_region"] = region.strip().lower()

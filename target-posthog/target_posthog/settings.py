@@ -67,9 +67,7 @@ CONFIG_SCHEMA: dict = th.PropertiesList(
     ),
     th.Property(
         "retry_base_seconds",
-        # A number, or its decimal text: Meltano passes a kind-string setting as text (its
-        # own `decimal` kind cannot be written to a config file: meltano 4.4 TypeError).
-        th.CustomType({"type": ["number", "string"], "minimum": 0, "pattern": r"^\d+(\.\d+)?$"}),
+        th.NumberType(minimum=0),
         default=1.0,
         title="First retry wait (s)",
         description="Backoff doubles from this (with jitter, up to 60 s); "

@@ -6,12 +6,49 @@ import contextlib
 import difflib
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
+from typing import Any
 
 # Variables with the prefix that are not settings: the SDK's log level, and Meltano's extras
 # (`TAP_AMPLITUDE__SELECT`, ...: a double underscore).
 _NOT_SETTINGS = ("LOGLEVEL",)
+
+# Booleans as text: the words Meltano and singer-sdk take for true (their TRUTHY), and only
+# their opposites for false (both take any other text for false).
+_TRUE_TEXT = frozenset(("true", "1", "yes", "on"))
+_FALSE_TEXT = frozenset(("false", "0", "no", "off"))
+_WHOLE_NUMBER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def values_from_text(config: MutableMapping[str, Any], properties: Mapping[str, Any]) -> None:
+    """Turn, in place, the text of a boolean, integer, number or option setting into its value.
+
+    meltano.yml declares those settings with kind `string`: with its own kinds Meltano turns a
+    boolean it cannot read ("ture") into false without a word, and stops with a traceback on an
+    integer it cannot read ("6k") or an option in another case ("Keep"). So the plugin reads the
+    text itself: strictly (booleans as Meltano's truthy words and their opposites, options in
+    any case); text it cannot read stays as it is, and the schema check names it in one line.
+    """
+    for name, value in list(config.items()):
+        schema = properties.get(name)
+        if not isinstance(value, str) or not isinstance(schema, Mapping):
+            continue
+        text = value.strip()
+        kinds = schema.get("type", ())
+        kinds = {kinds} if isinstance(kinds, str) else set(kinds)
+        if "boolean" in kinds and text.lower() in _TRUE_TEXT | _FALSE_TEXT:
+            config[name] = text.lower() in _TRUE_TEXT
+        elif "integer" in kinds and _WHOLE_NUMBER.fullmatch(text):
+            config[name] = int(text)
+        elif "number" in kinds and _DECIMAL.fullmatch(text):
+            config[name] = float(text)
+        elif schema.get("enum"):
+            options = {
+                option.lower(): option for option in schema["enum"] if isinstance(option, str)
+            }
+            config[name] = options.get(text.lower(), value)
 
 
 def unknown_setting_variables(

@@ -52,7 +52,11 @@ from target_posthog.registry_store import redact
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
 from target_posthog.settings import CONFIG_SCHEMA, config_problems
-from target_posthog.settings_env import remove_meltano_config_file, unknown_setting_variables
+from target_posthog.settings_env import (
+    remove_meltano_config_file,
+    unknown_setting_variables,
+    values_from_text,
+)
 from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
 from target_posthog.state_output import StateOutput
 
@@ -152,7 +156,9 @@ class TargetPostHog(Target):
             f"speed limit {f'{limit} events/min' if limit else 'none (no limit)'}; "
             f"{self._batch_size()} events per request, concurrency "
             f"{1 if self.dry_run else config['concurrency']}; alias_registry "
-            f"{redact(config['alias_registry'])}; dead_letter_path {config['dead_letter_path']}; "
+            f"{redact(config['alias_registry'])}; existing_properties "
+            f"{config.get('existing_properties', OVERWRITE)}; "
+            f"dead_letter_path {config['dead_letter_path']}; "
             + (f"dry run into {config['dry_run_path']}" if self.dry_run else "dry run off")
         )
 
@@ -208,6 +214,8 @@ class TargetPostHog(Target):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus the rules a schema cannot say, one clear line each."""
+        if self._config:  # Meltano passes kind-string settings as text (settings_env.py)
+            values_from_text(self._config, self.config_jsonschema["properties"])
         try:
             errors = super()._validate_config(raise_errors=raise_errors)
         except ConfigValidationError as exc:
