@@ -3,11 +3,13 @@ and its payload file, always that run's own."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+from tap_amplitude.range_progress import RangeProgress
 from target_posthog.progress import Checkpoints, Counts, Progress
 
 from tests.target_support import POSTHOG_KEY, SCHEMA, record, run_target, tap_records, target_config
@@ -108,3 +110,29 @@ def test_a_dry_run_says_nothing_was_sent_and_always_replaces_its_payload_file(
     empty = run_target(config, [SCHEMA], tmp_path)
     assert empty.returncode == 0, empty.stderr
     assert payloads.exists() and payloads.read_bytes() == b""
+
+
+def test_the_tap_says_how_much_of_its_range_is_read_and_the_whole_runs_eta() -> None:
+    """A year's range: after 10 minutes the run has read 30 days, so the other 335 take
+    about 1 h 52 min at that pace; lines come at most every 30 s."""
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    progress = RangeProgress(start, start + dt.timedelta(days=365), now=0.0)
+    thirty_days = start + dt.timedelta(days=30)
+    assert progress.line(start + dt.timedelta(hours=1), 10, now=29.0) is None  # too soon
+    line = progress.line(thirty_days, 1_234_567, now=600.0)
+    assert line == (
+        "read up to 2024-01-31T00:00Z: 8.2% of this run's range (2024-01-01T00:00Z .. "
+        "2024-12-31T00:00Z), 1,234,567 events; at this run's pace (72.0 hours of history a "
+        "minute) the rest takes about 1 h 52 min (by hours of history, not events)"
+    )
+    assert progress.line(thirty_days, 1_234_567, now=620.0) is None
+    end = start + dt.timedelta(days=365)
+    assert progress.line(end, 2_000_000, now=700.0) == (
+        "read up to 2024-12-31T00:00Z: 100.0% of this run's range (2024-01-01T00:00Z .. "
+        "2024-12-31T00:00Z), 2,000,000 events; all of the range read"
+    )
+    slow = RangeProgress(start, start + dt.timedelta(days=3650), now=0.0)
+    line = slow.line(start + dt.timedelta(hours=1), 5, now=3600.0)
+    assert line is not None and line.endswith(
+        "the rest takes about 3649 d 23 h (by hours of history, not events)"
+    )

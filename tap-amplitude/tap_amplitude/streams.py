@@ -31,6 +31,7 @@ from tap_amplitude.client import ExportClient, ExportStats
 from tap_amplitude.conform import Conformer
 from tap_amplitude.export import API_SOURCE, read_member, without_sdk_error_line
 from tap_amplitude.linenotes import LineStats
+from tap_amplitude.range_progress import RangeProgress
 from tap_amplitude.rundir import RunFolder, remove_leftovers
 from tap_amplitude.schema import EVENTS_SCHEMA
 from tap_amplitude.setaside import STREAM_NAME as UNREADABLE_LINES
@@ -134,6 +135,7 @@ class EventsStream(Stream):
             mode,
         )
         started = time.monotonic()
+        progress = RangeProgress(start, end, now=started)
         total = 0
         try:
             set_aside = set_aside_stream.emit
@@ -154,8 +156,10 @@ class EventsStream(Stream):
                                 set_aside(cast("UnreadableLine", record))
                     if hour.checkpoint is not None:
                         self._checkpoint(hour.checkpoint)
+                        self._say_progress(progress, hour.checkpoint, total + count)
                 self._checkpoint(ready.window.end)
                 total += count
+                self._say_progress(progress, ready.window.end, total)
                 done = (ready.window.end - start) / (end - start)
                 self._log_window(ready, count, time.monotonic() - read_started, done)
             # The API's windows tile the whole range, so its bookmark now stands at `end`. Local
@@ -164,6 +168,11 @@ class EventsStream(Stream):
         finally:
             writer.flush()
         self._log_summary(total, time.monotonic() - started)
+
+    def _say_progress(self, progress: RangeProgress, read_up_to: dt.datetime, events: int) -> None:
+        line = progress.line(read_up_to, events)
+        if line:
+            self.logger.info(line)
 
     def _reading_plan(self, ready: ReadyWindow) -> ReadingPlan:
         """The window's members in hour order; says once per run when one cannot be placed."""
@@ -224,8 +233,8 @@ class EventsStream(Stream):
     def _log_window(
         self, ready: ReadyWindow, events: int, read_seconds: float, done: float
     ) -> None:
-        """One line per window, at debug level: with a speed limit the tap reads far ahead of
-        what is delivered, so the target's progress lines are the migration's progress."""
+        """One line per window, at debug level (windows can be many and empty); the info
+        lines are the hourly progress lines (range_progress.py) and the target's."""
         if not ready.members:
             self.logger.debug(
                 "Window %s: no data (%.2f s); %.1f%% of the range read",
