@@ -84,10 +84,16 @@ def test_the_command_line_serves_both_stand_ins_until_ctrl_c(tmp_path: Path) -> 
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    assert out.splitlines()[-1] == (
+    people_file = REPO_ROOT / "output" / "rehearsal" / "posthog-persons-and-groups.json"
+    assert out.splitlines()[-2:] == [
+        f"1 persons and 0 groups with their properties in {people_file.relative_to(REPO_ROOT)}",
         "stopped; PostHog stand-in holds 1 events incl. 0 aliases (1 distinct uuids), 1 persons, "
-        "0 groups; 2 batch requests"
-    )
+        "0 groups; 2 batch requests",
+    ]
+    assert orjson.loads(people_file.read_bytes()) == {
+        "persons": [{"distinct_ids": ["user-1"], "is_identified": False, "properties": {}}],
+        "groups": [],
+    }
 
 
 def test_bad_arguments_fail_in_one_line() -> None:

@@ -5,7 +5,9 @@ stand-in (Export API and Dashboard REST API) and the PostHog stand-in (capture a
 on 127.0.0.1, prints the settings that point the plugins and the verification at them (the
 lines to put in `.env`), and serves until Ctrl-C or SIGTERM. Every
 `--report-seconds`, and at the end, it says what the PostHog stand-in holds: events, distinct
-uuids, aliases, persons and groups, built by PostHog's rules (tests/testbed/persons.py).
+uuids, aliases, persons and groups, built by PostHog's rules (tests/testbed/persons.py); at the
+end it also writes the persons and groups with their properties to
+`<--output>/posthog-persons-and-groups.json`.
 
 Faults are injected before serving, FIFO, one per request to the endpoint: ``--posthog-fault
 503*3`` answers the next three batch requests 503; kinds are an HTTP status (``429``,
@@ -25,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import orjson
+
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
 from tests.testbed.faults import Fault
@@ -36,6 +40,7 @@ AMPLITUDE_SECRET = "amp-test-secret"
 POSTHOG_KEY = "phc_test_key"
 PERSONAL_KEY = "phx_test_personal_key"  # the query API stand-in's (tests/testbed/hogql.py)
 PROJECT_ID = 4242
+PEOPLE_FILE = "posthog-persons-and-groups.json"  # under --output, written when it stops
 _TIMED_FAULTS = {"stall": Fault.stall, "delay": Fault.delay}
 _PLAIN_FAULTS = {"drop": Fault.drop, "lose_ack": Fault.lose_ack, "truncate": Fault.truncate}
 
@@ -100,6 +105,34 @@ def holdings(posthog: PostHogStandIn) -> str:
         "persons, "
         f"{len(people.groups()):,} groups; {len(posthog.requests):,} batch requests"
     )
+
+
+def write_people(posthog: PostHogStandIn, path: Path) -> str:
+    """The stand-in's persons and groups with their properties, as JSON in `path` (persons by
+    their smallest distinct_id, groups by type and key); one line naming it and the counts."""
+    people = posthog.people
+    persons = sorted(
+        (
+            {
+                "distinct_ids": sorted(person.distinct_ids),
+                "is_identified": person.is_identified,
+                "properties": person.properties,
+            }
+            for person in people.persons()
+        ),
+        key=lambda person: person["distinct_ids"],
+    )
+    groups = [
+        {"group_type": kind, "group_key": key, "properties": properties}
+        for (kind, key), properties in sorted(people.groups().items())
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        orjson.dumps(
+            {"persons": persons, "groups": groups}, option=orjson.OPT_INDENT_2, default=str
+        )
+    )
+    return f"{len(persons):,} persons and {len(groups):,} groups with their properties in {path}"
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -195,6 +228,10 @@ def _serve(
         print("serving until Ctrl-C", flush=True)
         while not stop.wait(args.report_seconds):
             print(holdings(posthog), flush=True)
+        try:
+            print(write_people(posthog, args.output / PEOPLE_FILE), flush=True)
+        except OSError as exc:
+            print(f"cannot write {args.output / PEOPLE_FILE} ({exc.strerror or exc})", flush=True)
         print(f"stopped; {holdings(posthog)}", flush=True)
     finally:
         posthog.stop()
