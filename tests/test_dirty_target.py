@@ -347,6 +347,7 @@ def test_any_record_a_python_tap_writes_is_delivered_repaired_or_kept_byte_for_b
         event(2, event_properties={"x": math.nan, "y": math.inf, "z": [-math.inf]}),
         event(3, event_properties={"d": nested(deepest)}),
         event(4),
+        event(10, event_properties={"wide": "WIDE"}),  # 5,000 digits: no reader holds it
     ]
     kept = [
         event(5, user_id="u\ud800"),  # a repair would make two users one
@@ -356,6 +357,7 @@ def test_any_record_a_python_tap_writes_is_delivered_repaired_or_kept_byte_for_b
         event(9, event_properties={"d": "DEEP"}),
     ]
     lines = [orjson.dumps(SCHEMA)] + [json.dumps(record(r)).encode() for r in delivered]
+    lines[-1] = lines[-1].replace(b'"WIDE"', b"7" * 5000)
     lines[3:3] = [json.dumps(record(r)).encode() for r in kept]  # between the good ones
     lines[7] = lines[7].replace(b'"DEEP"', b"[" * 5000 + b"]" * 5000)  # too deep for json.dumps
     lines.append(orjson.dumps(state({"s": 1})))
@@ -364,7 +366,12 @@ def test_any_record_a_python_tap_writes_is_delivered_repaired_or_kept_byte_for_b
     assert "Traceback" not in run.stderr
     assert run.states[-1] == {"s": 1}
     sent = {e["event"]: e["properties"] for e in events_of(posthog)}
-    assert sorted(sent) == ["E1", "E2", "E3", "E4"]
+    assert sorted(sent) == ["E1", "E10", "E2", "E3", "E4"]
+    assert sent["E10"]["wide"] == "7" * 5000
+    assert sent["E10"]["$amplitude_repairs"] == [
+        "integer of more than 4300 digits kept as a string of its exact text (Python's JSON "
+        "readers, singer-sdk targets' included, refuse wider integers)"
+    ]
     assert sent["E1"]["text"] == "nice \ufffd" and sent["E1"]["\ufffdkey"] == 1
     assert sent["E1"]["$amplitude_repairs"] == ["lone UTF-16 surrogate escape replaced by U+FFFD"]
     assert (sent["E2"]["x"], sent["E2"]["y"], sent["E2"]["z"]) == ("NaN", "Infinity", ["-Infinity"])
@@ -381,4 +388,4 @@ def test_any_record_a_python_tap_writes_is_delivered_repaired_or_kept_byte_for_b
     assert "user_id needs a repair" in run.stderr
     summary = run.stderr.splitlines()[-1]
     assert "5 unreadable lines set aside" in summary
-    assert "2 input records repaired" in summary
+    assert "3 input records repaired" in summary

@@ -619,3 +619,16 @@ def test_every_field_tap_amplitude_adds_reaches_posthog_as_the_mapping_table_say
         assert f"`{sent}`" in table and f"`{name}`" in table, name
     assert properties["$amplitude_new_field"] == 7 and properties["$amplitude_id"] == 4711
     assert "additional_properties" in table
+
+
+@pytest.mark.parametrize(
+    ("version", "sent"),
+    [("121", 121), ("007", "007"), ("\u00b2", "\u00b2"), ("121.0", "121.0"), (121, 121)],
+)
+def test_a_browser_version_becomes_a_number_only_when_that_is_the_same_text(
+    version: object, sent: object
+) -> None:
+    """ "²" is a digit to str.isdigit but not to int (it crashed the target); "007" is no 7."""
+    properties = map_record({**WEB_RECORD, "os_version": version}).events[0]["properties"]
+    assert properties["$browser_version"] == sent
+    assert type(properties["$browser_version"]) is type(sent)

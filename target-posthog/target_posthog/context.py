@@ -151,7 +151,7 @@ def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None
     else:
         keep_as_received(properties, "os_name", browser)
     if version is not None and version != "":
-        properties["$browser_version"] = int(version) if str(version).isdigit() else version
+        properties["$browser_version"] = _version_number(version)
     device_type = record.get("device_type") or record.get("device_family")
     if isinstance(device_type, str) and device_type:
         hints = (record.get("device_family"), record.get("device_model"), browser)
@@ -163,6 +163,17 @@ def _add_web_context(properties: dict[str, Any], record: dict[str, Any]) -> None
         value = record.get(field)
         if value is not None and value != "":
             properties[name] = value
+
+
+def _version_number(version: object) -> object:
+    """A browser's major version as PostHog's number (``"121"`` -> 121) when that is the same
+    text; anything else as received (``"007"``, ``"121.0"``, and digits that are not ASCII,
+    ``"²"``, which ``int`` refuses)."""
+    if isinstance(version, str) and version.isascii() and version.isdigit():
+        number = int(version)
+        if str(number) == version:
+            return number
+    return version
 
 
 _WEB_RAW_DEVICE_FIELDS = tuple(

@@ -7,7 +7,9 @@ kept, and none stops the run.
   ``NaN``, ``Infinity``, ``-Infinity``; none of them is RFC 8259 JSON, and msgspec refuses the
   line. Such a line is read by the standard library instead: each lone surrogate becomes U+FFFD,
   each NaN or infinity the string of its text (``"NaN"``: PostHog takes no such number, and
-  tap-amplitude treats ``1e400`` the same way), and bytes that are not UTF-8 become U+FFFD. The
+  tap-amplitude treats ``1e400`` the same way), an integer of more than 4,300 digits (which
+  msgspec and Python's ``int`` refuse) the string of its digits, as tap-amplitude does, and
+  bytes that are not UTF-8 become U+FFFD. The
   record's ``repairs`` list (tap-amplitude's field; it reaches PostHog as
   ``$amplitude_repairs``) names each repair, the first of each kind is logged with its input
   line, and the run's summary counts them.
@@ -46,6 +48,11 @@ REPAIRS_FIELD = "repairs"
 REPAIR_SURROGATE = "lone UTF-16 surrogate escape replaced by U+FFFD"  # tap-amplitude's text
 REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
 REPAIR_CONSTANT = "NaN or Infinity (no JSON number) kept as a string of its text"
+REPAIR_WIDE = (  # tap-amplitude's text
+    "integer of more than 4300 digits kept as a string of its exact text (Python's JSON "
+    "readers, singer-sdk targets' included, refuse wider integers)"
+)
+MAX_INT_DIGITS = 4300  # Python's limit for int <-> str (sys.get_int_max_str_digits), msgspec's too
 IDENTITY_FIELDS = ("uuid", "user_id", "device_id", "$insert_id", "groups")
 SOURCE = "target-posthog input"
 
@@ -99,7 +106,9 @@ def mend(line: bytes) -> dict[str, Any]:
         text = line.decode(errors="replace")
         repairs.append(REPAIR_UTF8)
     try:
-        message = json.loads(text, parse_float=exact_numbers.number, parse_constant=_Constant)
+        message = json.loads(
+            text, parse_float=exact_numbers.number, parse_int=_integer, parse_constant=_Constant
+        )
     except RecursionError:
         raise SetAsideError(f"nested too deep to read (over {MAX_DEPTH} levels)") from None
     record = message.get("record") if isinstance(message, dict) else None
@@ -134,12 +143,25 @@ class _Constant(str):
     __slots__ = ()
 
 
+class _WideInteger(str):
+    """The text of an integer of more than MAX_INT_DIGITS digits (no reader downstream holds
+    it as a number: Python's int refuses to read or write it)."""
+
+    __slots__ = ()
+
+
+def _integer(text: str) -> Any:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        return _WideInteger(text)
+    return int(text)
+
+
 def _mended(value: Any, found: list[str]) -> Any:
     """``value`` with lone surrogates as U+FFFD and constants as plain strings; each kind of
     repair made noted once in ``found``."""
     kind = value.__class__
-    if kind is _Constant:
-        _note(found, REPAIR_CONSTANT)
+    if kind is _Constant or kind is _WideInteger:
+        _note(found, REPAIR_CONSTANT if kind is _Constant else REPAIR_WIDE)
         return str(value)
     if kind is str:
         if _SURROGATE.search(value) is None:
@@ -172,7 +194,7 @@ class InputLines:
         self.records_repaired += 1
         record = message["record"]
         for repair in record[REPAIRS_FIELD]:
-            if repair in (REPAIR_SURROGATE, REPAIR_UTF8, REPAIR_CONSTANT):
+            if repair in (REPAIR_SURROGATE, REPAIR_UTF8, REPAIR_CONSTANT, REPAIR_WIDE):
                 if not self.repaired[repair]:
                     logger.warning(
                         "input line %d (stream %s): %s; delivered with the repair named in its "
