@@ -105,7 +105,8 @@ class Migration:
         """The CLI as a user runs it; with `now`, in this process, judging at that time."""
         config = {
             **self.pipeline.target_config,
-            # As Meltano passes it (meltano.yml: $TAP_AMPLITUDE_END_DATE).
+            # As Meltano passes them (meltano.yml: $TAP_AMPLITUDE_START_DATE, _END_DATE).
+            "amplitude_start_date": self.pipeline.tap_config.get("start_date"),
             "amplitude_end_date": self.pipeline.tap_config.get("end_date"),
             "personal_api_key": PERSONAL_KEY,
             "project_id": str(PROJECT_ID),
@@ -407,6 +408,11 @@ def test_parallel_range_jobs_leave_the_rest_of_a_range_not_read_yet(tmp_path: Pa
             migration.pipeline.target_config,  # the same registry
         )  # fmt: skip
         assert later.run(None).ok
+        # Only the later job has run: the earlier one's range is not read yet, known as the
+        # migration's through start_date (the ledger alone starts where the later job does).
+        not_begun = migration.verify(
+            "--period", "hour", now=PARALLEL_NOW, amplitude_start_date=start.isoformat()
+        )
         migration.run(
             start_date=start.isoformat(), end_date=(start + timedelta(hours=6)).isoformat()
         )
@@ -415,6 +421,13 @@ def test_parallel_range_jobs_leave_the_rest_of_a_range_not_read_yet(tmp_path: Pa
         done = migration.verify("--period", "hour", now=PARALLEL_NOW)
     finally:
         migration.stop()
+    assert not_begun.returncode == 0, not_begun.stdout + not_begun.stderr
+    first = not_begun.rows[0]["period"]  # the first hour read, or start_date if earlier
+    assert first <= f"{start:%Y-%m-%dT%H}"
+    assert {row["period"]: int(row["not_read_yet"]) for row in not_begun.rows if
+            row["status"] != "OK"} == {hour: n for hour, n in unread_by_hour(
+                migration.store, start, middle).items() if hour >= first}  # fmt: skip
+    assert all(s.startswith("not read yet") for s in not_begun.not_ok().values())
     assert halfway.returncode == 0, halfway.stdout + halfway.stderr
     unread = unread_by_hour(migration.store, start + timedelta(hours=6), middle)
     early = unread_by_hour(migration.store, start + timedelta(hours=6), middle, before=start)

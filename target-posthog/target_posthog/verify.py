@@ -87,6 +87,7 @@ class Plan:
     settle: dt.timedelta
     dead_letter_file: str
     set_aside_file: str  # unreadable lines, beside the dead letters (setaside.py)
+    start_date: dt.datetime | None = None  # tap-amplitude's, floored to its hour, if known
 
     @property
     def step(self) -> dt.timedelta:
@@ -195,7 +196,7 @@ def _judge_read(
     rest = gap - explained
     if not rest:
         return
-    first = _first_read(ledger)
+    first = _migration_start(plan, ledger)
     before = first is not None and period < first
     unread = _may_read_more(plan, ledger, period, first if before and first else period)
     if unread and before:
@@ -219,10 +220,14 @@ def _judge_read(
         row.notes.append(f"unexplained ({rest} that Amplitude counts were never read)")
 
 
-def _first_read(ledger: LedgerFigures) -> dt.datetime | None:
-    """The first upload hour the migration read (its start_date, as the tap floors it; hours
-    after it with no uploads at all may be left out, which changes no count)."""
-    return hour_key(ledger.read_spans[0][0]) if ledger.read_spans else None
+def _migration_start(plan: Plan, ledger: LedgerFigures) -> dt.datetime | None:
+    """The first upload hour of the migration's range: tap-amplitude's start_date, or the
+    first hour the ledger shows read if earlier or if start_date is not known (hours after
+    start_date with no uploads at all may then be left out, which changes no count). Parallel
+    range jobs that have not run yet are only known through start_date."""
+    read = hour_key(ledger.read_spans[0][0]) if ledger.read_spans else None
+    known = [moment for moment in (plan.start_date, read) if moment is not None]
+    return min(known, default=None)
 
 
 def _may_read_more(

@@ -100,23 +100,31 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def setting_time(config: dict[str, Any], name: str) -> dt.datetime | None:
+    """A time setting taken from tap-amplitude (ISO 8601, a date alone is fine), in UTC; None
+    if unset. CountingError (one line) if it is not a time."""
+    text = config.get(name)
+    if not text:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        raise CountingError(
+            f"{name} {text!r} (tap-amplitude's {name.removeprefix('amplitude_')}) is not an "
+            "ISO 8601 time, e.g. 2024-01-01T00:00:00Z"
+        ) from None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
 def report_end(
     config: dict[str, Any], span: tuple[dt.datetime, dt.datetime], now: dt.datetime, by_day: bool
 ) -> dt.datetime:
     """The default end of the report: through the migration's end_date (tap-amplitude's, as
     `amplitude_end_date`), else through now, so Amplitude's history that no run has read yet
     is reported too; never before the last period the ledger holds."""
-    text = config.get("amplitude_end_date")
-    if text:
-        try:
-            moment = dt.datetime.fromisoformat(str(text))
-        except ValueError:
-            raise CountingError(
-                f"amplitude_end_date {text!r} (tap-amplitude's end_date) is not an ISO 8601 "
-                "time, e.g. 2024-01-01T00:00:00Z"
-            ) from None
-        moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
-        last = floor(moment - dt.timedelta(microseconds=1), by_day)  # exclusive end
+    end_date = setting_time(config, "amplitude_end_date")
+    if end_date:
+        last = floor(end_date - dt.timedelta(microseconds=1), by_day)  # exclusive end
     else:
         last = floor(now, by_day)
     return max(span[1], last + (DAY if by_day else HOUR))
@@ -130,7 +138,11 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     if span is None:
         raise CountingError("the migration's ledger holds no records yet: run the migration")
     now = utc_now()
-    start = floor(options["start"], by_day) if options["start"] else span[0]
+    start_date = setting_time(config, "amplitude_start_date")
+    start_date = floor(start_date, by_day=False) if start_date else None  # as the tap floors it
+    # From the first period read, or from start_date if earlier (range jobs not run yet).
+    first = min(span[0], floor(start_date, by_day)) if start_date else span[0]
+    start = floor(options["start"], by_day) if options["start"] else first
     end = floor(options["end"], by_day) if options["end"] else report_end(config, span, now, by_day)
     if end <= start:
         raise CountingError("--end must be after --start")
@@ -160,7 +172,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     plan = Plan(
         start, end, by_day, now,
         dt.timedelta(hours=options["settle_hours"]), str(dead_letters),
-        str(set_aside_paths(dead_letters)[0]),
+        str(set_aside_paths(dead_letters)[0]), start_date,
     )  # fmt: skip
     try:
         zone, host = amplitude.zone.key, posthog.app_host

@@ -61,6 +61,13 @@ VERIFY_SETTINGS: tuple[th.Property, ...] = (
         description="For the verification: overrides the region's base URL (tests, proxies).",
     ),
     th.Property(
+        "amplitude_start_date",
+        th.StringType,
+        title="Amplitude start date",
+        description="For the verification: where the migration starts (ISO 8601, by upload "
+        "time; in Meltano, tap-amplitude's start_date). Unset: the first hour it read.",
+    ),
+    th.Property(
         "amplitude_end_date",
         th.StringType,
         title="Amplitude end date",
