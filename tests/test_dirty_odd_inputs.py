@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 from tap_amplitude.exactjson import REPAIR_WIDE_INTEGER
-from tap_amplitude.lines import TOO_DEEP
+from tap_amplitude.lines import REPAIR_CONTROL, TOO_DEEP
 from target_posthog.event_keys import record_uuid
 
 from tests.conftest import TAP_DAY, TapRun
@@ -429,3 +429,23 @@ def test_a_file_named_zip_that_holds_gzip_data_is_read_as_one_member(
         f"{folder}/export.zip: named .zip but holds gzip data (its first bytes); read as one member"
     ) in log
     assert "1 members read (0 empty, 1 named without an hour)" in done_line(run)
+
+
+def test_a_control_character_written_raw_inside_a_string_is_read_as_itself_and_named(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Such a line was set aside as 'not JSON: Invalid control character'; its meaning is
+    clear (Python's json reads it with strict=False), so it is a repair, written escaped."""
+    line = (
+        b'{"uuid":"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f73","user_id":"u\x01",'
+        b'"event_properties":{"text":"a\tb\x00c\x1bd"}}'
+    )
+    run = local_run(run_tap, tmp_path, [line])
+    assert run.returncode == 0, run.stderr[-3000:]
+    (event,) = stream_records(run, "events")
+    assert event["event_properties"] == {"text": "a\tb\x00c\x1bd"}
+    assert event["user_id"] == "u\x01"
+    assert event["repairs"] == [REPAIR_CONTROL]
+    record_line = next(r for r in run.stdout.splitlines() if r.startswith('{"type":"RECORD"'))
+    assert '"text":"a\\tb\\u0000c\\u001bd"' in record_line  # valid JSON again
+    assert stream_records(run, "unreadable_lines") == []

@@ -45,7 +45,7 @@ _JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _BOOLEANS = {"true": True, "false": False}
 # Only finds where each value ends (raw_values): numbers are not converted, so an integer of
 # any width (past Python's 4300-digit limit too) is found like any other.
-_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)
+_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str, strict=False)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _MOST_DIGITS = 999  # a whole number's digits are written up to this exponent (then its text)
 

@@ -187,12 +187,14 @@ def loads(line: bytes) -> Any:
     return _DECODER.decode(line)
 
 
-def loads_text(text: str) -> Any:
+def loads_text(text: str, *, strict: bool = True) -> Any:
     """One JSON value read by the standard library (for repaired text), the same numbers as
     :func:`loads`, integers of any width. Raises ``json.JSONDecodeError`` or ``ValueError``
     (NaN/Infinity), or ``RecursionError`` (see :func:`too_deep`, which callers check first)."""
     _Beyond.count = _Beyond.wide = _Beyond.exact = 0
-    return json.loads(text, parse_float=number, parse_int=integer, parse_constant=_no_constant)
+    return json.loads(
+        text, parse_float=number, parse_int=integer, parse_constant=_no_constant, strict=strict
+    )
 
 
 def _no_constant(name: str) -> Any:
@@ -233,6 +235,7 @@ def duplicate_keys(line: bytes | str) -> dict[str, list[Any]]:
             parse_float=_uncounted_number,
             parse_int=_uncounted_integer,
             parse_constant=_no_constant,
+            strict=False,
             object_pairs_hook=_Object.of,
         )
         found: dict[str, list[Any]] = {}

@@ -6,6 +6,8 @@ tap's own kept aside, each noted as a repair). The rest:
 
 - A byte-order mark at the line's start is dropped (some tools that re-save exports add one).
 - Bytes that are not UTF-8 are replaced by U+FFFD (a string cut mid-character by a producer).
+- A control character written raw inside a string (a tab, NUL, ESC: JSON wants ``\\t``,
+  ``\\u0000``) is read as itself, and written escaped.
 - A lone UTF-16 surrogate escape (``"\\ud83d"`` with no low half: an emoji cut in two, which
   Amplitude's own writer lets through and Python's ``json`` reads) becomes U+FFFD.
 
@@ -44,6 +46,10 @@ REPAIRS_FIELD = "repairs"
 REPAIR_BOM = "byte-order mark removed"
 REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
 REPAIR_SURROGATE = "lone UTF-16 surrogate escape replaced by U+FFFD"
+REPAIR_CONTROL = (
+    "raw control characters inside strings (tab, NUL, ...) read as themselves (JSON wants them "
+    "escaped; the tap writes them so)"
+)
 REPAIR_IDENTITY = "repaired id kept distinct (#repaired- and a hash of the exported value)"
 # The fields that name a person, a device or an event to PostHog: a repair must keep them apart.
 IDENTITY_FIELDS = ("user_id", "device_id", "$insert_id", "groups")
@@ -109,7 +115,7 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         text = line.decode(errors="replace")
         repairs.append(REPAIR_UTF8)
-    value = _loads(text)
+    value = _loads(text, repairs)
     if type(value) is not dict:
         raise UnreadableLineError(_not_an_object(value))
     exactjson.settle(value, text, repairs)
@@ -119,17 +125,27 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
         value = _replace_surrogates(value)
         repairs.append(REPAIR_SURROGATE)
     if repairs:
-        exported = _loads(line.decode(errors="surrogateescape")) if REPAIR_UTF8 in repairs else ids
+        exported = (
+            _loads(line.decode(errors="surrogateescape"), []) if REPAIR_UTF8 in repairs else ids
+        )
         if _keep_ids_distinct(value, exported):
             repairs.append(REPAIR_IDENTITY)
         value[REPAIRS_FIELD] = repairs
     return value
 
 
-def _loads(text: str) -> Any:
-    """Standard-library JSON, numbers as exactjson reads them (no NaN), or why not."""
+def _loads(text: str, repairs: list[str]) -> Any:
+    """Standard-library JSON, numbers as exactjson reads them (no NaN), or why not. Raw control
+    characters inside strings are read as themselves, noted in ``repairs``."""
     try:
-        return exactjson.loads_text(text)
+        try:
+            return exactjson.loads_text(text)
+        except json.JSONDecodeError as error:
+            if not error.msg.startswith("Invalid control character"):
+                raise
+        value = exactjson.loads_text(text, strict=False)
+        repairs.append(REPAIR_CONTROL)
+        return value
     except json.JSONDecodeError as error:
         if error.msg == "Extra data":
             msg = f"not one JSON object: more JSON from column {error.colno} (a line break lost?)"
