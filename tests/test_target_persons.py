@@ -408,6 +408,32 @@ def test_keep_existing_properties_only_fills_what_is_missing(
     assert person.properties["plan"] == truth.user_properties[fresh]["plan"]
 
 
+def test_keep_fills_gaps_in_later_runs_and_says_what_it_cannot_update(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """keep never replaces a value PostHog holds; a later run still fills a property that
+    appears only then, and says how many persons' values it filled earlier changed since
+    (PostHog keeps those: keep cannot tell them from live values without reading PostHog)."""
+    posthog.people.add_person(["bob"], {"plan": "live"})
+    config = target_config(tmp_path, posthog, existing_properties="keep")
+
+    def run(records: list[dict[str, Any]]) -> str:
+        done = run_target(config, messages_with_states(records, 2), tmp_path, posthog)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    run([_event(0, "ann", "a", 1, plan="A"), _event(1, "bob", "b", 1, plan="old")])
+    stderr = run([_event(2, "ann", "a", 2, plan="B", seats=3), _event(3, "bob", "b", 2, plan="x")])
+    ann, bob = posthog.people.person("ann"), posthog.people.person("bob")
+    assert ann is not None and bob is not None
+    assert ann.properties["plan"] == "A" and ann.properties["seats"] == 3  # filled later
+    assert bob.properties["plan"] == "live"
+    assert (
+        "existing_properties is keep: 2 persons have history that changed since their "
+        "properties were first filled" in stderr
+    )
+
+
 def test_overwrite_replaces_live_values_with_the_newest_history(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:

@@ -21,12 +21,16 @@ events carry no `$set`, and properties travel this way instead:
    `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
 
 With `existing_properties: keep` (a project that already has live data), person values go in
-`$set_once` (they only fill what is missing), and group updates are withheld: PostHog has no
-set-once for groups (`$group_set` is the only operation `$groupidentify` reads).
+`$set_once` (they only fill what is missing, and nothing is unset), and group updates are
+withheld: PostHog has no set-once for groups (`$group_set` is the only operation
+`$groupidentify` reads). Without reading PostHog the target cannot tell a property it filled
+from a live one, so a value it filled stays as first filled when later history changes it
+(counted and logged).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,6 +59,7 @@ from target_posthog.registry_store import MEMORY, Transaction, open_database
 __all__ = ["KEEP", "OVERWRITE", "UPDATE_MARKER", "PendingProfile", "Profiles"]
 
 _T = TypeVar("_T")
+_logger = logging.getLogger("target-posthog")
 
 # The table `profiles` is migration 3 in registry_schema.py (its columns are described there).
 _CHUNK = 500  # keys per SELECT ... IN (...)
@@ -314,14 +319,17 @@ class Profiles:
         else:
             self.fold_devices()
         # A page at a time: millions of persons never sit in memory at once.
+        changed_after_fill = 0
         for rows in unsent_pages(self._database):
             settled: list[PendingProfile] = []
-            for kind, key, text, version, _ in rows:
+            for kind, key, text, version, sent_version in rows:
                 state = State.load(text, key)
                 if kind == PERSON:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
                         continue
+                    if self.existing == KEEP and sent_version > 0:
+                        changed_after_fill += 1
                     update, set_aside = person_update(key, state, self.existing, version)
                     for name, value in set_aside.items():
                         self._set_aside_property(key, name, value)
@@ -331,6 +339,14 @@ class Profiles:
                 else:
                     yield group_update(key, state, version), PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
+        if changed_after_fill:
+            _logger.warning(
+                "existing_properties is keep: %d persons have history that changed since "
+                "their properties were first filled; their changed values are sent as "
+                "$set_once, so PostHog keeps the value it holds (keep cannot tell the "
+                "migration's earlier value from a live one without reading PostHog)",
+                changed_after_fill,
+            )
 
     def _set_aside_property(self, distinct_id: str, name: str, value: Any) -> None:
         """A property too large for PostHog's person: to the dead-letter file, counted."""
