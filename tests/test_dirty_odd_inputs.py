@@ -449,3 +449,26 @@ def test_a_control_character_written_raw_inside_a_string_is_read_as_itself_and_n
     record_line = next(r for r in run.stdout.splitlines() if r.startswith('{"type":"RECORD"'))
     assert '"text":"a\\tb\\u0000c\\u001bd"' in record_line  # valid JSON again
     assert stream_records(run, "unreadable_lines") == []
+
+
+def test_a_member_gzipped_twice_or_holding_utf16_is_read_inside(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Both gave lines of garbage, each set aside."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / MEMBER).write_bytes(gzip.compress(gzip.compress(good_line(0) + b"\n")))
+    utf16 = codecs.BOM_UTF16_LE + (good_line(1) + b"\r\n").decode().encode("utf-16-le")
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_6#0.json.gz", gzip.compress(utf16))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1]
+    assert stream_records(run, "unreadable_lines") == []
+    log = log_text(run.stderr)
+    assert f"{WINDOW}, member {folder / MEMBER}: gzip-compressed 2 times; read inside each" in log
+    assert (
+        f"window 2024-03-01T06:00Z (1 h), member {folder}/export.zip:123456/123456_2024-03-01_"
+        "6#0.json.gz: UTF-16 text (byte-order mark ff fe), gzip-compressed; read as the same "
+        "text in UTF-8"
+    ) in log

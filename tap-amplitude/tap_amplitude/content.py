@@ -5,7 +5,8 @@ recompress exports with all kinds of tools, and keep the names):
 
 - gzip (magic bytes ``1f 8b``): inflated, several concatenated gzip members allowed, every CRC
   checked (ISA-L's inflate, zlib-compatible and about 2.5x faster); a stream that ends early
-  raises ``EOFError``.
+  raises ``EOFError``. What it holds is then told the same way: gzip again (a tool gzipped the
+  file twice; up to :data:`MAX_GZIP_LAYERS` deep, said in one info line), UTF-16 text, lines.
 - UTF-16 or UTF-32 text (its byte-order mark, ``ff fe``, ``fe ff``, ...: what Windows
   PowerShell's ``>`` writes; or without one, its zero bytes, by RFC 4627's rule): read as the
   same text in UTF-8, said in one info line.
@@ -39,6 +40,7 @@ logger = logging.getLogger("tap-amplitude")
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # read the gzip wrapper and check its CRC
 GZIP_MAGIC = b"\x1f\x8b"
 READ_BYTES = 256 * 1024
+MAX_GZIP_LAYERS = 3  # gzip inside gzip inside gzip: past that, the bytes are read as they are
 # Byte-order marks of the text encodings other than UTF-8 (longest first: UTF-32LE's begins
 # with UTF-16LE's).
 _WIDE_TEXT = (
@@ -79,10 +81,27 @@ def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
 
 def content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
     """A member's content, chunk by chunk, as UTF-8 text lines (module docstring). When it is
-    not gzip, one info line says how it is read, naming ``where`` (unless None)."""
+    not plain gzipped text, one info line says how it is read, naming ``where`` (unless None).
+    Raises (while iterated) what reading it raises: damage, or :class:`UnusableContentError`."""
     head = raw.read(READ_BYTES)
-    if head.startswith(GZIP_MAGIC):
-        return _inflated(_chunks(raw, head), where)
+    yield from _decoded(head, _chunks(raw), where, 0)
+
+
+def _decoded(
+    head: bytes, rest: Iterator[bytes], where: str | None, gzipped: int
+) -> Iterator[bytes]:
+    """``head`` then ``rest``, decoded by what ``head`` says; ``gzipped``: layers of gzip
+    already taken off (a file gzipped twice, by a tool that gzips whatever it is given)."""
+    chunks = _chunks_after(head, rest)
+    if head.startswith(GZIP_MAGIC) and gzipped < MAX_GZIP_LAYERS:
+        inflated = _inflated(chunks, where)
+        inner = _peek(inflated)
+        layers = gzipped + 1
+        deepest = not inner.startswith(GZIP_MAGIC) or layers == MAX_GZIP_LAYERS
+        if deepest and layers > 1 and where is not None:
+            logger.info("%s: gzip-compressed %d times; read inside each", where, layers)
+        yield from _decoded(inner, inflated, where, gzipped + 1)
+        return
     for magic, name in _OTHER_COMPRESSION:
         if head.startswith(magic):
             msg = (
@@ -90,20 +109,39 @@ def content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
                 "it, or leave it as plain JSON lines) and run again"
             )
             raise UnusableContentError(msg)
+    gzip_said = "gzip-compressed" if gzipped else "not gzip-compressed"
     wide = _wide_text(head)
     if wide is not None:
         encoding, how = wide
         if where is not None:
             logger.info(
-                "%s: %s text (%s), not gzip-compressed; read as the same text in UTF-8",
+                "%s: %s text (%s), %s; read as the same text in UTF-8",
                 where,
                 encoding.upper(),
                 how,
+                gzip_said,
             )
-        return _as_utf8(_chunks(raw, head), encoding)
-    if where is not None and head:
+        yield from _as_utf8(chunks, encoding)
+        return
+    if where is not None and head and not gzipped:
         logger.info("%s: not gzip-compressed; read as plain JSON lines", where)
-    return _chunks(raw, head)
+    yield from chunks
+
+
+def _peek(chunks: Iterator[bytes]) -> bytes:
+    """The first bytes of ``chunks`` (at least 4 unless it ends first), taken from it."""
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head) >= 4:
+            break
+    return head
+
+
+def _chunks_after(head: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if head:
+        yield head
+    yield from rest
 
 
 def _wide_text(head: bytes) -> tuple[str, str] | None:
