@@ -1,0 +1,195 @@
+"""`target-posthog-verify` and the migration's ledger: dead letters and unreadable lines as
+explained rows, each counted once; the registry alone verifies, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+from target_posthog.ledger_view import read_ledger
+from target_posthog.profiles import UPDATE_MARKER
+
+from tests.pipeline_harness import (
+    DRILL_START,
+    build_drill_store,
+)
+from tests.target_support import run_target, target_config
+from tests.testbed.dashboard import NOT_IN_CHARTS
+from tests.verify_harness import Migration, event_hours
+
+
+def test_dead_letters_are_explained_rows(tmp_path: Path) -> None:
+    store = build_drill_store(tmp_path / "export", invalid_fraction=0.03)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        report = migration.verify()
+    finally:
+        migration.stop()
+    assert report.returncode == 0, report.stdout + report.stderr
+    letters = [orjson.loads(line) for line in (tmp_path / "run" / "dead-letter.jsonl").open("rb")]
+    by_day: Counter[str] = Counter()
+    by_upload: Counter[str] = Counter()
+    reasons: dict[str, Counter[str]] = {}
+    for letter in letters:
+        record = letter["record"]
+        when = _readable_time(record.get("event_time"))
+        if when is None:
+            by_upload[record["server_upload_time"][:13].replace(" ", "T")] += 1  # as exported
+        else:
+            by_day[when[:10]] += 1
+            reasons.setdefault(when[:10], Counter())[letter["reason"]] += 1
+    assert by_day and by_upload
+    assert {
+        row["period"]: int(row["dead_lettered"])
+        for row in report.rows
+        if int(row["dead_lettered"]) and not row["period"].startswith("no event time")
+    } == dict(by_day)
+    untimed = {
+        row["period"].removeprefix("no event time, uploaded "): int(row["dead_lettered"])
+        for row in report.rows
+        if row["period"].startswith("no event time")
+    }
+    assert untimed == dict(by_upload)
+    # Each record once: the column totals are the files' counts.
+    assert sum(int(row["dead_lettered"]) for row in report.rows) == len(letters)
+    assert sum(int(row["no_event_time"]) for row in report.rows) == sum(by_upload.values())
+    for day, counted in reasons.items():  # the reasons, most frequent first
+        ranked = sorted(counted.items(), key=lambda item: (-item[1], item[0]))
+        top = ", ".join(f"{reason} {n}" for reason, n in ranked[:3])
+        assert report.row(day)["status"].startswith(f"dead-lettered ({by_day[day]}: {top}")
+    for period, status in report.not_ok().items():
+        assert status.startswith("dead-lettered") and "dead-letter.jsonl" in status, period
+        assert "missing in PostHog" not in status and "unexplained" not in status
+
+
+def test_unreadable_lines_are_explained_and_the_registry_alone_verifies(tmp_path: Path) -> None:
+    store = build_drill_store(tmp_path / "export")
+    spoils = [b"null", b'{"event_type":"Half","user_id":"u', b"\x00\x1f\x8b\xff not a line"]
+    lost = store.spoil_lines(DRILL_START + timedelta(hours=5), spoils)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        report = migration.verify("--period", "hour")
+        # A fresh folder holding the registry and nothing else of the migration's (its dead
+        # letters, set-aside lines and run folder are gone): the same report.
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        shutil.copy(migration.pipeline.target_config["alias_registry"], fresh / "registry.sqlite")
+        shutil.rmtree(tmp_path / "run")
+        alone = migration.verify("--period", "hour", cwd=fresh, alias_registry="registry.sqlite")
+    finally:
+        migration.stop()
+    assert report.returncode == 0, report.stdout + report.stderr
+    set_aside = tmp_path / "run" / "dead-letter.unreadable-lines.jsonl"
+    charted = [r for r in lost if r.get("event_type") not in NOT_IN_CHARTS]
+    assert charted  # the spoiled lines were events Amplitude's charts count
+    gaps = event_hours([{"timestamp": r["event_time"].replace(" ", "T")} for r in charted])
+    expected = {hour: f"no event time ({n}, see the rows at the end)" for hour, n in gaps.items()}
+    expected["no event time, uploaded 2024-05-01T05"] = (
+        f"unreadable lines set aside (3, see {set_aside}); {len(charted)} of them match periods "
+        "above that lack events"
+    )
+    assert report.not_ok() == expected
+    for hour, n in gaps.items():
+        row = report.row(hour)
+        assert int(row["amplitude"]) - int(row["read"]) + int(row["person_group_updates"]) == n
+        assert int(row["no_event_time"]) == 0  # named in the status, counted once below
+    assert int(report.row("no event time, uploaded 2024-05-01T05")["no_event_time"]) == 3
+    assert sum(int(row["no_event_time"]) for row in report.rows) == 3  # was 3 + len(charted)
+    assert sum(int(row["read"]) for row in report.rows) == store.event_count - 3
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert alone.rows == report.rows
+
+
+def _readable_time(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).strftime("%Y-%m-%dT%H")
+    except ValueError:
+        return None
+
+
+def test_a_ledger_in_a_postgresql_registry_verifies_the_same(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    store = build_drill_store(tmp_path / "export")
+    migration = Migration(tmp_path, store)
+    migration.pipeline.target_config["alias_registry"] = postgres_url
+    try:
+        migration.run()
+        clean = migration.verify()
+        migration.posthog.remove_events(
+            lambda e: (
+                e["timestamp"].startswith("2024-05-01T07")
+                and e["event"] != "$create_alias"
+                and UPDATE_MARKER not in e["properties"]
+            )
+        )
+        lost = migration.verify("--period", "hour", "--settle-hours", "0")
+    finally:
+        migration.stop()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.not_ok() == {}
+    assert sum(int(row["read"]) for row in clean.rows) == store.event_count
+    assert lost.returncode == 1
+    [(hour, status)] = lost.not_ok().items()
+    assert hour == "2024-05-01T07:00Z" and status.startswith("missing in PostHog (")
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert password not in clean.stdout + clean.stderr + lost.stdout + lost.stderr
+
+
+def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
+    tmp_path: Path,
+) -> None:
+    """The ledger counts what the run set aside whichever way: records the mapping refuses (no
+    time), an unreadable line, and an unreadable line singer-sdk refuses (no line_number), by
+    upload hour (the hour being read when a record's own is unreadable)."""
+    hour, later = "2024-03-01T05:00:00+00:00", "2024-03-01T06:00:00+00:00"
+    line = {"member": "m_2024-03-01_5#0.json.gz", "line_number": 3, "reason": "not JSON",
+            "line_base64": "bnVsbA==", "hour": hour}  # fmt: skip
+    no_time = {"uuid": "0b9f1c2e-0000-4000-8000-000000000001", "event_type": "Clicked",
+               "user_id": "u1", "server_upload_time": "2024-03-01 05:10:00.000000"}  # fmt: skip
+    schema = {"type": "object", "properties": {k: {} for k in (*line, "source", "byte_length")}}
+    messages = [
+        {
+            "type": "SCHEMA",
+            "stream": "unreadable_lines",
+            "schema": schema,
+            "key_properties": ["member", "line_number"],
+        },
+        {"type": "RECORD", "stream": "unreadable_lines", "record": line},
+        {
+            "type": "RECORD",
+            "stream": "unreadable_lines",
+            "record": {k: v for k, v in line.items() if k != "line_number"},
+        },
+        {
+            "type": "SCHEMA",
+            "stream": "events",
+            "schema": {"type": "object", "properties": {}},
+            "key_properties": ["uuid"],
+        },
+        {"type": "RECORD", "stream": "events", "record": no_time},
+        {"type": "STATE", "value": {"bookmarks": {"events": {"replication_key_value": hour}}}},
+        # No readable upload time: counted in the hour being read (after the bookmark above).
+        {"type": "RECORD", "stream": "events", "record": no_time | {"server_upload_time": "?"}},
+        {"type": "STATE", "value": {"bookmarks": {"events": {"replication_key_value": later}}}},
+    ]
+    config = target_config(tmp_path)
+    run = run_target(config, messages, tmp_path)
+    assert run.returncode == 0, run.stderr
+    ledger = read_ledger(config["alias_registry"])
+    assert {(u.upload_hour, u.what, u.count) for u in ledger.untimed} == {
+        ("2024-03-01T05", "unreadable lines set aside", 2),
+        (
+            "2024-03-01T05",
+            "dead-lettered: no time: event_time, client_event_time, server_received_time all "
+            "missing or not times",
+            2,
+        ),
+    }

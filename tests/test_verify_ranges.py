@@ -1,0 +1,177 @@
+"""`target-posthog-verify` over a migration's range: what no run has read yet (after the
+bookmark, between parallel range jobs, after the ledger's last hour) and what lies before the
+migration's start_date. On a fixed clock: never the time of day the tests run at."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+from tests.pipeline_harness import (
+    DRILL_START,
+    Pipeline,
+    build_drill_store,
+    drill_tap_config,
+)
+from tests.testbed.events import ExportSpec
+from tests.testbed.store import ExportStore
+from tests.verify_harness import (
+    HOURS,
+    PARALLEL_NOW,
+    Migration,
+    backdated,
+    chart_days_of,
+    unread_by_hour,
+)
+
+
+def test_events_uploaded_after_the_bookmark_are_not_read_yet_until_the_next_run(
+    tmp_path: Path,
+) -> None:
+    store = build_drill_store(tmp_path / "export")
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        # Late uploads: events of the first day that reach Amplitude a day later.
+        late = ExportSpec(start=DRILL_START + timedelta(hours=HOURS + 2), hours=1, events=40,
+                          seed=99)  # fmt: skip
+        late_events = backdated(store, late, tmp_path / "late", timedelta(hours=HOURS))
+        report = migration.verify()
+        assert report.returncode == 0, report.stdout + report.stderr
+        waiting = chart_days_of(late_events)
+        either = "not read yet, or uploaded before start_date"  # days before the first hour
+        assert report.not_ok() == {
+            day: f"{either if day < f'{DRILL_START:%Y-%m-%d}' else 'not read yet'} ({n}, run "
+            "the migration again)"
+            for day, n in waiting.items()
+        }
+        migration.run(end_date=(DRILL_START + timedelta(hours=HOURS + 4)).isoformat())
+        again = migration.verify()
+    finally:
+        migration.stop()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.not_ok() == {}
+
+
+def test_parallel_range_jobs_leave_the_rest_of_a_range_not_read_yet(tmp_path: Path) -> None:
+    """README "Parallel range jobs", near now (a fixed clock): the later job has read up to
+    what Amplitude has loaded, the earlier one only its first 6 of 12 hours. Exactly the events
+    uploaded in the hours between are "not read yet", in whatever hour they happened, before
+    the migration's start_date too (only Amplitude knows whether such an event was uploaded
+    before start_date or in the unread hours); never "unexplained"; once read, all is clean."""
+    start = PARALLEL_NOW - timedelta(hours=26)  # up to now - 2 h: what Amplitude has loaded
+    middle = start + timedelta(hours=12)
+    spec = ExportSpec(start=start, hours=24, events=600, seed=7)
+    migration = Migration(tmp_path, ExportStore.build(tmp_path / "export", spec))
+    try:
+        later = Pipeline(
+            tmp_path / "run-later",
+            drill_tap_config(migration.amplitude, 24, start_date=middle.isoformat(),
+                             end_date=(start + timedelta(hours=24)).isoformat()),
+            migration.pipeline.target_config,  # the same registry
+        )  # fmt: skip
+        assert later.run(None).ok
+        # Only the later job has run: the earlier one's range is not read yet, known as the
+        # migration's through start_date (the ledger alone starts where the later job does).
+        not_begun = migration.verify(
+            "--period", "hour", now=PARALLEL_NOW, amplitude_start_date=start.isoformat()
+        )
+        migration.run(
+            start_date=start.isoformat(), end_date=(start + timedelta(hours=6)).isoformat()
+        )
+        halfway = migration.verify("--period", "hour", now=PARALLEL_NOW)
+        migration.run(end_date=middle.isoformat())  # the earlier job, resumed to its end
+        done = migration.verify("--period", "hour", now=PARALLEL_NOW)
+    finally:
+        migration.stop()
+    assert not_begun.returncode == 0, not_begun.stdout + not_begun.stderr
+    first = not_begun.rows[0]["period"]  # the first hour read, or start_date if earlier
+    assert first <= f"{start:%Y-%m-%dT%H}"
+    assert {row["period"]: int(row["not_read_yet"]) for row in not_begun.rows if
+            row["status"] != "OK"} == {hour: n for hour, n in unread_by_hour(
+                migration.store, start, middle).items() if hour >= first}  # fmt: skip
+    assert all(s.startswith("not read yet") for s in not_begun.not_ok().values())
+    assert halfway.returncode == 0, halfway.stdout + halfway.stderr
+    unread = unread_by_hour(migration.store, start + timedelta(hours=6), middle)
+    early = unread_by_hour(migration.store, start + timedelta(hours=6), middle, before=start)
+    assert early  # this clock and seed: an event of before start_date uploaded in the gap
+    assert halfway.not_ok() == {
+        hour: f"not read yet, or uploaded before start_date ({n}, run the migration again)"
+        if hour in early
+        else f"not read yet ({n}, run the migration again)"
+        for hour, n in unread.items()
+    }
+    assert {row["period"]: int(row["not_read_yet"]) for row in halfway.rows if
+            row["status"] != "OK"} == unread  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.not_ok() == {}
+    assert sum(int(row["read"]) for row in done.rows) == migration.store.event_count
+
+
+def test_events_uploaded_before_start_date_are_not_migrated_not_unread(tmp_path: Path) -> None:
+    """Amplitude counts the whole of each period; the migration reads from its start_date (by
+    upload time). Once it has read everything since, the rest of a period that begins before
+    start_date is "before start_date, not migrated", an explained row, not "not read yet"
+    (running again would never read it)."""
+    start = PARALLEL_NOW - timedelta(hours=26)
+    begins = start + timedelta(hours=6)  # the migration's start_date
+    store = ExportStore.build(tmp_path / "export", ExportSpec(start=start, hours=24, events=600,
+                                                              seed=7))  # fmt: skip
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run(
+            start_date=begins.isoformat(), end_date=(start + timedelta(hours=24)).isoformat()
+        )
+        hourly = migration.verify(
+            "--period", "hour", "--start", start.isoformat(), now=PARALLEL_NOW
+        )
+        daily = migration.verify("--start", start.isoformat(), now=PARALLEL_NOW)
+    finally:
+        migration.stop()
+    before = {  # the report's hours: from --start on
+        hour: n
+        for hour, n in unread_by_hour(store, start - timedelta(days=30), begins).items()
+        if hour >= f"{start:%Y-%m-%dT%H}"
+    }
+    assert before
+    line = "before start_date, not migrated ({n} uploaded before %s, where the migration starts)"
+    line %= f"{begins:%Y-%m-%dT%H:00Z}"
+    assert hourly.returncode == 0, hourly.stdout + hourly.stderr
+    assert hourly.not_ok() == {hour: line.format(n=n) for hour, n in before.items()}
+    for hour, n in before.items():
+        assert int(hourly.row(hour)["before_start"]) == n
+    assert sum(int(row["before_start"]) for row in hourly.rows) == sum(before.values())
+    days: Counter[str] = Counter()  # the report's days: from --start's day on, all of it
+    for hour, n in unread_by_hour(store, start - timedelta(days=30), begins).items():
+        if hour[:10] >= f"{start:%Y-%m-%d}":
+            days[hour[:10]] += n
+    assert daily.returncode == 0, daily.stdout + daily.stderr
+    assert daily.not_ok() == {day: line.format(n=n) for day, n in days.items()}
+
+
+def test_the_report_runs_through_end_date_or_now_marking_what_no_run_has_read(
+    tmp_path: Path,
+) -> None:
+    """A migration stopped halfway (its ledger ends there): Amplitude's later history is in
+    the report as "not read yet", through tap-amplitude's end_date, else through now."""
+    start = PARALLEL_NOW - timedelta(hours=26)
+    halfway = start + timedelta(hours=12)
+    store = ExportStore.build(tmp_path / "export", ExportSpec(start=start, hours=24, events=600,
+                                                              seed=7))  # fmt: skip
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run(start_date=start.isoformat(), end_date=halfway.isoformat())
+        to_now = migration.verify("--period", "hour", now=PARALLEL_NOW, amplitude_end_date=None)
+        end_date = (start + timedelta(hours=24)).isoformat()
+        to_end = migration.verify("--period", "hour", now=PARALLEL_NOW, amplitude_end_date=end_date)
+    finally:
+        migration.stop()
+    unread = unread_by_hour(store, halfway, PARALLEL_NOW)
+    assert max(unread) > f"{halfway:%Y-%m-%dT%H}"  # hours after the ledger's last among them
+    for report, last in ((to_now, PARALLEL_NOW), (to_end, PARALLEL_NOW - timedelta(hours=3))):
+        assert report.returncode == 0, report.stdout + report.stderr
+        assert report.rows[-1]["period"] == f"{last:%Y-%m-%dT%H}:00Z"  # was the ledger's last
+        assert {row["period"]: int(row["not_read_yet"]) for row in report.rows if
+                int(row["not_read_yet"])} == unread  # fmt: skip
+        assert all(s.startswith("not read yet") for s in report.not_ok().values())
