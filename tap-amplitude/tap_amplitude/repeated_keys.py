@@ -53,9 +53,13 @@ def may_repeat_keys(record: dict[str, Any], objects: tuple[str, ...], line: byte
     counting the record written again."""
     if REPAIRS_FIELD in record or DERIVED_FIELD in record:
         return True  # keys the tap added (module docstring)
-    if (b'" ' in line or b'"\t' in line or b'"\r' in line or b"\\u00" in line) and (
-        _UNCOUNTABLE.search(line) is not None
-    ):
+    # Cheap first (this runs for every line): a raw tab or CR can only be whitespace between
+    # tokens, a backslash only an escape, and a single byte is found at memchr's speed.
+    if (
+        b" :" in line
+        or ((b"\t" in line or b"\r" in line) and (b"\t:" in line or b"\r:" in line))
+        or (b"\\" in line and b"\\u00" in line)
+    ) and _UNCOUNTABLE.search(line) is not None:
         return True
     spelled = line.count(_KEY_END)
     return spelled != len(record) + sum(map(len, map(record.__getitem__, objects))) and (
