@@ -124,3 +124,16 @@ def test_a_generated_export_maps_alike_but_for_the_converted_paying() -> None:
         assert after == before, raw["uuid"]
         compared += 1
     assert compared == 600
+
+
+def test_number_texts_are_not_sent_but_another_taps_field_of_that_name_is() -> None:
+    """tap-amplitude's additional_properties.number_texts copies, as text, numbers the record
+    holds exactly: not put back (PostHog gets the numbers as exported). A top-level field of
+    that name (another tap's) is the record's own and stays."""
+    record = {"a": 1, "additional_properties": {"number_texts": {"/a": "1"}, "new": 2}}
+    assert with_extra_fields(record) == {"a": 1, "new": 2}
+    assert with_extra_fields({**record, "number_texts": "mine"}) == {
+        "a": 1,
+        "number_texts": "mine",
+        "new": 2,
+    }

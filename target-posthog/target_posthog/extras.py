@@ -31,7 +31,10 @@ def with_extra_fields(record: dict[str, Any]) -> dict[str, Any]:
         return record
     merged = {key: value for key, value in record.items() if key != EXTRA_FIELD}
     merged.update(extra)
-    merged.pop(NUMBER_TEXTS_KEY, None)  # a copy, as text, of numbers the record holds exactly
+    if NUMBER_TEXTS_KEY in extra:  # a copy, as text, of numbers the record holds exactly
+        del merged[NUMBER_TEXTS_KEY]
+        if NUMBER_TEXTS_KEY in record:
+            merged[NUMBER_TEXTS_KEY] = record[NUMBER_TEXTS_KEY]  # another tap's own field
     return merged
 
 
