@@ -23,7 +23,7 @@ DELAYS = (0.02, 0.05, 0.1, 0.2, 0.4)
     [
         (["tap-amplitude", "--about"], "tap-amplitude"),
         (["target-posthog", "--about"], "target-posthog"),
-        (["target-posthog-verify"], "target-posthog"),
+        (["target-posthog-verify"], "target-posthog-verify"),
     ],
 )
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])

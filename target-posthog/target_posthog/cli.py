@@ -10,30 +10,31 @@ import os
 import signal
 from types import FrameType
 
-_NAME = "target-posthog"
 
+def _stop_quietly(name: str, when: str = " while starting") -> None:
+    """SIGINT and SIGTERM end the process with one line, "<name> stopped on <signal><when>"."""
 
-def _stopped_while_starting(signum: int, frame: FrameType | None) -> None:
-    os.write(2, f"{_NAME} stopped on {signal.Signals(signum).name} while starting\n".encode())
-    raise SystemExit(128 + signum)
+    def stopped(signum: int, frame: FrameType | None) -> None:
+        os.write(2, f"{name} stopped on {signal.Signals(signum).name}{when}\n".encode())
+        raise SystemExit(128 + signum)
 
-
-def _stop_quietly_while_starting() -> None:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop_signal, _stopped_while_starting)
+        signal.signal(stop_signal, stopped)
 
 
 def target() -> None:
     """`target-posthog`: singer-sdk's command line (see target.py)."""
-    _stop_quietly_while_starting()
+    _stop_quietly("target-posthog")
     from target_posthog.target import TargetPostHog
 
     TargetPostHog.cli()
 
 
 def verify() -> None:
-    """`target-posthog-verify` (see verify_cli.py)."""
-    _stop_quietly_while_starting()
+    """`target-posthog-verify` (see verify_cli.py): it has no handler of its own, so a stop
+    while it asks the APIs is said the same way, without "while starting"."""
+    _stop_quietly("target-posthog-verify")
     from target_posthog.verify_cli import cli
 
+    _stop_quietly("target-posthog-verify", "")
     cli()
