@@ -434,6 +434,40 @@ def test_keep_fills_gaps_in_later_runs_and_says_what_it_cannot_update(
     )
 
 
+def test_keep_with_the_query_api_spares_live_values_and_updates_its_own(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """With a personal API key, keep reads once which properties each person held before the
+    migration: those are never changed; the migration's own are newest-wins across runs
+    (set, and unset when Amplitude no longer shows them)."""
+    posthog.people.add_person(["bob"], {"plan": "live", "email": "bob@example.com"})
+    config = target_config(
+        tmp_path, posthog, existing_properties="keep", app_host=posthog.url,
+        personal_api_key=posthog.query_api.personal_api_key,
+        project_id=str(posthog.query_api.project_id),
+    )  # fmt: skip
+
+    def run(records: list[dict[str, Any]]) -> str:
+        done = run_target(config, messages_with_states(records, 2), tmp_path, posthog)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    run(
+        [
+            _event(0, "ann", "a", 1, plan="A", seats=3),
+            _event(1, "bob", "b", 1, plan="old", nick="n1"),
+        ]
+    )
+    stderr = run([_event(2, "ann", "a", 2, plan="B"), _event(3, "bob", "b", 2, nick="n2")])
+    ann, bob = posthog.people.person("ann"), posthog.people.person("bob")
+    assert ann is not None and bob is not None
+    assert ann.properties["plan"] == "B" and "seats" not in ann.properties  # its own: newest
+    assert bob.properties["plan"] == "live" and bob.properties["email"] == "bob@example.com"
+    assert bob.properties["nick"] == "n2"
+    assert "existing_properties is keep" not in stderr  # nothing it could not do
+    assert len(posthog.query_api.requests) == 1  # each person read once: one query, run 1
+
+
 def test_overwrite_replaces_live_values_with_the_newest_history(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:

@@ -25,7 +25,7 @@ import orjson
 import requests
 
 from target_posthog.client import MAX_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
-from target_posthog.profiles import UPDATE_MARKER
+from target_posthog.profile_updates import UPDATE_MARKER
 
 HOUR = dt.timedelta(hours=1)
 AMPLITUDE_URLS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amplitude.com"}

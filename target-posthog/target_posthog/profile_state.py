@@ -88,9 +88,18 @@ class Observed:
 
 
 class State(Observed):
-    """A stored profile: what was observed so far, as one JSON text in the registry."""
+    """A stored profile: what was observed so far, as one JSON text in the registry.
 
-    __slots__ = ()
+    `live` (persons, `existing_properties: keep` only): the names of the properties the
+    PostHog person held before the migration's first update of it (person_reader.py), which
+    the migration never changes; None until read.
+    """
+
+    __slots__ = ("live",)
+
+    def __init__(self, by: str) -> None:
+        super().__init__(by)
+        self.live: list[str] | None = None
 
     @classmethod
     def load(cls, text: str | None, key: str) -> State:
@@ -103,6 +112,7 @@ class State(Observed):
             snapshot = stored.get("snapshot")  # absent in rows written before snapshots
             if snapshot is not None:
                 state.snapshot = Snapshot.load(snapshot)
+            state.live = stored.get("live")
         return state
 
     def merge(self, observed: Observed) -> tuple[bool, bool]:
@@ -118,15 +128,15 @@ class State(Observed):
 
     def dump(self) -> str:
         # Amplitude user properties may hold integers wider than 64 bits: stored exactly.
-        return exact_numbers.dumps(
-            {
-                "set": self.newest.dump(),
-                "once": self.initial.dump(),
-                "snapshot": self.snapshot.dump(),
-                "by": [self.by_order, self.by],
-            },
-            default=str,
-        ).decode()
+        stored: dict[str, Any] = {
+            "set": self.newest.dump(),
+            "once": self.initial.dump(),
+            "snapshot": self.snapshot.dump(),
+            "by": [self.by_order, self.by],
+        }
+        if self.live is not None:
+            stored["live"] = self.live
+        return exact_numbers.dumps(stored, default=str).decode()
 
     def values(self) -> dict[str, Any]:
         """The properties to set, sorted by name: context, overlaid by the newest snapshot."""

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import orjson
 
 from target_posthog import exact_numbers
+from target_posthog.deadletter import DeadLetters
 from target_posthog.event_keys import derived_uuid
 from target_posthog.groups import GROUP_UPDATE
 from target_posthog.persons import PERSON_UPDATE
@@ -58,6 +59,23 @@ def fit_person_properties(values: dict[str, Any]) -> dict[str, Any]:
     return set_aside
 
 
+def set_aside_property(
+    dead_letters: DeadLetters | None, distinct_id: str, name: str, value: Any
+) -> None:
+    """A property too large for PostHog's person (`fit_person_properties`), to the
+    dead-letter file: counted there, one log line per run."""
+    if dead_letters is None:
+        return
+    size = len(exact_numbers.dumps(value, default=str))
+    dead_letters.add_record(
+        "person_properties",
+        f"person property {name!r} of {distinct_id!r} is {size} bytes: PostHog keeps at "
+        f"most about {PERSON_PROPERTIES_LIMIT // 1024} KB of properties per person and "
+        "refuses the whole update beyond; set aside, the rest of the update sent",
+        {"distinct_id": distinct_id, "property": name, "value": value},
+    )
+
+
 def person_update(
     distinct_id: str, state: State, existing: ExistingProperties, version: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -66,7 +84,10 @@ def person_update(
     (`fit_person_properties`; with overwrite they are unset, so no older value stays).
 
     `$unset` names the user properties Amplitude no longer shows (older snapshots held them,
-    the newest does not), with `existing_properties: overwrite` only. The uuid is derived from
+    the newest does not). With `existing_properties: keep`, the properties the person held
+    before the migration (`state.live`) are left out of both, and the rest is the migration's
+    own (`$set`, `$unset`); while `state.live` is unknown, values go in `$set_once` and nothing
+    is unset. The uuid is derived from
     the values and the profile's `version` (it grows with every change): a re-send of the same
     update is the same event, and a later update is a new one even when its values equal an
     earlier one's (A, then B, then A again must not be deduplicated into B).
@@ -74,12 +95,18 @@ def person_update(
     values = state.values()
     # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
     values.update(sorted(state.initial.values.items()))
+    live = state.live
+    if existing == KEEP and live is not None:  # keep, knowing what PostHog held before
+        for name in live:
+            values.pop(name, None)
     set_aside = fit_person_properties(values)
-    operation = "$set_once" if existing == KEEP else "$set"
+    # keep without knowing what PostHog held: values may only fill what is missing.
+    fill_only = existing == KEEP and live is None
+    operation = "$set_once" if fill_only else "$set"
     properties: dict[str, Any] = {operation: values}
     removed = [name for name in state.snapshot.removed() if name not in values]
-    removed = sorted({*removed, *set_aside})
-    if removed and existing != KEEP:
+    removed = sorted({*removed, *set_aside}.difference(live or ()))
+    if removed and not fill_only:
         properties["$unset"] = removed
     properties.update(
         {UPDATE_MARKER: PERSON, "$geoip_disable": True, "analytics_source": "amplitude"}

@@ -38,9 +38,9 @@ from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
-from target_posthog import exact_numbers
 from target_posthog.deadletter import DeadLetters
 from target_posthog.mapping import Mapped
+from target_posthog.person_reader import LiveNames, PostHogPersonReader
 from target_posthog.profile_rows import PAGE, StoredRows, unsent_pages
 from target_posthog.profile_state import Observed, State
 from target_posthog.profile_updates import (
@@ -48,11 +48,11 @@ from target_posthog.profile_updates import (
     KEEP,
     OVERWRITE,
     PERSON,
-    PERSON_PROPERTIES_LIMIT,
     UPDATE_MARKER,
     ExistingProperties,
     group_update,
     person_update,
+    set_aside_property,
 )
 from target_posthog.registry_store import MEMORY, Transaction, open_database
 
@@ -95,9 +95,12 @@ class Profiles:
         existing: ExistingProperties = OVERWRITE,
         read_only: bool = False,
         dead_letters: DeadLetters | None = None,
+        reader: PostHogPersonReader | None = None,
     ) -> None:
-        """`dead_letters`: where properties too large for PostHog are set aside."""
+        """`dead_letters`: where properties too large for PostHog are set aside; `reader`
+        (keep): what PostHog's persons hold (person_reader.py; closed by `close`)."""
         self.existing = existing
+        self._live = None if reader is None else LiveNames(reader)
         self._dead_letters = dead_letters
         self.properties_set_aside = 0
         self._lock = threading.Lock()  # the pending observations
@@ -322,17 +325,22 @@ class Profiles:
         changed_after_fill = 0
         for rows in unsent_pages(self._database):
             settled: list[PendingProfile] = []
-            for kind, key, text, version, sent_version in rows:
-                state = State.load(text, key)
+            states = {(kind, key): State.load(text, key) for kind, key, text, *_ in rows}
+            unknown = self._learn_live(states, owner_of)
+            for kind, key, _, version, sent_version in rows:
+                state = states[(kind, key)]
                 if kind == PERSON:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
                         continue
-                    if self.existing == KEEP and sent_version > 0:
+                    if key in unknown:  # PostHog could not say what it holds: next run
+                        continue
+                    if self.existing == KEEP and state.live is None and sent_version > 0:
                         changed_after_fill += 1
                     update, set_aside = person_update(key, state, self.existing, version)
                     for name, value in set_aside.items():
-                        self._set_aside_property(key, name, value)
+                        self.properties_set_aside += 1
+                        set_aside_property(self._dead_letters, key, name, value)
                     yield update, PendingProfile(kind, key, version)
                 elif self.existing == KEEP:
                     self.group_updates_withheld += 1
@@ -348,19 +356,22 @@ class Profiles:
                 changed_after_fill,
             )
 
-    def _set_aside_property(self, distinct_id: str, name: str, value: Any) -> None:
-        """A property too large for PostHog's person: to the dead-letter file, counted."""
-        self.properties_set_aside += 1
-        if self._dead_letters is None:
-            return
-        size = len(exact_numbers.dumps(value, default=str))
-        self._dead_letters.add_record(
-            "person_properties",
-            f"person property {name!r} of {distinct_id!r} is {size} bytes: PostHog keeps at "
-            f"most about {PERSON_PROPERTIES_LIMIT // 1024} KB of properties per person and "
-            "refuses the whole update beyond; set aside, the rest of the update sent",
-            {"distinct_id": distinct_id, "property": name, "value": value},
-        )
+    def _learn_live(
+        self, states: dict[tuple[str, str], State], owner_of: Callable[[str], str | None]
+    ) -> set[str]:
+        """keep with a reader: what each person held before its first update, read once and
+        stored (person_reader.LiveNames); the persons PostHog could not be asked about."""
+        if self.existing != KEEP or self._live is None:
+            return set()
+        learned, unknown = self._live.learn(states, owner_of)
+        rows = [(states[(PERSON, key)].dump(), PERSON, key) for key in learned]
+        if rows:
+            self._write(
+                lambda tx: tx.executemany(
+                    "UPDATE profiles SET state = ? WHERE kind = ? AND profile_key = ?", rows
+                )
+            )
+        return unknown
 
     def record_sent(self, sent: list[PendingProfile], *, count: bool = True) -> None:
         """PostHog confirmed these updates: a rerun does not send them again."""
@@ -382,5 +393,7 @@ class Profiles:
 
     def close(self) -> None:
         self._database.close()
+        if self._live is not None:
+            self._live.close()
         if self._source is not None:
             self._source.close()

@@ -36,6 +36,7 @@ from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.dry_run import payload_writer
 from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
+from target_posthog.person_reader import reader_for
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Counts, Progress, bookmarks_text
 from target_posthog.project import bind_on_first_acceptance, check_registry
@@ -109,6 +110,7 @@ class TargetPostHog(Target):
             existing=config.get("existing_properties", OVERWRITE),
             read_only=self.dry_run,
             dead_letters=self.dead_letters,
+            reader=reader_for(config),
         )
         self.ledger = Ledger(None if self.dry_run else self.registry.database)
         self.client: PostHogClient | None = None

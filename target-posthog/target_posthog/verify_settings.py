@@ -1,8 +1,9 @@
 """target-posthog's settings for the verification (`target-posthog-verify`, verify_cli.py).
 
 They sit in target-posthog's settings table (meltano.yml, `TARGET_POSTHOG_*`) so the
-verification runs with the same keys and registry as the migration; the target itself never
-reads them.
+verification runs with the same keys and registry as the migration; the target itself reads
+only personal_api_key, project_id and app_host, with `existing_properties: keep`
+(person_reader.py).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ VERIFY_SETTINGS: tuple[th.Property, ...] = (
         th.StringType,
         secret=True,
         title="PostHog personal API key",
-        description="For the verification: a personal API key (phx_...) with the Query "
-        "Read permission. Never logged or written.",
+        description="For the verification (and existing_properties keep): a personal API "
+        "key (phx_...) with the Query Read permission. Never logged or written.",
     ),
     th.Property(
         "project_id",
         th.StringType,
         title="PostHog project id",
-        description="For the verification: the project's id (Project settings).",
+        description="For the verification (and existing_properties keep): the project's id "
+        "(Project settings).",
     ),
     th.Property(
         "app_host",

@@ -9,8 +9,10 @@ a project id the key can see (404 otherwise), body `{"query": {"kind": "HogQLQue
 rows a query.
 
 A stand-in cannot run any HogQL: it answers the one query shape the verification sends, a
-count per hour or day of the events with a given `analytics_source` in a time range, and
-answers 400 (as PostHog does for a query it cannot parse) to anything else.
+count per hour or day of the events with a given `analytics_source` in a time range, and the
+one the target sends with `existing_properties: keep` (the persons of some distinct_ids, with
+their properties), and answers 400 (as PostHog does for a query it cannot parse) to anything
+else.
 """
 
 from __future__ import annotations
@@ -44,6 +46,17 @@ _COUNT_QUERY = re.compile(
 )
 
 
+# The one person query the target sends (target_posthog/person_reader.py, existing_properties
+# keep): each distinct_id's person properties (a JSON text, as HogQL returns a JSON column).
+_PERSONS_QUERY = re.compile(
+    r"^\s*SELECT\s+distinct_id,\s*person\.properties\s+FROM\s+person_distinct_ids\s+"
+    r"WHERE\s+distinct_id\s+IN\s+\((.*)\)\s+LIMIT\s+(\d+)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
+PersonLookup = Callable[[list[str]], list[list[Any]]]
+
+
 @dataclass(frozen=True)
 class QueryRequest:
     """One query request, as the stand-in saw and answered it."""
@@ -71,8 +84,10 @@ class QueryApi:
         project_id: str,
         body: bytes,
         events: Callable[[], list[dict[str, Any]]],
+        persons: PersonLookup | None = None,
     ) -> None:
-        status, answer, headers = self._answer(handler, project_id, body, events)
+        """`persons(distinct_ids)`: [distinct_id, properties as JSON text] of those known."""
+        status, answer, headers = self._answer(handler, project_id, body, events, persons)
         with self._lock:
             self.requests.append(QueryRequest(project_id, _query_text(body), status))
         handler.answer(status, orjson.dumps(answer), "application/json", headers)
@@ -83,6 +98,7 @@ class QueryApi:
         project_id: str,
         body: bytes,
         events: Callable[[], list[dict[str, Any]]],
+        persons: PersonLookup | None = None,
     ) -> tuple[int, dict[str, Any], dict[str, str] | None]:
         fault = self.faults.take()
         if fault is not None and fault.kind == "status":
@@ -105,6 +121,12 @@ class QueryApi:
                 return 429, throttled, {"Retry-After": str(wait)}
             self._served.append(now)
         query = _query_text(body)
+        wanted = _PERSONS_QUERY.match(query)
+        if wanted is not None and persons is not None:
+            ids = [re.sub(r"\\(.)", r"\1", literal) for literal in _LITERAL.findall(wanted[1])]
+            rows = persons(ids)[: min(int(wanted[2]), MAX_ROWS)]
+            columns = ["distinct_id", "person.properties"]
+            return 200, {"results": rows, "columns": columns, "hasMore": False}, None
         match = _COUNT_QUERY.match(query)
         if match is None:
             return 400, {"type": "validation_error", "detail": "Unsupported query: " + query}, None

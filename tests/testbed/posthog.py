@@ -382,6 +382,17 @@ class PostHogStandIn(StandInServer):
         finish(200, stored=True)
         handler.answer(200, _OK, content_type="application/json")
 
+    def persons_of(self, distinct_ids: list[str]) -> list[list[Any]]:
+        """[distinct_id, its person's properties as JSON text] for the ids with a person (the
+        query API's answer to the target's keep-mode lookup)."""
+        with self._lock:
+            found = [(i, self.people.person(i)) for i in distinct_ids]
+        return [
+            [i, orjson.dumps(person.properties, default=str).decode()]
+            for i, person in found
+            if person is not None
+        ]
+
     def _validate(
         self, batch: _Batch, events: list[dict[str, Any]], predicates: list[EventPredicate]
     ) -> None:
@@ -455,7 +466,9 @@ class _PostHogHandler(Handler):
         assert isinstance(owner, PostHogStandIn)
         query = QUERY_PATH.match(urlsplit(self.path).path)
         if query is not None:
-            owner.query_api.handle(self, query[1], self.read_body(), lambda: owner.events)
+            owner.query_api.handle(
+                self, query[1], self.read_body(), lambda: owner.events, owner.persons_of
+            )
             return
         owner.handle_batch(self)
 
