@@ -13,14 +13,14 @@ recompress exports with all kinds of tools, and keep the names):
 - another compression (zip, bzip2, xz, zstd, by their magic bytes): :class:`UnusableContentError`
   (an ``OSError``, so damage of the file to its caller: a stop naming the format and the fix;
   read as lines it would only give garbage).
-
-After the last gzip member, zero bytes are padding (some copy and download tools pad files;
-GNU gzip ignores them too) and are said in one info line; any other bytes there are not gzip
-and not lines: :class:`UnusableContentError`, naming how many.
 - anything else is plain JSON lines (a `.json` member of a zip, or a file a browser or tool
   decompressed but kept the `.gz` name of; said in one info line), whatever its first byte:
   ``{``, a blank line, a UTF-8 byte-order mark, ``null``, ``[``, a digit. Each line is then
   judged on its own (lines.py), so nothing but a gzip header is ever read as gzip.
+
+After the last gzip member, zero bytes are padding (some copy and download tools pad files;
+GNU gzip ignores them too) and are said in one info line; any other bytes there are not gzip
+and not lines: :class:`UnusableContentError`.
 
 Lines are what lies between ``\\n`` bytes; the last one counts even without a newline after it.
 """
