@@ -193,6 +193,12 @@ def test_a_member_named_without_an_hour_falls_back_to_the_window_end_and_says_so
     assert len(said) == 1, said
     assert "INFO" in said[0]
     assert "unexpected-05-0.json.gz" in said[0]
+    done = next(line for line in run.stderr.splitlines() if "Done:" in line)
+    members = store.members()
+    assert (
+        f"{len(members)} members read (0 empty, "
+        f"{sum(m.hour in renamed for m in members)} named without an hour)"
+    ) in done
 
 
 def test_a_corrupt_member_mid_window_leaves_the_bookmark_at_the_end_of_the_hour_before(
