@@ -10,12 +10,8 @@ import pytest
 from target_posthog.event_keys import parse_time, session_uuid
 from target_posthog.extras import with_extra_fields
 from target_posthog.identity import alias_event, can_alias
-from target_posthog.mapping import (
-    MAPPING_TABLE,
-    UnmappableError,
-    map_record,
-    mapping_table_markdown,
-)
+from target_posthog.mapping import UnmappableError, map_record
+from target_posthog.mapping_table import MAPPING_TABLE, mapping_table_markdown
 
 WEB_RECORD = {
     "uuid": "5a397d03-17d5-4aa2-99f0-ac6dafc2d5d4",
