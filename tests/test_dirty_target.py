@@ -389,3 +389,39 @@ def test_any_record_a_python_tap_writes_is_delivered_repaired_or_kept_byte_for_b
     summary = run.stderr.splitlines()[-1]
     assert "5 unreadable lines set aside" in summary
     assert "3 input records repaired" in summary
+
+
+def test_a_record_message_singer_sdk_would_stop_on_is_kept_byte_for_byte(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """A RECORD whose record is no object or that names no stream made singer-sdk stop the
+    run (a TypeError traceback; "missing required stream key"): set aside instead. A
+    byte-order mark before a message is dropped, the repair named."""
+    odd = [
+        b'{"type":"RECORD","stream":"events","record":[1]}',
+        b'{"type":"RECORD","stream":"events","record":null}',
+        b'{"type":"RECORD","record":{"event_type":"E"}}',
+    ]
+    bom = b"\xef\xbb\xbf" + orjson.dumps(record(BASE | {"uuid": str(uuid.UUID(int=7))}))
+    lines = [
+        orjson.dumps(SCHEMA),
+        *odd,
+        bom,
+        orjson.dumps(record(BASE)),
+        orjson.dumps(state({"s": 1})),
+    ]
+    run = run_target_lines(target_config(tmp_path, posthog), lines, tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.states[-1] == {"s": 1}
+    raw = (tmp_path / "dead-letter.unreadable-lines.raw").read_bytes()
+    assert raw == b"".join(line + b"\n" for line in odd)
+    said = [text for text in run.stderr.splitlines() if "set aside byte for byte" in text]
+    assert [text.split(": ")[-1] for text in said] == [
+        "its record is not a JSON object",
+        "its record is not a JSON object",
+        "it names no stream",
+    ]
+    sent = {e["uuid"]: e["properties"] for e in events_of(posthog)}
+    assert sent[str(uuid.UUID(int=7))]["$amplitude_repairs"] == ["byte-order mark removed"]
+    assert BASE["uuid"] in sent

@@ -9,7 +9,7 @@ kept, and none stops the run.
   each NaN or infinity the string of its text (``"NaN"``: PostHog takes no such number, and
   tap-amplitude treats ``1e400`` the same way), an integer of more than 4,300 digits (which
   msgspec and Python's ``int`` refuse) the string of its digits, as tap-amplitude does, and
-  bytes that are not UTF-8 become U+FFFD. The
+  bytes that are not UTF-8 become U+FFFD; a byte-order mark before the message is dropped. The
   record's ``repairs`` list (tap-amplitude's field; it reaches PostHog as
   ``$amplitude_repairs``) names each repair, the first of each kind is logged with its input
   line, and the run's summary counts them.
@@ -17,6 +17,8 @@ kept, and none stops the run.
   ``"u\\ufffd"``): a record whose ``uuid``, ``user_id``, ``device_id``, ``$insert_id`` or
   ``groups`` a repair would change is set aside instead, as is one whose own ``repairs`` field
   is not a list.
+- A RECORD whose ``record`` is no JSON object, or that names no stream (singer-sdk would stop
+  the run with a traceback), is set aside.
 - A record nested deeper than :data:`MAX_DEPTH` cannot be written into a PostHog payload (orjson
   writes at most 254 levels; a message line is one level deeper than its record) and is set
   aside.
@@ -47,6 +49,8 @@ MAX_DEPTH = 254  # orjson's limit for writing, and so for a payload
 REPAIRS_FIELD = "repairs"
 REPAIR_SURROGATE = "lone UTF-16 surrogate escape replaced by U+FFFD"  # tap-amplitude's text
 REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
+REPAIR_BOM = "byte-order mark removed"  # tap-amplitude's text
+_BOM = b"\xef\xbb\xbf"
 REPAIR_CONSTANT = "NaN or Infinity (no JSON number) kept as a string of its text"
 REPAIR_WIDE = (  # tap-amplitude's text
     "integer of more than 4300 digits kept as a string of its exact text (Python's JSON "
@@ -100,6 +104,9 @@ def mend(line: bytes) -> dict[str, Any]:
         SetAsideError: a RECORD that cannot be delivered as repaired.
     """
     repairs: list[str] = []
+    if line.startswith(_BOM):
+        line = line[len(_BOM) :]
+        repairs.append(REPAIR_BOM)
     try:
         text = line.decode()
     except UnicodeDecodeError:
@@ -135,6 +142,16 @@ def mend(line: bytes) -> dict[str, Any]:
         )
     message["record"] = mended
     return message
+
+
+def unusable_record(message: dict[str, Any]) -> str | None:
+    """Why a RECORD message read as JSON cannot be delivered (None: it can): singer-sdk would
+    stop the run on it with a traceback."""
+    if not isinstance(message.get("record"), dict):
+        return "its record is not a JSON object"
+    if not isinstance(message.get("stream"), str):
+        return "it names no stream"
+    return None
 
 
 class _Constant(str):
@@ -194,7 +211,7 @@ class InputLines:
         self.records_repaired += 1
         record = message["record"]
         for repair in record[REPAIRS_FIELD]:
-            if repair in (REPAIR_SURROGATE, REPAIR_UTF8, REPAIR_CONSTANT, REPAIR_WIDE):
+            if repair in (REPAIR_SURROGATE, REPAIR_UTF8, REPAIR_CONSTANT, REPAIR_WIDE, REPAIR_BOM):
                 if not self.repaired[repair]:
                     logger.warning(
                         "input line %d (stream %s): %s; delivered with the repair named in its "

@@ -29,6 +29,7 @@ from target_posthog.input_lines import (
     is_record_line,
     mend,
     nesting_depth,
+    unusable_record,
 )
 
 _READ_BUFFER_BYTES = 1 << 20
@@ -224,7 +225,7 @@ class FastSingerReader(GenericSingerReader[bytes]):
             )
             return None
         try:
-            return self.deserialize_json(raw)
+            message = self.deserialize_json(raw)
         except InvalidInputLine as exc:
             stop = InvalidInputLine(f"input line {number} is {exc}")
             if inputs is None or not raw.endswith(b"\n") or not is_record_line(raw):
@@ -238,7 +239,12 @@ class FastSingerReader(GenericSingerReader[bytes]):
                 inputs.keep(number, raw, str(exc))
                 return None
             inputs.repaired_record(number, message)
-            return message
+        if inputs is not None and message.get("type") == "RECORD":
+            unusable = unusable_record(message)
+            if unusable is not None:
+                inputs.keep(number, raw, unusable)
+                return None
+        return message
 
     def process_lines(
         self, file_input: IO[Any] | None, callbacks: dict[str, Callable[[dict], None]]
