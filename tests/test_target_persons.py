@@ -859,6 +859,7 @@ def _sent(profiles: Profiles) -> list[dict[str, Any]]:
 def test_profiles_merge_newest_by_event_time_in_any_order(tmp_path: Path) -> None:
     observations = [("3", {"x": 3, "y": 3}), ("1", {"x": 1, "z": 1}), ("2", {"x": 2, "y": 2})]
     results = []
+    uuids = set()
     for shuffle in (observations, observations[::-1], observations + observations):
         profiles = Profiles(tmp_path / f"{len(results)}.sqlite")
         for stamp, values in shuffle:
@@ -866,9 +867,11 @@ def test_profiles_merge_newest_by_event_time_in_any_order(tmp_path: Path) -> Non
             profiles.sync()  # as if a STATE came between any two records
         (update,) = _sent(profiles)
         results.append(update["properties"]["$set"])
+        uuids.add(update["uuid"])
         assert update["timestamp"] == "2024-04-03T00:00:00.000000+00:00"
         profiles.close()
     assert results == [{"x": 3, "y": 3, "z": 1, "$initial_x": 1}] * 3
+    assert len(uuids) == 1  # the same update whatever the order (a dry run twice agrees)
 
 
 def test_profiles_send_only_what_changed_and_remember_it(tmp_path: Path) -> None:

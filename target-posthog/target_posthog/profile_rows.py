@@ -1,4 +1,4 @@
-"""Reading the registry's `profiles` rows a page at a time, and a dry run's copies of them.
+"""The registry's `profiles` rows: read a page at a time, marked sent, and copied for a dry run.
 
 A dry run works on an in-memory copy of the `profiles` table (profiles.py) and keeps nothing;
 to show exactly the updates a real run would send, it copies in, read-only, the rows earlier
@@ -8,12 +8,53 @@ runs stored of the persons and groups it touches, and every row PostHog has not 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
+from target_posthog.profile_state import State
 from target_posthog.registry_store import Database, Transaction, open_database
 
 PAGE = 2_000  # rows read at a time
+_CHUNK = 500  # keys per SELECT ... IN (...)
 _ROW = "SELECT kind, profile_key, state, version, sent_version FROM profiles "
+
+
+class PendingProfile(NamedTuple):
+    """A person or group update sent in a batch; recorded as sent once PostHog confirms it."""
+
+    kind: str
+    profile_key: str
+    version: int
+
+
+def record_sent(tx: Transaction, sent: list[PendingProfile], *, count: bool) -> None:
+    """Mark updates PostHog confirmed (or, `count` False, settled without sending) as sent;
+    each confirmed one once more in its profile's `State.sends` (its next update's uuid
+    depends on it). An update already recorded is left as it is."""
+    for kind in {item.kind for item in sent}:
+        items = [item for item in sent if item.kind == kind]
+        for start in range(0, len(items), _CHUNK):
+            chunk = items[start : start + _CHUNK]
+            stored = {
+                key: (text, sent_version)
+                for key, text, sent_version in tx.fetchall(
+                    "SELECT profile_key, state, sent_version FROM profiles WHERE kind = ? "
+                    f"AND profile_key IN ({','.join('?' * len(chunk))})",
+                    (kind, *(item.profile_key for item in chunk)),
+                )
+            }
+            rows = []
+            for item in chunk:
+                text, sent_version = stored.get(item.profile_key, (None, None))
+                if text is None or sent_version >= item.version:
+                    continue
+                if count:
+                    text = State.counted_send(text, item.profile_key)
+                rows.append((item.version, text, kind, item.profile_key))
+            tx.executemany(
+                "UPDATE profiles SET sent_version = ?, state = ? "
+                "WHERE kind = ? AND profile_key = ?",
+                rows,
+            )
 
 
 def unsent_pages(database: Database) -> Iterator[list[tuple[Any, ...]]]:

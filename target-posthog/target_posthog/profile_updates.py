@@ -77,7 +77,7 @@ def set_aside_property(
 
 
 def person_update(
-    distinct_id: str, state: State, existing: ExistingProperties, version: int
+    distinct_id: str, state: State, existing: ExistingProperties
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `$set` event (`$set_once` when `existing` is keep) of one person's values, and the
     properties set aside because the update would not fit PostHog's size limit
@@ -88,9 +88,10 @@ def person_update(
     before the migration (`state.live`) are left out of both, and the rest is the migration's
     own (`$set`, `$unset`); while `state.live` is unknown, values go in `$set_once` and nothing
     is unset. The uuid is derived from
-    the values and the profile's `version` (it grows with every change): a re-send of the same
-    update is the same event, and a later update is a new one even when its values equal an
-    earlier one's (A, then B, then A again must not be deduplicated into B).
+    the values and the number of updates PostHog confirmed for the person before
+    (`state.sends`): a re-send of the same update is the same event, a later update is a new
+    one even when its values equal an earlier one's (A, then B, then A again must not be
+    deduplicated into B), and two runs over the same input (a dry run twice) give the same.
     """
     values = state.values()
     # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
@@ -116,14 +117,14 @@ def person_update(
         "distinct_id": distinct_id,
         "timestamp": state.newest_time(),
         "uuid": derived_uuid(
-            "person-update", distinct_id, operation, _digest(values, removed), str(version)
+            "person-update", distinct_id, operation, _digest(values, removed), str(state.sends)
         ),
         "properties": properties,
     }
     return event, set_aside
 
 
-def group_update(key: str, state: State, version: int) -> dict[str, Any]:
+def group_update(key: str, state: State) -> dict[str, Any]:
     """The `$groupidentify` event of one group's values (`key`: JSON [type, key]).
 
     PostHog's group update reads `$group_set` only (its ingestion merges `$group_set` into the
@@ -146,7 +147,9 @@ def group_update(key: str, state: State, version: int) -> dict[str, Any]:
         # id would become a person of its own in PostHog).
         "distinct_id": by,
         "timestamp": state.newest_time(),
-        "uuid": derived_uuid("group-update", group_type, group_key, _digest(values), str(version)),
+        "uuid": derived_uuid(
+            "group-update", group_type, group_key, _digest(values), str(state.sends)
+        ),
         "properties": {
             "$group_type": group_type,
             "$group_key": group_key,

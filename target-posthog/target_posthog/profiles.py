@@ -16,8 +16,8 @@ events carry no `$set`, and properties travel this way instead:
    now tied to a user (an alias PostHog confirmed) are folded into that user's, newest by event
    time (`fold_devices`); then one `$set` event per person and one
    `$groupidentify` per group whose merged values changed since PostHog last confirmed them,
-   with a uuid derived from the values and the version (a re-send after a crash is the same
-   event; profile_updates.py).
+   with a uuid derived from the values and the updates PostHog confirmed before (a re-send
+   after a crash is the same event; profile_updates.py).
    `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
 
 With `existing_properties: keep` (a project that already has live data), person values go in
@@ -34,14 +34,14 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from target_posthog.deadletter import DeadLetters
 from target_posthog.mapping import Mapped
 from target_posthog.person_reader import LiveNames, PostHogPersonReader
-from target_posthog.profile_rows import PAGE, StoredRows, unsent_pages
+from target_posthog.profile_rows import PAGE, PendingProfile, StoredRows, record_sent, unsent_pages
 from target_posthog.profile_state import Observed, State
 from target_posthog.profile_updates import (
     GROUP,
@@ -74,14 +74,6 @@ _TIED_DEVICES = (
     "JOIN aliases a ON a.device_id = p.profile_key "
     "WHERE p.kind = ? AND a.confirmed_at IS NOT NULL AND a.user_id <> p.profile_key LIMIT ?"
 )
-
-
-class PendingProfile(NamedTuple):
-    """A person or group update sent in a batch; recorded as sent once PostHog confirms it."""
-
-    kind: str
-    profile_key: str
-    version: int
 
 
 class Profiles:
@@ -337,7 +329,7 @@ class Profiles:
                         continue
                     if self.existing == KEEP and state.live is None and sent_version > 0:
                         changed_after_fill += 1
-                    update, set_aside = person_update(key, state, self.existing, version)
+                    update, set_aside = person_update(key, state, self.existing)
                     for name, value in set_aside.items():
                         self.properties_set_aside += 1
                         set_aside_property(self._dead_letters, key, name, value)
@@ -345,7 +337,7 @@ class Profiles:
                 elif self.existing == KEEP:
                     self.group_updates_withheld += 1
                 else:
-                    yield group_update(key, state, version), PendingProfile(kind, key, version)
+                    yield group_update(key, state), PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
         if changed_after_fill:
             _logger.warning(
@@ -377,13 +369,7 @@ class Profiles:
         """PostHog confirmed these updates: a rerun does not send them again."""
         if not sent:
             return
-        self._write(
-            lambda tx: tx.executemany(
-                "UPDATE profiles SET sent_version = ? "
-                "WHERE kind = ? AND profile_key = ? AND sent_version < ?",
-                [(item.version, item.kind, item.profile_key, item.version) for item in sent],
-            )
-        )
+        self._write(lambda tx: record_sent(tx, sent, count=count))
         if count:
             for item in sent:
                 if item.kind == PERSON:
