@@ -1,0 +1,259 @@
+"""Odd export files a new user met that stopped the tap or went uncounted (issue 11): members
+that are not gzip (plain lines starting with `null`, UTF-16 text, gzip twice, another
+compression, a `.zip` holding gzip), empty members and files, zero padding after the gzip data,
+files whose name gives no hour, folders named like members. Each is read, or skipped or
+stopped on with one line naming it and the cause, and counted in the run's Done line.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import gzip
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.conftest import TAP_DAY, TapRun
+from tests.test_dirty_lines import log_text, run_folder
+from tests.test_dirty_odd_inputs import WINDOW, done_line
+from tests.test_dirty_tap import END, GOOD, MEMBER, good_line, stream_records
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def export_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "export"
+    folder.mkdir()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("content", "records", "set_aside"),
+    [
+        (b"null\n" + good_line(1) + b"\n", [1], ["not an object: JSON null"]),
+        (b"\n" + good_line(1) + b"\n", [1], []),
+        (b"\xef\xbb\xbf" + good_line(1) + b"\n", [1], []),
+        (b"[" + good_line(1) + b"]\n" + good_line(2), [2], ["not an object: a JSON array"]),
+        (b"42\n" + good_line(1) + b"\r\n", [1], ["not an object: a JSON number"]),
+        (b'"text"\n' + good_line(1), [1], ["not an object: a JSON string"]),
+    ],
+    ids=["null", "blank-line", "bom", "array", "digits", "string"],
+)
+def test_a_member_is_gzip_only_when_it_starts_with_gzips_magic_bytes(
+    content: bytes,
+    records: list[int],
+    set_aside: list[str],
+    run_tap: Callable[..., TapRun],
+    tmp_path: Path,
+) -> None:
+    """A plain member whose first line is `null` was read as gzip and stopped the run."""
+    folder = export_folder(tmp_path)
+    (folder / MEMBER).write_bytes(content)
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_6#0.json.gz", content)
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = [e["additional_properties"]["n"] for e in stream_records(run, "events")]
+    assert got == records * 2
+    assert [r["reason"] for r in stream_records(run, "unreadable_lines")] == set_aside * 2
+    said = [line for line in log_text(run.stderr) if "not gzip-compressed" in line]
+    assert said == [
+        f"{WINDOW}, member {folder / MEMBER}: not gzip-compressed; read as plain JSON lines",
+        f"window 2024-03-01T06:00Z (1 h), member {folder}/export.zip:123456/123456_2024-03-01_"
+        "6#0.json.gz: not gzip-compressed; read as plain JSON lines",
+    ]
+    assert run.bookmark == "2024-03-01T07:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "said"),
+    [
+        ("utf-16-le", codecs.BOM_UTF16_LE, "UTF-16 text (byte-order mark ff fe)"),
+        ("utf-16-be", codecs.BOM_UTF16_BE, "UTF-16 text (byte-order mark fe ff)"),
+        ("utf-32-le", codecs.BOM_UTF32_LE, "UTF-32 text (byte-order mark ff fe 00 00)"),
+        ("utf-16-le", b"", "UTF-16-LE text (no byte-order mark; zero bytes show it)"),
+        ("utf-32-be", b"", "UTF-32-BE text (no byte-order mark; zero bytes show it)"),
+    ],
+)
+def test_a_utf16_member_is_read_as_the_same_text(
+    encoding: str, bom: bytes, said: str, run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """What Windows PowerShell's `>` writes: its byte-order mark says how to read it."""
+    text = (
+        orjson.dumps(GOOD | {"event_properties": {"text": "grüße 😀"}}) + b"\r\n" + good_line(1)
+    ).decode()
+    folder = export_folder(tmp_path)
+    (folder / MEMBER).write_bytes(bom + text.encode(encoding))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first, second = stream_records(run, "events")
+    assert first["event_properties"] == {"text": "grüße 😀"} and "repairs" not in first
+    assert second["additional_properties"]["n"] == 1
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: {said}, not gzip-compressed; read as the same "
+        "text in UTF-8"
+    ) in log_text(run.stderr)
+
+
+def test_a_member_compressed_otherwise_stops_naming_the_format_and_the_fix(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    folder = export_folder(tmp_path)
+    (folder / MEMBER).write_bytes(bz2.compress(good_line(0) + b"\n"))
+    run = run_folder(run_tap, folder)
+    assert run.returncode != 0
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: compressed with bzip2, not gzip (its first bytes); "
+        "decompress it (then gzip it, or leave it as plain JSON lines) and run again; nothing "
+        "of it was read; no bookmark passes its hour"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr and run.bookmark is None
+
+
+def test_empty_members_are_counted_and_named_and_an_empty_file_stops_as_cut(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    folder = export_folder(tmp_path)
+    (folder / MEMBER).write_bytes(gzip.compress(b""))  # an empty gzip stream
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_6#0.json.gz", b"")  # a zero-byte member
+        archive.writestr("123456/123456_2024-03-01_7#0.json.gz", gzip.compress(good_line(0)))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(stream_records(run, "events")) == 1
+    log = log_text(run.stderr)
+    assert f"{WINDOW}, member {folder / MEMBER}: empty (no lines), no events in it" in log
+    assert (
+        f"window 2024-03-01T06:00Z (1 h), member {folder}/export.zip:123456/123456_2024-03-01_"
+        "6#0.json.gz: empty (no lines), no events in it"
+    ) in log
+    assert "3 members read (2 empty, 0 named without an hour)" in done_line(run)
+    assert run.bookmark == "2024-03-01T08:00:00+00:00"
+
+    (folder / MEMBER).write_bytes(b"")  # a file cut to nothing (still being copied?)
+    run = run_folder(run_tap, folder)
+    assert run.returncode != 0 and run.bookmark is None
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: unreadable before its first line (an empty file "
+        "(0 bytes): not even a gzip header; delete it if the export's own copy is empty too); "
+        "no bookmark passes its hour; the file may be half-copied"
+    ) in run.stderr
+
+
+def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and_counted(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """It was skipped with a warning and counted nowhere."""
+    folder = export_folder(tmp_path)
+    renamed = [
+        orjson.dumps(GOOD | {"server_upload_time": upload, "n": n})
+        for n, upload in ((1, "2024-03-01 07:00:00.000000"), (2, "2024-03-01 06:59:59.999999"))
+    ]
+    (folder / "events-copy.json.gz").write_bytes(gzip.compress(b"\n".join(renamed)))
+    (folder / MEMBER).write_bytes(gzip.compress(good_line(0)))
+    (folder / "no-times.json.gz").write_bytes(gzip.compress(b'{"event_type":"x"}\nnull\n'))
+    (folder / "123456_2024-03-01_9#0.json.gz").mkdir()  # a folder named like a member
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_8#0.json.gz/", b"")
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1, 2]
+    log = log_text(run.stderr)
+    assert (
+        f"{folder}/events-copy.json.gz: its name gives no hour; read with hour "
+        "2024-03-01T06:00:00+00:00, the earliest server_upload_time in it"
+    ) in log
+    reason = "its name gives no hour, and no line in it has a server_upload_time"
+    assert f"Skipping {folder}/no-times.json.gz: {reason}" in log
+    done = done_line(run)
+    assert "2 members read (0 empty, 1 named without an hour)" in done
+    assert (
+        "3 files skipped (1 a folder entry, 1 a folder, not an export file (its contents are "
+        f"read on their own), 1 {reason})"
+    ) in done
+    assert run.bookmark == "2024-03-01T07:00:00+00:00"  # the last hour with a file
+
+
+def test_the_start_date_still_holds_for_a_file_placed_by_its_records(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    folder = export_folder(tmp_path)
+    old = orjson.dumps(GOOD | {"server_upload_time": "2024-02-29 23:00:00.000000"})
+    (folder / "renamed.json.gz").write_bytes(gzip.compress(old))
+    (folder / MEMBER).write_bytes(gzip.compress(good_line(0)))
+    run = run_tap({"export_path": str(folder), "start_date": TAP_DAY.isoformat(), "end_date": END})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(stream_records(run, "events")) == 1
+    assert (
+        f"{folder}/renamed.json.gz: its name gives no hour; read with hour "
+        "2024-02-29T23:00:00+00:00, the earliest server_upload_time in it (outside this run: "
+        "not read)"
+    ) in log_text(run.stderr)
+
+
+def test_zero_padding_after_the_gzip_data_is_said_and_other_trailing_bytes_stop_naming_them(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Both stopped the run as 'Invalid gzip/zlib wrapper' or 'truncated'."""
+    folder = export_folder(tmp_path)
+    (folder / MEMBER).write_bytes(gzip.compress(good_line(0) + b"\n") + b"\x00" * 4096)
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(stream_records(run, "events")) == 1
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: 4096 zero bytes after its gzip data (padding), "
+        "ignored"
+    ) in log_text(run.stderr)
+
+    (folder / MEMBER).write_bytes(gzip.compress(good_line(0) + b"\n") + b"<html>")
+    run = run_folder(run_tap, folder)
+    assert run.returncode != 0 and run.bookmark is None
+    assert (
+        f"{WINDOW}, member {folder / MEMBER}: bytes after the end of its gzip data that are "
+        "neither gzip nor zero padding; its events were read whole, but what follows them "
+        "cannot be: copy the file again from the export, or cut it after its gzip data, and run "
+        "again; nothing of it was read; no bookmark passes its hour"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_file_named_zip_that_holds_gzip_data_is_read_as_one_member(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """It stopped the run as 'not a readable zip archive ... it may be half-copied'."""
+    folder = export_folder(tmp_path)
+    (folder / "export.zip").write_bytes(gzip.compress(good_line(0) + b"\n" + good_line(1)))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1]
+    log = log_text(run.stderr)
+    assert (
+        f"{folder}/export.zip: named .zip but holds gzip data (its first bytes); read as one member"
+    ) in log
+    assert "1 members read (0 empty, 1 named without an hour)" in done_line(run)
+
+
+def test_a_member_gzipped_twice_or_holding_utf16_is_read_inside(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Both gave lines of garbage, each set aside."""
+    folder = export_folder(tmp_path)
+    (folder / MEMBER).write_bytes(gzip.compress(gzip.compress(good_line(0) + b"\n")))
+    utf16 = codecs.BOM_UTF16_LE + (good_line(1) + b"\r\n").decode().encode("utf-16-le")
+    with zipfile.ZipFile(folder / "export.zip", "w") as archive:
+        archive.writestr("123456/123456_2024-03-01_6#0.json.gz", gzip.compress(utf16))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1]
+    assert stream_records(run, "unreadable_lines") == []
+    log = log_text(run.stderr)
+    assert f"{WINDOW}, member {folder / MEMBER}: gzip-compressed 2 times; read inside each" in log
+    assert (
+        f"window 2024-03-01T06:00Z (1 h), member {folder}/export.zip:123456/123456_2024-03-01_"
+        "6#0.json.gz: UTF-16 text (byte-order mark ff fe), gzip-compressed; read as the same "
+        "text in UTF-8"
+    ) in log
