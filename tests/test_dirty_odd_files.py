@@ -257,3 +257,34 @@ def test_a_member_gzipped_twice_or_holding_utf16_is_read_inside(
         "6#0.json.gz: UTF-16 text (byte-order mark ff fe), gzip-compressed; read as the same "
         "text in UTF-8"
     ) in log
+
+
+@pytest.mark.parametrize(
+    ("flag", "method", "said"),
+    [
+        (1, 8, "a password-protected zip entry"),
+        (0, 99, "a zip entry this tap cannot unpack (That compression method is not supported)"),
+    ],
+    ids=["encrypted", "aes-method"],
+)
+def test_a_zip_entry_that_cannot_be_unpacked_stops_naming_it_without_a_traceback(
+    flag: int, method: int, said: str, run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """A password-protected or AES-compressed entry crashed the tap with a traceback."""
+    folder = export_folder(tmp_path)
+    with zipfile.ZipFile(folder / "e.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(MEMBER, gzip.compress(good_line(0)))
+    data = bytearray((folder / "e.zip").read_bytes())
+    for header, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # local, central
+        at = data.find(header) + offset
+        data[at] |= flag  # general purpose bit 0: encrypted
+        data[at + 2] = method  # compression method
+    (folder / "e.zip").write_bytes(bytes(data))
+    run = run_folder(run_tap, folder)
+    assert run.returncode != 0 and run.bookmark is None
+    assert (
+        f"{WINDOW}, member {folder}/e.zip:{MEMBER}: {said}; unzip the archive with the tool "
+        "that made it and put the .json.gz files in export_path instead; nothing of it was "
+        "read; no bookmark passes its hour"
+    ) in run.stderr
+    assert "Traceback" not in run.stderr

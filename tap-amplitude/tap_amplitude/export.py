@@ -50,6 +50,9 @@ TIME_FIELDS = (
     "user_creation_time",
 )
 
+_UNZIP_IT = (
+    "unzip the archive with the tool that made it and put the .json.gz files in export_path instead"
+)
 EMPTY_FILE = (
     "an empty file (0 bytes): not even a gzip header; delete it if the export's own copy is "
     "empty too"
@@ -353,13 +356,24 @@ def read_member(
 
 @contextlib.contextmanager
 def _open_member(ref: MemberRef) -> Iterator[IO[bytes]]:
-    """The member's raw bytes: the file itself, or its entry in the zip archive."""
+    """The member's raw bytes: the file itself, or its entry in the zip archive. Raises
+    UnusableContentError for an entry zipfile cannot open (password-protected, or compressed
+    with a method it does not know, such as AES or Deflate64): reading again cannot help."""
     if ref.member is None:
         with ref.path.open("rb") as raw:
             yield raw
         return
-    with zipfile.ZipFile(ref.path) as archive, archive.open(ref.member) as raw:
-        yield raw
+    with zipfile.ZipFile(ref.path) as archive:
+        try:
+            opened = archive.open(ref.member)
+        except NotImplementedError as error:  # (a RuntimeError too: first)
+            msg = f"a zip entry this tap cannot unpack ({error})"
+            raise UnusableContentError(f"{msg}; {_UNZIP_IT}") from error
+        except RuntimeError as error:  # zipfile's word for an encrypted entry
+            msg = "a password-protected zip entry"
+            raise UnusableContentError(f"{msg}; {_UNZIP_IT}") from error
+        with opened as raw:
+            yield raw
 
 
 def without_sdk_error_line(record: logging.LogRecord) -> bool:
