@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import os
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -287,4 +288,21 @@ def test_a_zip_entry_that_cannot_be_unpacked_stops_naming_it_without_a_traceback
         "that made it and put the .json.gz files in export_path instead; nothing of it was "
         "read; no bookmark passes its hour"
     ) in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_file_whose_name_is_not_utf8_has_its_lines_set_aside_without_a_crash(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """A byte of a name on disk that is not UTF-8 reached orjson as a lone surrogate: the tap
+    crashed writing the set-aside line's record ("str is not valid UTF-8")."""
+    folder = export_folder(tmp_path)
+    name = os.fsdecode(b"caf\xe9_2024-03-01_5#0.json.gz")  # Latin-1, as an old tool named it
+    (folder / name).write_bytes(gzip.compress(good_line(0) + b"\nnull\n"))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(stream_records(run, "events")) == 1
+    (kept,) = stream_records(run, "unreadable_lines")
+    assert kept["member"] == "caf\\xe9_2024-03-01_5#0.json.gz"
+    assert kept["source"] == f"{folder}/caf\\xe9_2024-03-01_5#0.json.gz"
     assert "Traceback" not in run.stderr

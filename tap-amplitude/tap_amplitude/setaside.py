@@ -7,7 +7,8 @@ next to its dead letters), and the `events` bookmark moves past it like past any
 
 Record shape (key: ``member`` + ``line_number``)::
 
-    source       the file read (local mode) or "Export API window <window>" (API mode)
+    source       the file read (local mode) or "Export API window <window>" (API mode); a
+                 byte of its name that is not UTF-8 as \\xNN
     member       the JSON-lines file: the zip member's name, or the .json.gz file's name
     line_number  1-based line number within the member (after gunzip)
     reason       why it could not be read (never the line's content)
@@ -51,8 +52,8 @@ class UnreadableLine:
         except UnicodeDecodeError:
             text = None
         return {
-            "source": self.source,
-            "member": self.member,
+            "source": _name_text(self.source),
+            "member": _name_text(self.member),
             "line_number": self.line_number,
             "reason": self.reason,
             "line_base64": base64.b64encode(self.line).decode("ascii"),
@@ -60,6 +61,16 @@ class UnreadableLine:
             "hour": self.hour.isoformat() if self.hour else None,
             "byte_length": len(self.line),
         }
+
+
+def _name_text(name: str) -> str:
+    """A file name as valid text: bytes of a name on disk that are not UTF-8 (Python holds them
+    as lone surrogates, which no JSON writer takes) as ``\\xNN``, like Python shows them."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return name.encode(errors="surrogateescape").decode(errors="backslashreplace")
+    return name
 
 
 class UnreadableLinesStream(Stream):
