@@ -437,9 +437,9 @@ def test_keep_fills_gaps_in_later_runs_and_says_what_it_cannot_update(
 def test_keep_with_the_query_api_spares_live_values_and_updates_its_own(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:
-    """With a personal API key, keep reads once which properties each person held before the
-    migration: those are never changed; the migration's own are newest-wins across runs
-    (set, and unset when Amplitude no longer shows them)."""
+    """With a personal API key, keep reads once which properties each person and group held
+    before the migration: those are never changed; the migration's own are newest-wins across
+    runs (set, and removed when Amplitude no longer shows them: null for a group)."""
     posthog.people.add_person(["bob"], {"plan": "live", "email": "bob@example.com"})
     config = target_config(
         tmp_path, posthog, existing_properties="keep", app_host=posthog.url,
@@ -452,20 +452,32 @@ def test_keep_with_the_query_api_spares_live_values_and_updates_its_own(
         assert done.returncode == 0, done.stderr
         return done.stderr
 
-    run(
-        [
-            _event(0, "ann", "a", 1, plan="A", seats=3),
-            _event(1, "bob", "b", 1, plan="old", nick="n1"),
-        ]
-    )
-    stderr = run([_event(2, "ann", "a", 2, plan="B"), _event(3, "bob", "b", 2, nick="n2")])
+    posthog.people.add_group("company", "globex", {"name": "Globex (live)"})
+
+    def grouped(record: dict[str, Any], key: str, **values: Any) -> dict[str, Any]:
+        return {**record, "groups": {"company": [key]},
+                "group_properties": {"company": {key: values}}}  # fmt: skip
+
+    run([
+        grouped(_event(0, "ann", "a", 1, plan="A", seats=3), "globex", name="Globex", seats=5),
+        grouped(_event(1, "bob", "b", 1, plan="old", nick="n1"), "acme", name="Acme", tier=1),
+    ])  # fmt: skip
+    stderr = run([
+        grouped(_event(2, "ann", "a", 2, plan="B"), "globex", name="Globex", seats=7),
+        grouped(_event(3, "bob", "b", 2, nick="n2"), "acme", name="Acme Corp"),
+    ])  # fmt: skip
+    assert posthog.people.groups() == {
+        ("company", "globex"): {"name": "Globex (live)", "seats": 7},  # live name kept
+        ("company", "acme"): {"name": "Acme Corp", "tier": None},  # all its own: newest
+    }
     ann, bob = posthog.people.person("ann"), posthog.people.person("bob")
     assert ann is not None and bob is not None
     assert ann.properties["plan"] == "B" and "seats" not in ann.properties  # its own: newest
     assert bob.properties["plan"] == "live" and bob.properties["email"] == "bob@example.com"
     assert bob.properties["nick"] == "n2"
     assert "existing_properties is keep" not in stderr  # nothing it could not do
-    assert len(posthog.query_api.requests) == 1  # each person read once: one query, run 1
+    # Each person and group read once, in run 1: one query for persons, one for groups.
+    assert len(posthog.query_api.requests) == 2
 
 
 def test_overwrite_replaces_live_values_with_the_newest_history(

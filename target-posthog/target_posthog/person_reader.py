@@ -19,7 +19,7 @@ import orjson
 from target_posthog.client import RetryPolicy
 from target_posthog.counts import CountingError, PostHogCounts, app_host_for
 from target_posthog.profile_state import State
-from target_posthog.profile_updates import PERSON
+from target_posthog.profile_updates import GROUP, PERSON
 
 __all__ = ["CountingError", "LiveNames", "PostHogPersonReader", "reader_for"]
 
@@ -42,17 +42,37 @@ class PostHogPersonReader(PostHogCounts):
                 "SELECT distinct_id, person.properties FROM person_distinct_ids "
                 f"WHERE distinct_id IN ({', '.join(map(_literal, chunk))}) LIMIT {len(chunk)}"
             )
-            answer = self._call(
-                "POST", self.url, json={"query": {"kind": "HogQLQuery", "query": query}}
-            )
-            try:
-                for distinct_id, properties in answer["results"]:
-                    held[str(distinct_id)] = set(_as_object(properties))
-            except (KeyError, TypeError, ValueError):
-                raise CountingError(
-                    f"{self.service} answered without results at {self.url}"
-                ) from None
+            for distinct_id, properties in self._results(query):
+                held[distinct_id] = set(properties)
         return held
+
+    def held_group_names(self, keys: list[str]) -> dict[str, set[str]]:
+        """For each group (its profile key: JSON [type, key]) PostHog knows, the names of
+        its properties. HogQL's `groups` table names a group's type only by its index, so a
+        key held under several types counts for all of them (that only spares more)."""
+        wanted = {key: orjson.loads(key)[1] for key in keys}
+        names: dict[str, set[str]] = {}
+        group_keys = sorted(set(wanted.values()))
+        for start in range(0, len(group_keys), IDS_PER_QUERY):
+            chunk = group_keys[start : start + IDS_PER_QUERY]
+            query = (
+                "SELECT key, properties FROM groups "
+                f"WHERE key IN ({', '.join(map(_literal, chunk))}) LIMIT {len(chunk) * 5}"
+            )  # at most 5 group types per project
+            for group_key, properties in self._results(query):
+                names.setdefault(group_key, set()).update(properties)
+        return {key: names[group_key] for key, group_key in wanted.items() if group_key in names}
+
+    def _results(self, query: str) -> list[tuple[str, dict[str, Any]]]:
+        """The query's rows: (an id or key, the properties as an object)."""
+        body = {"query": {"kind": "HogQLQuery", "query": query}}
+        answer = self._call("POST", self.url, json=body)
+        try:
+            return [(str(name), _as_object(held)) for name, held in answer["results"]]
+        except (KeyError, TypeError, ValueError):
+            raise CountingError(
+                f"{self.service} answered without rows of two columns at {self.url}"
+            ) from None
 
     def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
         return (
@@ -87,31 +107,37 @@ class LiveNames:
 
     def learn(
         self, states: dict[tuple[str, str], State], owner_of: Callable[[str], str | None]
-    ) -> tuple[list[str], set[str]]:
-        """Fill `live` of the persons among `states` ((kind, key) -> State) that have none
-        and are no device tied to a user; (those filled, those PostHog could not be asked
-        about: their updates wait for the next run, said in one log line)."""
+    ) -> tuple[list[tuple[str, str]], set[tuple[str, str]]]:
+        """Fill `live` of the persons and groups among `states` ((kind, key) -> State) that
+        have none (persons: not a device tied to a user); ((kind, key) of those filled, of
+        those PostHog could not be asked about: their updates wait for the next run, said in
+        one log line)."""
         asking = [
-            key
+            (kind, key)
             for (kind, key), state in states.items()
-            if kind == PERSON and state.live is None and owner_of(key) in (None, key)
+            if state.live is None and (kind != PERSON or owner_of(key) in (None, key))
         ]
         if not asking:
             return [], set()
         if self.error is None:
             try:
-                held = self._reader.held_names(asking)
+                persons = [key for kind, key in asking if kind == PERSON]
+                groups = [key for kind, key in asking if kind != PERSON]
+                held = {(PERSON, k): v for k, v in self._reader.held_names(persons).items()}
+                held.update(
+                    ((GROUP, k), v) for k, v in self._reader.held_group_names(groups).items()
+                )
             except CountingError as exc:
                 self.error = str(exc)
                 _logger.warning(
-                    "existing_properties is keep: cannot read what PostHog's persons hold "
-                    "(%s); their updates wait for the next run",
+                    "existing_properties is keep: cannot read what PostHog's persons and "
+                    "groups hold (%s); their updates wait for the next run",
                     exc,
                 )
         if self.error is not None:
             return [], set(asking)
-        for key in asking:
-            states[(PERSON, key)].live = sorted(held.get(key, ()))
+        for item in asking:
+            states[item].live = sorted(held.get(item, ()))
         return asking, set()
 
     def close(self) -> None:

@@ -124,13 +124,14 @@ def person_update(
     return event, set_aside
 
 
-def group_update(key: str, state: State) -> dict[str, Any]:
+def group_update(key: str, state: State, existing: ExistingProperties) -> dict[str, Any]:
     """The `$groupidentify` event of one group's values (`key`: JSON [type, key]).
 
     PostHog's group update reads `$group_set` only (its ingestion merges `$group_set` into the
     group; there is no `$group_unset` there, though PostHog's Amplitude importer sends one), so
     a property Amplitude no longer shows is set to null: the nearest PostHog has to removed.
-    The uuid follows the rule of `person_update`.
+    With keep, the properties the group held before the migration (`state.live`, known: the
+    caller withholds the update otherwise) are left out. The uuid follows `person_update`.
     """
     group_type, group_key = orjson.loads(key)
     by = state.by
@@ -141,6 +142,9 @@ def group_update(key: str, state: State) -> dict[str, Any]:
     values = state.values()
     for name in state.snapshot.removed():
         values.setdefault(name, None)
+    if existing == KEEP:  # the properties the group held before the migration: never changed
+        for name in state.live or ():
+            values.pop(name, None)
     return {
         "event": GROUP_UPDATE,
         # The distinct_id of the newest record showing the group: a real person (a made-up

@@ -20,12 +20,11 @@ events carry no `$set`, and properties travel this way instead:
    after a crash is the same event; profile_updates.py).
    `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
 
-With `existing_properties: keep` (a project that already has live data), person values go in
-`$set_once` (they only fill what is missing, and nothing is unset), and group updates are
-withheld: PostHog has no set-once for groups (`$group_set` is the only operation
-`$groupidentify` reads). Without reading PostHog the target cannot tell a property it filled
-from a live one, so a value it filled stays as first filled when later history changes it
-(counted and logged).
+With `existing_properties: keep` (a project that already has live data) and a reader
+(person_reader.py), the properties each person and group held before its first update are
+left out of every update, and the rest is the migration's own. Without a reader, person
+values go in `$set_once` (they only fill what is missing, nothing is unset) and group updates
+are withheld (PostHog has no set-once for groups), both counted and logged.
 """
 
 from __future__ import annotations
@@ -325,7 +324,7 @@ class Profiles:
                     if owner_of(key) not in (None, key):
                         settled.append(PendingProfile(kind, key, version))
                         continue
-                    if key in unknown:  # PostHog could not say what it holds: next run
+                    if (kind, key) in unknown:  # PostHog could not say what it holds: next run
                         continue
                     if self.existing == KEEP and state.live is None and sent_version > 0:
                         changed_after_fill += 1
@@ -334,10 +333,13 @@ class Profiles:
                         self.properties_set_aside += 1
                         set_aside_property(self._dead_letters, key, name, value)
                     yield update, PendingProfile(kind, key, version)
-                elif self.existing == KEEP:
+                elif (kind, key) in unknown:
+                    continue
+                elif self.existing == KEEP and state.live is None:  # no reader: no fill-only
                     self.group_updates_withheld += 1
                 else:
-                    yield group_update(key, state), PendingProfile(kind, key, version)
+                    update = group_update(key, state, self.existing)
+                    yield update, PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
         if changed_after_fill:
             _logger.warning(
@@ -350,13 +352,13 @@ class Profiles:
 
     def _learn_live(
         self, states: dict[tuple[str, str], State], owner_of: Callable[[str], str | None]
-    ) -> set[str]:
-        """keep with a reader: what each person held before its first update, read once and
-        stored (person_reader.LiveNames); the persons PostHog could not be asked about."""
+    ) -> set[tuple[str, str]]:
+        """keep with a reader: what each person and group held before its first update, read
+        once and stored (person_reader.LiveNames); those PostHog could not be asked about."""
         if self.existing != KEEP or self._live is None:
             return set()
         learned, unknown = self._live.learn(states, owner_of)
-        rows = [(states[(PERSON, key)].dump(), PERSON, key) for key in learned]
+        rows = [(states[(kind, key)].dump(), kind, key) for kind, key in learned]
         if rows:
             self._write(
                 lambda tx: tx.executemany(

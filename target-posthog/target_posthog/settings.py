@@ -98,11 +98,11 @@ CONFIG_SCHEMA: dict = th.PropertiesList(
         title="Existing person and group properties",
         description="overwrite: each person and group ends with its newest Amplitude "
         "values (a new PostHog project, or Amplitude is the source of truth). keep: the "
-        "project already receives live data; a value a person held before the migration "
-        "is never changed, the migration's own are newest across runs (needs "
-        "personal_api_key and project_id to read, once per person, what PostHog holds; "
-        "without them history only fills missing properties, $set_once), and group "
-        "properties are not sent (PostHog has no set-once for groups).",
+        "project already receives live data; a value a person or group held before the "
+        "migration is never changed, the migration's own are newest across runs (needs "
+        "personal_api_key and project_id to read, once per person and group, what PostHog "
+        "holds; without them history only fills missing person properties, $set_once, and "
+        "sends no group properties: PostHog has no set-once for groups).",
     ),
     th.Property(
         "dead_letter_path",

@@ -10,9 +10,9 @@ rows a query.
 
 A stand-in cannot run any HogQL: it answers the one query shape the verification sends, a
 count per hour or day of the events with a given `analytics_source` in a time range, and the
-one the target sends with `existing_properties: keep` (the persons of some distinct_ids, with
-their properties), and answers 400 (as PostHog does for a query it cannot parse) to anything
-else.
+ones the target sends with `existing_properties: keep` (the persons of some distinct_ids, the
+groups of some keys, with their properties), and answers 400 (as PostHog does for a query
+it cannot parse) to anything else.
 """
 
 from __future__ import annotations
@@ -53,8 +53,14 @@ _PERSONS_QUERY = re.compile(
     r"WHERE\s+distinct_id\s+IN\s+\((.*)\)\s+LIMIT\s+(\d+)\s*$",
     re.IGNORECASE | re.DOTALL,
 )
+_GROUPS_QUERY = re.compile(
+    r"^\s*SELECT\s+key,\s*properties\s+FROM\s+groups\s+"
+    r"WHERE\s+key\s+IN\s+\((.*)\)\s+LIMIT\s+(\d+)\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
 _LITERAL = re.compile(r"'((?:[^'\\]|\\.)*)'")
-PersonLookup = Callable[[list[str]], list[list[Any]]]
+# (table, ids) -> [id, properties as JSON text] of those the stand-in holds
+PersonLookup = Callable[[str, list[str]], list[list[Any]]]
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class QueryApi:
         events: Callable[[], list[dict[str, Any]]],
         persons: PersonLookup | None = None,
     ) -> None:
-        """`persons(distinct_ids)`: [distinct_id, properties as JSON text] of those known."""
+        """`persons(table, ids)`: the persons (by distinct_id) or groups (by key) known."""
         status, answer, headers = self._answer(handler, project_id, body, events, persons)
         with self._lock:
             self.requests.append(QueryRequest(project_id, _query_text(body), status))
@@ -121,12 +127,15 @@ class QueryApi:
                 return 429, throttled, {"Retry-After": str(wait)}
             self._served.append(now)
         query = _query_text(body)
-        wanted = _PERSONS_QUERY.match(query)
-        if wanted is not None and persons is not None:
-            ids = [re.sub(r"\\(.)", r"\1", literal) for literal in _LITERAL.findall(wanted[1])]
-            rows = persons(ids)[: min(int(wanted[2]), MAX_ROWS)]
-            columns = ["distinct_id", "person.properties"]
-            return 200, {"results": rows, "columns": columns, "hasMore": False}, None
+        for pattern, columns, table in (
+            (_PERSONS_QUERY, ["distinct_id", "person.properties"], "person_distinct_ids"),
+            (_GROUPS_QUERY, ["key", "properties"], "groups"),
+        ):
+            wanted = pattern.match(query)
+            if wanted is not None and persons is not None:
+                ids = [re.sub(r"\\(.)", r"\1", text) for text in _LITERAL.findall(wanted[1])]
+                rows = persons(table, ids)[: min(int(wanted[2]), MAX_ROWS)]
+                return 200, {"results": rows, "columns": columns, "hasMore": False}, None
         match = _COUNT_QUERY.match(query)
         if match is None:
             return 400, {"type": "validation_error", "detail": "Unsupported query: " + query}, None

@@ -382,16 +382,19 @@ class PostHogStandIn(StandInServer):
         finish(200, stored=True)
         handler.answer(200, _OK, content_type="application/json")
 
-    def persons_of(self, distinct_ids: list[str]) -> list[list[Any]]:
-        """[distinct_id, its person's properties as JSON text] for the ids with a person (the
-        query API's answer to the target's keep-mode lookup)."""
+    def persons_of(self, table: str, ids: list[str]) -> list[list[Any]]:
+        """The query API's answer to the target's keep-mode lookups: [distinct_id, its
+        person's properties as JSON text] (`table` person_distinct_ids), or [key, a group's
+        properties] for every group type holding the key (`groups`)."""
         with self._lock:
-            found = [(i, self.people.person(i)) for i in distinct_ids]
-        return [
-            [i, orjson.dumps(person.properties, default=str).decode()]
-            for i, person in found
-            if person is not None
-        ]
+            if table == "groups":
+                wanted = set(ids)
+                found = [(key, props) for (_, key), props in self.people.groups().items()
+                         if key in wanted]  # fmt: skip
+            else:
+                people = [(i, self.people.person(i)) for i in ids]
+                found = [(i, person.properties) for i, person in people if person is not None]
+        return [[i, orjson.dumps(props, default=str).decode()] for i, props in found]
 
     def _validate(
         self, batch: _Batch, events: list[dict[str, Any]], predicates: list[EventPredicate]
