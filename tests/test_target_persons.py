@@ -480,6 +480,32 @@ def test_keep_with_the_query_api_spares_live_values_and_updates_its_own(
     assert len(posthog.query_api.requests) == 2
 
 
+def test_keep_updates_wait_for_a_run_that_can_read_posthog(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """A refused lookup (a wrong personal API key) sends no person update that could replace
+    a live value: one line, and the next run with the right key sends it."""
+    posthog.people.add_person(["bob"], {"plan": "live"})
+    settings = {"existing_properties": "keep", "app_host": posthog.url,
+                "project_id": str(posthog.query_api.project_id)}  # fmt: skip
+    records = [_event(0, "bob", "b", 1, plan="old", nick="n1")]
+    wrong = target_config(tmp_path, posthog, personal_api_key="phx_wrong", **settings)
+    refused = run_target(wrong, messages_with_states(records, 2), tmp_path, posthog)
+    assert refused.returncode == 0, refused.stderr
+    assert "cannot read what PostHog's persons and groups hold (PostHog refused the personal " \
+        "API key (401)" in refused.stderr  # fmt: skip
+    assert "phx_wrong" not in refused.stderr
+    bob = posthog.people.person("bob")
+    assert bob is not None and bob.properties == {"plan": "live"}
+    right = target_config(
+        tmp_path, posthog, personal_api_key=posthog.query_api.personal_api_key, **settings
+    )
+    again = run_target(right, messages_with_states(records, 2), tmp_path, posthog)
+    assert again.returncode == 0, again.stderr
+    bob = posthog.people.person("bob")
+    assert bob is not None and bob.properties == {"plan": "live", "nick": "n1"}
+
+
 def test_overwrite_replaces_live_values_with_the_newest_history(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:
