@@ -845,6 +845,32 @@ def test_a_device_id_equal_to_an_earlier_users_id_never_lands_on_that_user(
     assert not people.warnings
 
 
+def test_a_user_id_equal_to_a_device_used_anonymously_before_is_kept_apart(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Device "abc" is used anonymously first (its events went to PostHog as "abc"); then a
+    user "abc" appears in the same run: the user's events go to amplitude_user:abc, in later
+    runs too, and the device's anonymous person stays its own."""
+    records = [
+        _event(0, None, "abc", 1, seen="anon"),
+        _event(1, "abc", "abc-phone", 2, who="abc"),
+    ]
+    stderr = _run(tmp_path, posthog, records)
+    _run(tmp_path, posthog, [_event(2, "abc", "abc-phone", 3, who="abc", age=40)])
+    people = posthog.people
+    device = people.person("abc")
+    assert device is not None and device.distinct_ids == {"abc"}
+    assert device.properties["seen"] == "anon" and "who" not in device.properties
+    user = people.person("amplitude_user:abc")
+    assert user is not None and user.distinct_ids == {"amplitude_user:abc", "abc-phone"}
+    assert user.properties["age"] == 40
+    assert (
+        "id 'abc' is both a user's user_id and a device's id used anonymously before (the "
+        "user's events are sent as 'amplitude_user:abc')" in stderr
+    )
+    assert not people.warnings
+
+
 def test_a_device_first_anonymous_then_used_by_two_users_stays_with_the_first(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:

@@ -162,14 +162,22 @@ class AliasRegistry:
 
     def user_distinct_id(self, user_id: str, seen_at: str) -> str:
         """The PostHog distinct_id of a user's events: its user_id, or (when that id was
-        already a device tied to another user) `user_ids.COLLIDING_USER_PREFIX` + user_id.
+        already a device tied to another user, or one this run sent anonymous events under)
+        `user_ids.COLLIDING_USER_PREFIX` + user_id.
         Raises RegistryError if the database cannot be written."""
         try:
             distinct_id = self.user_ids.distinct_id(user_id, seen_at)
         except self.database.errors as exc:
             raise self.database.error("could not be written", exc) from None
         if distinct_id != user_id:
-            self._note_shared_device(user_id, user_id, seen_at, colliding=True)
+            anonymous = self.owner_of(user_id) is None  # no alias: a device used anonymously
+            what = (
+                f"a device's id used anonymously before (the user's events are sent as "
+                f"{distinct_id!r})"
+                if anonymous
+                else None
+            )
+            self._note_shared_device(user_id, user_id, seen_at, colliding=True, what=what)
         return distinct_id
 
     def device_distinct_id(self, device_id: str, seen_at: str) -> str:
@@ -237,7 +245,13 @@ class AliasRegistry:
         self._owners[device_id] = user_id
 
     def _note_shared_device(
-        self, device_id: str, user_id: str, seen_at: str, *, colliding: bool = False
+        self,
+        device_id: str,
+        user_id: str,
+        seen_at: str,
+        *,
+        colliding: bool = False,
+        what: str | None = None,
     ) -> None:
         """Recorded in `shared_devices`: a device seen with a second user, or (`colliding`) an
         id that is one user's own id and another user's device (a row device_id = user_id: a
@@ -254,15 +268,18 @@ class AliasRegistry:
                 self.colliding_ids += 1
                 if self.colliding_ids <= _COLLISIONS_LOGGED:
                     last = self.colliding_ids == _COLLISIONS_LOGGED
-                    anonymous = user_id.startswith(COLLIDING_DEVICE_PREFIX)
+                    if what is None:
+                        what = (
+                            f"a device's id (its anonymous events are sent as {user_id!r})"
+                            if user_id.startswith(COLLIDING_DEVICE_PREFIX)
+                            else "another user's device_id"
+                        )
                     _logger.warning(
                         "id %r is both a user's user_id and %s: not "
                         "aliased, kept on separate PostHog persons (registry table "
                         "shared_devices%s)",
                         device_id,
-                        f"a device's id (its anonymous events are sent as {user_id!r})"
-                        if anonymous
-                        else "another user's device_id",
+                        what,
                         "; further ones only counted" if last else "",
                     )
         if self.read_only:

@@ -19,7 +19,9 @@ same database as the aliases and under the same lock as device claims, so parall
   device's anonymous events and properties would become user abc's for good. They go to
   `COLLIDING_DEVICE_PREFIX + device_id` (never aliased: `AliasRegistry.claim` refuses any pair
   with that device). A device seen anonymously before any user claims its id keeps it (the
-  events were sent already; the user then shares PostHog's "abc", as the README says).
+  events were sent already): a user with that id seen later in the same run gets
+  `COLLIDING_USER_PREFIX + user_id` (as above); one first seen in a later run shares PostHog's
+  "abc" with the device (a run does not record every anonymous device: the README says so).
 
 All are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
 """
@@ -79,7 +81,9 @@ class UserIds:
         if distinct is not None:
             return distinct
         if self._read_only:
-            distinct = self._stored(user_id) or self._decide(self._device_owner, user_id)
+            distinct = self._stored(user_id) or self._apart(
+                user_id, self._decide(self._device_owner, user_id)
+            )
         else:
             with self._database.transaction(serialized=IDENTITY_CLAIMS) as tx:
                 distinct = self._claim(tx, user_id, seen_at)
@@ -93,10 +97,17 @@ class UserIds:
             rows = tx.fetchall("SELECT user_id FROM aliases WHERE device_id = ?", (device_id,))
             return str(rows[0][0]) if rows else None
 
-        distinct = self._decide(device_owner, user_id)
+        distinct = self._apart(user_id, self._decide(device_owner, user_id))
         if tx.execute(_CLAIM, (user_id, distinct, seen_at)) == 1:
             return distinct
         return str(tx.fetchone(_DISTINCT_OF, (user_id,))[0])  # another run claimed it first
+
+    def _apart(self, user_id: str, distinct: str) -> str:
+        """A user whose id this run already sent as an anonymous device's distinct_id (device
+        "abc" used anonymously, then user "abc" seen): its events go apart too."""
+        if distinct == user_id and self._devices.get(user_id) == user_id:
+            return COLLIDING_USER_PREFIX + user_id
+        return distinct
 
     @staticmethod
     def _decide(device_owner: Callable[[str], str | None], user_id: str) -> str:
