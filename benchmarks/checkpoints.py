@@ -259,6 +259,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sparse-hours", type=int, default=3_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--meltano", action="store_true", help="also `meltano run`, sparse data")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="before, now, now, before: this many times"
+    )
+    parser.add_argument(
+        "--shapes", nargs="+", choices=("dense", "sparse"), default=["dense", "sparse"]
+    )
     return parser.parse_args(argv)
 
 
@@ -276,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.sparse_hours,
         ),
     }
+    shapes = {name: size for name, size in shapes.items() if name.split(":")[0] in args.shapes}
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="amp2ph-checkpoints-") as tmp:
         workdir = Path(tmp)
@@ -285,18 +292,21 @@ def main(argv: Sequence[str] | None = None) -> None:
             generated = store.uuids()
             print(f"{shape}: {len(store.hours())} hours with data")
             # Before, now, now, before: a machine that speeds up or slows down during the run
-            # weighs on both sides alike; each side's figure is the mean of its two runs.
-            pair = [run_pipeline(workdir, store, shape.split(":")[0], m, generated) for m in ABBA]
+            # weighs on both sides alike; each side's figure is the mean of its runs.
+            pair = []
+            for mode in ABBA * args.rounds:
+                pair.append(run_pipeline(workdir, store, shape.split(":")[0], mode, generated))
+                print(f"    run {len(pair)}, {mode}: {pair[-1].seconds:.1f} s", flush=True)
             for mode in MODES:
                 runs.append(mean_of([r for r in pair if r.mode == mode]))
                 print(f"  {mode}: {runs[-1].rate:,.0f} events/s")
             if args.meltano and index == len(shapes) - 1:
                 name = shape.split(":")[0]
                 with switch_in_meltano_tap():
-                    pair = [
-                        run_meltano(workdir, store, name, mode, generated, n)
-                        for n, mode in enumerate(ABBA)
-                    ]
+                    pair = []
+                    for n, mode in enumerate(ABBA * args.rounds):
+                        pair.append(run_meltano(workdir, store, name, mode, generated, n))
+                        print(f"    meltano run {n + 1}, {mode}: {pair[-1].seconds:.1f} s")
                 for mode in MODES:
                     runs.append(mean_of([r for r in pair if r.mode == mode]))
                     print(f"  meltano run, {mode}: {runs[-1].seconds:.1f} s")
