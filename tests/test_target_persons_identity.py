@@ -1,0 +1,202 @@
+"""Who a person is, one case at a time: ids that are both a user's and a device's, shared
+devices, numeric ids, group rows without ids; asserted in the PostHog stand-in's final
+persons and groups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.persons_harness import (
+    amplitude_event,
+    persons_of_users,
+    run_ok,
+    updates_in,
+)
+from tests.target_support import (
+    posthog as posthog,  # the fixture
+)
+from tests.testbed.posthog import PostHogStandIn
+
+
+def test_group_identify_rows_without_ids_create_no_person(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Amplitude's server-side group identify rows name no user or device. PostHog makes a
+    person of every $groupidentify's distinct_id: the rows go personless, and their
+    properties reach the group under a person that showed it, else under one shared id."""
+
+    def row(n: int, day: int, key: str, values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **amplitude_event(n, None, None, day),
+            "event_type": "$groupidentify",
+            "group_properties": {"company": {key: values}},
+        }
+
+    ann = {
+        **amplitude_event(0, "ann", "d", 1, plan="pro"),
+        "groups": {"company": ["acme"]},
+        "group_properties": {"company": {"acme": {"name": "Acme"}}},
+    }
+    records = [
+        ann,
+        row(1, 2, "acme", {"name": "Acme Corp", "seats": 5}),
+        row(2, 3, "solo", {"name": "Solo"}),
+        row(3, 4, "duo", {"name": "Duo"}),
+    ]
+    run_ok(tmp_path, posthog, records)
+    people = posthog.people
+    assert {p.distinct_ids for p in people.persons()} == {
+        frozenset({"ann", "d"}),
+        frozenset({"amplitude_group_updates"}),  # one for all groups nobody showed
+    }
+    assert people.groups() == {
+        ("company", "acme"): {"name": "Acme Corp", "seats": 5},
+        ("company", "solo"): {"name": "Solo"},
+        ("company", "duo"): {"name": "Duo"},
+    }
+    updates = {e["properties"]["$group_key"]: e["distinct_id"] for e in updates_in(posthog)
+               if e["event"] == "$groupidentify"}  # fmt: skip
+    assert updates["acme"] == "ann"
+    rows = [e for e in posthog.events if e["event"] == "$amplitude_$groupidentify"]
+    assert len(rows) == 3  # every row is in PostHog
+    assert not people.warnings
+
+
+@pytest.mark.parametrize("device_first", [True, False])
+def test_a_user_id_equal_to_another_users_device_id_never_merges_them(
+    tmp_path: Path, posthog: PostHogStandIn, device_first: bool
+) -> None:
+    """User "ann" logs in on device "abc"; another user's user_id is "abc". Whichever comes
+    first keeps the id; the two users stay two persons, each with their own properties."""
+    # (an anonymous event of a tied device carries its user's whole snapshot, as Amplitude's)
+    ann = [
+        amplitude_event(0, "ann", "abc", 1, who="ann"),
+        amplitude_event(1, None, "abc", 2, who="ann", seen="anon"),
+    ]
+    abc = [
+        amplitude_event(2, "abc", "abc-phone", 3, who="abc"),
+        amplitude_event(3, "abc", None, 4, who="abc", age=40),
+    ]
+    stderr = run_ok(tmp_path, posthog, ann + abc if device_first else abc + ann)
+    people = posthog.people
+    persons = persons_of_users(posthog)
+    (ann_person,) = persons["ann"].values()
+    (abc_person,) = persons["abc"].values()
+    assert ann_person != abc_person
+    assert ann_person.properties["who"] == "ann"
+    assert abc_person.properties["who"] == "abc" and abc_person.properties["age"] == 40
+    assert "abc-phone" in abc_person.distinct_ids
+    if device_first:  # device "abc" is ann's; user abc's events are sent as amplitude_user:abc
+        assert "abc" in ann_person.distinct_ids and ann_person.properties["seen"] == "anon"
+        assert abc_person.distinct_ids == {"amplitude_user:abc", "abc-phone"}
+    else:  # id "abc" is user abc's: device "abc" is not aliased to ann, and its anonymous
+        # events have a distinct_id of their own
+        assert ann_person.distinct_ids == {"ann"}
+        assert "abc" in abc_person.distinct_ids and "seen" not in abc_person.properties
+        device = people.person("amplitude_device:abc")
+        assert device is not None and device.properties["seen"] == "anon"
+    assert f"{1 if device_first else 2} colliding user/device ids (kept apart)" in stderr
+    assert "id 'abc' is both a user's user_id and another user's device_id" in stderr
+    assert not people.warnings
+
+
+def test_a_device_id_equal_to_an_earlier_users_id_never_lands_on_that_user(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """User "abc" is seen first; then device "abc" is used anonymously (and by user ann): the
+    device's anonymous events and properties must not become user abc's (a PostHog person
+    cannot be split afterwards). They go to "amplitude_device:abc", in later runs too."""
+    records = [
+        amplitude_event(0, "abc", "abc-phone", 1, who="abc", plan="abc-plan"),
+        amplitude_event(1, None, "abc", 2, plan="device-plan", seen="anon"),
+        amplitude_event(2, "ann", "abc", 3, who="ann"),
+    ]
+    stderr = run_ok(tmp_path, posthog, records)
+    run_ok(
+        tmp_path,
+        posthog,
+        [amplitude_event(3, None, "abc", 4, plan="later-device-plan", seen="anon")],
+    )
+    people = posthog.people
+    abc = people.person("abc")
+    assert abc is not None
+    assert abc.distinct_ids == {"abc", "abc-phone"}
+    assert abc.properties["plan"] == "abc-plan" and "seen" not in abc.properties
+    device = people.person("amplitude_device:abc")
+    assert device is not None and device.distinct_ids == {"amplitude_device:abc"}
+    assert device.properties["plan"] == "later-device-plan"
+    assert device.properties["seen"] == "anon"
+    ann = people.person("ann")
+    assert ann is not None and ann.distinct_ids == {"ann"}
+    assert (
+        "id 'abc' is both a user's user_id and a device's id (its anonymous events are sent "
+        "as 'amplitude_device:abc')" in stderr
+    )
+    assert not people.warnings
+
+
+def test_a_user_id_equal_to_a_device_used_anonymously_before_is_kept_apart(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Device "abc" is used anonymously first (its events went to PostHog as "abc"); then a
+    user "abc" appears in the same run: the user's events go to amplitude_user:abc, in later
+    runs too, and the device's anonymous person stays its own."""
+    records = [
+        amplitude_event(0, None, "abc", 1, seen="anon"),
+        amplitude_event(1, "abc", "abc-phone", 2, who="abc"),
+    ]
+    stderr = run_ok(tmp_path, posthog, records)
+    run_ok(tmp_path, posthog, [amplitude_event(2, "abc", "abc-phone", 3, who="abc", age=40)])
+    people = posthog.people
+    device = people.person("abc")
+    assert device is not None and device.distinct_ids == {"abc"}
+    assert device.properties["seen"] == "anon" and "who" not in device.properties
+    user = people.person("amplitude_user:abc")
+    assert user is not None and user.distinct_ids == {"amplitude_user:abc", "abc-phone"}
+    assert user.properties["age"] == 40
+    assert (
+        "id 'abc' is both a user's user_id and a device's id used anonymously before (the "
+        "user's events are sent as 'amplitude_user:abc')" in stderr
+    )
+    assert not people.warnings
+
+
+def test_a_device_first_anonymous_then_used_by_two_users_stays_with_the_first(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    records = [
+        amplitude_event(0, None, "kiosk", 1, plan="anon"),
+        amplitude_event(1, "ann", "kiosk", 2, plan="ann"),
+        amplitude_event(2, "bob", "kiosk", 3, plan="bob"),
+        amplitude_event(3, None, "kiosk", 4, plan="ann", seen=True),
+    ]
+    stderr = run_ok(tmp_path, posthog, records)
+    persons = persons_of_users(posthog)
+    (ann,) = persons["ann"].values()
+    (bob,) = persons["bob"].values()
+    assert ann.distinct_ids == {"ann", "kiosk"} and bob.distinct_ids == {"bob"}
+    assert ann.properties["plan"] == "ann" and ann.properties["seen"] is True
+    assert bob.properties["plan"] == "bob" and "seen" not in bob.properties
+    assert "1 shared-device conflicts" in stderr
+
+
+def test_numeric_and_string_ids_of_one_user_are_one_person(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Another tap may send ids as numbers: 4242, 4242.0 and "4242" are one user."""
+    records = [
+        {**amplitude_event(0, None, "d-1", 1), "user_id": 4242},
+        {**amplitude_event(1, None, "d-2", 2), "user_id": 4242.0},
+        amplitude_event(2, "4242", "d-3", 3),
+        {
+            **amplitude_event(3, None, "4242", 4),
+            "user_id": 4242,
+        },  # device id equal to its own user's
+    ]
+    run_ok(tmp_path, posthog, records)
+    person = posthog.people.person("4242")
+    assert person is not None and person.distinct_ids == {"4242", "d-1", "d-2", "d-3"}
+    assert len(posthog.people.persons()) == 1
