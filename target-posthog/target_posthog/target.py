@@ -60,6 +60,7 @@ from target_posthog.settings_env import (
 )
 from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
 from target_posthog.state_output import StateOutput
+from target_posthog.summary import run_counts, run_summary
 
 # What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
 _STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
@@ -89,10 +90,10 @@ class TargetPostHog(Target):
         # One sink drain at a time: sinks share one Delivery (singer-sdk drains in 8 threads).
         self.max_parallelism = 1
         self._lean_sinks: dict[str, EventsSink] = {}
-        self._started = time.monotonic()
+        self.started_at = time.monotonic()
         self._stopping = threading.Event()
         self._stop_requests = StopRequests(self._stopping)
-        self._retries = 0
+        self.retries = 0
         config = self.config
         self.dry_run = bool(config.get("dry_run_path"))
         self.state_output = StateOutput(
@@ -426,7 +427,7 @@ class TargetPostHog(Target):
         requests.handle(signum, reader.shutdown)
 
     def _count_retry(self, problem: str) -> None:
-        self._retries += 1
+        self.retries += 1
         self.logger.warning("retrying a batch: %s", problem)
 
     def close(self) -> None:
@@ -441,40 +442,10 @@ class TargetPostHog(Target):
         self.profiles.close()
 
     def summary(self) -> str:
-        delivery = self.delivery
-        elapsed = max(time.monotonic() - self._started, 1e-9)
-        client = self.client
-        letters = self.dead_letters
-        repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
-        reasons = f": {letters.reasons()}" if letters.count else ""
-        set_aside = self.set_aside
-        set_aside_text = set_aside.describe() + self.input_lines.describe()
-        if self.dry_run:
-            return (
-                f"dry run: nothing sent; {delivery.events_sent} events and "
-                f"{delivery.aliases_sent} aliases written as payloads to "
-                f"{self.config['dry_run_path']}, {letters.count} dead-lettered"
-                f" ({letters.file.path}{repeats}){reasons}, {set_aside_text}"
-            )
-        return (
-            f"{delivery.events_sent} events sent ({delivery.events_sent / elapsed:.0f}/s), "
-            f"{delivery.aliases_sent} aliases, {self.profiles.person_updates_sent} person and "
-            f"{self.profiles.group_updates_sent} group updates, {letters.count} dead-lettered"
-            f" ({letters.file.path}{repeats}){reasons}, {set_aside_text}, {self._retries} retries, "
-            f"{client.requests_sent if client else 0} requests, "
-            f"{self.registry.shared_device_pairs} shared-device conflicts (not aliased), "
-            f"{self.registry.colliding_ids} colliding user/device ids (kept apart)"
-        )
+        return run_summary(self)
 
     def counts(self) -> Counts:
-        delivery = self.delivery
-        return Counts(
-            received=delivery.received,
-            events_sent=delivery.events_sent,
-            aliases_sent=delivery.aliases_sent,
-            updates_sent=self.profiles.person_updates_sent + self.profiles.group_updates_sent,
-            dead_letters=self.dead_letters.count,
-        )
+        return run_counts(self)
 
     def _report_progress(self) -> None:
         progress = Progress(self.config.get("max_events_per_minute"))
