@@ -9,20 +9,17 @@ the way PostHog's ReplacingMergeTree eventually does.
 Cheap enough to share a benchmark machine with the plugins it measures: msgspec checks the whole
 body's JSON but builds only the few fields capture validates (each event's other properties are
 skipped, not materialised), and it sees each event's raw bytes, which is what the per-event size
-limit applies to. Whole events are built as dicts only when a test keeps them or filters on them.
+limit applies to (capture_payload.py). Whole events are built as dicts only when a test keeps
+them or filters on them.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 import time
-import uuid
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import date
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -30,7 +27,16 @@ import msgspec
 import orjson
 from isal import isal_zlib  # ISA-L's inflate is ~2.5x zlib's; the target depends on it too
 
-from tests.testbed.events import parse_utc
+from tests.testbed.capture_payload import (
+    Batch,
+    CaptureRequest,
+    RejectedError,
+    checked_distinct_id,
+    decode_event_fields,
+    event_date,
+    event_distinct_id,
+    is_valid_uuid,
+)
 from tests.testbed.faults import Fault, FaultQueue
 from tests.testbed.hogql import QUERY_PATH, QueryApi
 from tests.testbed.httpserver import Handler, StandInServer
@@ -40,134 +46,11 @@ EventPredicate = Callable[[dict[str, Any]], bool]
 
 _BATCH_PATHS = ("/batch", "/batch/")
 _GZIP_MAGIC = b"\x1f\x8b"
-_CANONICAL_UUID = re.compile(
-    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-)
 _ALIAS_EVENTS = frozenset({"$create_alias", "$identify", "$merge_dangerously"})
 _OK = orjson.dumps({"status": "Ok"})
 _DECODE_ERRORS = cast(
     "tuple[type[Exception], ...]", (zlib.error, isal_zlib.error, msgspec.DecodeError)
 )
-
-
-class _Payload(msgspec.Struct, gc=False):
-    """The request body: its events stay raw JSON until each is checked."""
-
-    api_key: Any = None
-    token: Any = None
-    historical_migration: Any = None
-    batch: msgspec.Raw = msgspec.Raw(b"null")
-
-
-class _EventFields(msgspec.Struct, gc=False):
-    """What capture checks in an event; every other field is skipped without being built."""
-
-    event: Any = None
-    distinct_id: Any = None
-    uuid: Any = None
-    api_key: Any = None
-    properties: msgspec.Raw = msgspec.Raw(b"null")
-    set: msgspec.Raw = msgspec.field(default=msgspec.Raw(b"null"), name="$set")
-    set_once: msgspec.Raw = msgspec.field(default=msgspec.Raw(b"null"), name="$set_once")
-
-
-class _PropertiesDistinctId(msgspec.Struct, gc=False):
-    distinct_id: Any = None
-
-
-_decode_payload = msgspec.json.Decoder(_Payload).decode
-_decode_raw_list = msgspec.json.Decoder(list[msgspec.Raw]).decode
-_decode_event_fields = msgspec.json.Decoder(_EventFields).decode
-_decode_properties = msgspec.json.Decoder(_PropertiesDistinctId).decode
-
-
-@dataclass(frozen=True)
-class CaptureRequest:
-    """One request to /batch/, as the stand-in saw and answered it."""
-
-    seq: int
-    received_at: float  # time.time()
-    status: int | None  # None: the connection was closed without an answer
-    event_count: int  # events in the batch (whether stored or not)
-    body_bytes: int  # raw body size, as sent
-    gzip: bool  # the body was gzip-compressed
-    historical_migration: bool
-    uuids: tuple[str, ...]  # the batch's uuids ((): keep_events=False, or none decodable)
-    fault: Fault | None = None
-    stored: bool = False  # the batch's events were accepted (a 200, or a lost ack)
-
-
-class _RejectedError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def is_valid_uuid(value: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    if _CANONICAL_UUID.match(value):
-        return True
-    try:
-        uuid.UUID(value)  # braces, urn: and plain-hex forms parse too, as in Rust's Uuid
-    except ValueError:
-        return False
-    return True
-
-
-def _distinct_id(event: dict[str, Any]) -> Any:
-    distinct_id = event.get("distinct_id")
-    if distinct_id is None:
-        properties = event.get("properties")
-        if isinstance(properties, dict):
-            distinct_id = properties.get("distinct_id")
-    return distinct_id
-
-
-def _checked_distinct_id(fields: _EventFields) -> Any:
-    """`_distinct_id` on an event's checked fields (its properties are decoded only if needed)."""
-    if fields.distinct_id is not None:
-        return fields.distinct_id
-    try:
-        return _decode_properties(fields.properties).distinct_id
-    except msgspec.ValidationError:  # properties is not an object
-        return None
-
-
-@dataclass
-class _Batch:
-    """A decoded request: its top-level fields and each event's raw bytes and checked fields."""
-
-    payload: _Payload | None = None
-    raw_events: list[msgspec.Raw] = field(default_factory=list)
-    checked: list[_EventFields] = field(default_factory=list)
-
-    @classmethod
-    def decode(cls, raw: bytes) -> _Batch:
-        """Raises msgspec.DecodeError for malformed JSON anywhere in the body."""
-        try:
-            payload = _decode_payload(raw)
-        except msgspec.ValidationError:  # valid JSON, but not an object
-            return cls()
-        try:
-            raw_events = _decode_raw_list(payload.batch)
-        except msgspec.ValidationError:  # no batch, or not a list
-            raw_events = []
-        return cls(payload, raw_events)
-
-    @property
-    def historical_migration(self) -> bool:
-        return self.payload is not None and self.payload.historical_migration is True
-
-    def events(self) -> list[dict[str, Any]]:
-        """The events as dicts (built on demand: tests that keep or filter events)."""
-        return [orjson.loads(memoryview(raw)) for raw in self.raw_events]
-
-
-def _event_date(event: dict[str, Any]) -> date | None:
-    moment = parse_utc(event.get("timestamp"))
-    return moment.date() if moment is not None else None
 
 
 class PostHogStandIn(StandInServer):
@@ -282,7 +165,12 @@ class PostHogStandIn(StandInServer):
             if event_uuid is None:
                 key: Any = ("no-uuid", position)
             else:
-                key = (_event_date(event), event.get("event"), str(_distinct_id(event)), event_uuid)
+                key = (
+                    event_date(event),
+                    event.get("event"),
+                    str(event_distinct_id(event)),
+                    event_uuid,
+                )
             collapsed[key] = event  # re-assigning keeps the first position, takes the last value
         return list(collapsed.values())
 
@@ -318,10 +206,10 @@ class PostHogStandIn(StandInServer):
             or compression.startswith("gzip")
             or body[:2] == _GZIP_MAGIC
         )
-        batch = _Batch()
+        batch = Batch()
         decode_error = ""
         try:
-            batch = _Batch.decode(isal_zlib.decompress(body, wbits=31) if gzipped else body)
+            batch = Batch.decode(isal_zlib.decompress(body, wbits=31) if gzipped else body)
         except _DECODE_ERRORS as exc:
             decode_error = f"failed to decode request: {exc}"
         with self._lock:
@@ -365,11 +253,11 @@ class PostHogStandIn(StandInServer):
 
         try:
             if len(body) > self.max_body_bytes:
-                raise _RejectedError(413, "payload too large")
+                raise RejectedError(413, "payload too large")
             if decode_error:
-                raise _RejectedError(400, decode_error)
+                raise RejectedError(400, decode_error)
             self._validate(batch, events, predicates)
-        except _RejectedError as rejected:
+        except RejectedError as rejected:
             finish(rejected.status)
             handler.answer(rejected.status, rejected.message)
             return
@@ -397,44 +285,44 @@ class PostHogStandIn(StandInServer):
         return [[i, orjson.dumps(props, default=str).decode()] for i, props in found]
 
     def _validate(
-        self, batch: _Batch, events: list[dict[str, Any]], predicates: list[EventPredicate]
+        self, batch: Batch, events: list[dict[str, Any]], predicates: list[EventPredicate]
     ) -> None:
         """Checks in capture's order; fills `batch.checked` with every event's checked fields."""
         payload = batch.payload
         if payload is None:
-            raise _RejectedError(400, "failed to decode request: body is not a JSON object")
+            raise RejectedError(400, "failed to decode request: body is not a JSON object")
         api_key = payload.api_key or payload.token
         if not api_key or api_key != self.api_key:
-            raise _RejectedError(401, "invalid or missing api_key")
+            raise RejectedError(401, "invalid or missing api_key")
         if not batch.raw_events:
-            raise _RejectedError(400, "empty batch")
+            raise RejectedError(400, "empty batch")
         checked = batch.checked
         for raw in batch.raw_events:
             try:
-                fields = _decode_event_fields(raw)
+                fields = decode_event_fields(raw)
             except msgspec.ValidationError:
-                raise _RejectedError(
+                raise RejectedError(
                     400, "failed to decode request: event is not an object"
                 ) from None
             if fields.api_key is not None and fields.api_key != api_key:
-                raise _RejectedError(401, "multiple api_keys in one batch")
+                raise RejectedError(401, "multiple api_keys in one batch")
             name = fields.event
             if not isinstance(name, str) or not name:
-                raise _RejectedError(400, "missing event name")
-            distinct_id = _checked_distinct_id(fields)
+                raise RejectedError(400, "missing event name")
+            distinct_id = checked_distinct_id(fields)
             if distinct_id is None or distinct_id == "":
-                raise _RejectedError(400, "missing or empty distinct_id")
+                raise RejectedError(400, "missing or empty distinct_id")
             if fields.uuid is not None and not is_valid_uuid(fields.uuid):
-                raise _RejectedError(400, f"invalid uuid: {fields.uuid!r}")
+                raise RejectedError(400, f"invalid uuid: {fields.uuid!r}")
             if len(raw) > self.max_event_bytes:
-                raise _RejectedError(400, "maximum event size exceeded")
+                raise RejectedError(400, "maximum event size exceeded")
             checked.append(fields)
         for event in events if predicates else ():
             for predicate in predicates:
                 if predicate(event):
-                    raise _RejectedError(400, f"event rejected: {event.get('event')}")
+                    raise RejectedError(400, f"event rejected: {event.get('event')}")
 
-    def _store(self, batch: _Batch, events: list[dict[str, Any]]) -> None:
+    def _store(self, batch: Batch, events: list[dict[str, Any]]) -> None:
         with self._lock:
             self._event_count += len(batch.checked)
             seen = self._uuids
@@ -455,7 +343,7 @@ class PostHogStandIn(StandInServer):
                 # must never give two different person or group updates one uuid.
                 ingest = self.people.ingest
                 for fields in fresh:
-                    ingest(fields.event, _checked_distinct_id(fields), fields)
+                    ingest(fields.event, checked_distinct_id(fields), fields)
             if self.keep_events:
                 self._events.extend(events)
             keep_raw = self.keep_raw_events
