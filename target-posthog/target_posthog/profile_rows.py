@@ -10,11 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from target_posthog.profile_state import State
 from target_posthog.registry_store import Database, Transaction, open_database
 
 PAGE = 2_000  # rows read at a time
-_CHUNK = 500  # keys per SELECT ... IN (...)
 _ROW = "SELECT kind, profile_key, state, version, sent_version FROM profiles "
 
 
@@ -26,35 +24,14 @@ class PendingProfile(NamedTuple):
     version: int
 
 
-def record_sent(tx: Transaction, sent: list[PendingProfile], *, count: bool) -> None:
-    """Mark updates PostHog confirmed (or, `count` False, settled without sending) as sent;
-    each confirmed one once more in its profile's `State.sends` (its next update's uuid
-    depends on it). An update already recorded is left as it is."""
-    for kind in {item.kind for item in sent}:
-        items = [item for item in sent if item.kind == kind]
-        for start in range(0, len(items), _CHUNK):
-            chunk = items[start : start + _CHUNK]
-            stored = {
-                key: (text, sent_version)
-                for key, text, sent_version in tx.fetchall(
-                    "SELECT profile_key, state, sent_version FROM profiles WHERE kind = ? "
-                    f"AND profile_key IN ({','.join('?' * len(chunk))})",
-                    (kind, *(item.profile_key for item in chunk)),
-                )
-            }
-            rows = []
-            for item in chunk:
-                text, sent_version = stored.get(item.profile_key, (None, None))
-                if text is None or sent_version >= item.version:
-                    continue
-                if count:
-                    text = State.counted_send(text, item.profile_key)
-                rows.append((item.version, text, kind, item.profile_key))
-            tx.executemany(
-                "UPDATE profiles SET sent_version = ?, state = ? "
-                "WHERE kind = ? AND profile_key = ?",
-                rows,
-            )
+def record_sent(tx: Transaction, sent: list[PendingProfile]) -> None:
+    """Mark updates PostHog confirmed (or settled without sending) as sent: `sent_version`
+    moves up to the version each was built from (an update already recorded is left)."""
+    tx.executemany(
+        "UPDATE profiles SET sent_version = ? "
+        "WHERE kind = ? AND profile_key = ? AND sent_version < ?",
+        [(item.version, item.kind, item.profile_key, item.version) for item in sent],
+    )
 
 
 def unsent_pages(database: Database) -> Iterator[list[tuple[Any, ...]]]:

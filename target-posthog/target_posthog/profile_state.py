@@ -92,16 +92,14 @@ class State(Observed):
 
     `live` (persons, `existing_properties: keep` only): the names of the properties the
     PostHog person held before the migration's first update of it (person_reader.py), which
-    the migration never changes; None until read. `sends`: the updates PostHog confirmed
-    for it so far (each update's uuid depends on it: profile_updates.py).
+    the migration never changes; None until read.
     """
 
-    __slots__ = ("live", "sends")
+    __slots__ = ("live",)
 
     def __init__(self, by: str) -> None:
         super().__init__(by)
         self.live: list[str] | None = None
-        self.sends = 0
 
     @classmethod
     def load(cls, text: str | None, key: str) -> State:
@@ -115,15 +113,7 @@ class State(Observed):
             if snapshot is not None:
                 state.snapshot = Snapshot.load(snapshot)
             state.live = stored.get("live")
-            state.sends = stored.get("sends", 0)
         return state
-
-    @classmethod
-    def counted_send(cls, text: str, key: str) -> str:
-        """The stored `text` with one more confirmed update counted."""
-        state = cls.load(text, key)
-        state.sends += 1
-        return state.dump()
 
     def merge(self, observed: Observed) -> tuple[bool, bool]:
         """Fold observations in; (a value changed, only an order moved)."""
@@ -146,8 +136,6 @@ class State(Observed):
         }
         if self.live is not None:
             stored["live"] = self.live
-        if self.sends:
-            stored["sends"] = self.sends
         return exact_numbers.dumps(stored, default=str).decode()
 
     def values(self) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def set_aside_property(
 
 
 def person_update(
-    distinct_id: str, state: State, existing: ExistingProperties
+    distinct_id: str, state: State, existing: ExistingProperties, sent_version: int
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The `$set` event (`$set_once` when `existing` is keep) of one person's values, and the
     properties set aside because the update would not fit PostHog's size limit
@@ -88,10 +88,11 @@ def person_update(
     before the migration (`state.live`) are left out of both, and the rest is the migration's
     own (`$set`, `$unset`); while `state.live` is unknown, values go in `$set_once` and nothing
     is unset. The uuid is derived from
-    the values and the number of updates PostHog confirmed for the person before
-    (`state.sends`): a re-send of the same update is the same event, a later update is a new
-    one even when its values equal an earlier one's (A, then B, then A again must not be
-    deduplicated into B), and two runs over the same input (a dry run twice) give the same.
+    the values and the profile's `sent_version` (its version when PostHog last confirmed an
+    update of it; 0 before the first): a re-send of the same update is the same event, a later
+    update is a new one even when its values equal an earlier one's (A, then B, then A again
+    must not be deduplicated into B: each confirmation moves `sent_version` up), and two runs
+    over the same input and registry (a dry run twice) give the same.
     """
     values = state.values()
     # Overwrite: the earliest initial values are ours to correct, so they go in $set too.
@@ -117,14 +118,16 @@ def person_update(
         "distinct_id": distinct_id,
         "timestamp": state.newest_time(),
         "uuid": derived_uuid(
-            "person-update", distinct_id, operation, _digest(values, removed), str(state.sends)
+            "person-update", distinct_id, operation, _digest(values, removed), str(sent_version)
         ),
         "properties": properties,
     }
     return event, set_aside
 
 
-def group_update(key: str, state: State, existing: ExistingProperties) -> dict[str, Any]:
+def group_update(
+    key: str, state: State, existing: ExistingProperties, sent_version: int
+) -> dict[str, Any]:
     """The `$groupidentify` event of one group's values (`key`: JSON [type, key]).
 
     PostHog's group update reads `$group_set` only (its ingestion merges `$group_set` into the
@@ -152,7 +155,7 @@ def group_update(key: str, state: State, existing: ExistingProperties) -> dict[s
         "distinct_id": by,
         "timestamp": state.newest_time(),
         "uuid": derived_uuid(
-            "group-update", group_type, group_key, _digest(values), str(state.sends)
+            "group-update", group_type, group_key, _digest(values), str(sent_version)
         ),
         "properties": {
             "$group_type": group_type,

@@ -16,7 +16,7 @@ events carry no `$set`, and properties travel this way instead:
    now tied to a user (an alias PostHog confirmed) are folded into that user's, newest by event
    time (`fold_devices`); then one `$set` event per person and one
    `$groupidentify` per group whose merged values changed since PostHog last confirmed them,
-   with a uuid derived from the values and the updates PostHog confirmed before (a re-send
+   with a uuid derived from the values and the version PostHog last confirmed (a re-send
    after a crash is the same event; profile_updates.py).
    `record_sent` marks them once PostHog confirms; a rerun finds nothing changed.
 
@@ -328,7 +328,7 @@ class Profiles:
                         continue
                     if self.existing == KEEP and state.live is None and sent_version > 0:
                         changed_after_fill += 1
-                    update, set_aside = person_update(key, state, self.existing)
+                    update, set_aside = person_update(key, state, self.existing, sent_version)
                     for name, value in set_aside.items():
                         self.properties_set_aside += 1
                         set_aside_property(self._dead_letters, key, name, value)
@@ -338,7 +338,7 @@ class Profiles:
                 elif self.existing == KEEP and state.live is None:  # no reader: no fill-only
                     self.group_updates_withheld += 1
                 else:
-                    update = group_update(key, state, self.existing)
+                    update = group_update(key, state, self.existing, sent_version)
                     yield update, PendingProfile(kind, key, version)
             self.record_sent(settled, count=False)
         if changed_after_fill:
@@ -371,7 +371,7 @@ class Profiles:
         """PostHog confirmed these updates: a rerun does not send them again."""
         if not sent:
             return
-        self._write(lambda tx: record_sent(tx, sent, count=count))
+        self._write(lambda tx: record_sent(tx, sent))
         if count:
             for item in sent:
                 if item.kind == PERSON:
