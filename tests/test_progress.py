@@ -12,7 +12,15 @@ import pytest
 from tap_amplitude.range_progress import RangeProgress
 from target_posthog.progress import Checkpoints, Counts, Progress
 
-from tests.target_support import POSTHOG_KEY, SCHEMA, record, run_target, tap_records, target_config
+from tests.target_support import (
+    POSTHOG_KEY,
+    SCHEMA,
+    record,
+    run_target,
+    state,
+    tap_records,
+    target_config,
+)
 from tests.testbed.posthog import PostHogStandIn
 
 
@@ -99,7 +107,8 @@ def test_a_dry_run_says_nothing_was_sent_and_always_replaces_its_payload_file(
 ) -> None:
     payloads = tmp_path / "payloads.jsonl"
     config = target_config(tmp_path, posthog, dry_run_path=str(payloads))
-    first = run_target(config, [SCHEMA, *(record(r) for r in tap_records(40))], tmp_path)
+    ended = state({"bookmarks": {}})  # a tap that finished (without it: "input ended ...")
+    first = run_target(config, [SCHEMA, *(record(r) for r in tap_records(40)), ended], tmp_path)
     assert first.returncode == 0, first.stderr
     assert "done: dry run: nothing sent; " in first.stderr
     assert "events sent" not in first.stderr and "requests" not in first.stderr.split("done:")[1]
@@ -107,7 +116,7 @@ def test_a_dry_run_says_nothing_was_sent_and_always_replaces_its_payload_file(
     assert posthog.event_count == 0
 
     # A range with no events: the file is this run's (empty), not the last run's payloads.
-    empty = run_target(config, [SCHEMA], tmp_path)
+    empty = run_target(config, [SCHEMA, ended], tmp_path)
     assert empty.returncode == 0, empty.stderr
     assert payloads.exists() and payloads.read_bytes() == b""
 
