@@ -29,10 +29,13 @@ from target_posthog.groups import (
     groups_property,
 )
 from target_posthog.identity import clean_id
+from target_posthog.mapping_notes import CLASHING_EVENT_PROPERTIES
 from target_posthog.persons import PERSON_UPDATE, neutralised, person_values
 
 PAGEVIEW = "$pageview"
 UUID_DERIVED_PROPERTY = RAW_PREFIX + "uuid_derived"
+# Event properties whose names the export's own fields took (their values, by name).
+CLASHING_PROPERTY = RAW_PREFIX + "clashing_event_properties"
 
 # `$identify` rows are person updates; events PostHog would read as a merge of two persons are
 # renamed, so only the target's own aliases merge anyone (the original stays in
@@ -75,6 +78,7 @@ class Mapped(NamedTuple):
     order: str = ""  # timestamp + uuid: which of two observations is newer
     # user_properties: the user's whole property snapshot at that time (newest snapshot wins)
     snapshot: dict[str, Any] | None = None
+    notes: tuple[str, ...] = ()  # mapping_notes kinds this record met (counted, logged once)
 
 
 def map_record(record: dict[str, Any]) -> Mapped:
@@ -119,11 +123,16 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if distinct_id is None:
         raise UnmappableError(_no_usable_id(record))
     properties = _raw_fields(record)
-    properties.update(neutralised(event_properties))
-    snapshot, initial = person_values(user_properties)
-    person: dict[str, Any] = {}
     if user_id is None and _is_blank(get("user_id")):
         properties.pop(RAW_PREFIX + "user_id", None)  # "" or "  ": no information to keep
+    own = neutralised(event_properties)
+    if properties.keys().isdisjoint(own):
+        properties.update(own)
+    else:  # `$amplitude_user_id` and the like: the export's own field keeps its name
+        for key, value in own.items():
+            properties.setdefault(key, value)
+    snapshot, initial = person_values(user_properties)
+    person: dict[str, Any] = {}
     add_page_properties(properties, person, event_properties)
     add_context(properties, person, record)
     name = EVENT_NAMES.get(event_type, event_type)
@@ -149,6 +158,9 @@ def map_record(record: dict[str, Any]) -> Mapped:
     # uploaded late would overwrite newer values. The ledger sends each person's newest.
     properties["$geoip_disable"] = True
     properties["analytics_source"] = "amplitude"
+    notes: tuple[str, ...] = ()
+    if own and _keep_clashing(properties, own):
+        notes = (CLASHING_EVENT_PROPERTIES,)
     event = {
         "event": name,
         "distinct_id": distinct_id,
@@ -168,7 +180,31 @@ def map_record(record: dict[str, Any]) -> Mapped:
         group_observations(group_properties) if group_properties else None,
         order,
         snapshot or None,
+        notes,
     )
+
+
+def _keep_clashing(properties: dict[str, Any], own: dict[str, Any]) -> bool:
+    """Keep in `CLASHING_PROPERTY` each event property whose name a property mapped from the
+    export's own fields took with another value (`$current_url` from `[Amplitude] Page URL`,
+    `$lib` from `library`, `$amplitude_user_id` from `user_id`, ...); True when there was one.
+
+    The export's fields win their names: PostHog reads `$current_url`, `$lib`, `$ip` as
+    the event's context, and `$amplitude_<field>` must hold the export's field. An equal value
+    (same type too: 1 is not true) lost nothing and is not repeated.
+    """
+    clashing = {
+        key: value
+        for key, value in own.items()
+        if (mapped := properties.get(key)) is not value
+        and (mapped.__class__ is not value.__class__ or mapped != value)
+    }
+    if not clashing:
+        return False
+    if CLASHING_PROPERTY in own:  # an event property of that very name goes in with the rest
+        clashing[CLASHING_PROPERTY] = own[CLASHING_PROPERTY]
+    properties[CLASHING_PROPERTY] = clashing
+    return True
 
 
 def _is_blank(value: object) -> bool:

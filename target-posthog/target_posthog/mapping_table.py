@@ -73,6 +73,16 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "change a person",
     ),
     Rule(
+        "an event property named like a property this table maps an export field to "
+        "(`$current_url`, `$lib`, `$ip`, `$session_id`, `analytics_source`, "
+        "`$amplitude_user_id`, ...) with another value",
+        "`$amplitude_clashing_event_properties` {name: value} (counted in the run's summary; "
+        "the export's own field keeps the name)",
+        "the importer copies event_properties first and writes its mapped fields over them: "
+        "the event property's value is lost without a word. Nothing is overwritten here, "
+        "either way",
+    ),
+    Rule(
         "user_properties (+ location, OS, browser, device type, page context)",
         "person properties: one `$set` event per person: the newest `user_properties` by event "
         "time (Amplitude's whole snapshot of the user), properties it no longer has in `$unset`",

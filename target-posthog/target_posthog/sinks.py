@@ -53,6 +53,7 @@ class EventsSink(BatchSink):
         self._profiles = target.profiles
         self._dead_letters = target.dead_letters
         self._ledger = target.ledger
+        self._notes = target.mapping_notes
         # tap-amplitude's stream: its dead letters hold the record as exported (extras.py).
         self._from_tap_amplitude = EXTRA_FIELD in (schema.get("properties") or {})
 
@@ -86,6 +87,8 @@ class EventsSink(BatchSink):
         except UnmappableError as exc:
             self._dead_letter(exc.reason, record, parse_time(record.get("event_time")))
             return
+        if mapped.notes:
+            self._notes.add(mapped.notes, self.stream_name, record)
         events = mapped.events
         user_id = mapped.user_id
         if user_id is not None:

@@ -20,7 +20,9 @@ def run_summary(target: TargetPostHog) -> str:
     repeats = f", {letters.already_in_file} already there" if letters.already_in_file else ""
     reasons = f": {letters.reasons()}" if letters.count else ""
     set_aside = target.set_aside
-    set_aside_text = set_aside.describe() + target.input_lines.describe()
+    set_aside_text = (
+        set_aside.describe() + target.input_lines.describe() + target.mapping_notes.describe()
+    )
     if target.dry_run:
         return (
             f"dry run: nothing sent; {delivery.events_sent} events and "

@@ -36,6 +36,7 @@ from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.dry_run import payload_writer
 from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
+from target_posthog.mapping_notes import MappingNotes
 from target_posthog.person_reader import reader_for
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Counts, Progress, bookmarks_text
@@ -100,6 +101,7 @@ class TargetPostHog(Target):
             dry_run=self.dry_run, logger=self.logger, counts=self.counts
         )
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
+        self.mapping_notes = MappingNotes()
         self.registry = AliasRegistry(config["alias_registry"], read_only=self.dry_run)
         check_registry(self.registry.database, config["host"], config["api_key"])
         self.set_aside = SetAsideLines(Path(config["dead_letter_path"]))
