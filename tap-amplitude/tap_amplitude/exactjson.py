@@ -27,8 +27,10 @@ A JSON object with a key twice (``{"a":1,"a":2}``) keeps the last value, as ever
 does; conform.py finds such lines (cheaply, by their shape) and :func:`duplicate_keys` gives
 each earlier value, kept in the record's ``additional_properties.duplicate_keys`` under the
 key's JSON Pointer (RFC 6901, ``/a``, ``/event_properties/x``), with the repair
-:data:`REPAIR_DUPLICATE_KEYS`. :func:`settle` moves aside fields of the export named like the
-tap's own (:data:`TAP_FIELDS`), so an export cannot forge them.
+:data:`REPAIR_DUPLICATE_KEYS`. Keys are compared as the record holds them, repaired
+(texts.py: a lone surrogate becomes U+FFFD), so two keys a repair makes one are a repeated key
+too; repeated_keys.py repairs the kept values the same way. :func:`settle` moves aside fields
+of the export named like the tap's own (:data:`TAP_FIELDS`), so an export cannot forge them.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from typing import Any
 
 import msgspec
 import orjson
+
+from tap_amplitude.texts import clean
 
 REPAIRS_FIELD = "repairs"
 EXTRA_FIELD = "additional_properties"
@@ -254,7 +258,9 @@ class _Object(dict[str, Any]):
     def of(cls, items: list[tuple[str, Any]]) -> _Object:
         result = cls()
         result.earlier = {}
-        for key, item in items:
+        for raw_key, item in items:
+            # Keys as the record holds them: a repair (texts.py) can make two keys one.
+            key = clean(raw_key)
             if key in result:
                 result.earlier.setdefault(key, []).append(result[key])
             result[key] = item

@@ -210,6 +210,7 @@ def _records_from(
     notes = MemberNotes()
     unreadable: list[UnreadableLine] = []
     held = 0
+    stats.member = (source, ref.name, where, member_hour(ref.name))
     try:
         for line_number, line in enumerate(member_lines(stream, where), start=1):
             if line[:1] != b"{" and is_blank(line):  # (nearly every line starts with "{")
@@ -244,6 +245,7 @@ def _records_from(
             if record.get("event_time") is None:
                 notes.timeless += 1
                 notes.first_timeless = notes.first_timeless or line_number
+            stats.last_line = (line_number, line)  # for a record the writer refuses
             yield record
     except READ_ERRORS as error:
         raise CorruptExportError(_damage(where, line_number, error, source)) from error

@@ -4,12 +4,14 @@ and per run the members read (empty ones, ones whose name gives no hour) and the
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 from tap_amplitude.lines import REPAIRS_FIELD
+from tap_amplitude.setaside import UnreadableLine
 
 logger = logging.getLogger("tap-amplitude")
 
@@ -30,6 +32,21 @@ class LineStats:
     empty_members: int = 0  # ... of which held no line at all
     hourless_members: int = 0  # ... of which had a name that gives no hour
     skipped: Counter[str] = dataclass_field(default_factory=Counter)  # files: reason -> count
+    # The line the last record was read from (source, member, its hour; number, bytes), set
+    # aside by `unwritable` should the record prove impossible to write.
+    member: tuple[str, str, str, dt.datetime | None] = ("", "", "", None)
+    last_line: tuple[int, bytes] = (0, b"")
+    unwritable: int = 0  # records set aside because no Singer message could be written
+
+    def set_aside_last(self, reason: str) -> UnreadableLine:
+        """The line of the last record read, to be set aside (counted and logged here): the
+        writer could not write its record (``reason``: why, one line, never the content)."""
+        source, member, where, hour = self.member
+        line_number, line = self.last_line
+        self.unwritable += 1
+        self.set_aside[reason_kind(reason)] += 1
+        logger.warning("%s, line %d: set aside as unreadable (%s)", where, line_number, reason)
+        return UnreadableLine(source, member, line_number, reason, line, hour)
 
     def summary(self, stream: str) -> str:
         """``"2 lines set aside as unreadable (1 not JSON, 1 not an object; stream <stream>),

@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from typing import Any
 
-from tap_amplitude import exactjson
+from tap_amplitude import exactjson, texts
 
 REPAIRS_FIELD = "repairs"
 REPAIR_BOM = "byte-order mark removed"
 REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
-REPAIR_SURROGATE = "lone UTF-16 surrogate escape replaced by U+FFFD"
+REPAIR_SURROGATE = texts.REPAIR_SURROGATE
 REPAIR_CONTROL = (
     "raw control characters inside strings (tab, NUL, ...) read as themselves (JSON wants them "
     "escaped; the tap writes them so)"
@@ -62,7 +61,6 @@ TOO_DEEP = (
 )
 
 _BOM = b"\xef\xbb\xbf"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_TYPES = {list: "a JSON array", str: "a JSON string", bool: "JSON true or false"}
 
 
@@ -123,8 +121,8 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
     exactjson.settle(value, text, repairs)
     # The identity fields as read, lone surrogates still in (only a \\u escape puts one there).
     ids = {name: value.get(name) for name in IDENTITY_FIELDS}
-    if "\\u" in text and _has_surrogate(value):
-        value = _replace_surrogates(value)
+    if "\\u" in text and texts.has_surrogate(value):
+        value = texts.cleaned(value)
         repairs.append(REPAIR_SURROGATE)
     if repairs:
         exported = (
@@ -204,26 +202,3 @@ def _exported_digest(original: str) -> str:
 def _not_an_object(value: object) -> str:
     kind = "JSON null" if value is None else _JSON_TYPES.get(type(value), "a JSON number")
     return f"not an object: {kind}"
-
-
-def _has_surrogate(value: Any) -> bool:
-    if type(value) is str:
-        return _SURROGATE.search(value) is not None
-    if type(value) is dict:
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if type(value) is list:
-        return any(_has_surrogate(item) for item in value)
-    return False
-
-
-def _replace_surrogates(value: Any) -> Any:
-    """Every lone surrogate in strings (keys too) -> U+FFFD; pairs were joined by json already."""
-    if type(value) is str:
-        if _SURROGATE.search(value) is None:
-            return value
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if type(value) is dict:
-        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
-    if type(value) is list:
-        return [_replace_surrogates(item) for item in value]
-    return value

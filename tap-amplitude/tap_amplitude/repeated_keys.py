@@ -28,7 +28,7 @@ import logging
 import re
 from typing import Any
 
-from tap_amplitude import exactjson
+from tap_amplitude import exactjson, texts
 from tap_amplitude.exactjson import (
     DUPLICATES_KEY,
     EXTRA_FIELD,
@@ -69,16 +69,21 @@ def may_repeat_keys(record: dict[str, Any], objects: tuple[str, ...], line: byte
 
 def keep_repeated_keys(record: dict[str, Any], line: bytes) -> dict[str, list[Any]]:
     """Earlier values of the keys ``line`` repeats -> ``additional_properties.duplicate_keys``
-    (by JSON Pointer), noted in ``repairs``; returns them ({} when the line repeats none)."""
+    (by JSON Pointer), noted in ``repairs``; returns them ({} when the line repeats none). Their
+    lone surrogates become U+FFFD, noted too, as in the record itself (texts.py)."""
     earlier = duplicate_keys(line.removeprefix(_BOM))  # the repair lines.py notes on its own
     if not earlier:
         return earlier
     extra = record.get(EXTRA_FIELD)
     if extra.__class__ is not dict:
         extra = record[EXTRA_FIELD] = {}
-    extra[DUPLICATES_KEY] = earlier
     repairs = record.get(REPAIRS_FIELD)
     if repairs.__class__ is not list:
         repairs = record[REPAIRS_FIELD] = []
+    if texts.has_surrogate(earlier):  # an earlier value's text no writer takes ("x\ud800")
+        earlier = texts.cleaned(earlier)
+        if texts.REPAIR_SURROGATE not in repairs:
+            repairs.append(texts.REPAIR_SURROGATE)
+    extra[DUPLICATES_KEY] = earlier
     repairs.append(REPAIR_DUPLICATE_KEYS)
     return earlier

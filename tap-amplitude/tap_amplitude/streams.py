@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from singer_sdk import Stream
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
@@ -167,7 +168,7 @@ class EventsStream(Stream):
             # copied in (an S3 export lands hour by hour), and must not be skipped next run.
         finally:
             writer.flush()
-        self._log_summary(total, time.monotonic() - started)
+        self._log_summary(total - self.line_stats.unwritable, time.monotonic() - started)
 
     def _say_progress(self, progress: RangeProgress, read_up_to: dt.datetime, events: int) -> None:
         line = progress.line(read_up_to, events)
@@ -284,10 +285,18 @@ class EventsStream(Stream):
         """
         if self._fast_output is None:
             self._fast_output = self._can_write_fast()
-        if not self._fast_output:
-            super()._write_record_message(record)
+        try:
+            if not self._fast_output:
+                super()._write_record_message(record)
+                return
+            writer.write_record(self._stream_alias, record)
+        except orjson.JSONEncodeError as error:  # raised before any byte of it was written
+            # The last line of defence: every text repair happens while reading (texts.py), but
+            # a record no writer takes must never stop the migration for good.
+            reason = f"its record cannot be written as a Singer message: {error}"
+            stream = cast("UnreadableLinesStream", self._tap.streams[UNREADABLE_LINES])
+            stream.emit(self.line_stats.set_aside_last(reason))
             return
-        writer.write_record(self._stream_alias, record)
         self.state_manager.is_flushed = False
 
     def _can_write_fast(self) -> bool:
