@@ -123,3 +123,54 @@ def test_event_properties_never_overwrite_the_exports_fields_nor_are_overwritten
         "further ones are counted in the summary"
     ]
     assert "b.example" not in run.stderr and "spoof" not in run.stderr
+
+
+def test_event_times_posthog_would_move_fall_back_to_the_next_time_field_or_dead_letter(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    future = BASE | {
+        "uuid": "0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e62",
+        "event_time": "2099-01-01 00:00:00.000000",
+    }
+    before_1970 = BASE | {
+        "uuid": "0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e63",
+        "event_time": "1969-12-31 23:59:59.000000",
+        "client_event_time": "2099-01-01 00:00:00.000000",
+    }
+    none_usable = BASE | {
+        "uuid": "0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e64",
+        "event_time": "2099-01-01 00:00:00.000000",
+        "client_event_time": "1960-01-01 00:00:00.000000",
+        "server_received_time": "2098-01-01 00:00:00.000000",
+    }
+    config = target_config(tmp_path, posthog)
+    messages = [SCHEMA, record(future), record(before_1970), record(none_usable)]
+    run = run_target(config, messages, tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    sent = {e["uuid"]: e for e in posthog.events if is_export_event(e)}
+    assert sorted(sent) == [future["uuid"], before_1970["uuid"]]
+    first, second = sent[future["uuid"]], sent[before_1970["uuid"]]
+    assert first["timestamp"] == "2024-03-01T05:09:58.000000+00:00"
+    assert first["properties"]["$amplitude_timestamp_from"] == "client_event_time"
+    assert first["properties"]["$amplitude_event_time"] == "2099-01-01 00:00:00.000000"
+    assert second["timestamp"] == "2024-03-01T05:10:01.000000+00:00"
+    assert second["properties"]["$amplitude_timestamp_from"] == "server_received_time"
+    assert second["properties"]["$amplitude_event_time"] == "1969-12-31 23:59:59.000000"
+    (letter,) = [
+        orjson.loads(line) for line in Path(config["dead_letter_path"]).read_bytes().splitlines()
+    ]
+    assert letter["record"] == none_usable
+    assert letter["reason"] == (
+        "no usable time: event_time, client_event_time, server_received_time missing, not "
+        "times, more than 23 h after the run's start (PostHog would stamp the import time) "
+        "or before 1970"
+    )
+    summary = run.stderr.splitlines()[-1]
+    assert ": 1 no usable time," in summary
+    assert (
+        ", 2 events whose event_time is more than 23 h after the run's start or before 1970 "
+        "(the next time field used, $amplitude_timestamp_from)"
+    ) in summary
+    assert (
+        sum("one of the events whose event_time" in line for line in run.stderr.splitlines()) == 1
+    )

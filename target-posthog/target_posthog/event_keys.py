@@ -95,17 +95,48 @@ TIME_FIELDS = ("event_time", "client_event_time", "server_received_time")
 TIME_SOURCE_PROPERTY = "$amplitude_timestamp_from"
 
 
-def event_timestamp(record: dict[str, Any]) -> tuple[str, str]:
-    """(RFC 3339 UTC timestamp, the field it came from), from the first of `TIME_FIELDS`
-    that holds a time. Raises `ValueError` (naming the fields) when none does."""
+# PostHog replaces a timestamp more than 23 h after its ingestion time with the ingestion time
+# (capture's parse_event_timestamp, FUTURE_EVENT_HOURS_CUTOFF_MILLIS; ingestion warning
+# `event_timestamp_in_future`): the event would land on the day of the import. Measured from
+# the run's start, which is before any ingestion, so nothing accepted here is moved.
+FUTURE_LIMIT = dt.timedelta(hours=23)
+# PostHog keeps years 0-9999 (else stamps 1970-01-01), but no analytics event predates Unix
+# time: an earlier time is a device clock that was never set, not when the event happened.
+EARLIEST_TIME = "1970-01-01T00:00:00.000000+00:00"
+
+
+def latest_time(run_start: dt.datetime) -> str:
+    """The latest event time PostHog keeps for a run started at `run_start` (aware), in
+    `parse_time`'s form, which compares as text."""
+    moment = (run_start + FUTURE_LIMIT).astimezone(dt.UTC)
+    return moment.isoformat(timespec="microseconds")
+
+
+def event_timestamp(record: dict[str, Any], latest: str | None = None) -> tuple[str, str, bool]:
+    """(RFC 3339 UTC timestamp, the field it came from, whether an earlier field held a time
+    out of range), from the first of `TIME_FIELDS` that holds a time from `EARLIEST_TIME` to
+    `latest` (None: no upper bound). Raises `ValueError` (naming the fields) when none does."""
     timestamp = parse_time(record.get("event_time"))
-    if timestamp is not None:  # nearly every record
-        return timestamp, "event_time"
+    if timestamp is not None and _in_range(timestamp, latest):  # nearly every record
+        return timestamp, "event_time", False
+    out_of_range = timestamp is not None
     for field in TIME_FIELDS[1:]:
         timestamp = parse_time(record.get(field))
         if timestamp is not None:
-            return timestamp, field
-    raise ValueError(f"no time: {', '.join(TIME_FIELDS)} all missing or not times")
+            if _in_range(timestamp, latest):
+                return timestamp, field, out_of_range
+            out_of_range = True
+    fields = ", ".join(TIME_FIELDS)
+    if out_of_range:
+        raise ValueError(
+            f"no usable time: {fields} missing, not times, more than 23 h after the run's start "
+            "(PostHog would stamp the import time) or before 1970"
+        )
+    raise ValueError(f"no time: {fields} all missing or not times")
+
+
+def _in_range(timestamp: str, latest: str | None) -> bool:
+    return timestamp >= EARLIEST_TIME and (latest is None or timestamp <= latest)
 
 
 def record_uuid(record: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from target_posthog.groups import (
     groups_property,
 )
 from target_posthog.identity import clean_id
-from target_posthog.mapping_notes import CLASHING_EVENT_PROPERTIES
+from target_posthog.mapping_notes import CLASHING_EVENT_PROPERTIES, TIME_OUT_OF_RANGE
 from target_posthog.persons import PERSON_UPDATE, neutralised, person_values
 
 PAGEVIEW = "$pageview"
@@ -81,8 +81,11 @@ class Mapped(NamedTuple):
     notes: tuple[str, ...] = ()  # mapping_notes kinds this record met (counted, logged once)
 
 
-def map_record(record: dict[str, Any]) -> Mapped:
+def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     """Map one Amplitude export record; `UnmappableError` for records that must not be sent.
+
+    `latest`: the latest event time PostHog keeps (`event_keys.latest_time` of the run's
+    start); a later one counts as no time (the next time field is used). None: no bound.
 
     Placeholder ids (`identity.PLACEHOLDER_IDS`) count as absent: the distinct_id is the
     device's when the user_id is one, and a record with neither id usable is refused.
@@ -91,7 +94,7 @@ def map_record(record: dict[str, Any]) -> Mapped:
     if not isinstance(event_type, str) or not event_type.strip():
         raise UnmappableError("no event_type")
     try:
-        timestamp, time_field = event_timestamp(record)
+        timestamp, time_field, out_of_range = event_timestamp(record, latest)
     except ValueError as exc:
         raise UnmappableError(str(exc)) from None
     get = record.get
@@ -110,13 +113,23 @@ def map_record(record: dict[str, Any]) -> Mapped:
         groups = object_field(record, "groups")
     event_uuid = record_uuid(record)
     order = timestamp + event_uuid
+    notes: tuple[str, ...] = (TIME_OUT_OF_RANGE,) if out_of_range else ()
 
     if event_type == GROUP_UPDATE:
         distinct_id = user_id or device_id
         events, observed = group_updates(record, distinct_id, timestamp, event_uuid, groups)
         # person_key: who showed the groups (None: nobody); no person values to observe.
         return Mapped(
-            events, device_id, user_id, timestamp, distinct_id, None, None, observed, order
+            events,
+            device_id,
+            user_id,
+            timestamp,
+            distinct_id,
+            None,
+            None,
+            observed,
+            order,
+            notes=notes,
         )
 
     distinct_id = user_id or device_id
@@ -158,9 +171,8 @@ def map_record(record: dict[str, Any]) -> Mapped:
     # uploaded late would overwrite newer values. The ledger sends each person's newest.
     properties["$geoip_disable"] = True
     properties["analytics_source"] = "amplitude"
-    notes: tuple[str, ...] = ()
     if own and _keep_clashing(properties, own):
-        notes = (CLASHING_EVENT_PROPERTIES,)
+        notes += (CLASHING_EVENT_PROPERTIES,)
     event = {
         "event": name,
         "distinct_id": distinct_id,

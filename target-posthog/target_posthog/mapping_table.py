@@ -42,9 +42,12 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "an unreadable event_time kept as exported in `$amplitude_event_time`)",
         "RFC 3339 UTC, read by tap-amplitude's rule: ISO 8601 date, `T` or space, "
         "`HH:MM:SS`, optional fraction and offset (none: UTC); a date alone "
-        "(`2024-03-01`) names no instant and is no time. None of the three a time -> "
-        "dead-letter; the importer falls back the same way but then stamps the import time, "
-        "which puts history on the wrong day",
+        "(`2024-03-01`) names no instant and is no time. A time more than 23 h after the "
+        "run's start (PostHog replaces it with the time of ingestion: `event_timestamp_in_"
+        "future`) or before 1970 (a device clock never set; PostHog keeps years 0-9999) "
+        "counts as none: the next field is used (counted in the run's summary). None of the "
+        "three usable -> dead-letter; the importer falls back the same way but then stamps "
+        "the import time, which puts history on the wrong day",
     ),
     Rule(
         "uuid",

@@ -54,6 +54,7 @@ class EventsSink(BatchSink):
         self._dead_letters = target.dead_letters
         self._ledger = target.ledger
         self._notes = target.mapping_notes
+        self._latest = target.latest_event_time
         # tap-amplitude's stream: its dead letters hold the record as exported (extras.py).
         self._from_tap_amplitude = EXTRA_FIELD in (schema.get("properties") or {})
 
@@ -83,7 +84,7 @@ class EventsSink(BatchSink):
         position = self._delivery.next_position()
         record = with_extra_fields(record)
         try:
-            mapped = map_record(record)
+            mapped = map_record(record, self._latest)
         except UnmappableError as exc:
             self._dead_letter(exc.reason, record, parse_time(record.get("event_time")))
             return

@@ -8,6 +8,7 @@ delivery watermark and reaches stdout only once everything before it is confirme
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import logging
 import os
@@ -34,6 +35,7 @@ from target_posthog.client import DeliveryError, PostHogClient, RetryPolicy
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
 from target_posthog.delivery import Delivery, Sender, Throttle
 from target_posthog.dry_run import payload_writer
+from target_posthog.event_keys import latest_time
 from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
 from target_posthog.mapping_notes import MappingNotes
@@ -102,6 +104,8 @@ class TargetPostHog(Target):
         )
         self.dead_letters = DeadLetters(Path(config["dead_letter_path"]))
         self.mapping_notes = MappingNotes()
+        # Later event times PostHog would replace with the time of ingestion (event_keys.py).
+        self.latest_event_time = latest_time(dt.datetime.now(dt.UTC))
         self.registry = AliasRegistry(config["alias_registry"], read_only=self.dry_run)
         check_registry(self.registry.database, config["host"], config["api_key"])
         self.set_aside = SetAsideLines(Path(config["dead_letter_path"]))
