@@ -388,8 +388,8 @@ def test_record_whose_ids_are_all_placeholders_is_refused_naming_them() -> None:
     with pytest.raises(UnmappableError) as refused:
         map_record({**WEB_RECORD, "user_id": "undefined", "device_id": "null"})
     assert refused.value.reason == (
-        "no usable user_id or device_id (user_id 'undefined', device_id 'null': "
-        "placeholders that name nobody)"
+        "no usable user_id or device_id: user_id 'undefined', device_id 'null': "
+        "placeholders that name nobody"
     )
 
 

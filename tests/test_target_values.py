@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from target_posthog.deadletter import DeadLetters
 
 from tests.target_support import (
     SCHEMA,
@@ -174,3 +175,39 @@ def test_event_times_posthog_would_move_fall_back_to_the_next_time_field_or_dead
     assert (
         sum("one of the events whose event_time" in line for line in run.stderr.splitlines()) == 1
     )
+
+
+def test_the_dead_letter_summary_groups_by_reason_without_record_values(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    placeholders = [
+        BASE | {"uuid": f"0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e7{n}", "user_id": u, "device_id": d}
+        for n, (u, d) in enumerate([("None", "undefined"), ("null", "nil"), ("None", None)])
+    ]
+    config = target_config(tmp_path, posthog)
+    run = run_target(config, [SCHEMA, *map(record, placeholders), record(BASE)], tmp_path, posthog)
+    assert run.returncode == 0, run.stderr
+    summary = run.stderr.splitlines()[-1]
+    path = config["dead_letter_path"]
+    assert (
+        f"3 dead-lettered ({path}): 3 no usable user_id or device_id, 0 unreadable lines set "
+        f"aside ({tmp_path / 'dead-letter.unreadable-lines.jsonl'}), "
+    ) in summary
+    reasons = [orjson.loads(line)["reason"] for line in Path(path).read_bytes().splitlines()]
+    assert reasons == [  # the particulars are in each letter
+        "no usable user_id or device_id: user_id 'None', device_id 'undefined': placeholders "
+        "that name nobody",
+        "no usable user_id or device_id: user_id 'null', device_id 'nil': placeholders that "
+        "name nobody",
+        "no usable user_id or device_id: user_id 'None': placeholders that name nobody",
+    ]
+
+
+def test_summary_kinds_hold_no_quoted_values(tmp_path: Path) -> None:
+    letters = DeadLetters(tmp_path / "dead-letter.jsonl")
+    letters.add_record(
+        "person_properties",
+        "person property 'a: b' of 'user-1' is 700000 bytes: PostHog keeps at most about 640 KB",
+        {"distinct_id": "user-1", "property": "a: b", "value": "x"},
+    )
+    assert letters.reasons() == "1 person property ... of ... is N bytes"

@@ -98,13 +98,15 @@ class JsonLinesFile:
 
 
 def reason_kind(reason: str) -> str:
-    """A reason without its particulars (the part before ':' or ';', numbers as N), so the
-    run's summary counts letters by kind: "event is N bytes once mapped"."""
-    head = reason.split(":", 1)[0].split(";", 1)[0].strip()
-    return _NUMBER.sub("N", head)
+    """A reason without its particulars, so the run's summary counts letters by kind and
+    shows no record's values: the part before ':', ';' or ' (', quoted values as ..., numbers
+    as N ("event is N bytes once mapped", "person property ... of ... is N bytes")."""
+    head = _QUOTED.sub("...", reason).split(":", 1)[0].split(";", 1)[0].split(" (", 1)[0]
+    return _NUMBER.sub("N", head.strip())
 
 
 _NUMBER = re.compile(r"\d+")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 def _without_values(reason: str) -> str:

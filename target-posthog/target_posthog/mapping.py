@@ -232,7 +232,7 @@ def _no_usable_id(record: dict[str, Any]) -> str:
     ]
     if not shown:
         return "neither user_id nor device_id"
-    return f"no usable user_id or device_id ({', '.join(shown)}: placeholders that name nobody)"
+    return f"no usable user_id or device_id: {', '.join(shown)}: placeholders that name nobody"
 
 
 def _raw_fields(record: dict[str, Any]) -> dict[str, Any]:
