@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from tap_amplitude.exactjson import REPAIR_WIDE_INTEGER
-from tap_amplitude.lines import REPAIR_CONTROL, TOO_DEEP
+from tap_amplitude.lines import REPAIR_CONTROL, REPAIR_NUL, TOO_DEEP
 from target_posthog.event_keys import record_uuid
 
 from tests.conftest import TapRun
@@ -207,9 +207,9 @@ def test_a_control_character_written_raw_inside_a_string_is_read_as_itself_and_n
     run = local_run(run_tap, tmp_path, [line])
     assert run.returncode == 0, run.stderr[-3000:]
     (event,) = stream_records(run, "events")
-    assert event["event_properties"] == {"text": "a\tb\x00c\x1bd"}
+    assert event["event_properties"] == {"text": "a\tb\ufffdc\x1bd"}  # NUL: texts.py
     assert event["user_id"] == "u\x01"
-    assert event["repairs"] == [REPAIR_CONTROL]
+    assert event["repairs"] == [REPAIR_CONTROL, REPAIR_NUL]
     record_line = next(r for r in run.stdout.splitlines() if r.startswith('{"type":"RECORD"'))
-    assert '"text":"a\\tb\\u0000c\\u001bd"' in record_line  # valid JSON again
+    assert '"text":"a\\tb\ufffdc\\u001bd"' in record_line  # valid JSON again
     assert stream_records(run, "unreadable_lines") == []

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from tap_amplitude import writer
 from tap_amplitude.exactjson import REPAIR_DUPLICATE_KEYS
+from tap_amplitude.lines import REPAIR_CONTROL
 from tap_amplitude.tap import TapAmplitude
-from tap_amplitude.texts import REPAIR_SURROGATE
+from tap_amplitude.texts import REPAIR_NUL, REPAIR_SURROGATE
 
 from tests.conftest import TapRun
 from tests.test_dirty_odd_inputs import done_line
@@ -107,3 +108,31 @@ def test_a_record_the_writer_refuses_is_set_aside_byte_for_byte_and_the_run_goes
     assert '"uuid":"eeeeeeee-0000-4000-8000-000000000002"' in written
     assert "eeeeeeee-0000-4000-8000-000000000001" not in written.split("line_base64")[0]
     assert events.line_stats.unwritable == 1
+
+
+def test_nul_in_values_keys_and_kept_values_becomes_u_fffd_named_in_repairs(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """PostgreSQL's text and jsonb hold no NUL: target-postgres failed on such a record for
+    good. Escaped or raw, in a value, a key, an earlier value of a repeated key, or a string
+    field's object kept as exported, it is U+FFFD, and `repairs` names it."""
+    lines = [
+        line(1, rb',"platform":"a\u0000b","event_properties":{"k\u0000":["\u0000"]}}'),
+        line(2, b',"event_properties":{"t":"x\x00","t":"y"}}'),
+        line(3, b',"os_name":{"x":"a\x00b"}}'),
+        line(4, rb',"event_properties":{"a\u0000":1,"a\ufffd":2}}'),
+    ]
+    run = local_run(run_tap, tmp_path, lines)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "\\u0000" not in run.stdout
+    one, two, three, four = stream_records(run, "events")
+    assert one["platform"] == "a\ufffdb"
+    assert one["event_properties"] == {"k\ufffd": ["\ufffd"]}
+    assert one["repairs"] == [REPAIR_NUL]
+    assert two["additional_properties"] == {"duplicate_keys": {"/event_properties/t": ["x\ufffd"]}}
+    assert two["repairs"] == [REPAIR_CONTROL, REPAIR_NUL, REPAIR_DUPLICATE_KEYS]
+    assert three["os_name"] == '{"x":"a\ufffdb"}'
+    assert three["additional_properties"] == {"as_exported": {"os_name": {"x": "a\ufffdb"}}}
+    assert three["repairs"] == [REPAIR_CONTROL, REPAIR_NUL]
+    assert four["event_properties"] == {"a\ufffd": 2}
+    assert four["additional_properties"] == {"duplicate_keys": {"/event_properties/a\ufffd": [1]}}

@@ -31,6 +31,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 from tap_amplitude.conform import field_kind
+from tap_amplitude.lines import REPAIR_CONTROL, REPAIR_NUL
 from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
 
 from tests.meltano_harness import REPO_ROOT, MeltanoProject, install_plugins
@@ -115,6 +116,17 @@ PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         '"event_properties": ["a", "list"]',
         {"event_properties": None},
         {"event_properties": ["a", "list"]},
+    ),
+    # NUL, which PostgreSQL's text and jsonb cannot hold (target-postgres failed for good).
+    (
+        '"platform": "a\\u0000b", "event_properties": {"k\\u0000": "v"}',
+        {"platform": "a\ufffdb", "event_properties": {"k\ufffd": "v"}, "repairs": [REPAIR_NUL]},
+        {},
+    ),
+    (
+        '"os_name": "raw\x00nul"',
+        {"os_name": "raw\ufffdnul", "repairs": [REPAIR_CONTROL, REPAIR_NUL]},
+        {},
     ),
 ]
 _PLANTED_KEY = re.compile(r'"([^"]+)":')

@@ -17,6 +17,7 @@ from typing import Any
 from tap_amplitude import exactjson
 from tap_amplitude.exactjson import BeyondDouble, ExactFloat, number
 from tap_amplitude.schema import INT64_MAX, INT64_MIN
+from tap_amplitude.texts import clean
 from tap_amplitude.times import MISSING, fit_time
 
 JSON_TYPES: dict[type, str] = {
@@ -161,7 +162,8 @@ def as_text(value: Any, text: str | None) -> str:
         return spelled
     if cls is bool:
         return "true" if value else "false"
-    return text if text is not None else exactjson.dumps(value).decode()
+    # The line's own text may hold a raw NUL, repaired in the record already (texts.py).
+    return clean(text) if text is not None else exactjson.dumps(value).decode()
 
 
 def raw_values(line: bytes) -> dict[str, str]:

@@ -10,6 +10,8 @@ tap's own kept aside, each noted as a repair). The rest:
   ``\\u0000``) is read as itself, and written escaped.
 - A lone UTF-16 surrogate escape (``"\\ud83d"`` with no low half: an emoji cut in two, which
   Amplitude's own writer lets through and Python's ``json`` reads) becomes U+FFFD.
+- NUL in a string or key (``"\\u0000"``, or raw), which PostgreSQL cannot store, becomes U+FFFD
+  (texts.py).
 
 Each repair is named in the record's ``repairs`` field (a list of the ``REPAIR_*`` texts below),
 so the change is visible wherever the record lands. What still is not one JSON object (``null``,
@@ -45,6 +47,7 @@ REPAIRS_FIELD = "repairs"
 REPAIR_BOM = "byte-order mark removed"
 REPAIR_UTF8 = "invalid UTF-8 bytes replaced by U+FFFD"
 REPAIR_SURROGATE = texts.REPAIR_SURROGATE
+REPAIR_NUL = texts.REPAIR_NUL
 REPAIR_CONTROL = (
     "raw control characters inside strings (tab, NUL, ...) read as themselves (JSON wants them "
     "escaped; the tap writes them so)"
@@ -87,6 +90,8 @@ def parse_line(line: bytes) -> dict[str, Any]:
     # exactjson.too_deep's own first test, inline: this runs for every line of the export.
     if line.count(b"{") + line.count(b"[") > _MAX_DEPTH and exactjson.too_deep(line):
         raise UnreadableLineError(TOO_DEEP)
+    if b"\\u0000" in line:  # NUL, valid JSON that PostgreSQL refuses: repaired (texts.py)
+        return _parse_tolerant(line)
     try:
         value = exactjson.loads(line)
     except exactjson.DecodeError:
@@ -121,9 +126,11 @@ def _parse_tolerant(line: bytes) -> dict[str, Any]:
     exactjson.settle(value, text, repairs)
     # The identity fields as read, lone surrogates still in (only a \\u escape puts one there).
     ids = {name: value.get(name) for name in IDENTITY_FIELDS}
-    if "\\u" in text and texts.has_surrogate(value):
-        value = texts.cleaned(value)
-        repairs.append(REPAIR_SURROGATE)
+    if "\\u" in text or "\x00" in text:  # a lone surrogate or NUL (texts.py) is possible
+        found = texts.repairs_for(value)
+        if found:
+            value = texts.cleaned(value)
+            repairs.extend(found)
     if repairs:
         exported = (
             _loads(line.decode(errors="surrogateescape"), []) if REPAIR_UTF8 in repairs else ids

@@ -70,7 +70,7 @@ def may_repeat_keys(record: dict[str, Any], objects: tuple[str, ...], line: byte
 def keep_repeated_keys(record: dict[str, Any], line: bytes) -> dict[str, list[Any]]:
     """Earlier values of the keys ``line`` repeats -> ``additional_properties.duplicate_keys``
     (by JSON Pointer), noted in ``repairs``; returns them ({} when the line repeats none). Their
-    lone surrogates become U+FFFD, noted too, as in the record itself (texts.py)."""
+    lone surrogates and NULs become U+FFFD, noted too, as in the record itself (texts.py)."""
     earlier = duplicate_keys(line.removeprefix(_BOM))  # the repair lines.py notes on its own
     if not earlier:
         return earlier
@@ -80,10 +80,10 @@ def keep_repeated_keys(record: dict[str, Any], line: bytes) -> dict[str, list[An
     repairs = record.get(REPAIRS_FIELD)
     if repairs.__class__ is not list:
         repairs = record[REPAIRS_FIELD] = []
-    if texts.has_surrogate(earlier):  # an earlier value's text no writer takes ("x\ud800")
+    found = texts.repairs_for(earlier)  # text no writer or target takes ("x\ud800", NUL)
+    if found:
         earlier = texts.cleaned(earlier)
-        if texts.REPAIR_SURROGATE not in repairs:
-            repairs.append(texts.REPAIR_SURROGATE)
+        repairs.extend(repair for repair in found if repair not in repairs)
     extra[DUPLICATES_KEY] = earlier
     repairs.append(REPAIR_DUPLICATE_KEYS)
     return earlier
