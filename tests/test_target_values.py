@@ -4,6 +4,7 @@ and the dead-letter summary (issue 11, through the real target CLI and the PostH
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import orjson
@@ -211,3 +212,50 @@ def test_summary_kinds_hold_no_quoted_values(tmp_path: Path) -> None:
         {"distinct_id": "user-1", "property": "a: b", "value": "x"},
     )
     assert letters.reasons() == "1 person property ... of ... is N bytes"
+
+
+def repaired(identifier: str) -> str:
+    """README: <first 100 characters, NUL as U+FFFD>#repaired-<SHA-256 of the UTF-8, hex>."""
+    digest = hashlib.sha256(identifier.encode()).hexdigest()
+    return identifier[:100].replace("\0", "\ufffd") + "#repaired-" + digest
+
+
+def test_ids_posthog_would_cut_or_change_stay_apart_as_persons(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    long_a, long_b = "u" * 250 + "A", "u" * 250 + "B"
+    nul, replaced = "ann\0x", "ann\ufffdx"  # PostHog's capture makes the first the second
+    device_a, device_b = "d" * 250 + "1", "d" * 250 + "2"
+    pairs = [
+        (long_a, "dev-a"),
+        (long_b, "dev-b"),
+        (nul, "dev-c"),
+        (replaced, "dev-d"),
+        (None, device_a),
+        (None, device_b),
+    ]
+    values = [
+        BASE | {"uuid": f"0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e8{n}", "user_id": u, "device_id": d}
+        for n, (u, d) in enumerate(pairs)
+    ]
+    run = run_target(
+        target_config(tmp_path, posthog), [SCHEMA, *map(record, values)], tmp_path, posthog
+    )
+    assert run.returncode == 0, run.stderr
+    persons = {person.distinct_ids for person in posthog.people.persons()}
+    assert persons == {
+        frozenset({repaired(long_a), "dev-a"}),
+        frozenset({repaired(long_b), "dev-b"}),
+        frozenset({repaired(nul), "dev-c"}),
+        frozenset({replaced, "dev-d"}),
+        frozenset({repaired(device_a)}),
+        frozenset({repaired(device_b)}),
+    }
+    sent = {e["uuid"]: e["properties"] for e in posthog.events if is_export_event(e)}
+    originals = [(p.get("$amplitude_user_id"), p["$amplitude_device_id"]) for p in sent.values()]
+    assert sorted(originals, key=str) == sorted(pairs, key=str)  # each original id kept
+    summary = run.stderr.splitlines()[-1]
+    assert (
+        ", 5 events with an id PostHog would cut to 200 characters or whose NUL it would "
+        "replace (sent as <first 100 characters>#repaired-<sha256>)"
+    ) in summary

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from target_posthog.capture_ids import hashed_id, needs_hashing
 from target_posthog.context import (
     CONSUMED_FIELDS,
     add_context,
@@ -29,7 +30,11 @@ from target_posthog.groups import (
     groups_property,
 )
 from target_posthog.identity import clean_id
-from target_posthog.mapping_notes import CLASHING_EVENT_PROPERTIES, TIME_OUT_OF_RANGE
+from target_posthog.mapping_notes import (
+    CLASHING_EVENT_PROPERTIES,
+    LONG_OR_NUL_ID,
+    TIME_OUT_OF_RANGE,
+)
 from target_posthog.persons import PERSON_UPDATE, neutralised, person_values
 
 PAGEVIEW = "$pageview"
@@ -114,6 +119,15 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     event_uuid = record_uuid(record)
     order = timestamp + event_uuid
     notes: tuple[str, ...] = (TIME_OUT_OF_RANGE,) if out_of_range else ()
+    # Ids PostHog's capture would cut or change (so merge): a stable hashed form instead.
+    original_device_id = device_id
+    hashed = False
+    if user_id is not None and needs_hashing(user_id):
+        user_id, hashed = hashed_id(user_id), True  # the original stays in $amplitude_user_id
+    if device_id is not None and needs_hashing(device_id):
+        device_id, hashed = hashed_id(device_id), True
+    if hashed:
+        notes += (LONG_OR_NUL_ID,)
 
     if event_type == GROUP_UPDATE:
         distinct_id = user_id or device_id
@@ -162,6 +176,8 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
         if unreadable is not None:  # not a time, but kept as exported: nothing changes silently
             properties[RAW_PREFIX + "event_time"] = unreadable
     add_device_and_session(properties, device_id, get("session_id"), device_id or distinct_id)
+    if device_id != original_device_id:
+        properties[RAW_PREFIX + "device_id"] = original_device_id
     if device_id is None and raw_device_id is not None and not _is_blank(raw_device_id):
         properties[RAW_PREFIX + "device_id"] = raw_device_id  # a placeholder, kept for tracing
     if groups:

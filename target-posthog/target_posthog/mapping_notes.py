@@ -25,7 +25,7 @@ TIME_OUT_OF_RANGE = (
 )
 LONG_OR_NUL_ID = (
     "events with an id PostHog would cut to 200 characters or whose NUL it would replace "
-    "(sent as <first 150 characters>#hashed-<sha256>)"
+    "(sent as <first 100 characters>#repaired-<sha256>)"
 )
 
 

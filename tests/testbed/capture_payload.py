@@ -109,6 +109,15 @@ def checked_distinct_id(fields: EventFields) -> Any:
         return None
 
 
+def captured_distinct_id(distinct_id: Any) -> Any:
+    """The distinct_id PostHog's capture passes on: NUL replaced with U+FFFD, then cut to its
+    first 200 characters (rust/capture v0_request.rs, test
+    `extract_distinct_id_trims_to_200_chars`). Two ids alike up to there are one person."""
+    if isinstance(distinct_id, str):
+        return distinct_id.replace("\0", "\ufffd")[:200]
+    return distinct_id
+
+
 @dataclass
 class Batch:
     """A decoded request: its top-level fields and each event's raw bytes and checked fields."""

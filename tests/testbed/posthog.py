@@ -31,6 +31,7 @@ from tests.testbed.capture_payload import (
     Batch,
     CaptureRequest,
     RejectedError,
+    captured_distinct_id,
     checked_distinct_id,
     decode_event_fields,
     event_date,
@@ -343,7 +344,7 @@ class PostHogStandIn(StandInServer):
                 # must never give two different person or group updates one uuid.
                 ingest = self.people.ingest
                 for fields in fresh:
-                    ingest(fields.event, checked_distinct_id(fields), fields)
+                    ingest(fields.event, captured_distinct_id(checked_distinct_id(fields)), fields)
             if self.keep_events:
                 self._events.extend(events)
             keep_raw = self.keep_raw_events
