@@ -194,6 +194,12 @@ def test_the_dead_letter_summary_groups_by_reason_without_record_values(
         f"3 dead-lettered ({path}): 3 no usable user_id or device_id, 0 unreadable lines set "
         f"aside ({tmp_path / 'dead-letter.unreadable-lines.jsonl'}), "
     ) in summary
+    said = [line.split(" | ")[-1] for line in run.stderr.splitlines() if "dead-lettered ev" in line]
+    assert said == [
+        f"dead-lettered events record uuid {placeholders[0]['uuid']}: no usable user_id or "
+        f"device_id (the reason in full is in the letter) (to {path}; further records of this "
+        "kind are counted in the summary)"
+    ]
     reasons = [orjson.loads(line)["reason"] for line in Path(path).read_bytes().splitlines()]
     assert reasons == [  # the particulars are in each letter
         "no usable user_id or device_id: user_id 'None', device_id 'undefined': placeholders "

@@ -111,10 +111,13 @@ _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 def _without_values(reason: str) -> str:
     """A reason fit for a log line: singer-sdk's validation messages quote the record's
-    values, so only their error's name is logged (the whole reason is in the letter)."""
+    values, so only their error's name is logged, and a reason quoting values (ids, property
+    names) gives only its kind (the whole reason is in the letter)."""
     if reason.startswith(SDK_REFUSAL):
         name = reason.removeprefix(SDK_REFUSAL).split(":", 1)[0]
         return f"{SDK_REFUSAL}{name} (the reason in full is in the letter)"
+    if _QUOTED.search(reason):
+        return f"{reason_kind(reason)} (the reason in full is in the letter)"
     return reason
 
 
