@@ -132,7 +132,7 @@ def test_numbers_reach_the_record_target_jsonl_and_posthog_as_exported(
     assert b'"location_lat":null' in second and b'"location_lng":-0.0' in second
     assert (
         b'"additional_properties":{"location_lat":"1e400","new_field":{"x":1.10,"y":1e19},'
-        b'"number_texts":{"/additional_properties/new_field/x":"1.10",'
+        b'"number_texts":{"/location_lng":"-0.0","/additional_properties/new_field/x":"1.10",'
         b'"/additional_properties/new_field/y":"1e19"}}'
     ) in second
     assert b'"number_texts":{"/event_properties/a":"1.10","/event_properties/b":"1E+2",' in first

@@ -117,6 +117,12 @@ PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"event_properties": None},
         {"event_properties": ["a", "list"]},
     ),
+    # A negative zero: a decimal (target-postgres's numeric) stores 0, so its text is kept.
+    (
+        '"location_lng": -0.0, "event_properties": {"z": -0}',
+        {"location_lng": -0.0, "event_properties": {"z": 0}},
+        {"number_texts": {"/location_lng": "-0.0", "/event_properties/z": "-0"}},
+    ),
     # NUL, which PostgreSQL's text and jsonb cannot hold (target-postgres failed for good).
     (
         '"platform": "a\\u0000b", "event_properties": {"k\\u0000": "v"}',

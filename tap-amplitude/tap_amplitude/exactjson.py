@@ -7,9 +7,11 @@ spelling (``1.10`` -> ``1.1``, ``1E+2`` -> ``100.0``, ``1e19`` -> ``1e+19``,
 integers are exact at any width and which hands each non-integer number's text to a hook:
 
 - a number a double holds and orjson writes back in the same text (nearly all: ``47.400309``,
-  ``1.5``, ``-0.0``) is a plain ``float``;
+  ``1.5``) is a plain ``float``;
 - any other number a double can approach is an :class:`ExactFloat`: a float (so code that reads
-  numbers works unchanged) that remembers its text, written back as that text exactly;
+  numbers works unchanged) that remembers its text, written back as that text exactly; so is
+  a negative zero (``-0.0``, and the integer ``-0`` where :func:`loads_text` reads it), whose
+  sign a decimal or integer type loses;
 - a number beyond a double's range (``1e400``, ``-1e400``, ``1e-400``, which a double would hold
   as infinity or zero) cannot be a JSON number any reader holds: it becomes the string of its
   exact text, and :data:`REPAIR_BEYOND_DOUBLE` is noted on the record;
@@ -150,9 +152,13 @@ def too_deep(line: bytes | str) -> bool:
 def number(text: str) -> Any:
     """The value of one non-integer JSON number literal, by the rules in the module docstring."""
     value = float(text)
-    if value == 0.0 and text.lstrip("-").split("e")[0].split("E")[0].strip("0.") != "":
-        _Beyond.count += 1
-        return BeyondDouble(text)  # not zero, but a double would make it 0
+    if value == 0.0:
+        if text.lstrip("-").split("e")[0].split("E")[0].strip("0.") != "":
+            _Beyond.count += 1
+            return BeyondDouble(text)  # not zero, but a double would make it 0
+        if text[0] == "-":  # -0.0: a decimal (target-postgres's numeric) stores 0
+            _Beyond.exact += 1
+            return ExactFloat(text)
     if value == _INFINITY or value == -_INFINITY:
         _Beyond.count += 1
         return BeyondDouble(text)
@@ -165,6 +171,9 @@ def number(text: str) -> Any:
 def integer(text: str) -> Any:
     """The value of one JSON integer literal read by the standard library: an ``int``, or for
     one wider than :data:`MAX_INT_DIGITS` digits the string of its text (module docstring)."""
+    if text == "-0":  # an integer type holds no sign of zero: kept as its text (number_texts)
+        _Beyond.exact += 1
+        return ExactFloat(text)
     if len(text) > MAX_INT_DIGITS and len(text.lstrip("-")) > MAX_INT_DIGITS:
         _Beyond.wide += 1
         return BeyondDouble(text)
