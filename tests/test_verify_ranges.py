@@ -14,6 +14,7 @@ from tests.pipeline_harness import (
     build_drill_store,
     drill_tap_config,
 )
+from tests.testbed.dashboard import NOT_IN_CHARTS
 from tests.testbed.events import ExportSpec
 from tests.testbed.store import ExportStore
 from tests.verify_harness import (
@@ -37,7 +38,8 @@ def test_events_uploaded_after_the_bookmark_are_not_read_yet_until_the_next_run(
         late = ExportSpec(start=DRILL_START + timedelta(hours=HOURS + 2), hours=1, events=40,
                           seed=99)  # fmt: skip
         late_events = backdated(store, late, tmp_path / "late", timedelta(hours=HOURS))
-        report = migration.verify()
+        widened = (DRILL_START + timedelta(hours=HOURS + 4)).isoformat()  # the next end_date
+        report = migration.verify(amplitude_end_date=widened)
         assert report.returncode == 0, report.stdout + report.stderr
         waiting = chart_days_of(late_events)
         either = "not read yet, or uploaded before start_date"  # days before the first hour
@@ -46,7 +48,7 @@ def test_events_uploaded_after_the_bookmark_are_not_read_yet_until_the_next_run(
             "the migration again)"
             for day, n in waiting.items()
         }
-        migration.run(end_date=(DRILL_START + timedelta(hours=HOURS + 4)).isoformat())
+        migration.run(end_date=widened)
         again = migration.verify()
     finally:
         migration.stop()
@@ -175,3 +177,39 @@ def test_the_report_runs_through_end_date_or_now_marking_what_no_run_has_read(
         assert {row["period"]: int(row["not_read_yet"]) for row in report.rows if
                 int(row["not_read_yet"])} == unread  # fmt: skip
         assert all(s.startswith("not read yet") for s in report.not_ok().values())
+
+
+def test_a_shortfall_in_hours_read_through_a_past_end_date_is_unexplained(tmp_path: Path) -> None:
+    """A bounded job (end_date in the past, as every rehearsal) read its whole range: running
+    again reads nothing more, so events Amplitude counts in those hours that the migration never
+    read are "unexplained" (exit 1), never "not read yet"; periods past end_date say so."""
+    store = build_drill_store(tmp_path / "export")
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        # Events of the range that the migration never read (as if a stream map dropped them).
+        lost = ExportSpec(start=DRILL_START + timedelta(hours=3), hours=1, events=30, seed=5)
+        lost_events = list(ExportStore.build(tmp_path / "lost", lost).iter_events())
+        store.add_records(lost_events)
+        report = migration.verify("--period", "hour")
+        beyond = migration.verify(
+            "--period", "hour", "--end", f"{DRILL_START + timedelta(hours=HOURS + 1):%Y-%m-%dT%H}"
+        )
+    finally:
+        migration.stop()
+    missing = Counter(
+        f"{record['event_time'][:13].replace(' ', 'T')}:00Z"
+        for record in lost_events
+        if record.get("event_type") not in NOT_IN_CHARTS
+        and record["event_time"] >= str(DRILL_START)[:19]
+    )
+    assert missing
+    assert report.returncode == 1, report.stdout + report.stderr
+    late = ", or uploaded after end_date"
+    assert report.not_ok() == {
+        hour: f"unexplained ({n} that Amplitude counts were never read{late})"
+        for hour, n in missing.items()
+    }
+    assert all(int(row["not_read_yet"]) == 0 for row in report.rows)
+    last = f"{DRILL_START + timedelta(hours=HOURS):%Y-%m-%dT%H}:00Z"
+    assert beyond.row(last)["status"] == "OK"  # nothing there: the row is plain

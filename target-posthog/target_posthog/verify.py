@@ -37,6 +37,7 @@ COLUMNS = (
     "no_event_time",
     "not_read_yet",
     "before_start",
+    "after_end",
     "delivered",
     "posthog",
     "status",
@@ -55,6 +56,7 @@ class Row:
     no_event_time: int = 0
     not_read_yet: int = 0
     before_start: int = 0  # uploaded before the migration's first hour: never migrated
+    after_end: int = 0  # uploaded after end_date: outside this job's range
     delivered: int = 0
     posthog: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -88,6 +90,7 @@ class Plan:
     dead_letter_file: str
     set_aside_file: str  # unreadable lines, beside the dead letters (setaside.py)
     start_date: dt.datetime | None = None  # tap-amplitude's, floored to its hour, if known
+    end_date: dt.datetime | None = None  # tap-amplitude's (exclusive), if known
 
     @property
     def step(self) -> dt.timedelta:
@@ -199,6 +202,7 @@ def _judge_read(
     first = _migration_start(plan, ledger)
     before = first is not None and period < first
     unread = _may_read_more(plan, ledger, period, first if before and first else period)
+    after_end = plan.end_date is not None and period + plan.step > plan.end_date
     if unread and before:
         # Uploaded before start_date, or in hours no run has read yet: only Amplitude knows
         # which (it counts by event time); reading the rest tells them apart.
@@ -215,9 +219,18 @@ def _judge_read(
             f"before start_date, not migrated ({rest} uploaded before {first:%Y-%m-%dT%H:00Z}, "
             "where the migration starts)"
         )
+    elif after_end and plan.end_date:
+        row.after_end = rest
+        row.notes.append(
+            f"uploaded after end_date, outside this job's range ({rest} after "
+            f"{plan.end_date:%Y-%m-%dT%H:%MZ})"
+        )
     else:
+        # Every upload hour that can hold the period's events has been read: nothing explains
+        # it (late uploads after end_date could, but the counts cannot tell: say so).
         row.unexplained += rest
-        row.notes.append(f"unexplained ({rest} that Amplitude counts were never read)")
+        late = ", or uploaded after end_date" if _ends_before_loaded(plan) else ""
+        row.notes.append(f"unexplained ({rest} that Amplitude counts were never read{late})")
 
 
 def _migration_start(plan: Plan, ledger: LedgerFigures) -> dt.datetime | None:
@@ -230,16 +243,29 @@ def _migration_start(plan: Plan, ledger: LedgerFigures) -> dt.datetime | None:
     return min(known, default=None)
 
 
+def _loaded(plan: Plan) -> dt.datetime:
+    """The first upload hour Amplitude may not have finished loading."""
+    return floor(plan.now, by_day=False) - AMPLITUDE_LOAD_DELAY
+
+
+def _ends_before_loaded(plan: Plan) -> bool:
+    return plan.end_date is not None and plan.end_date < _loaded(plan)
+
+
 def _may_read_more(
     plan: Plan, ledger: LedgerFigures, period: dt.datetime, since: dt.datetime
 ) -> bool:
     """Uploads from `since` on (the period's start, or the migration's first hour if later)
     that no run has read may hold the period's events (Amplitude counts an event by its time,
     however late it was uploaded): true unless one span the migration read runs from `since`
-    or before up to the hours Amplitude has finished loading (and past the period). Parallel
-    range jobs each have their span: a gap between them is not read yet."""
-    loaded = floor(plan.now, by_day=False) - AMPLITUDE_LOAD_DELAY
-    needed = max(loaded, period + plan.step)
+    or before up to the end of the migration's range (end_date, or the hours Amplitude has
+    finished loading if earlier or end_date is unknown) and past the period (within that
+    range). Parallel range jobs each have their span: a gap between them is not read yet, and
+    the range runs at least as far as any job has read (end_date is the last job's)."""
+    needed = max(_loaded(plan), period + plan.step)
+    if plan.end_date is not None:
+        furthest = max((hour_key(high) for _, high in ledger.read_spans), default=plan.end_date)
+        needed = min(needed, max(floor(plan.end_date, by_day=False), furthest))
     for low, high in ledger.read_spans:
         if hour_key(low) <= since < hour_key(high):
             return hour_key(high) < needed

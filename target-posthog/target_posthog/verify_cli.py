@@ -173,6 +173,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         start, end, by_day, now,
         dt.timedelta(hours=options["settle_hours"]), str(dead_letters),
         str(set_aside_paths(dead_letters)[0]), start_date,
+        setting_time(config, "amplitude_end_date"),
     )  # fmt: skip
     try:
         zone, host = amplitude.zone.key, posthog.app_host
