@@ -149,8 +149,9 @@ def test_event_times_posthog_would_move_fall_back_to_the_next_time_field_or_dead
     messages = [SCHEMA, record(future), record(before_1970), record(none_usable)]
     run = run_target(config, messages, tmp_path, posthog)
     assert run.returncode == 0, run.stderr
-    sent = {e["uuid"]: e for e in posthog.events if is_export_event(e)}
+    sent = {e["uuid"]: e for e in posthog.events if is_export_event(e)}  # as PostHog stored
     assert sorted(sent) == [future["uuid"], before_1970["uuid"]]
+    assert not [w for w in posthog.people.warnings if w[0] == "event_timestamp_in_future"]
     first, second = sent[future["uuid"]], sent[before_1970["uuid"]]
     assert first["timestamp"] == "2024-03-01T05:09:58.000000+00:00"
     assert first["properties"]["$amplitude_timestamp_from"] == "client_event_time"

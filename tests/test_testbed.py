@@ -410,3 +410,24 @@ def test_groups_take_group_set_key_by_key_in_ingestion_order(posthog: PostHogSta
         ("company", "acme"): {"name": "Acme (live)", "seats": 5, "tier": "gold"}
     }
     assert posthog.people.warnings[-1][0] == "invalid_group_set"
+
+
+def test_posthog_moves_far_future_timestamps_to_now_and_cuts_distinct_ids(
+    posthog: PostHogStandIn,
+) -> None:
+    before = datetime.now(UTC)
+    events = [
+        capture_event(1, timestamp="2099-01-01T00:00:00+00:00"),
+        capture_event(2, timestamp=(before + timedelta(hours=22)).isoformat()),
+        capture_event(3, distinct_id="u" * 250 + "A"),
+        capture_event(4, distinct_id="u" * 250 + "B"),
+        capture_event(5, distinct_id="ann\0x"),
+    ]
+    assert post(posthog.url, batch(*events)) == 200
+    stored = {event["uuid"]: event["timestamp"] for event in posthog.events}
+    moved = datetime.fromisoformat(stored[events[0]["uuid"]])
+    assert before <= moved <= datetime.now(UTC)
+    assert stored[events[1]["uuid"]] == events[1]["timestamp"]  # within 23 h: kept
+    assert ("event_timestamp_in_future", events[0]["uuid"]) in posthog.people.warnings
+    persons = {person.distinct_ids for person in posthog.people.persons()}
+    assert frozenset({"u" * 200}) in persons and frozenset({"ann\ufffdx"}) in persons

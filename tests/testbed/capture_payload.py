@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -107,6 +107,20 @@ def checked_distinct_id(fields: EventFields) -> Any:
         return _decode_properties(fields.properties).distinct_id
     except msgspec.ValidationError:  # properties is not an object
         return None
+
+
+FUTURE_CUTOFF = timedelta(hours=23)  # FUTURE_EVENT_HOURS_CUTOFF_MILLIS
+
+
+def moved_from_future(event: dict[str, Any], now: datetime) -> bool:
+    """PostHog's capture replaces a timestamp more than 23 h after its `now` with `now`
+    (parse_event_timestamp, FUTURE_EVENT_HOURS_CUTOFF_MILLIS; ingestion warning
+    `event_timestamp_in_future`): True when `event`'s timestamp was so replaced."""
+    moment = parse_utc(event.get("timestamp"))
+    if moment is None or moment - now <= FUTURE_CUTOFF:
+        return False
+    event["timestamp"] = now.astimezone(UTC).isoformat()
+    return True
 
 
 def captured_distinct_id(distinct_id: Any) -> Any:

@@ -20,6 +20,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,6 +38,7 @@ from tests.testbed.capture_payload import (
     event_date,
     event_distinct_id,
     is_valid_uuid,
+    moved_from_future,
 )
 from tests.testbed.faults import Fault, FaultQueue
 from tests.testbed.hogql import QUERY_PATH, QueryApi
@@ -346,6 +348,12 @@ class PostHogStandIn(StandInServer):
                 for fields in fresh:
                     ingest(fields.event, captured_distinct_id(checked_distinct_id(fields)), fields)
             if self.keep_events:
+                now = datetime.now(UTC)
+                for event in events:
+                    if isinstance(event, dict) and moved_from_future(event, now):
+                        self.people.warnings.append(
+                            ("event_timestamp_in_future", str(event.get("uuid")))
+                        )
                 self._events.extend(events)
             keep_raw = self.keep_raw_events
             if keep_raw is not None:
