@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 from target_posthog.deadletter import DeadLetters
+from target_posthog.mapping import map_record
 
 from tests.target_support import (
     SCHEMA,
@@ -263,6 +264,16 @@ def test_ids_posthog_would_cut_or_change_stay_apart_as_persons(
     assert sorted(originals, key=str) == sorted(pairs, key=str)  # each original id kept
     summary = run.stderr.splitlines()[-1]
     assert (
-        ", 5 events with an id PostHog would cut to 200 characters or whose NUL it would "
-        "replace (sent as <first 100 characters>#repaired-<sha256>)"
+        ", 5 events with an id longer than 183 characters or holding a NUL, which PostHog "
+        "would cut or replace (sent as <first 100 characters>#repaired-<sha256>)"
     ) in summary
+
+
+@pytest.mark.parametrize(("length", "hashed"), [(183, False), (184, True)])
+def test_an_id_is_hashed_beyond_what_a_colliding_prefix_leaves_of_200(
+    length: int, hashed: bool
+) -> None:
+    user_id = "u" * length
+    mapped = map_record(BASE | {"user_id": user_id})
+    assert mapped.user_id == (repaired(user_id) if hashed else user_id)
+    assert len("amplitude_device:" + mapped.user_id) <= 200

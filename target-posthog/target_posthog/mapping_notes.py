@@ -24,7 +24,8 @@ TIME_OUT_OF_RANGE = (
     "(the next time field used, $amplitude_timestamp_from)"
 )
 LONG_OR_NUL_ID = (
-    "events with an id PostHog would cut to 200 characters or whose NUL it would replace "
+    "events with an id longer than 183 characters or holding a NUL, which PostHog would cut "
+    "or replace "
     "(sent as <first 100 characters>#repaired-<sha256>)"
 )
 

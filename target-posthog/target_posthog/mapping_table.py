@@ -63,8 +63,9 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "distinct_id",
         "placeholder ids (`null`, `undefined`, `0`, ... see 'Identity' below) count as absent; "
         "no usable id at all -> dead-letter; the importer invents a random person. An id "
-        "longer than 200 characters or holding a NUL (PostHog's capture cuts it to 200 and "
-        "replaces NUL with U+FFFD, merging ids that differ only there) is sent as `<its first "
+        "longer than 183 characters or holding a NUL (PostHog's capture cuts a distinct_id to "
+        "200, 183 and a colliding id's `amplitude_device:` prefix, and replaces NUL with "
+        "U+FFFD, merging ids that differ only there) is sent as `<its first "
         "100 characters, NUL as U+FFFD>#repaired-<SHA-256 of its UTF-8, 64 hex digits>`, the "
         "same on every run (counted in the run's summary; the original in "
         "`$amplitude_user_id`/`$amplitude_device_id`)",
