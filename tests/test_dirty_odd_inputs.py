@@ -213,3 +213,28 @@ def test_a_control_character_written_raw_inside_a_string_is_read_as_itself_and_n
     record_line = next(r for r in run.stdout.splitlines() if r.startswith('{"type":"RECORD"'))
     assert '"text":"a\\tb\ufffdc\\u001bd"' in record_line  # valid JSON again
     assert stream_records(run, "unreadable_lines") == []
+
+
+def test_a_uuid_in_another_spelling_is_written_canonical_with_its_exported_text_kept(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """The tap kept `{...}` as the Singer key while target-posthog sent PostHog the canonical
+    form: one event, two keys. Now both say the canonical form."""
+    spellings = [
+        "{56780000-0000-4000-8000-0000000000AA}",
+        "56780000-0000-4000-8000-0000000000AB",
+        "urn:uuid:56780000-0000-4000-8000-0000000000ac",
+        "567800000000400080000000000000ad",
+    ]
+    lines = [orjson.dumps(GOOD | {"uuid": spelled, "n": n}) for n, spelled in enumerate(spellings)]
+    run = local_run(run_tap, tmp_path, [*lines, good_line(9)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    *events, plain = stream_records(run, "events")
+    for event, spelled in zip(events, spellings, strict=True):
+        canonical = str(uuid.UUID(spelled))
+        assert event["uuid"] == canonical
+        assert event["uuid_original"] == spelled
+        assert "uuid_derived" not in event and "repairs" not in event
+        assert record_uuid(event) == canonical  # target-posthog's key for it
+    assert "uuid_original" not in plain
+    assert "0 uuids derived" in done_line(run)

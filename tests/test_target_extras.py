@@ -137,3 +137,15 @@ def test_number_texts_are_not_sent_but_another_taps_field_of_that_name_is() -> N
         "number_texts": "mine",
         "new": 2,
     }
+
+
+def test_a_dead_letter_gives_back_the_uuid_as_exported_when_the_tap_made_it_canonical() -> None:
+    """tap-amplitude writes `{...}`/upper-case uuids canonical and keeps the text in
+    uuid_original; a dead letter is the record as the export held it."""
+    from target_posthog.extras import as_exported
+
+    spelled = "{56780000-0000-4000-8000-0000000000AA}"
+    tapped = BASE | {"uuid": "56780000-0000-4000-8000-0000000000aa", "uuid_original": spelled}
+    letter = as_exported(tapped)
+    assert letter["uuid"] == spelled and "uuid_original" not in letter
+    assert as_exported(BASE)["uuid"] == BASE["uuid"]

@@ -235,8 +235,7 @@ def _records_from(
                 notes.repaired.update(repairs)
                 notes.repaired[LINES] += 1
                 notes.first_repaired = notes.first_repaired or line_number
-            if not has_usable_uuid(record):
-                ensure_uuid(record, line)
+            if not has_usable_uuid(record) and ensure_uuid(record, line):
                 notes.derived += 1
                 notes.first_derived = notes.first_derived or line_number
             record = normalise_record(record)

@@ -7,7 +7,10 @@ same key and PostHog's dedupe still works:
 - ``uuid`` itself when it is a UUID string, but for the placeholders that name no event: the
   nil UUID (``00000000-0000-0000-0000-000000000000``) and the max UUID (``ffffffff-...``, RFC
   9562), in any spelling ``uuid.UUID`` reads (no dashes, braces, ``urn:uuid:``, upper case).
-  Unset ids are sent as these, and PostHog would make every such event of a day one event;
+  Unset ids are sent as these, and PostHog would make every such event of a day one event.
+  Another spelling is written in the canonical form (lowercase, dashed: what target-posthog
+  sends PostHog, so the Singer key and the PostHog uuid are one value), its exported text kept
+  in ``uuid_original``;
 - else uuid5(``UUID_NAMESPACE``, ``"insert_id␟<device_id>␟<user_id>␟<$insert_id>"``) when
   ``$insert_id`` is a non-empty string (Amplitude dedupes on it per device; target-posthog's
   ``record_uuid`` has the same rule, tests/test_dirty_tap.py checks that they agree; a repair
@@ -40,22 +43,30 @@ PLACEHOLDER_UUIDS = frozenset((uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1)))
 _PLACEHOLDER_TEXTS = frozenset(map(str, PLACEHOLDER_UUIDS))
 
 
-def is_usable_uuid(value: Any) -> bool:
-    """True for a UUID string that is not a placeholder (the rule above), cheaply for the
-    canonical form nearly every record has."""
+def canonical_uuid(value: Any) -> str | None:
+    """The canonical form (lowercase, dashed: ``str(uuid.UUID(value))``) of a UUID string that
+    is not a placeholder (the rule above); None for anything else. Cheap for the canonical form
+    nearly every record has."""
     if type(value) is not str:
-        return False
+        return None
     if _CANONICAL_UUID.fullmatch(value):
-        return value not in _PLACEHOLDER_TEXTS
+        return value if value not in _PLACEHOLDER_TEXTS else None
     try:
-        return uuid.UUID(value) not in PLACEHOLDER_UUIDS
+        parsed = uuid.UUID(value)
     except ValueError:
-        return False
+        return None
+    return str(parsed) if parsed not in PLACEHOLDER_UUIDS else None
 
 
 def has_usable_uuid(record: dict[str, Any]) -> bool:
-    """True for nearly every record: its ``uuid`` is usable (`is_usable_uuid`)."""
-    return is_usable_uuid(record.get("uuid"))
+    """True for nearly every record: its ``uuid`` is usable and canonical already (the tap
+    keeps it as it is); else `ensure_uuid` has work to do."""
+    value = record.get("uuid")
+    return (
+        type(value) is str
+        and _CANONICAL_UUID.fullmatch(value) is not None
+        and value not in _PLACEHOLDER_TEXTS
+    )
 
 
 def derive_uuid(record: dict[str, Any], line: bytes) -> str:
@@ -69,11 +80,17 @@ def derive_uuid(record: dict[str, Any], line: bytes) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=5))
 
 
-def ensure_uuid(record: dict[str, Any], line: bytes) -> None:
-    """Give a record without a usable uuid (read from ``line``) its derived one, marked (in
-    place)."""
+def ensure_uuid(record: dict[str, Any], line: bytes) -> bool:
+    """Give a record whose uuid `has_usable_uuid` refuses (read from ``line``) its canonical
+    uuid, or else its derived one, marked (in place); True when derived."""
     original = record.get("uuid")
+    canonical = canonical_uuid(original)
+    if canonical is not None:
+        record["uuid"] = canonical
+        record[ORIGINAL_FIELD] = original
+        return False
     record["uuid"] = derive_uuid(record, line)
     record[DERIVED_FIELD] = True
     if original is not None:
         record[ORIGINAL_FIELD] = original
+    return True

@@ -36,7 +36,7 @@ from tap_amplitude.exactjson import (
     REPAIRS_FIELD,
     duplicate_keys,
 )
-from tap_amplitude.keys import DERIVED_FIELD
+from tap_amplitude.keys import DERIVED_FIELD, ORIGINAL_FIELD
 
 logger = logging.getLogger("tap-amplitude")
 
@@ -51,7 +51,7 @@ def may_repeat_keys(record: dict[str, Any], objects: tuple[str, ...], line: byte
     ``objects``: its top-level fields holding objects). Cheap first: counted at the first two
     levels; objects deeper down (group_properties) or a ``":`` inside a string settle it by
     counting the record written again."""
-    if REPAIRS_FIELD in record or DERIVED_FIELD in record:
+    if REPAIRS_FIELD in record or DERIVED_FIELD in record or ORIGINAL_FIELD in record:
         return True  # keys the tap added (module docstring)
     # Cheap first (this runs for every line): a raw tab or CR can only be whitespace between
     # tokens, a backslash only an escape, and a single byte is found at memchr's speed.

@@ -62,11 +62,11 @@ def as_exported(record: dict[str, Any]) -> dict[str, Any]:
 
     Undoes what the tap documents it does: values it converted come back from
     `additional_properties.as_exported`, the export's own fields named like the tap's from
-    `reserved_names`, a derived uuid gives way to the original (or none), the tap's markers
-    (`uuid_derived`, `uuid_original`, `repairs`) go, and times in the tap's form go back to
-    Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff`. (A time the export itself spelled in the tap's
-    RFC 3339 form also comes back in Amplitude's: the same instant.) `duplicate_keys` stays:
-    one JSON object cannot hold a key twice.
+    `reserved_names`, a derived or canonicalised uuid gives way to the original (or none), the
+    tap's markers (`uuid_derived`, `uuid_original`, `repairs`) go, and times in the tap's form
+    go back to Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff`. (A time the export itself spelled in
+    the tap's RFC 3339 form also comes back in Amplitude's: the same instant.) `duplicate_keys`
+    stays: one JSON object cannot hold a key twice.
     """
     out = dict(record)
     converted = out.pop(AS_EXPORTED_KEY, None)
@@ -77,6 +77,8 @@ def as_exported(record: dict[str, Any]) -> dict[str, Any]:
             out.pop("uuid", None)
         else:
             out["uuid"] = original
+    elif "uuid_original" in out:  # a uuid the tap wrote in its canonical form
+        out["uuid"] = out["uuid_original"]
     for field in TAP_ONLY_FIELDS:
         out.pop(field, None)
     for field in TIME_FIELDS:
