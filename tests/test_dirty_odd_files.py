@@ -7,6 +7,7 @@ stopped on with one line naming it and the cause, and counted in the run's Done 
 
 from __future__ import annotations
 
+import base64
 import bz2
 import codecs
 import gzip
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from tap_amplitude.export import NO_UPLOAD_HOUR
 
 from tests.conftest import TAP_DAY, TapRun
 from tests.test_dirty_lines import log_text, run_folder
@@ -148,7 +150,8 @@ def test_empty_members_are_counted_and_named_and_an_empty_file_stops_as_cut(
 def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and_counted(
     run_tap: Callable[..., TapRun], tmp_path: Path
 ) -> None:
-    """It was skipped with a warning and counted nowhere."""
+    """It was skipped with a warning and counted nowhere; a file without any server_upload_time
+    was skipped, its records nowhere."""
     folder = export_folder(tmp_path)
     renamed = [
         orjson.dumps(GOOD | {"server_upload_time": upload, "n": n})
@@ -156,7 +159,8 @@ def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and
     ]
     (folder / "events-copy.json.gz").write_bytes(gzip.compress(b"\n".join(renamed)))
     (folder / MEMBER).write_bytes(gzip.compress(good_line(0)))
-    (folder / "no-times.json.gz").write_bytes(gzip.compress(b'{"event_type":"x"}\nnull\n'))
+    timeless = b'{"event_type":"x","uuid":"6f1d5a36-0c1b-4d7e-9a8f-2b3c4d5e6f79"}'
+    (folder / "no-times.json.gz").write_bytes(gzip.compress(timeless + b"\nnull\n"))
     (folder / "123456_2024-03-01_9#0.json.gz").mkdir()  # a folder named like a member
     with zipfile.ZipFile(folder / "export.zip", "w") as archive:
         archive.writestr("123456/123456_2024-03-01_8#0.json.gz/", b"")
@@ -166,33 +170,61 @@ def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and
     log = log_text(run.stderr)
     assert (
         f"{folder}/events-copy.json.gz: its name gives no hour; read with hour "
-        "2024-03-01T06:00:00+00:00, the earliest server_upload_time in it"
+        "2024-03-01T06:00:00+00:00 (the earliest server_upload_time in it within this run), "
+        "each record judged by its own server_upload_time (0 outside this run left for the run "
+        "that covers them, 0 without one set aside)"
     ) in log
-    reason = "its name gives no hour, and no line in it has a server_upload_time"
-    assert f"Skipping {folder}/no-times.json.gz: {reason}" in log
-    done = done_line(run)
-    assert "2 members read (0 empty, 1 named without an hour)" in done
     assert (
-        "3 files skipped (1 a folder entry, 1 a folder, not an export file (its contents are "
-        f"read on their own), 1 {reason})"
+        f"{folder}/no-times.json.gz: its name gives no hour; read with hour "
+        "2024-03-01T00:00:00+00:00 (this run's first: no line in it gives one within it), "
+        "each record judged by its own server_upload_time (0 outside this run left for the run "
+        "that covers them, 2 without one set aside)"
+    ) in log
+    set_aside = stream_records(run, "unreadable_lines")
+    assert [(r["member"], r["line_number"], r["reason"]) for r in set_aside] == [
+        ("no-times.json.gz", 1, NO_UPLOAD_HOUR),
+        ("no-times.json.gz", 2, "not an object: JSON null"),
+    ]
+    assert base64.b64decode(set_aside[0]["line_base64"]) == timeless
+    done = done_line(run)
+    assert "2 lines set aside as unreadable (1 no upload hour, 1 not an object;" in done
+    assert "3 members read (0 empty, 2 named without an hour)" in done
+    assert (
+        "2 files skipped (1 a folder entry, 1 a folder, not an export file (its contents are "
+        "read on their own))"
     ) in done
     assert run.bookmark == "2024-03-01T07:00:00+00:00"  # the last hour with a file
 
 
-def test_the_start_date_still_holds_for_a_file_placed_by_its_records(
+def test_records_of_a_file_whose_name_gives_no_hour_are_each_judged_by_their_own_hour(
     run_tap: Callable[..., TapRun], tmp_path: Path
 ) -> None:
+    """The file was placed by its earliest hour, before the run's start, and not read at all:
+    its event of 05:00, inside the run, was lost."""
     folder = export_folder(tmp_path)
-    old = orjson.dumps(GOOD | {"server_upload_time": "2024-02-29 23:00:00.000000"})
-    (folder / "renamed.json.gz").write_bytes(gzip.compress(old))
-    (folder / MEMBER).write_bytes(gzip.compress(good_line(0)))
+    old = orjson.dumps(GOOD | {"server_upload_time": "2024-02-29 23:59:59.000000", "n": 1})
+    new = orjson.dumps(GOOD | {"server_upload_time": "2024-03-01 05:00:02.000000", "n": 2})
+    (folder / "events-copy.json.gz").write_bytes(gzip.compress(old + b"\n" + new + b"\n"))
     run = run_tap({"export_path": str(folder), "start_date": TAP_DAY.isoformat(), "end_date": END})
     assert run.returncode == 0, run.stderr[-3000:]
-    assert len(stream_records(run, "events")) == 1
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [2]
+    log = log_text(run.stderr)
     assert (
-        f"{folder}/renamed.json.gz: its name gives no hour; read with hour "
-        "2024-02-29T23:00:00+00:00, the earliest server_upload_time in it (outside this run: "
-        "not read)"
+        f"{folder}/events-copy.json.gz: its name gives no hour; read with hour "
+        "2024-03-01T05:00:00+00:00 (the earliest server_upload_time in it within this run), "
+        "each record judged by its own server_upload_time (1 outside this run left for the run "
+        "that covers them, 0 without one set aside)"
+    ) in log
+    assert run.bookmark == "2024-03-01T06:00:00+00:00"  # past the 05:00 record, read
+    assert stream_records(run, "unreadable_lines") == []
+
+    (folder / "events-copy.json.gz").write_bytes(gzip.compress(old + b"\n"))
+    run = run_tap({"export_path": str(folder), "start_date": TAP_DAY.isoformat(), "end_date": END})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert stream_records(run, "events") == []
+    assert (
+        f"{folder}/events-copy.json.gz: its name gives no hour, and every server_upload_time "
+        "in it is outside this run: not read"
     ) in log_text(run.stderr)
 
 

@@ -31,6 +31,7 @@ from tap_amplitude.keys import ensure_uuid, has_usable_uuid
 from tap_amplitude.linenotes import LINES, LineStats, MemberNotes, reason_kind
 from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, is_blank, parse_line
 from tap_amplitude.setaside import UnreadableLine
+from tap_amplitude.times import MISSING, fit_time
 
 logger = logging.getLogger("tap-amplitude")
 
@@ -52,6 +53,10 @@ TIME_FIELDS = (
 
 _UNZIP_IT = (
     "unzip the archive with the tool that made it and put the .json.gz files in export_path instead"
+)
+NO_UPLOAD_HOUR = (
+    "no upload hour: no server_upload_time in a file whose name gives no hour; rename the "
+    "file <project>_<YYYY-MM-DD>_<H>#<n>.json.gz, or add the field, to read it"
 )
 EMPTY_FILE = (
     "an empty file (0 bytes): not even a gzip header; delete it if the export's own copy is "
@@ -197,8 +202,12 @@ def _records_from(
     source: str,
     stats: LineStats,
     conform: Conform | None = None,
+    within: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Iterator[dict[str, Any] | UnreadableLine]:
     """Parse gzipped JSON lines from ``stream``: records, and the lines that are not one.
+    With ``within`` (a member whose name gives no hour), each record is judged by its own
+    `upload_hour`: outside ``within`` it is left for the run that covers it (counted), and
+    without one it is set aside like a line that is not a record.
 
     Damage to the gzip stream raises (naming ``where`` and the last line read): the file may
     be half-copied, and reading it again can help. A line that is not one JSON object cannot
@@ -219,6 +228,13 @@ def _records_from(
                 continue
             try:
                 record = parse_line(line)
+                if within is not None:
+                    hour = upload_hour(record)
+                    if hour is None:
+                        raise UnreadableLineError(NO_UPLOAD_HOUR)
+                    if not within[0] <= hour < within[1]:
+                        notes.outside += 1
+                        continue
             except UnreadableLineError as error:
                 unreadable.append(
                     UnreadableLine(
@@ -263,23 +279,50 @@ def _records_from(
     notes.log(where)
 
 
-_UPLOAD_HOUR = re.compile(rb'"server_upload_time"\s*:\s*"(\d{4}-\d{2}-\d{2})[ T](\d{2})')
+def upload_hour(record: dict[str, Any]) -> dt.datetime | None:
+    """The hour of a record's ``server_upload_time`` (the field export files are cut by), in
+    any ISO 8601 form the tap converts (times.py); None when it gives none."""
+    value = record.get("server_upload_time")
+    if value.__class__ is not str:
+        return None
+    fits, converted = fit_time(value)
+    text = value if fits else converted
+    if text is MISSING:
+        return None
+    return dt.datetime.fromisoformat(f"{str(text)[:13]}:00:00+00:00")
 
 
-def earliest_upload_hour(ref: MemberRef) -> dt.datetime | None:
-    """The earliest hour of a ``server_upload_time`` in the member's lines (the field export
-    files are cut by), for a member whose name gives no hour; None when no line gives one.
-    Raises what reading it raises (damage: see `read_member`)."""
-    earliest = b"~"
+@dataclass(frozen=True)
+class UploadHours:
+    """What the lines of a member whose name gives no hour say of their hours, for one run's
+    range: the earliest hour in it (None: none in it), lines outside it, lines that give none
+    (not one JSON object, or no ``server_upload_time``)."""
+
+    earliest: dt.datetime | None
+    outside: int
+    hourless: int
+
+
+def upload_hours(ref: MemberRef, start: dt.datetime, end: dt.datetime) -> UploadHours:
+    """Each line's `upload_hour`, judged against ``start .. end`` (exclusive), as
+    `read_member` judges them when given ``within``. Raises what reading it raises (damage:
+    see `read_member`)."""
+    earliest, outside, hourless = None, 0, 0
     with _open_member(ref) as raw:
         for line in split_lines(content(raw, None)):
-            for found in _UPLOAD_HOUR.finditer(line):
-                hour = found[1] + b"T" + found[2]
-                if hour < earliest and _is_time(f"{hour.decode()}:00"):
-                    earliest = hour
-    if earliest == b"~":
-        return None
-    return dt.datetime.fromisoformat(f"{earliest.decode()}:00+00:00")
+            if is_blank(line):
+                continue
+            try:
+                hour = upload_hour(parse_line(line))
+            except UnreadableLineError:
+                hour = None
+            if hour is None:
+                hourless += 1
+            elif not start <= hour < end:
+                outside += 1
+            elif earliest is None or hour < earliest:
+                earliest = hour
+    return UploadHours(earliest, outside, hourless)
 
 
 def _damage(where: str, line_number: int, error: BaseException, source: str) -> str:
@@ -327,8 +370,10 @@ def read_member(
     stats: LineStats | None = None,
     source: str | None = None,
     conform: Conform | None = None,
+    within: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> Iterator[dict[str, Any] | UnreadableLine]:
-    """All records of one member, normalised, and its unreadable lines (see `_records_from`).
+    """All records of one member, normalised, and its unreadable lines (see `_records_from`;
+    ``within``, the run's range, applies to a member whose name gives no hour).
 
     ``context`` (e.g. the window) prefixes messages; ``source`` names the origin of set-aside
     lines (default: the file's path). Messages name the member by name alone when ``source``
@@ -350,7 +395,9 @@ def read_member(
             for _ in content(raw, None):  # to the end: every CRC is checked (raises on damage)
                 pass
         with _open_member(ref) as raw:
-            yield from _records_from(raw, ref, where, source, stats, conform)
+            if member_hour(ref.name) is not None:
+                within = None
+            yield from _records_from(raw, ref, where, source, stats, conform, within)
     except READ_ERRORS as error:
         raise CorruptExportError(_damage(where, 0, error, source)) from error
 

@@ -80,6 +80,7 @@ class MemberNotes:
     first_derived: int = 0
     timeless: int = 0  # records whose event_time is missing or not a time
     first_timeless: int = 0
+    outside: int = 0  # records of a member whose name gives no hour, outside the run's range
 
     def log(self, where: str) -> None:
         if self.repaired:
@@ -108,6 +109,13 @@ class MemberNotes:
                 where,
                 self.timeless,
                 self.first_timeless,
+            )
+        if self.outside:
+            logger.info(
+                "%s: %d records whose server_upload_time is outside this run not read (the "
+                "run that covers their hours reads them)",
+                where,
+                self.outside,
             )
         if self.blank:
             logger.info(

@@ -31,8 +31,8 @@ from tap_amplitude.content import GZIP_MAGIC
 from tap_amplitude.export import (
     READ_ERRORS,
     MemberRef,
-    earliest_upload_hour,
     member_hour,
+    upload_hours,
     zip_members,
 )
 from tap_amplitude.filenames import log_skipped, skip_reason
@@ -167,9 +167,11 @@ class LocalSource:
     and its unpacked files side by side) is read once: Amplitude names each part uniquely.
 
     A member whose name gives no hour (renamed by someone) is read with the earliest hour of a
-    ``server_upload_time`` in it: read no later than any hour it holds, so no bookmark passes
-    one of its events unread. One that gives no hour either (no event in it has one) cannot be
-    placed among the hours, so it is skipped, named and counted like other files skipped.
+    ``server_upload_time`` in it within the run's range, and each of its records is judged by
+    its own (export.read_member's ``within``): those of this run are read no later than their
+    hour, so no bookmark passes one unread; those outside it are left for the run that covers
+    them. A line that gives no hour is set aside (byte for byte, counted) when the member is
+    read: with this run's first hour if nothing else in it is for this run.
     """
 
     def __init__(
@@ -248,23 +250,30 @@ class LocalSource:
 
     def _hour_from_records(self, ref: MemberRef) -> dt.datetime | None:
         """The hour to read a member whose name gives none with (class docstring), said in one
-        line; None (said and counted as skipped) when its records give none either."""
+        line; None when nothing in it is for this run."""
         try:
-            hour = earliest_upload_hour(ref)
+            found = upload_hours(ref, self.range.start, self.range.end)
         except READ_ERRORS:  # damaged: read it first, so the read stops the run, naming it
             return self.range.start
-        if hour is None:
-            reason = "its name gives no hour, and no line in it has a server_upload_time"
-            logger.warning("Skipping %s: %s", ref, reason)
-            if self.skipped is not None:
-                self.skipped[reason] += 1
+        counts = f"{found.outside} outside this run left for the run that covers them, " + (
+            f"{found.hourless} without one set aside"
+        )
+        if found.earliest is None and not found.hourless:
+            logger.info(
+                "%s: its name gives no hour, and every server_upload_time in it is outside "
+                "this run: not read",
+                ref,
+            )
             return None
+        hour = found.earliest or self.range.start
+        why = "the earliest server_upload_time in it within this run"
         logger.info(
-            "%s: its name gives no hour; read with hour %s, the earliest server_upload_time "
-            "in it%s",
+            "%s: its name gives no hour; read with hour %s (%s), each record judged by its "
+            "own server_upload_time (%s)",
             ref,
             bookmark_text(hour),
-            "" if self.range.start <= hour < self.range.end else " (outside this run: not read)",
+            why if found.earliest else "this run's first: no line in it gives one within it",
+            counts,
         )
         return hour
 
