@@ -338,3 +338,20 @@ def test_a_file_whose_name_is_not_utf8_has_its_lines_set_aside_without_a_crash(
     assert kept["member"] == "caf\\xe9_2024-03-01_5#0.json.gz"
     assert kept["source"] == f"{folder}/caf\\xe9_2024-03-01_5#0.json.gz"
     assert "Traceback" not in run.stderr
+
+
+def test_a_member_whose_lines_end_in_cr_alone_is_read_line_by_line(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Classic Mac OS line endings: the whole member was one line, set aside as 'more JSON'."""
+    folder = export_folder(tmp_path)
+    lines = [good_line(0), good_line(1), b"", good_line(2)]
+    (folder / MEMBER).write_bytes(gzip.compress(b"\r".join(lines) + b"\r"))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1, 2]
+    assert stream_records(run, "unreadable_lines") == []
+    said = [line for line in log_text(run.stderr) if "CR alone" in line]
+    assert said == [
+        f"{WINDOW}, member {folder / MEMBER}: lines end in CR alone (classic Mac OS); read so"
+    ]

@@ -22,7 +22,8 @@ After the last gzip member, zero bytes are padding (some copy and download tools
 GNU gzip ignores them too) and are said in one info line; any other bytes there are not gzip
 and not lines: :class:`UnusableContentError`.
 
-Lines are what lies between ``\\n`` bytes; the last one counts even without a newline after it.
+Lines are what lies between ``\\n`` bytes (``\\r`` in a member whose lines end in CR alone:
+:func:`split_lines`); the last one counts even without a newline after it.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def gunzip_lines(raw: IO[bytes], head: bytes = b"") -> Iterator[bytes]:
 
 def member_lines(raw: IO[bytes], where: str) -> Iterator[bytes]:
     """The lines of a member, by what it holds (module docstring); said once when not gzip."""
-    return split_lines(content(raw, where))
+    return split_lines(content(raw, where), where)
 
 
 def content(raw: IO[bytes], where: str | None) -> Iterator[bytes]:
@@ -219,11 +220,27 @@ def _as_utf8(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
         yield rest.encode("utf-8", "surrogatepass")
 
 
-def split_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Lines between ``\\n`` bytes; the last one even without a newline after it."""
+def split_lines(chunks: Iterator[bytes], where: str | None = None) -> Iterator[bytes]:
+    """Lines between ``\\n`` bytes; the last one even without a newline after it. Lines of a
+    member whose first line break is a ``\\r`` alone, with no ``\\n`` in its first chunk (the
+    classic Mac OS line ending, which some tools still write) are split on ``\\r`` instead,
+    said in one info line naming ``where`` (unless None): read on ``\\n``, the whole member
+    would be one line, set aside. (JSON has no raw ``\\r`` inside a string: only a line that
+    breaks that rule too is cut there.)"""
     tail = b""
+    separator = b""
     for data in chunks:
-        lines = (tail + data).split(b"\n")
+        if not separator:
+            if b"\n" in data or b"\r" not in data:
+                separator = b"\n" if b"\n" in data else b""
+            else:
+                separator = b"\r"
+                if where is not None:
+                    logger.info("%s: lines end in CR alone (classic Mac OS); read so", where)
+            if not separator:  # no line break yet
+                tail += data
+                continue
+        lines = (tail + data).split(separator)
         tail = lines.pop()
         yield from lines
     if tail:
