@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 import pytest
 from tap_amplitude.conform import Conformer
-from tap_amplitude.export import normalise_record
 from tap_amplitude.schema import EVENTS_SCHEMA
+from tap_amplitude.times import normalise_record
 
 from tests.testbed.generator import ExportSpec, generate_events
 from tests.testbed.posthog import PostHogStandIn

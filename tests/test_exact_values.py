@@ -417,9 +417,9 @@ def test_both_plugins_read_a_time_alike(exported: str) -> None:
     timestamp, or both say it is no time (the tap keeps it aside, the target falls back to
     client_event_time and keeps it as `$amplitude_event_time`)."""
     from tap_amplitude.conform import Conformer
-    from tap_amplitude.export import normalise_record
     from tap_amplitude.lines import parse_line
     from tap_amplitude.schema import EVENTS_SCHEMA
+    from tap_amplitude.times import normalise_record
     from target_posthog.event_keys import parse_time
     from target_posthog.extras import with_extra_fields
     from target_posthog.mapping import map_record

@@ -15,10 +15,10 @@ from jsonschema import Draft7Validator
 from tap_amplitude import exactjson
 from tap_amplitude.conform import Conformer
 from tap_amplitude.conversions import raw_values
-from tap_amplitude.export import normalise_record
 from tap_amplitude.keys import ensure_uuid, has_usable_uuid
 from tap_amplitude.lines import parse_line
 from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
+from tap_amplitude.times import normalise_record
 
 VALIDATOR = Draft7Validator(EVENTS_SCHEMA)
 UUID = "5d6c1f9e-8f3a-4c55-9b1e-0d2f4a6b8c01"

@@ -16,13 +16,12 @@ from tap_amplitude.export import (
     CorruptExportError,
     MemberRef,
     member_hour,
-    normalise_record,
-    normalise_time,
     read_archive,
     read_member,
     zip_members,
 )
 from tap_amplitude.setaside import UnreadableLine
+from tap_amplitude.times import normalise_record, normalise_time
 
 
 def gz(lines: list[bytes]) -> bytes:

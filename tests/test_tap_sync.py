@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from tap_amplitude.export import normalise_record
+from tap_amplitude.times import normalise_record
 
 from tests.conftest import (
     TAP_API_KEY,

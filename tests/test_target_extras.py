@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 from tap_amplitude.conform import Conformer
-from tap_amplitude.export import normalise_record
 from tap_amplitude.schema import EVENTS_SCHEMA, EXTRA_FIELD
+from tap_amplitude.times import normalise_record
 from target_posthog.extras import with_extra_fields
 from target_posthog.mapping import UnmappableError, map_record
 

@@ -591,10 +591,10 @@ def test_every_field_tap_amplitude_adds_reaches_posthog_as_the_mapping_table_say
     and the README's table (rendered from MAPPING_TABLE) names each."""
     from tap_amplitude.conform import Conformer
     from tap_amplitude.exactjson import EXTRA_FIELD, TAP_FIELDS
-    from tap_amplitude.export import normalise_record
     from tap_amplitude.keys import ensure_uuid
     from tap_amplitude.lines import parse_line
     from tap_amplitude.schema import EVENTS_SCHEMA
+    from tap_amplitude.times import normalise_record
 
     line = (
         b'{"uuid":"not-a-uuid","event_type":"Paid","event_time":"2024-03-01 05:10:00.000000",'

@@ -31,7 +31,7 @@ from tap_amplitude.keys import ensure_uuid, has_usable_uuid
 from tap_amplitude.linenotes import LINES, LineStats, MemberNotes, reason_kind
 from tap_amplitude.lines import REPAIRS_FIELD, UnreadableLineError, is_blank, parse_line
 from tap_amplitude.setaside import UnreadableLine
-from tap_amplitude.times import MISSING, fit_time
+from tap_amplitude.times import normalise_record, upload_hour
 
 logger = logging.getLogger("tap-amplitude")
 
@@ -39,17 +39,6 @@ API_SOURCE = "Export API window"  # how `source` begins for lines read from a do
 
 # `<project>_<YYYY-MM-DD>_<H>#<n>.json.gz`, possibly under a `<project>/` folder in a zip.
 MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(?:\.gz)?$")
-
-# Amplitude writes times as `YYYY-MM-DD HH:MM:SS.ffffff`, UTC without a zone.
-TIME_FIELDS = (
-    "event_time",
-    "client_event_time",
-    "client_upload_time",
-    "server_received_time",
-    "server_upload_time",
-    "processed_time",
-    "user_creation_time",
-)
 
 _UNZIP_IT = (
     "unzip the archive with the tool that made it and put the .json.gz files in export_path instead"
@@ -144,57 +133,6 @@ def zip_members(path: Path, skipped: Counter[str] | None = None) -> list[MemberR
     return members
 
 
-def normalise_time(value: Any) -> Any:
-    """``YYYY-MM-DD HH:MM:SS[.ffffff]`` -> RFC 3339 UTC ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``.
-
-    String surgery once the value is known to be a real time in exactly that form: this runs
-    for every time of every event. Any other value, including one in the right shape that is
-    not a time (``2024:03:01 05:10:00.000000``) or another form of a time (``...Z``, an
-    offset, a week date: times.py converts those, keeping the exported value), is passed
-    through exactly as exported.
-    """
-    if type(value) is str and _AMPLITUDE_TIME.fullmatch(value) and _is_time(value):
-        if len(value) == 26:
-            return f"{value[:10]}T{value[11:]}+00:00"
-        return f"{value[:10]}T{value[11:]}.000000+00:00"
-    return value
-
-
-_from_iso = dt.datetime.fromisoformat
-_AMPLITUDE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d{6})?", re.ASCII)
-
-
-def normalise_record(record: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite the time fields in place; every other field, known or not, is kept as is."""
-    for field in TIME_FIELDS:
-        value = record.get(field)
-        # The common shape is handled inline (a function call per field is measurable here):
-        # the separators, ASCII digits for the fraction, then fromisoformat for the rest.
-        if (
-            type(value) is str
-            and len(value) == 26
-            and value[10] == " "
-            and value[19] == "."
-            and value[4] == "-"
-            and value[7] == "-"
-            and value.isascii()
-            and value[20:].isdigit()
-            and _is_time(value)
-        ):
-            record[field] = f"{value[:10]}T{value[11:]}+00:00"
-        elif value is not None:
-            record[field] = normalise_time(value)
-    return record
-
-
-def _is_time(value: str) -> bool:
-    try:
-        _from_iso(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _records_from(
     stream: IO[bytes],
     ref: MemberRef,
@@ -277,19 +215,6 @@ def _records_from(
     stats.derived_uuids += notes.derived
     stats.timeless += notes.timeless
     notes.log(where)
-
-
-def upload_hour(record: dict[str, Any]) -> dt.datetime | None:
-    """The hour of a record's ``server_upload_time`` (the field export files are cut by), in
-    any ISO 8601 form the tap converts (times.py); None when it gives none."""
-    value = record.get("server_upload_time")
-    if value.__class__ is not str:
-        return None
-    fits, converted = fit_time(value)
-    text = value if fits else converted
-    if text is MISSING:
-        return None
-    return dt.datetime.fromisoformat(f"{str(text)[:13]}:00:00+00:00")
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ class EventsStream(Stream):
     replication_key = REPLICATION_KEY
     schema = EVENTS_SCHEMA
     is_sorted = False
-    # Records already fit the schema (times rewritten in export.py, types in conform.py); the
+    # Records already fit the schema (times rewritten in times.py, types in conform.py); the
     # SDK's per-record type conformance would only cost time.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
     # STATE is written per completed hour and window (below), never every N records.
