@@ -193,3 +193,37 @@ def test_every_record_set_aside_reaches_the_ledger_even_one_singer_sdk_refuses(
             2,
         ),
     }
+
+
+def test_records_without_event_time_delivered_at_client_event_time_verify_clean(
+    tmp_path: Path,
+) -> None:
+    """Records whose event_time is missing or not a time: target-posthog sends them at their
+    client_event_time ($amplitude_timestamp_from); Amplitude's charts count by event_time, so
+    not in that hour. A complete migration verifies clean (exit 0), the hour's row counts them
+    in no_event_time, and PostHog holds them there."""
+    store = build_drill_store(tmp_path / "export")
+    extra = build_drill_store(tmp_path / "extra", seed=3, hours=2, events=30)
+    timeless = [r for r in extra.iter_events() if r.get("event_type") not in NOT_IN_CHARTS][:3]
+    timeless[0].pop("event_time")
+    timeless[1]["event_time"] = None
+    timeless[2]["event_time"] = "not a time"
+    store.add_records(timeless)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        report = migration.verify("--period", "hour")
+    finally:
+        migration.stop()
+    assert report.returncode == 0, report.stdout + report.stderr
+    hours = event_hours([{"timestamp": r["client_event_time"].replace(" ", "T")} for r in timeless])
+    for hour, n in hours.items():
+        row = report.row(hour)
+        assert int(row["no_event_time"]) == n
+        assert row["delivered"] == row["posthog"]
+        assert row["status"] == (
+            f"no event time ({n} delivered at client_event_time or server_received_time: "
+            "Amplitude's charts count by event_time)"
+        )
+    assert sum(int(row["no_event_time"]) for row in report.rows) == 3
+    assert "unexplained" not in report.stdout

@@ -83,11 +83,20 @@ LEDGER_READS_TABLES = (
     ){without_rowid}""",
     "DROP TABLE ledger_bookmarks",
 )
+# Migration 9: ledger_hours.no_event_time, records among records_read whose event_time is
+# missing or unusable: their events carry another field's time (`$amplitude_timestamp_from`)
+# and sit at that hour in PostHog, but Amplitude's charts count by event_time (counting-
+# apis.md), so they are not that hour's chart events.
+LEDGER_NO_EVENT_TIME = (
+    "ALTER TABLE ledger_hours ADD COLUMN no_event_time BIGINT NOT NULL DEFAULT 0",
+)
 _UPSERT_HOUR = (
-    "INSERT INTO ledger_hours VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "INSERT INTO ledger_hours (upload_hour, event_hour, records_read, events_sent, updates, "
+    "unreadable, no_event_time, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (upload_hour, event_hour) DO UPDATE SET records_read = excluded.records_read, "
     "events_sent = excluded.events_sent, updates = excluded.updates, "
-    "unreadable = excluded.unreadable, written_at = excluded.written_at"
+    "unreadable = excluded.unreadable, no_event_time = excluded.no_event_time, "
+    "written_at = excluded.written_at"
 )
 _UPSERT_DEAD = (
     "INSERT INTO ledger_dead_letters VALUES (?, ?, ?, ?) "
@@ -100,7 +109,7 @@ _UPSERT_READ = (
 )
 
 PERSON_GROUP_UPDATES = frozenset(("$identify", "$groupidentify"))
-_READ, _SENT, _UPDATES, _UNREADABLE = range(4)
+_READ, _SENT, _UPDATES, _UNREADABLE, _NO_EVENT_TIME = range(5)
 
 
 def hour_of(text: object) -> str:
@@ -135,7 +144,8 @@ class Ledger:
 
     def __init__(self, database: Database | None) -> None:
         self._database = database
-        # (raw upload hour prefix, event hour prefix) -> [read, sent, updates, unreadable]
+        # (raw upload hour prefix, event hour prefix) -> [read, sent, updates, unreadable,
+        # no event time]
         self._segment: dict[tuple[str, str], list[int]] = {}
         self._dead_segment: dict[tuple[str, str, str], int] = {}
         self._totals: dict[tuple[str, str], list[int]] = {}
@@ -152,17 +162,22 @@ class Ledger:
 
     # --- main thread, per record -----------------------------------------------------------
 
-    def read(self, record: dict[str, Any], events: int, event_time: str) -> None:
-        """A record mapped to `events` PostHog events (aliases aside), at `event_time`."""
+    def read(
+        self, record: dict[str, Any], events: int, event_time: str, by_event_time: bool = True
+    ) -> None:
+        """A record mapped to `events` PostHog events (aliases aside), at `event_time`;
+        `by_event_time` False: that time is not the record's event_time (missing or unusable)."""
         upload = record.get("server_upload_time")
         key = (upload[:13] if upload.__class__ is str else "", event_time[:13])
         counts = self._segment.get(key)
         if counts is None:
-            counts = self._segment[key] = [0, 0, 0, 0]
+            counts = self._segment[key] = [0, 0, 0, 0, 0]
         counts[_READ] += 1
         counts[_SENT] += events
         if record.get("event_type") in PERSON_GROUP_UPDATES:
             counts[_UPDATES] += 1
+        if not by_event_time:
+            counts[_NO_EVENT_TIME] += 1
 
     def dead_letter(self, record: dict[str, Any], reason: str, event_time: str | None) -> None:
         """A record read but not sent (`event_time`: its UTC time if it has one)."""
@@ -177,7 +192,7 @@ class Ledger:
         key = (upload_hour[:13] if isinstance(upload_hour, str) else "", "")
         counts = self._segment.get(key)
         if counts is None:
-            counts = self._segment[key] = [0, 0, 0, 0]
+            counts = self._segment[key] = [0, 0, 0, 0, 0]
         counts[_UNREADABLE] += 1
 
     def refused_by_sdk(self, stream: str, record: object, kind: str) -> None:
@@ -200,7 +215,7 @@ class Ledger:
             key = self._normal(raw_key)
             total = self._totals.get(key)
             if total is None:
-                total = self._totals[key] = [0, 0, 0, 0]
+                total = self._totals[key] = [0, 0, 0, 0, 0]
             for index, count in enumerate(counts):
                 total[index] += count
             hours[key] = tuple(total)

@@ -10,12 +10,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from target_posthog.counts import CountingError
-from target_posthog.ledger import LEDGER_READS_TABLES
+from target_posthog.ledger import LEDGER_NO_EVENT_TIME, LEDGER_READS_TABLES
 from target_posthog.registry_schema import MIGRATIONS
 from target_posthog.registry_store import Database, RegistryError, open_database
 
 # The first schema version with the whole ledger (ledger.py; its last table is ledger_reads).
 _LEDGER_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_READS_TABLES)
+_NO_EVENT_TIME_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_NO_EVENT_TIME)
 
 
 @dataclass
@@ -25,6 +26,7 @@ class EventHour:
     read: int = 0  # records read
     sent: int = 0  # PostHog events made of them, aliases aside
     updates: int = 0  # person/group update rows among the records read
+    no_event_time: int = 0  # records read here at another field's time: event_time unusable
     refused: int = 0  # events PostHog refused for good (dead-lettered)
     aliases: int = 0  # `$create_alias` events PostHog confirmed, at this hour
     dead: Counter[str] = field(default_factory=Counter)  # records not sent, by reason
@@ -78,7 +80,7 @@ def read_ledger(location: str) -> LedgerFigures:
                 f"registry {database.location} holds no ledger yet: run the migration (this "
                 "version of target-posthog) once, then verify"
             )
-        return _figures(database)
+        return _figures(database, version >= _NO_EVENT_TIME_VERSION)
     except RegistryError as exc:
         raise CountingError(str(exc)) from None
     except database.errors as exc:
@@ -87,18 +89,20 @@ def read_ledger(location: str) -> LedgerFigures:
         database.close()
 
 
-def _figures(db: Database) -> LedgerFigures:
+def _figures(db: Database, with_no_event_time: bool) -> LedgerFigures:
     hours: dict[str, EventHour] = {}
     untimed: list[Untimed] = []
 
     def hour(key: str) -> EventHour:
         return hours.setdefault(key, EventHour())
 
+    # A registry the migration has not opened since migration 9 (read only here) has none.
+    untimed_column = "no_event_time" if with_no_event_time else "0"
     rows = db.read(
         "SELECT upload_hour, event_hour, records_read, events_sent, updates, unreadable, "
-        "written_at FROM ledger_hours"
+        f"{untimed_column}, written_at FROM ledger_hours"
     )
-    for upload, event, read, sent, updates, unreadable, written_at in rows:
+    for upload, event, read, sent, updates, unreadable, no_event_time, written_at in rows:
         if unreadable:
             untimed.append(Untimed(upload, "unreadable lines set aside", unreadable))
         if not event:
@@ -107,6 +111,7 @@ def _figures(db: Database) -> LedgerFigures:
         figures.read += read
         figures.sent += sent
         figures.updates += updates
+        figures.no_event_time += no_event_time
         figures.written_at = max(figures.written_at, written_at)
     for upload, event, reason, records in db.read(
         "SELECT upload_hour, event_hour, reason, records FROM ledger_dead_letters"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from target_posthog.ledger import LEDGER_READS_TABLES, LEDGER_TABLES
+from target_posthog.ledger import LEDGER_NO_EVENT_TIME, LEDGER_READS_TABLES, LEDGER_TABLES
 
 
 class Migration(NamedTuple):
@@ -143,6 +143,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 first_seen_at TEXT NOT NULL
             ){without_rowid}""",
         ),
+    ),
+    Migration(
+        9,
+        "the ledger: records delivered at another field's time because their event_time is "
+        "missing or unusable (Amplitude's charts count by event_time) (ledger.py)",
+        LEDGER_NO_EVENT_TIME,
     ),
 )
 

@@ -14,7 +14,7 @@ from singer_sdk.sinks import BatchSink, RecordSink
 
 from target_posthog import exact_numbers
 from target_posthog.delivery import Confirmable
-from target_posthog.event_keys import parse_time
+from target_posthog.event_keys import TIME_SOURCE_PROPERTY, parse_time
 from target_posthog.extras import EXTRA_FIELD, as_exported, with_extra_fields
 from target_posthog.identity import alias_event, can_alias, readdress
 from target_posthog.mapping import UnmappableError, map_record
@@ -124,7 +124,8 @@ class EventsSink(BatchSink):
                 ledger_reason="event too large for PostHog",
             )
             return
-        self._ledger.read(record, len(encoded), mapped.timestamp)
+        by_event_time = TIME_SOURCE_PROPERTY not in events[0].get("properties", ())
+        self._ledger.read(record, len(encoded), mapped.timestamp, by_event_time)
         self._profiles.observe(mapped)
         aliases: list[Confirmable | None] = [None] * len(encoded)
         device_id, user_id = mapped.device_id, mapped.user_id

@@ -28,7 +28,7 @@ def chart_hours(ledger: LedgerFigures) -> Counter[dt.datetime]:
     read: Counter[dt.datetime] = Counter()
     for key, figures in ledger.hours.items():
         moment = dt.datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
-        read[moment] += figures.read - figures.updates
+        read[moment] += figures.read - figures.updates - figures.no_event_time
     return read
 
 
