@@ -226,9 +226,11 @@ def test_unreadable_lines_are_set_aside_byte_for_byte_and_the_bookmark_moves_pas
         assert record["member"] == MEMBER and record["hour"] == HOUR
         assert record["source"].endswith(f"export/{MEMBER}")
         try:
-            assert record["line_text"] == bad.decode()
+            text: str | None = bad.decode()
         except UnicodeDecodeError:
-            assert record["line_text"] is None
+            text = None
+        # Not valid UTF-8, or a NUL, which PostgreSQL's text holds no more than the line's bytes.
+        assert record["line_text"] == (None if b"\x00" in bad else text)
     schema_at = next(
         i
         for i, m in enumerate(run.messages)

@@ -14,6 +14,7 @@ loads nothing. After each run the target holds every event once, nothing lost, n
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import gzip
 import json
@@ -135,6 +136,7 @@ PLANTED: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {},
     ),
 ]
+SET_ASIDE = b'{"event_type":"cut\x00'
 _PLANTED_KEY = re.compile(r'"([^"]+)":')
 
 
@@ -146,6 +148,7 @@ class Export:
     folder: Path
     expected: dict[str, dict[str, Any]] = field(default_factory=dict)
     days: dict[str, int] = field(default_factory=dict)  # uuid -> day index
+    set_aside: list[bytes] = field(default_factory=list)  # lines for unreadable_lines
 
     def write_day(self, day: int, events: list[dict[str, Any]]) -> None:
         by_hour: dict[int, list[bytes]] = {}
@@ -157,6 +160,9 @@ class Export:
             self.days[event["uuid"]] = day
         date = (START + dt.timedelta(days=day)).date().isoformat()
         for hour, lines in by_hour.items():
+            if day == 0 and not self.set_aside:  # a line no reading makes a record, with a NUL
+                self.set_aside.append(SET_ASIDE)
+                lines.append(SET_ASIDE)
             path = self.folder / f"{PROJECT}_{date}_{hour}#0.json.gz"
             path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
 
@@ -366,6 +372,11 @@ def test_target_postgres(
     run_three_times(
         tmp_path, export, Target("target-postgres", settings, lambda: read_postgres(url)), generated
     )
+    with psycopg.connect(url, row_factory=dict_row) as connection:
+        rows = connection.execute("SELECT * FROM amplitude.unreadable_lines").fetchall()
+    assert [(row["line_base64"], row["line_text"]) for row in rows] == [
+        (base64.b64encode(SET_ASIDE).decode(), None)  # NUL: PostgreSQL's text cannot hold it
+    ]
 
 
 def test_target_duckdb(

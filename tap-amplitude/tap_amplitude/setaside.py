@@ -13,7 +13,8 @@ Record shape (key: ``member`` + ``line_number``)::
     line_number  1-based line number within the member (after gunzip)
     reason       why it could not be read (never the line's content)
     line_base64  the line's exact bytes, base64 (without its newline)
-    line_text    the same bytes as text when they are valid UTF-8, else null
+    line_text    the same bytes as text when they are valid UTF-8 without a NUL byte (which
+                 PostgreSQL's text cannot hold), else null
     hour         the member's upload hour (RFC 3339 UTC, from its name; null if it does not say)
     byte_length  the line's length in bytes
 """
@@ -51,6 +52,8 @@ class UnreadableLine:
             text: str | None = self.line.decode()
         except UnicodeDecodeError:
             text = None
+        if text is not None and "\x00" in text:
+            text = None  # PostgreSQL's text holds no NUL (texts.py): line_base64 has the bytes
         return {
             "source": _name_text(self.source),
             "member": _name_text(self.member),
