@@ -200,3 +200,28 @@ def test_numeric_and_string_ids_of_one_user_are_one_person(
     person = posthog.people.person("4242")
     assert person is not None and person.distinct_ids == {"4242", "d-1", "d-2", "d-3"}
     assert len(posthog.people.persons()) == 1
+
+
+def test_a_resend_after_a_device_id_became_a_user_id_sends_each_event_once(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """Device "x20" is used anonymously in one run; user "x20" appears in a later run; then
+    the whole range is sent again (`meltano state clear`). The re-send must give the device's
+    event the distinct_id it was first sent with: PostHog deduplicates by uuid and
+    distinct_id, so another one would store the event twice."""
+    device_event = amplitude_event(0, None, "x20", 1, anonprop="from-device-x20")
+    user_event = amplitude_event(1, "x20", "dv20", 2, plan="user-x20")
+    run_ok(tmp_path, posthog, [device_event])
+    run_ok(tmp_path, posthog, [user_event])
+    first = {(e["uuid"], e["distinct_id"]) for e in posthog.events if e["event"] == "Viewed"}
+    run_ok(tmp_path, posthog, [device_event, user_event])
+    again = {(e["uuid"], e["distinct_id"]) for e in posthog.events if e["event"] == "Viewed"}
+    assert again == first and len(first) == 2
+    people = posthog.people
+    device = people.person("x20")
+    assert device is not None and device.distinct_ids == {"x20"}
+    assert device.properties["anonprop"] == "from-device-x20"
+    user = people.person("amplitude_user:x20")
+    assert user is not None and user.distinct_ids == {"amplitude_user:x20", "dv20"}
+    assert user.properties["plan"] == "user-x20" and "anonprop" not in user.properties
+    assert people.person("amplitude_device:x20") is None

@@ -185,7 +185,7 @@ class AliasRegistry:
         id is already a user's own id) `user_ids.COLLIDING_DEVICE_PREFIX` + device_id.
         Raises RegistryError if the database cannot be read or written."""
         try:
-            distinct_id = self.user_ids.device_distinct_id(device_id)
+            distinct_id = self.user_ids.device_distinct_id(device_id, seen_at)
         except self.database.errors as exc:
             raise self.database.error("could not be read", exc) from None
         if distinct_id != device_id:

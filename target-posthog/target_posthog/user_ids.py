@@ -20,8 +20,9 @@ same database as the aliases and under the same lock as device claims, so parall
   `COLLIDING_DEVICE_PREFIX + device_id` (never aliased: `AliasRegistry.claim` refuses any pair
   with that device). A device seen anonymously before any user claims its id keeps it (the
   events were sent already): a user with that id seen later in the same run gets
-  `COLLIDING_USER_PREFIX + user_id` (as above); one first seen in a later run shares PostHog's
-  "abc" with the device (a run does not record every anonymous device: the README says so).
+  `COLLIDING_USER_PREFIX + user_id` (as above), and so does one first seen in a later run:
+  the device's first anonymous use records that decision in `user_ids`. So a re-send of the
+  same events (after `meltano state clear`) chooses the same distinct_ids as the first send.
 
 All are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
 """
@@ -121,12 +122,22 @@ class UserIds:
         rows = self._database.read(_DISTINCT_OF, (user_id,))
         return str(rows[0][0]) if rows else None
 
-    def device_distinct_id(self, device_id: str) -> str:
+    def device_distinct_id(self, device_id: str, seen_at: str) -> str:
         """The distinct_id of a device's anonymous events: its id, or (when the id is a user's
-        own id) `COLLIDING_DEVICE_PREFIX` + id. Raises the database's errors."""
+        own id) `COLLIDING_DEVICE_PREFIX` + id. A device that keeps its id reserves
+        `COLLIDING_USER_PREFIX` + id for a user with that id seen in any later run (a row in
+        `user_ids`), so a re-send of the device's events (after `meltano state clear`) makes
+        the same choice as the first send. Raises the database's errors."""
         distinct = self._devices.get(device_id)  # the common case: one dict read
         if distinct is None:
-            held = self.holds(device_id)
+            if self._read_only:
+                held = self.holds(device_id)
+            else:
+                with self._database.transaction(serialized=IDENTITY_CLAIMS) as tx:
+                    held = self.holds(device_id, tx)
+                    if not held:
+                        user = COLLIDING_USER_PREFIX + device_id
+                        tx.execute(_CLAIM, (device_id, user, seen_at))
             distinct = COLLIDING_DEVICE_PREFIX + device_id if held else device_id
             with self._lock:
                 if len(self._devices) >= _CACHE_LIMIT:
