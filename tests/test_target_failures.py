@@ -562,3 +562,28 @@ def test_input_that_ends_without_any_state_is_not_reported_done(
     )
     assert "done: " in whole.stderr.strip().splitlines()[-1]
     assert "without any STATE" not in whole.stderr
+
+
+def test_a_stop_while_posthog_is_slow_ends_within_seconds_and_resumes_whole(
+    tmp_path: Path, records: list[dict[str, Any]]
+) -> None:
+    """Requests in flight get a short grace (STOP_GRACE_SECONDS), not request_timeout: a slow
+    PostHog made a stop wait up to 30 s (a container's whole grace period). What was not
+    confirmed is sent again by the next run, with the same uuids."""
+    with PostHogStandIn(api_key=POSTHOG_KEY) as posthog:
+        posthog.inject(Fault.delay(10), times=2)  # the first two requests: far past the grace
+        config = target_config(tmp_path, posthog, batch_size=20, concurrency=2)
+        process = start_target(config, tmp_path)
+        watcher = StateWatcher(process, posthog)
+        assert process.stdin is not None
+        lines = messages_with_states(records, 20)
+        process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in lines))
+        process.stdin.flush()
+        time.sleep(1.0)  # both requests are now waiting for the stand-in
+        returncode, stderr = send_signal_and_finish(process, signal.SIGTERM, timeout=8)
+        watcher.join()
+        assert returncode == 128 + signal.SIGTERM, stderr
+        assert "Traceback" not in stderr
+        assert_resumes_from_last_state(
+            records, watcher.states, watcher.snapshots, config, tmp_path, posthog
+        )

@@ -42,6 +42,7 @@ MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20
 STATE_LINGER_SECONDS = 1.0
 # At most one STATE line per this many seconds, unless it vouches for many more records.
 STATE_EMIT_SECONDS = 1.0
+_RECORDING_SECONDS = 5.0  # at most, for a confirmation being recorded when a stop abandons
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
 Sender = Callable[[memoryview], Answer]
 # What an event stands for that must be recorded once PostHog confirms it.
@@ -142,6 +143,8 @@ class Delivery:
         self._emitted_position = 0
         self._emit_every_records = (concurrency + 2) * batch_size
         self._in_progress = 0
+        self._recording = 0  # batches whose confirmation is being recorded
+        self._abandoned = False
         self.failure: DeliveryError | None = None
         self.events_sent = 0
         self.aliases_sent = 0
@@ -277,14 +280,22 @@ class Delivery:
             raise DeliveryAbandonedError("stopped before every batch was confirmed")
 
     def abandon(self, grace_seconds: float) -> None:
-        """Stop now: send nothing new, give in-flight requests `grace_seconds`, emit what's safe."""
+        """Stop now: send nothing new, give in-flight requests `grace_seconds`, emit what's safe.
+
+        A request still unanswered then is left to its daemon thread: whatever PostHog makes
+        of it, nothing more is recorded (the registry and files close next), and the next run
+        sends those events again with the same uuids, which PostHog dedupes.
+        """
         self._stopping.set()
         deadline = time.monotonic() + grace_seconds
         with self._lock:
             while self._in_progress and time.monotonic() < deadline:
                 self._lock.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            self._abandoned = True
+            while self._recording and time.monotonic() < deadline + _RECORDING_SECONDS:
+                self._lock.wait(0.05)  # a batch being recorded now finishes first
             self._emit_ready_states(now=True)
-        self._stop_workers()
+        self._stop_workers(wait_seconds=0.5)
 
     def raise_if_failed(self) -> None:
         if self.failure is not None:
@@ -294,11 +305,14 @@ class Delivery:
     def in_flight(self) -> int:
         return len(self._unfinished)
 
-    def _stop_workers(self) -> None:
+    def _stop_workers(self, wait_seconds: float = 5.0) -> None:
+        """Ask every worker to end; wait for them `wait_seconds` in all (daemon threads: one
+        still waiting for PostHog does not keep the process alive)."""
         for _ in self._workers:
             self._queue.put(None)
+        deadline = time.monotonic() + wait_seconds
         for worker in self._workers:
-            worker.join(timeout=5)
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
 
     # --- worker threads ----------------------------------------------------------------
 
@@ -337,8 +351,16 @@ class Delivery:
         confirmed = [alias for index, alias in batch.aliases.items() if index in accepted]
         aliases = [item for item in confirmed if isinstance(item, PendingAlias)]
         profiles = [item for item in confirmed if isinstance(item, PendingProfile)]
-        self._registry.record_confirmed(aliases)  # before the batch counts as settled
-        self._profiles.record_sent(profiles)
+        with self._lock:
+            if self._abandoned:  # answered after the stop's grace: see abandon()
+                return
+            self._recording += 1
+        try:
+            self._registry.record_confirmed(aliases)  # before the batch counts as settled
+            self._profiles.record_sent(profiles)
+        finally:
+            with self._lock:
+                self._recording -= 1
         with self._lock:
             self.events_sent += len(accepted) - len(confirmed)
             self.aliases_sent += len(aliases)

@@ -69,6 +69,7 @@ from target_posthog.summary import run_counts, run_summary
 _STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
 
 PROGRESS_INTERVAL_SECONDS = 5.0
+STOP_GRACE_SECONDS = 3.0  # how long a stop request waits for requests in flight
 
 
 class TargetPostHog(Target):
@@ -406,8 +407,10 @@ class TargetPostHog(Target):
     def _stop_now(self, signum: int | None, cause: str = "") -> int:
         """Settle what is in flight, close, say why and where the next run resumes; the exit
         code (128 + signal number for a stop request, else 1)."""
-        grace = float(self.config["request_timeout"]) + 1.0
-        self.delivery.abandon(grace)
+        # A stop request must end within seconds: requests still unanswered after a short
+        # grace are sent again next run (same uuids). A failure lets them finish.
+        timeout = float(self.config["request_timeout"]) + 1.0
+        self.delivery.abandon(timeout if signum is None else min(timeout, STOP_GRACE_SECONDS))
         self.close()
         self._log_last_words(signum, cause)
         return 1 if signum is None else 128 + signum
