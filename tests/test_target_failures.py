@@ -571,8 +571,8 @@ def test_a_stop_while_posthog_is_slow_ends_within_seconds_and_resumes_whole(
     PostHog made a stop wait up to 30 s (a container's whole grace period). What was not
     confirmed is sent again by the next run, with the same uuids."""
     with PostHogStandIn(api_key=POSTHOG_KEY) as posthog:
-        posthog.inject(Fault.delay(10), times=2)  # the first two requests: far past the grace
-        config = target_config(tmp_path, posthog, batch_size=20, concurrency=2)
+        posthog.inject(Fault.delay(15), times=2)  # the first two requests: far past the grace
+        config = target_config(tmp_path, posthog, batch_size=20, concurrency=2, request_timeout=12)
         process = start_target(config, tmp_path)
         watcher = StateWatcher(process, posthog)
         assert process.stdin is not None
@@ -580,7 +580,11 @@ def test_a_stop_while_posthog_is_slow_ends_within_seconds_and_resumes_whole(
         process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in lines))
         process.stdin.flush()
         time.sleep(1.0)  # both requests are now waiting for the stand-in
-        returncode, stderr = send_signal_and_finish(process, signal.SIGTERM, timeout=8)
+        process.send_signal(signal.SIGTERM)
+        # Bounded: the old code waited request_timeout + 1 (13 s) for the two requests.
+        returncode = process.wait(timeout=10)
+        assert process.stderr is not None
+        stderr = process.stderr.read().decode()
         watcher.join()
         assert returncode == 128 + signal.SIGTERM, stderr
         assert "Traceback" not in stderr
