@@ -200,8 +200,9 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`$amplitude_as_exported`, `$amplitude_duplicate_keys`, `$amplitude_reserved_names`, "
         "as received",
         "sent on purpose: in PostHog they prove what was repaired (each repair named), derived "
-        "(the unusable original uuid) or converted (each value as exported, the earlier values "
-        "of a key given twice, export fields named like the tap's own); `repairs` also names "
+        "(the original uuid: unusable, or in another spelling) or converted (each value as "
+        "exported, the earlier values of a key given twice, export fields named like the tap's "
+        "own); `repairs` also names "
         "target-posthog's own repairs of its input. Its `number_texts` (the text of each number "
         "a double would change, for targets that store doubles) is not sent: the payload "
         "holds those numbers as exported",
