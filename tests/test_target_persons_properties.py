@@ -216,3 +216,25 @@ def test_a_dry_run_after_a_real_run_shows_exactly_what_the_next_run_sends(
     assert sorted(shown, key=lambda e: e["distinct_id"]) == sorted(
         sent, key=lambda e: e["distinct_id"]
     )
+
+
+def test_the_properties_of_an_event_too_large_for_posthog_still_reach_its_person_and_group(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """The newest event is dead-lettered (too large once mapped): its user_properties and
+    group_properties snapshot is still the newest, sent as the person's and group's update."""
+    big = "q" * 1_000_000
+    old = amplitude_event(0, "um1", "dm1", 1, plan="old")
+    old["groups"] = {"company": ["co-m"]}
+    old["group_properties"] = {"company": {"co-m": {"v": "old"}}}
+    newest = amplitude_event(1, "um1", "dm1", 2, plan="newest")
+    newest["groups"] = {"company": ["co-m"]}
+    newest["group_properties"] = {"company": {"co-m": {"v": "newest"}}}
+    newest["event_properties"] = {"big": big}
+    run_ok(tmp_path, posthog, [old, newest])
+    dead = (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()
+    assert len(dead) == 1 and b"bytes once mapped" in dead[0]
+    person = posthog.people.person("um1")
+    assert person is not None and person.distinct_ids == {"um1", "dm1"}
+    assert person.properties["plan"] == "newest"
+    assert posthog.people.groups()[("company", "co-m")]["v"] == "newest"

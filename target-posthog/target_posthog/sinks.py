@@ -115,6 +115,9 @@ class EventsSink(BatchSink):
         else:
             encoded = [encode_event(event) for event in events]
             too_big = max(map(len, encoded))
+        # The record's user and group properties are separate updates (profiles.py): kept even
+        # when the event itself is too large for PostHog.
+        self._profiles.observe(mapped)
         if too_big > MAX_EVENT_BYTES:
             self._dead_letter(
                 f"event is {too_big} bytes once mapped; PostHog accepts at most "
@@ -126,7 +129,6 @@ class EventsSink(BatchSink):
             return
         by_event_time = TIME_SOURCE_PROPERTY not in events[0].get("properties", ())
         self._ledger.read(record, len(encoded), mapped.timestamp, by_event_time)
-        self._profiles.observe(mapped)
         aliases: list[Confirmable | None] = [None] * len(encoded)
         device_id, user_id = mapped.device_id, mapped.user_id
         if (
