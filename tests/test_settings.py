@@ -5,6 +5,8 @@ which settings are in force. Driven through the real `meltano run` where Meltano
 from __future__ import annotations
 
 import datetime as dt
+import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -230,3 +232,38 @@ def test_a_filled_dotenv_changes_nothing_in_the_tests_meltano_runs(
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "speed limit none (no limit)" in result.stdout + result.stderr
     assert not (meltano_project.workdir / "leaked.jsonl").exists()
+
+
+@pytest.mark.parametrize(
+    ("plugin_module", "role"), [(tap_settings_env, "tap"), (target_settings_env, "target")]
+)
+def test_meltanos_config_files_go_once_read_and_killed_runs_leftovers_with_them(
+    tmp_path: Path, plugin_module: Any, role: str
+) -> None:
+    """A kill after the plugins started left Meltano's config file (keys in clear) for good:
+    the next run removes leftovers older than STALE_CONFIG_SECONDS, never a parallel job's
+    fresh one, nor a config file a user passes by hand."""
+    run_folder = tmp_path / ".meltano" / "run"
+
+    def name(kind: str, digit: str) -> str:
+        return f"{kind}.{digit * 8}-{digit * 4}-{digit * 4}-{digit * 4}-{digit * 12}.config.json"
+
+    own = run_folder / f"{role}-x" / name(role, "1")
+    killed = run_folder / "tap-amplitude" / name("tap", "2")
+    other_job = run_folder / "target-posthog" / name("target", "3")
+    by_hand = run_folder / "target-posthog" / "my-settings.config.json"
+    for path in (own, killed, other_job, by_hand):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"api_key": "secret"}')
+    old = time.time() - plugin_module.STALE_CONFIG_SECONDS - 60
+    os.utime(killed, (old, old))
+    os.utime(by_hand, (old, old))
+    assert plugin_module.remove_meltano_config_file(["x", "--config", str(own)], role) == 1
+    assert not own.exists() and not killed.exists()
+    assert other_job.exists() and by_hand.exists()
+    assert run_folder.stat().st_mode & 0o077 == 0
+    # A config file outside .meltano/run (the user's own) is never touched.
+    mine = tmp_path / name(role, "4")
+    mine.write_text("{}")
+    assert plugin_module.remove_meltano_config_file(["--config", str(mine)], role) == 0
+    assert mine.exists()

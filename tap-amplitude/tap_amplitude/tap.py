@@ -151,8 +151,6 @@ class TapAmplitude(Tap):
             self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         if type(self)._announce_on_start:
             self.announce()
-            # Not at discovery: Meltano passes the same file to the sync that follows.
-            remove_meltano_config_file(sys.argv, "tap")
 
     @cached_property
     def end_hour(self) -> dt.datetime:
@@ -278,6 +276,16 @@ class TapAmplitude(Tap):
         a damaged export) ends the run with that one line and exit code 1, not a traceback
         that buries it."""
         cls._announce_on_start = not any(options.get(k) for k in ("discover", "test", "about"))
+        if cls._announce_on_start:
+            # singer-sdk has read the config files already: Meltano's copy, keys in clear, goes
+            # now (not at discovery: Meltano passes the same file to the sync that follows).
+            stale = remove_meltano_config_file(sys.argv, "tap")
+            if stale:
+                cls.logger.info(
+                    "removed %d config files that killed Meltano runs left under .meltano/run "
+                    "(they held keys in clear)",
+                    stale,
+                )
         try:
             super().invoke(**options)
         except ConfigValidationError as exc:

@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import itertools
 import re
+import time
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,12 @@ _TRUE_TEXT = frozenset(("true", "1", "yes", "on"))
 _FALSE_TEXT = frozenset(("false", "0", "no", "off"))
 _WHOLE_NUMBER = re.compile(r"[+-]?\d+")
 _DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+# Meltano's per-run config files (meltano 4.4: `<role>.<uuid>.config.json`), and the age after
+# which one is a killed run's leftover.
+_MELTANO_CONFIG = re.compile(r"(tap|target)\.[0-9a-f-]{36}\.config\.json")
+STALE_CONFIG_SECONDS = 600
 
 
 def values_from_text(config: MutableMapping[str, Any], properties: Mapping[str, Any]) -> None:
@@ -73,27 +80,49 @@ def unknown_setting_variables(
     return warnings
 
 
-def remove_meltano_config_file(argv: Sequence[str], role: str) -> bool:
-    """Delete the config file Meltano wrote for this run, once read: it holds the keys in clear
-    and Meltano removes it only when the run ends normally (a killed run left it in
-    `.meltano/run/<plugin>/<role>.<uuid>.config.json`). Only a file of exactly that shape is
-    touched, never a config file a user passes by hand. True if one was removed.
+def remove_meltano_config_file(argv: Sequence[str], role: str) -> int:
+    """Delete the config file Meltano wrote for this run, once read, and those killed runs left:
+    they hold the keys in clear, and Meltano removes one only when its run ends normally (a
+    killed run leaves `.meltano/run/<plugin>/<role>.<uuid>.config.json`). Only files of exactly
+    that shape are touched, never a config file a user passes by hand; another run's file only
+    once it is STALE_CONFIG_SECONDS old (parallel jobs share `.meltano/run/`, and a plugin reads
+    its file within seconds of its start). Returns how many files of killed runs were removed.
 
     It also makes `.meltano/run/` readable by its owner only: Meltano writes the next runs'
-    config files there with the default umask (world-readable on most machines) and deletes
-    them only at the end of a run."""
+    config files there with the default umask (world-readable on most machines)."""
     for flag, value in itertools.pairwise(argv):
         if flag != "--config":
             continue
         path = Path(value)
-        if (
-            re.fullmatch(rf"{role}\.[0-9a-f-]{{36}}\.config\.json", path.name)
+        if not (
+            _MELTANO_CONFIG.fullmatch(path.name)
+            and path.name.startswith(f"{role}.")
             and path.parent.parent.name == "run"
             and path.parent.parent.parent.name == ".meltano"
         ):
-            with contextlib.suppress(OSError):  # not ours to own: the unlink still matters
-                path.parent.parent.chmod(0o700)
+            continue
+        run_folder = path.parent.parent
+        with contextlib.suppress(OSError):  # not ours to own: the unlink still matters
+            run_folder.chmod(0o700)
+        stale_before = time.time() - STALE_CONFIG_SECONDS
+        stale = [
+            other
+            for other in run_folder.glob("*/*.config.json")
+            if other != path
+            and _MELTANO_CONFIG.fullmatch(other.name)
+            and _modified(other) < stale_before
+        ]
+        removed = 0
+        for file in (path, *stale):
             with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                return True
-    return False
+                file.unlink()
+                removed += file is not path
+        return removed
+    return 0
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")  # gone meanwhile: nothing to remove

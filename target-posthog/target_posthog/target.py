@@ -340,6 +340,8 @@ class TargetPostHog(Target):
         """singer-sdk's invoke, plus clean exits on signals and delivery failures."""
         PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
         cls.print_version(print_fn=cls.logger.info)
+        # singer-sdk has read the config files already: Meltano's copy, keys in clear, goes now.
+        _say_stale_config_files(remove_meltano_config_file(sys.argv, "target"), cls.logger)
         config = config or _ConfigInput()
         # Records are acyclic and short-lived: reference counting frees them. Fewer cyclic
         # GC passes over the per-record dicts save a few percent (CLI only: a process-wide knob).
@@ -357,7 +359,6 @@ class TargetPostHog(Target):
                 cls.logger.error("target-posthog cannot start: %s", error)
             code = 1
         else:
-            remove_meltano_config_file(sys.argv, "target")
             target.announce()
             code = target.run(file_input)
             reader = target.message_reader
@@ -467,6 +468,15 @@ class TargetPostHog(Target):
             self.logger.info(
                 "progress%s: %s", " (dry run: nothing sent)" if self.dry_run else "", line
             )
+
+
+def _say_stale_config_files(count: int, logger: logging.Logger) -> None:
+    if count:
+        logger.info(
+            "removed %d config files that killed Meltano runs left under .meltano/run "
+            "(they held keys in clear)",
+            count,
+        )
 
 
 def _not_sdk_noise(record: logging.LogRecord) -> bool:
