@@ -15,6 +15,7 @@ by ``server_upload_time``, the field the API selects by.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import sys
 import time
@@ -113,7 +114,11 @@ class EventsStream(Stream):
             start_date = start_date.replace(tzinfo=dt.UTC)
         bookmark = self.get_context_state(None).get("replication_key_value")
         if bookmark and floor_hour(dt.datetime.fromisoformat(bookmark)) != floor_hour(start_date):
-            self.logger.warning(start_date_against_bookmark(start_date, bookmark, os.environ))
+            skips = start_date > dt.datetime.fromisoformat(bookmark)
+            self.logger.log(
+                logging.WARNING if skips else logging.INFO,
+                start_date_against_bookmark(start_date, bookmark, os.environ),
+            )
         if starting is None or floor_hour(starting) < floor_hour(start_date):
             return floor_hour(start_date)
         return floor_hour(starting)
