@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from target_posthog.capture_ids import hashed_id
 
 from tests.persons_harness import (
     amplitude_event,
@@ -225,3 +226,37 @@ def test_a_resend_after_a_device_id_became_a_user_id_sends_each_event_once(
     assert user is not None and user.distinct_ids == {"amplitude_user:x20", "dv20"}
     assert user.properties["plan"] == "user-x20" and "anonprop" not in user.properties
     assert people.person("amplitude_device:x20") is None
+
+
+def test_real_ids_shaped_like_the_targets_own_ids_stay_their_own_persons(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    """User "c91" gets "amplitude_user:c91" (its id is already ann91's device); a real user
+    whose id is literally "amplitude_user:c91", and one named "amplitude_group_updates", must
+    not land on the made-up ids' persons."""
+    group_row = amplitude_event(5, None, None, 5)
+    group_row["event_type"] = "$groupidentify"
+    group_row["groups"] = {"company": ["servco"]}
+    group_row["group_properties"] = {"company": {"servco": {"name": "Serv"}}}
+    records = [
+        amplitude_event(0, "ann91", "c91", 1, me="ann91"),
+        amplitude_event(1, "c91", "d91", 2, me="c91"),
+        amplitude_event(2, "amplitude_user:c91", "d92", 3, me="literal user"),
+        amplitude_event(3, "amplitude_group_updates", "d93", 4, me="literal group"),
+        amplitude_event(4, None, "amplitude_device:d94", 4, me="literal device"),
+        group_row,
+    ]
+    stderr = run_ok(tmp_path, posthog, records)
+    people = posthog.people
+    made_up = people.person("amplitude_user:c91")
+    assert made_up is not None and made_up.distinct_ids == {"amplitude_user:c91", "d91"}
+    assert made_up.properties["me"] == "c91"
+    by_me = {p.properties.get("me"): p for p in people.persons()}
+    literal = by_me["literal user"]
+    assert literal.distinct_ids == {"d92", hashed_id("amplitude_user:c91")}
+    assert by_me["literal group"].distinct_ids == {"d93", hashed_id("amplitude_group_updates")}
+    assert by_me["literal device"].distinct_ids == {hashed_id("amplitude_device:d94")}
+    updates = people.person("amplitude_group_updates")
+    assert updates is not None and "me" not in updates.properties
+    assert posthog.people.groups()[("company", "servco")] == {"name": "Serv"}
+    assert "3 events with an id of the form of the target's own ids" in stderr

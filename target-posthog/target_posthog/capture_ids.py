@@ -9,12 +9,20 @@ U+FFFD (PostHog/posthog rust/capture v0_request.rs, test
 `$amplitude_user_id` / `$amplitude_device_id`. The limit is 183 characters, not 200: a
 colliding id gets `amplitude_device:` or `amplitude_user:` in front (user_ids.py), and that
 id too must keep every character.
+
+The target makes up ids of its own: `amplitude_user:<id>` and `amplitude_device:<id>` for
+colliding ids (user_ids.py) and `amplitude_group_updates` for group updates nobody showed
+(profile_updates.py). A real id of that form (a user_id "amplitude_user:c91", say) would share
+the made-up id's PostHog person for good, so it is sent in the same hashed form
+(`amplitude_user:c91#repaired-<sha256>`, counted in the run's summary); a made-up id never
+holds `#repaired-` after its prefix unless the real id it is made from does.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from target_posthog.profile_updates import GROUP_UPDATES_DISTINCT_ID
 from target_posthog.user_ids import COLLIDING_DEVICE_PREFIX, COLLIDING_USER_PREFIX
 
 MAX_DISTINCT_ID = 200  # characters PostHog's capture keeps
@@ -28,7 +36,15 @@ def needs_hashing(identifier: str) -> bool:
     return len(identifier) > MAX_ID or "\0" in identifier
 
 
+def is_reserved(identifier: str) -> bool:
+    """True for a real id of the form of an id the target makes up (above)."""
+    return (
+        identifier.startswith((COLLIDING_USER_PREFIX, COLLIDING_DEVICE_PREFIX))
+        or identifier == GROUP_UPDATES_DISTINCT_ID
+    )
+
+
 def hashed_id(identifier: str) -> str:
-    """The form above (call only where `needs_hashing`)."""
+    """The form above (call only where `needs_hashing` or `is_reserved`)."""
     digest = hashlib.sha256(identifier.encode("utf-8", "surrogatepass")).hexdigest()
     return identifier[:_KEPT].replace("\0", "\ufffd") + MARK + digest

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from target_posthog.capture_ids import hashed_id, needs_hashing
+from target_posthog.capture_ids import hashed_id, is_reserved, needs_hashing
 from target_posthog.context import (
     CONSUMED_FIELDS,
     add_context,
@@ -33,6 +33,7 @@ from target_posthog.identity import clean_id
 from target_posthog.mapping_notes import (
     CLASHING_EVENT_PROPERTIES,
     LONG_OR_NUL_ID,
+    RESERVED_ID,
     TIME_OUT_OF_RANGE,
 )
 from target_posthog.persons import PERSON_UPDATE, neutralised, person_values
@@ -119,15 +120,25 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     event_uuid = record_uuid(record)
     order = timestamp + event_uuid
     notes: tuple[str, ...] = (TIME_OUT_OF_RANGE,) if out_of_range else ()
-    # Ids PostHog's capture would cut or change (so merge): a stable hashed form instead.
+    # Ids PostHog's capture would cut or change (so merge), and real ids of the form of the
+    # target's own made-up ids (capture_ids.py): a stable hashed form instead; the originals
+    # stay in $amplitude_user_id / $amplitude_device_id.
     original_device_id = device_id
-    hashed = False
-    if user_id is not None and needs_hashing(user_id):
-        user_id, hashed = hashed_id(user_id), True  # the original stays in $amplitude_user_id
-    if device_id is not None and needs_hashing(device_id):
-        device_id, hashed = hashed_id(device_id), True
+    hashed = reserved = False
+    if user_id is not None:
+        if needs_hashing(user_id):
+            user_id, hashed = hashed_id(user_id), True
+        elif is_reserved(user_id):
+            user_id, reserved = hashed_id(user_id), True
+    if device_id is not None:
+        if needs_hashing(device_id):
+            device_id, hashed = hashed_id(device_id), True
+        elif is_reserved(device_id):
+            device_id, reserved = hashed_id(device_id), True
     if hashed:
         notes += (LONG_OR_NUL_ID,)
+    if reserved:
+        notes += (RESERVED_ID,)
 
     if event_type == GROUP_UPDATE:
         distinct_id = user_id or device_id

@@ -28,6 +28,10 @@ LONG_OR_NUL_ID = (
     "or replace "
     "(sent as <first 100 characters>#repaired-<sha256>)"
 )
+RESERVED_ID = (
+    "events with an id of the form of the target's own ids (amplitude_user:..., "
+    "amplitude_device:..., amplitude_group_updates), sent as <id>#repaired-<sha256>"
+)
 
 
 class MappingNotes:
