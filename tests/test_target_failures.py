@@ -591,3 +591,25 @@ def test_a_stop_while_posthog_is_slow_ends_within_seconds_and_resumes_whole(
         assert_resumes_from_last_state(
             records, watcher.states, watcher.snapshots, config, tmp_path, posthog
         )
+
+
+def test_a_429_is_said_when_it_comes_with_the_wait_not_after_the_wait(
+    tmp_path: Path, posthog: PostHogStandIn, records: list[dict[str, Any]]
+) -> None:
+    """A long Retry-After was logged only once waited out: the run looked stalled, and a stop
+    during the wait left no trace of the 429 at all."""
+    posthog.inject(Fault.status(429, retry_after=40), times=1)
+    config = target_config(tmp_path, posthog, batch_size=20, concurrency=1)
+    process = start_target(config, tmp_path)
+    assert process.stdin is not None and process.stderr is not None
+    lines = messages_with_states(records[:20], 20)
+    process.stdin.write(b"".join(orjson.dumps(m) + b"\n" for m in lines))
+    process.stdin.flush()
+    said: list[str] = []
+    for raw in process.stderr:  # the line comes at once (the old code: after 40 s)
+        said.append(raw.decode())
+        if "retrying a batch" in said[-1]:
+            break
+    assert "retrying a batch: PostHog answered 429; retrying in 40 s" in said[-1], said[-5:]
+    returncode, _ = send_signal_and_finish(process, signal.SIGTERM)
+    assert returncode == 128 + signal.SIGTERM

@@ -125,8 +125,6 @@ class PostHogClient:
         compressed = self.compressed_body(joined_events)
         last_problem = ""
         for attempt in range(self._retry.max_retries + 1):
-            if attempt:
-                self._on_retry(last_problem)
             if self._stopping.is_set():
                 raise DeliveryAbandonedError(_ABANDONED)
             retry_after: float | None = None
@@ -155,10 +153,12 @@ class PostHogClient:
                     )
                 last_problem = f"PostHog answered {status}"
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if attempt < self._retry.max_retries and self._stopping.wait(
-                self._retry.delay(attempt, retry_after)
-            ):
-                raise DeliveryAbandonedError(_ABANDONED)
+            if attempt < self._retry.max_retries:
+                wait = self._retry.delay(attempt, retry_after)
+                # Said now, with the wait, not after it: a long Retry-After looked like a stall.
+                self._on_retry(f"{last_problem}; retrying in {wait:.0f} s")
+                if self._stopping.wait(wait):
+                    raise DeliveryAbandonedError(_ABANDONED)
         raise DeliveryError(
             f"PostHog did not accept a batch after {self._retry.max_retries + 1} attempts "
             f"(last: {last_problem}): PostHog is down or refusing for now; run again later "
