@@ -40,14 +40,14 @@ def test_a_progress_line_gives_delivered_of_received_speed_with_aliases_and_an_e
     assert "600 aliases, 20 dead-lettered" in line
     # 3,600 PostHog events in 10 s; the ETA takes the limit (100/s), not the faster speed.
     assert "360 events/s to PostHog incl. aliases and updates (limit 100/s)" in line
-    assert "ETA for what was received 1 min 10 s" in line  # 6,980 left at 100/s
+    assert "delivery 1 min 10 s behind reading" in line  # 6,980 left at 100/s
     later = Counts(
         received=10_000, events_sent=3_050, aliases_sent=650, updates_sent=0, dead_letters=20
     )
     slower = progress.line(later, in_flight=1, now=20.0)  # 100 in 10 s: the recent speed
-    assert "10 events/s" in slower and "ETA for what was received 11 min 33 s" in slower
+    assert "10 events/s" in slower and "delivery 11 min 33 s behind reading" in slower
     unlimited = Progress(None, now=0.0).line(counts, in_flight=0, now=10.0)
-    assert "(no speed limit)" in unlimited and "ETA for what was received 19 s" in unlimited
+    assert "(no speed limit)" in unlimited and "delivery 19 s behind reading" in unlimited
 
 
 def hour_state(hour: int) -> dict:
@@ -131,7 +131,8 @@ def test_the_tap_says_how_much_of_its_range_is_read_and_the_whole_runs_eta() -> 
     line = progress.line(thirty_days, 1_234_567, now=600.0)
     assert line == (
         "read up to 2024-01-31T00:00Z: 8.2% of this run's range (2024-01-01T00:00Z .. "
-        "2024-12-31T00:00Z), 1,234,567 events; at this run's pace (72.0 hours of history a "
+        "2024-12-31T00:00Z), 1,234,567 events (about 15,020,565 in the whole range at this "
+        "density); at this run's pace (72.0 hours of history a "
         "minute) the rest takes about 1 h 52 min (by hours of history, not events)"
     )
     assert progress.line(thirty_days, 1_234_567, now=620.0) is None

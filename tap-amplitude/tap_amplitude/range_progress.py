@@ -39,9 +39,15 @@ class RangeProgress:
         total = (self._end - self._start).total_seconds()
         done = (read_up_to - self._start).total_seconds()
         share = 100 * done / total if total > 0 else 100.0
+        # The whole range's events, extrapolated once a share worth the name is read.
+        expected = (
+            f" (about {events * total / done:,.0f} in the whole range at this density)"
+            if 0.01 * total <= done < total
+            else ""
+        )
         return (
             f"read up to {_hour(read_up_to)}: {share:.1f}% of this run's range "
-            f"({_hour(self._start)} .. {_hour(self._end)}), {events:,} events; "
+            f"({_hour(self._start)} .. {_hour(self._end)}), {events:,} events{expected}; "
             f"{self._eta(done, total - done, now - self._started)}"
         )
 

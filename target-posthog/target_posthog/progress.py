@@ -1,10 +1,11 @@
 """Progress a person can read during a migration that may last days.
 
-Every few seconds: events delivered of those received so far (the tap reads ahead of what is
-delivered, most of all under a speed limit), aliases and dead letters, the speed counting every
-event PostHog took (aliases and person/group updates count against the agreed limit too), and an
-ETA for what was received, from the recent speed, never faster than the limit allows, and where
-delivery stands (the bookmark of the last STATE passed on). And a line at each checkpoint: each
+Every few seconds: events delivered of those received so far (the tap reads a few MB ahead of
+what is delivered: the pipes' buffers), aliases and dead letters, the speed counting every event
+PostHog took (aliases and person/group updates count against the agreed limit too), how far
+delivery is behind reading, from the recent speed, never faster than the limit allows, and where
+delivery stands (the bookmark of the last STATE passed on). The whole run's ETA is tap-amplitude's
+("read up to ...": it knows the run's range; range_progress.py). And a line at each checkpoint: each
 time a STATE is passed on whose bookmark moved past events delivered since the previous one
 (tap-amplitude sends one per finished export hour; the target passes at most one a second), so
 a throttled migration says which hour it has finished, and hours with nothing in them stay quiet.
@@ -117,7 +118,7 @@ class Progress:
             rate = min(rate, self._limit_per_second) if rate > 0 else self._limit_per_second
         if rate <= 0:
             return "ETA unknown (nothing delivered lately)"
-        return f"ETA for what was received {_duration(remaining / rate)}"
+        return f"delivery {_duration(remaining / rate)} behind reading"
 
 
 def _duration(seconds: float) -> str:
