@@ -260,3 +260,34 @@ def test_real_ids_shaped_like_the_targets_own_ids_stay_their_own_persons(
     assert updates is not None and "me" not in updates.properties
     assert posthog.people.groups()[("company", "servco")] == {"name": "Serv"}
     assert "3 events with an id of the form of the target's own ids" in stderr
+
+
+@pytest.mark.parametrize("later_run", [False, True])
+def test_a_user_on_a_device_with_its_own_id_is_one_person_with_that_device(
+    tmp_path: Path, posthog: PostHogStandIn, later_run: bool
+) -> None:
+    """Apps that set device_id = user_id: user "zz2" on device "zz2", then anonymous events of
+    device "zz2" (logged out), in the same run or a later one, are one person; and device
+    "zz1" used anonymously first, then by user "zz1", is one person without a log line
+    saying they are kept apart."""
+    records = [
+        amplitude_event(0, "zz2", "zz2", 1, stage="user"),
+        amplitude_event(1, None, "zz2", 2, stage="after-logout"),
+        amplitude_event(2, None, "zz1", 1, stage="anon"),
+        amplitude_event(3, "zz1", "zz1", 2, stage="user"),
+    ]
+    if later_run:
+        stderr = run_ok(tmp_path, posthog, records[:1] + records[2:3])
+        stderr += run_ok(tmp_path, posthog, records[1:2] + records[3:])
+    else:
+        stderr = run_ok(tmp_path, posthog, records)
+    people = posthog.people
+    zz2 = people.person("zz2")
+    assert zz2 is not None and zz2.distinct_ids == {"zz2"}
+    assert zz2.properties["stage"] == "after-logout"
+    assert people.person("amplitude_device:zz2") is None
+    zz1 = people.person("zz1")
+    assert zz1 is not None and zz1.distinct_ids == {"zz1", "amplitude_user:zz1"}
+    assert zz1.properties["stage"] == "user"
+    assert "kept on separate PostHog persons" not in stderr
+    assert not people.warnings

@@ -160,16 +160,22 @@ class AliasRegistry:
         self._note_shared_device(device_id, user_id, seen_at)
         return Claim.SHARED_DEVICE
 
-    def user_distinct_id(self, user_id: str, seen_at: str) -> str:
+    def user_distinct_id(self, user_id: str, seen_at: str, device_id: str | None = None) -> str:
         """The PostHog distinct_id of a user's events: its user_id, or (when that id was
-        already a device tied to another user, or one this run sent anonymous events under)
-        `user_ids.COLLIDING_USER_PREFIX` + user_id.
+        already a device tied to another user, or one sent anonymous events under)
+        `user_ids.COLLIDING_USER_PREFIX` + user_id. `device_id`: the record's.
         Raises RegistryError if the database cannot be written."""
         try:
-            distinct_id = self.user_ids.distinct_id(user_id, seen_at)
+            distinct_id = self.user_ids.distinct_id(user_id, seen_at, device_id)
         except self.database.errors as exc:
             raise self.database.error("could not be written", exc) from None
-        if distinct_id != user_id:
+        # The device with the user's own id, used by the user itself, is aliased to the
+        # user's distinct_id (one person): nothing kept apart to report.
+        if (
+            distinct_id != user_id
+            and device_id != user_id
+            and self.owner_of(user_id) != distinct_id
+        ):
             anonymous = self.owner_of(user_id) is None  # no alias: a device used anonymously
             what = (
                 f"a device's id used anonymously before (the user's events are sent as "

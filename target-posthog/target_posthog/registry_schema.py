@@ -150,6 +150,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "missing or unusable (Amplitude's charts count by event_time) (ledger.py)",
         LEDGER_NO_EVENT_TIME,
     ),
+    Migration(
+        10,
+        "user_ids.own_device: 1 when the user's first event was on a device whose id is the "
+        "user's own id, so that device's anonymous events are the user's (user_ids.py)",
+        ("ALTER TABLE user_ids ADD COLUMN own_device INTEGER",),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

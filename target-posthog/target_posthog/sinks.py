@@ -93,7 +93,9 @@ class EventsSink(BatchSink):
         events = mapped.events
         user_id = mapped.user_id
         if user_id is not None:
-            distinct_id = self._registry.user_distinct_id(user_id, mapped.timestamp)
+            distinct_id = self._registry.user_distinct_id(
+                user_id, mapped.timestamp, mapped.device_id
+            )
             if distinct_id != user_id:  # the id is another user's device: see registry.py
                 readdress(events, user_id, distinct_id)
                 person_key = distinct_id if mapped.person_key == user_id else mapped.person_key

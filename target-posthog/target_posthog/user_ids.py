@@ -24,6 +24,12 @@ same database as the aliases and under the same lock as device claims, so parall
   the device's first anonymous use records that decision in `user_ids`. So a re-send of the
   same events (after `meltano state clear`) chooses the same distinct_ids as the first send.
 
+- a user's own device: a user first seen on a device whose id is its own user_id
+  (`user_id` "zz2", `device_id` "zz2": apps that set one to the other) is one person with
+  that device; the claim records it (`own_device`), and the device's anonymous events keep
+  the id "zz2", the user's person. Decided at the user's first sight only, so a re-send
+  chooses the same.
+
 All are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
 """
 
@@ -41,10 +47,15 @@ COLLIDING_DEVICE_PREFIX = "amplitude_device:"
 # transactions are serialized anyway).
 IDENTITY_CLAIMS = "identity"
 FIRST_VERSION = 8  # registry_schema migration that made the table
+OWN_DEVICE_VERSION = 10  # ... and the one that added own_device
 _CACHE_LIMIT = 200_000  # users kept in memory; beyond that the database answers
 
 _CLAIM = (
     "INSERT INTO user_ids (user_id, distinct_id, first_seen_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (user_id) DO NOTHING"
+)
+_CLAIM_OWN = (
+    "INSERT INTO user_ids (user_id, distinct_id, first_seen_at, own_device) VALUES (?, ?, ?, 1) "
     "ON CONFLICT (user_id) DO NOTHING"
 )
 
@@ -71,35 +82,45 @@ class UserIds:
         # device id -> its anonymous events' distinct_id (a device whose id no user held when
         # first asked keeps it: its events were sent under it already).
         self._devices: dict[str, str] = {}
+        self._own_readable = version >= OWN_DEVICE_VERSION
+        self._own: set[str] = set()  # users whose own device is their id (claims of this run)
         if self._readable:
             stored = database.read("SELECT count(*) FROM user_ids")[0][0]
             if stored <= _CACHE_LIMIT:
                 self._distinct = dict(database.read("SELECT user_id, distinct_id FROM user_ids"))
 
-    def distinct_id(self, user_id: str, seen_at: str) -> str:
-        """The user's distinct_id, claimed on first sight. Raises the database's errors."""
+    def distinct_id(self, user_id: str, seen_at: str, device_id: str | None = None) -> str:
+        """The user's distinct_id, claimed on first sight (`device_id`: the record's, which
+        is the user's own device when equal to `user_id`). Raises the database's errors."""
         distinct = self._distinct.get(user_id)  # the common case: one dict read, no lock
         if distinct is not None:
             return distinct
         if self._read_only:
-            distinct = self._stored(user_id) or self._apart(
-                user_id, self._decide(self._device_owner, user_id)
-            )
+            distinct = self._stored(user_id)
+            if distinct is None:
+                distinct = self._apart(user_id, self._decide(self._device_owner, user_id))
+                if device_id == user_id == distinct:
+                    self._own.add(user_id)
         else:
             with self._database.transaction(serialized=IDENTITY_CLAIMS) as tx:
-                distinct = self._claim(tx, user_id, seen_at)
+                distinct = self._claim(tx, user_id, seen_at, own=device_id == user_id)
         with self._lock:
             if len(self._distinct) >= _CACHE_LIMIT:
                 self._distinct.clear()  # flat memory; the database still knows them all
             return self._distinct.setdefault(user_id, distinct)
 
-    def _claim(self, tx: Transaction, user_id: str, seen_at: str) -> str:
+    def _claim(self, tx: Transaction, user_id: str, seen_at: str, *, own: bool) -> str:
         def device_owner(device_id: str) -> str | None:
             rows = tx.fetchall("SELECT user_id FROM aliases WHERE device_id = ?", (device_id,))
             return str(rows[0][0]) if rows else None
 
         distinct = self._apart(user_id, self._decide(device_owner, user_id))
-        if tx.execute(_CLAIM, (user_id, distinct, seen_at)) == 1:
+        own = own and distinct == user_id and self._own_readable
+        if tx.execute(_CLAIM_OWN if own else _CLAIM, (user_id, distinct, seen_at)) == 1:
+            if own:
+                with self._lock:
+                    if len(self._own) < _CACHE_LIMIT:
+                        self._own.add(user_id)
             return distinct
         return str(tx.fetchone(_DISTINCT_OF, (user_id,))[0])  # another run claimed it first
 
@@ -138,12 +159,24 @@ class UserIds:
                     if not held:
                         user = COLLIDING_USER_PREFIX + device_id
                         tx.execute(_CLAIM, (device_id, user, seen_at))
-            distinct = COLLIDING_DEVICE_PREFIX + device_id if held else device_id
+            if held and not self._owns(device_id):
+                distinct = COLLIDING_DEVICE_PREFIX + device_id
+            else:
+                distinct = device_id
             with self._lock:
                 if len(self._devices) >= _CACHE_LIMIT:
                     self._devices.clear()
                 self._devices[device_id] = distinct
         return distinct
+
+    def _owns(self, user_id: str) -> bool:
+        """True when the user's first event was on its own device (a device id = its id)."""
+        if user_id in self._own:
+            return True
+        if not self._own_readable:
+            return False
+        rows = self._database.read("SELECT own_device FROM user_ids WHERE user_id = ?", (user_id,))
+        return bool(rows) and rows[0][0] == 1
 
     def holds(self, device_id: str, tx: Transaction | None = None) -> bool:
         """True when `device_id` is a user's own id (so no device alias may take it); inside a
