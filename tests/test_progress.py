@@ -107,7 +107,7 @@ def test_a_dry_run_says_nothing_was_sent_and_always_replaces_its_payload_file(
 ) -> None:
     payloads = tmp_path / "payloads.jsonl"
     config = target_config(tmp_path, posthog, dry_run_path=str(payloads))
-    ended = state({"bookmarks": {}})  # a tap that finished (without it: "input ended ...")
+    ended = state({"bookmarks": {}})  # a tap that finished (without it: "input ended: ...")
     first = run_target(config, [SCHEMA, *(record(r) for r in tap_records(40)), ended], tmp_path)
     assert first.returncode == 0, first.stderr
     assert "done: dry run: nothing sent; " in first.stderr

@@ -299,12 +299,12 @@ class TargetPostHog(Target):
         self.close()
         if self._latest_state is None:
             # Every singer-sdk tap ends a whole run with a STATE: none at all means the tap
-            # stopped early (its own line says why, often just before this one), so "done"
-            # would mislead.
+            # stopped early, its cause line just before; "done" would mislead, and a long line
+            # here would bury that cause, so the summary first and a short pointer last.
+            self.logger.info("input ended: %s", self.summary())
             self.logger.warning(
-                "input ended without any STATE from the tap: the tap stopped before it "
-                "finished (its own lines say why) and no bookmark moved; %s",
-                self.summary(),
+                "the tap stopped before it finished (its line above says why): no STATE came, "
+                "no bookmark moved"
             )
         else:
             self.logger.info("done: %s", self.summary())
