@@ -104,6 +104,17 @@ def test_bad_arguments_fail_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("testbed: fault 'boom': write KIND[*TIMES]")
     assert len(result.stderr.splitlines()) == 1
+    # Faults only the Export API stand-in serves were accepted for PostHog and did nothing.
+    for kind in ("stall:60*8", "truncate"):
+        result = subprocess.run(
+            [sys.executable, "-m", "tests.testbed", "--posthog-fault", kind],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"testbed: --posthog-fault {kind!r}: the PostHog stand-in serves a status, drop, "
+            f"lose_ack and delay; {kind.split(':')[0]} is an Export API fault (--amplitude-fault)\n"
+        )
 
 
 def test_what_cannot_be_served_or_written_fails_in_one_line(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ PROJECT_ID = 4242
 PEOPLE_FILE = "posthog-persons-and-groups.json"  # under --output, written when it stops
 _TIMED_FAULTS = {"stall": Fault.stall, "delay": Fault.delay}
 _PLAIN_FAULTS = {"drop": Fault.drop, "lose_ack": Fault.lose_ack, "truncate": Fault.truncate}
+_EXPORT_ONLY_FAULTS = ("stall", "truncate")  # the PostHog stand-in models the others only
 
 
 def parse_fault(spec: str) -> tuple[Fault, int]:
@@ -243,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     try:
         posthog_faults = [parse_fault(spec) for spec in args.posthog_fault]
+        for (fault, _), spec in zip(posthog_faults, args.posthog_fault, strict=True):
+            if fault.kind in _EXPORT_ONLY_FAULTS:
+                raise ValueError(
+                    f"--posthog-fault {spec!r}: the PostHog stand-in serves a status, drop, "
+                    f"lose_ack and delay; {fault.kind} is an Export API fault (--amplitude-fault)"
+                )
         amplitude_faults = [parse_fault(spec) for spec in args.amplitude_fault]
         start = datetime.fromisoformat(args.start).astimezone(UTC)
         for name in ("events", "hours"):
