@@ -238,3 +238,24 @@ def test_the_properties_of_an_event_too_large_for_posthog_still_reach_its_person
     assert person is not None and person.distinct_ids == {"um1", "dm1"}
     assert person.properties["plan"] == "newest"
     assert posthog.people.groups()[("company", "co-m")]["v"] == "newest"
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_device_that_logs_in_in_a_later_run_loses_the_names_its_user_lacks(
+    tmp_path: Path, posthog: PostHogStandIn, split: bool
+) -> None:
+    """Device d25 is used anonymously ({anon: 1}), then user u25 logs in on it ({me: u25}, the
+    newest snapshot): the merged person is {me: u25}, whether both are in one run or the login
+    comes in a later run."""
+    records = [
+        amplitude_event(0, None, "d25", 1, anon=1),
+        amplitude_event(1, "u25", "d25", 2, me="u25"),
+    ]
+    if split:
+        run_ok(tmp_path, posthog, records[:1])
+        run_ok(tmp_path, posthog, records[1:])
+    else:
+        run_ok(tmp_path, posthog, records)
+    person = posthog.people.person("u25")
+    assert person is not None and person.distinct_ids == {"u25", "d25"}
+    assert {k: v for k, v in person.properties.items() if not k.startswith("$")} == {"me": "u25"}

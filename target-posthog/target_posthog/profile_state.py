@@ -48,17 +48,24 @@ class Snapshot:
         return False
 
     def merge(self, other: Snapshot) -> tuple[bool, bool]:
-        """Fold `other` in; (the values changed, only the order moved)."""
+        """Fold `other` in; (the values or the removed names changed, only the order moved).
+
+        An older snapshot can change what is removed: a device's anonymous properties folded
+        into its user in a later run (profiles.fold_devices) are names the user's newest
+        snapshot lacks, so the user's next update unsets them."""
+        removed = len(self.seen.difference(self.values))
         self.seen |= other.seen
-        if not other.order:
-            return False, False
-        if other.order > self.order:
+        newer = other.order > self.order
+        if newer:
             changed = other.values != self.values
             self.seen.update(self.values)
             self.order, self.values = other.order, other.values
-            return changed, not changed
-        self.seen.update(other.values)
-        return False, False
+        else:
+            changed = False
+            self.seen.update(other.values)
+        if not changed:
+            changed = len(self.seen.difference(self.values)) != removed
+        return changed, newer and not changed
 
     def removed(self) -> list[str]:
         """The names older snapshots held and the newest does not, sorted."""
