@@ -15,7 +15,7 @@ import orjson
 import pytest
 from target_posthog.profiles import UPDATE_MARKER
 
-from tests.pipeline_harness import build_drill_store
+from tests.pipeline_harness import DRILL_START, build_drill_store
 from tests.test_reliability_kills import KillPoint, start_killed_run
 from tests.testbed.dashboard import NOT_IN_CHARTS
 from tests.testbed.faults import Fault
@@ -56,8 +56,11 @@ def test_a_complete_migration_verifies_clean(migrated: Migration) -> None:
     report = migrated.verify()
     assert report.returncode == 0, report.stdout + report.stderr
     assert report.not_ok() == {}
-    days = chart_days(migrated.store)
-    assert {row["period"]: int(row["amplitude"]) for row in report.rows} == dict(days)
+    days = chart_days(migrated.store)  # from start_date on: earlier days are outside
+    first = f"{DRILL_START:%Y-%m-%d}"
+    assert {row["period"]: int(row["amplitude"]) for row in report.periods()} == {
+        day: n for day, n in days.items() if day >= first
+    }
     for row in report.rows:  # PostHog holds what was delivered, events plus aliases
         assert row["posthog"] == row["delivered"]
     history = [  # the person/group updates a run sends at its end are not export events
@@ -293,13 +296,25 @@ def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migrated: Migration) 
 
 def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migrated: Migration) -> None:
     migrated.amplitude.dashboard.time_zone = "Asia/Kolkata"
+    asked = len(migrated.amplitude.dashboard.requests)
     report = migrated.verify(amplitude_time_zone="Asia/Kolkata")
     assert report.returncode == 2
+    assert len(migrated.amplitude.dashboard.requests) == asked  # refused before any query
     [line] = report.error_lines()
     assert re.fullmatch(
         "target-posthog-verify: cannot verify: the Amplitude project's time zone Asia/Kolkata "
-        r"is UTC\+05:30 on 2024-04-\d\d: its hourly buckets do not line up with UTC hours, so "
+        r"is UTC\+05:30 on 2024-05-01: its hourly buckets do not line up with UTC hours, so "
         "they cannot be compared hour by hour with the migration",
         line,
     )
     assert "Traceback" not in report.stderr
+
+
+def test_hours_within_one_day_are_widened_to_that_day_and_said(migrated: Migration) -> None:
+    report = migrated.verify("--start", "2024-05-01T05:00", "--end", "2024-05-01T07:00")
+    assert report.returncode == 0, report.stdout + report.stderr  # was "--end must be after"
+    assert [row["period"] for row in report.periods()] == ["2024-05-01"]
+    assert (
+        "target-posthog-verify: --start/--end widened to whole UTC days: 2024-05-01 .. "
+        "2024-05-02 (exclusive); --period hour compares hours"
+    ) in report.stderr.splitlines()

@@ -50,11 +50,11 @@ def test_events_uploaded_after_the_bookmark_are_not_read_yet_until_the_next_run(
         report = migration.verify(amplitude_end_date=widened)
         assert report.returncode == 0, report.stdout + report.stderr
         waiting = chart_days_of(late_events)
-        either = "not read yet, or uploaded before start_date"  # days before the first hour
+        # From start_date on: days before it are counted in the row of events dated outside.
         assert report.not_ok() == {
-            day: f"{either if day < f'{DRILL_START:%Y-%m-%d}' else 'not read yet'} ({n}, run "
-            "the migration again)"
+            day: f"not read yet ({n}, run the migration again)"
             for day, n in waiting.items()
+            if day >= f"{DRILL_START:%Y-%m-%d}"
         }
         migration.run(end_date=widened)
         again = migration.verify()
@@ -96,21 +96,20 @@ def test_parallel_range_jobs_leave_the_rest_of_a_range_not_read_yet(tmp_path: Pa
     finally:
         migration.stop()
     assert not_begun.returncode == 0, not_begun.stdout + not_begun.stderr
-    first = not_begun.rows[0]["period"]  # the first hour read, or start_date if earlier
-    assert first <= f"{start:%Y-%m-%dT%H}"
+    first = not_begun.rows[0]["period"]  # start_date: earlier event hours are outside
+    assert first == f"{start:%Y-%m-%dT%H}:00Z"
     assert {row["period"]: int(row["not_read_yet"]) for row in not_begun.rows if
             row["status"] != "OK"} == {hour: n for hour, n in unread_by_hour(
                 migration.store, start, middle).items() if hour >= first}  # fmt: skip
     assert all(s.startswith("not read yet") for s in not_begun.not_ok().values())
     assert halfway.returncode == 0, halfway.stdout + halfway.stderr
-    unread = unread_by_hour(migration.store, start + timedelta(hours=6), middle)
-    early = unread_by_hour(migration.store, start + timedelta(hours=6), middle, before=start)
-    assert early  # this clock and seed: an event of before start_date uploaded in the gap
+    unread = {  # from start_date on: earlier event hours are in the outside row
+        hour: n
+        for hour, n in unread_by_hour(migration.store, start + timedelta(hours=6), middle).items()
+        if hour >= first
+    }
     assert halfway.not_ok() == {
-        hour: f"not read yet, or uploaded before start_date ({n}, run the migration again)"
-        if hour in early
-        else f"not read yet ({n}, run the migration again)"
-        for hour, n in unread.items()
+        hour: f"not read yet ({n}, run the migration again)" for hour, n in unread.items()
     }
     assert {row["period"]: int(row["not_read_yet"]) for row in halfway.rows if
             row["status"] != "OK"} == unread  # fmt: skip
@@ -177,11 +176,15 @@ def test_the_report_runs_through_end_date_or_now_marking_what_no_run_has_read(
         to_end = migration.verify("--period", "hour", now=PARALLEL_NOW, amplitude_end_date=end_date)
     finally:
         migration.stop()
-    unread = unread_by_hour(store, halfway, PARALLEL_NOW)
+    unread = {  # from start_date on: earlier event hours are in the outside row
+        hour: n
+        for hour, n in unread_by_hour(store, halfway, PARALLEL_NOW).items()
+        if hour >= f"{start:%Y-%m-%dT%H}"
+    }
     assert max(unread) > f"{halfway:%Y-%m-%dT%H}"  # hours after the ledger's last among them
     for report, last in ((to_now, PARALLEL_NOW), (to_end, PARALLEL_NOW - timedelta(hours=3))):
         assert report.returncode == 0, report.stdout + report.stderr
-        assert report.rows[-1]["period"] == f"{last:%Y-%m-%dT%H}:00Z"  # was the ledger's last
+        assert report.periods()[-1]["period"] == f"{last:%Y-%m-%dT%H}:00Z"
         assert {row["period"]: int(row["not_read_yet"]) for row in report.rows if
                 int(row["not_read_yet"])} == unread  # fmt: skip
         assert all(s.startswith("not read yet") for s in report.not_ok().values())
@@ -276,3 +279,41 @@ def test_events_confirmed_after_the_last_checkpoint_are_explained_while_a_run_is
     assert "unexplained" not in running.stdout
     assert ended.returncode == 0, ended.stdout + ended.stderr  # the rest: not read yet
     assert all(int(row["posthog"]) == int(row["delivered"]) for row in ended.rows)
+
+
+def test_outlier_event_times_are_one_row_and_year_1_is_asked_as_a_4_digit_date(
+    tmp_path: Path,
+) -> None:
+    """Device clocks at year 1, 1970 or 2099 in an export of two days: the default report
+    runs over the migrated upload range (start_date .. end_date), not 1970 .. 2099 (47,118
+    rows, 130 Amplitude queries); what the migration delivered dated outside it is one row,
+    against PostHog. Asked for year 1 itself, Amplitude gets 00010101, not 1-01-01."""
+    store = build_drill_store(tmp_path / "export")
+    extra = build_drill_store(tmp_path / "extra", seed=4, hours=2, events=30)
+    odd = [r for r in extra.iter_events() if r.get("event_type") not in NOT_IN_CHARTS][:3]
+    for record, when in zip(odd, ("0001-01-01 00:00:00", "1970-01-01 00:00:05",
+                                  "2099-01-01 00:00:00"), strict=True):  # fmt: skip
+        record["event_time"] = when
+    store.add_records(odd)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        report = migration.verify()
+        asked = len(migration.amplitude.dashboard.requests)
+        year_1 = migration.verify("--start", "0001-01-01", "--end", "0001-01-03")
+        year_1_asked = [r.params for r in migration.amplitude.dashboard.requests[asked:]]
+    finally:
+        migration.stop()
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert [row["period"] for row in report.periods()] == ["2024-05-01"]
+    outside = report.outside()
+    assert outside is not None  # the 1970 event; year 1 and 2099 went at client_event_time
+    assert outside["period"] == (
+        "event time outside 2024-05-01 .. 2024-05-02 (Amplitude not asked: --start/--end "
+        "compare them by period)"
+    )
+    assert outside["status"] == "OK" and outside["delivered"] == outside["posthog"]
+    assert asked == 1
+    assert year_1.returncode == 0, year_1.stdout + year_1.stderr
+    assert year_1.row("0001-01-01")["amplitude"] == "1"  # Amplitude counts it by event_time
+    assert [(p["start"], p["end"]) for p in year_1_asked] == [("00010101", "00010102")]

@@ -35,6 +35,7 @@ VERIFY = Path(sys.executable).parent / "target-posthog-verify"
 PERSONAL_KEY = "phx_verify_secret_77c1e0_never_print"
 PROJECT_ID = 31337
 HOURS = 24
+OUTSIDE = "event time outside"  # the row of events dated outside the report's periods
 
 
 @dataclass
@@ -46,6 +47,13 @@ class Report:
 
     def row(self, period: str) -> dict[str, str]:
         return next(row for row in self.rows if row["period"] == period)
+
+    def periods(self) -> list[dict[str, str]]:
+        """The rows of the report's periods (not the outside row, not the untimed rows)."""
+        return [row for row in self.rows if row["period"][:1].isdigit()]
+
+    def outside(self) -> dict[str, str] | None:
+        return next((row for row in self.rows if row["period"].startswith(OUTSIDE)), None)
 
     def not_ok(self) -> dict[str, str]:
         return {row["period"]: row["status"] for row in self.rows if row["status"] != "OK"}

@@ -37,6 +37,12 @@ _UTC_ZONES = frozenset(("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Un
 MAX_WAIT_SECONDS = 300.0  # a Retry-After beyond this: stop and say when to run again
 
 
+def day_text(moment: dt.datetime | dt.date) -> str:
+    """YYYY-MM-DD with a 4-digit year also before year 1000 (strftime's %Y writes year 1 as
+    "1" on Linux, and Amplitude answers 400 to such a date)."""
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+
+
 class CountingError(Exception):
     """A count cannot be had; the message is one line for the user, without any key."""
 
@@ -170,6 +176,8 @@ class AmplitudeCounts(_JsonApi):
         interval = DAILY if by_day and self.zone.key in _UTC_ZONES else HOURLY
         first = start.astimezone(self.zone).date()
         last = (end - HOUR).astimezone(self.zone).date()
+        if interval == HOURLY:
+            self._check_whole_hours(first, last)  # before any query spends the budget
         found: dict[dt.datetime, int] = {}
         for low, high in _date_chunks(first, last, _DAYS_PER_QUERY[interval]):
             labels, values = self._segmentation(interval, low, high)
@@ -185,8 +193,8 @@ class AmplitudeCounts(_JsonApi):
             "e": orjson.dumps({"event_type": "_all"}).decode(),
             "m": "totals",
             "i": interval,
-            "start": f"{low:%Y%m%d}",
-            "end": f"{high:%Y%m%d}",
+            "start": day_text(low).replace("-", ""),
+            "end": day_text(high).replace("-", ""),
         }
         answer = self._call("GET", self.url, params=params)
         try:
@@ -216,13 +224,27 @@ class AmplitudeCounts(_JsonApi):
                 moment = later  # the second of two hours with one label (DST ends)
             offset = naive.replace(tzinfo=self.zone, fold=moment == later).utcoffset()
             if offset is not None and offset % HOUR:
-                raise CountingError(
-                    f"the Amplitude project's time zone {self.zone.key} is UTC{_offset(offset)} "
-                    "on " + f"{naive:%Y-%m-%d}: its hourly buckets do not line up with UTC "
-                    "hours, so they cannot be compared hour by hour with the migration"
-                )
+                raise CountingError(self._not_whole_hours(offset, naive))
             previous = moment
             yield moment, value
+
+    def _check_whole_hours(self, first: dt.date, last: dt.date) -> None:
+        """CountingError if the zone is off UTC by a part of an hour on a day of the range
+        (Asia/Kolkata, UTC+05:30): told before a query, on each day's local noon."""
+        day = first
+        while day <= last:
+            noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=self.zone)
+            offset = noon.utcoffset()
+            if offset is not None and offset % HOUR:
+                raise CountingError(self._not_whole_hours(offset, noon))
+            day += dt.timedelta(days=1)
+
+    def _not_whole_hours(self, offset: dt.timedelta, local: dt.datetime) -> str:
+        return (
+            f"the Amplitude project's time zone {self.zone.key} is UTC{_offset(offset)} on "
+            f"{day_text(local)}: its hourly buckets do not line up with UTC hours, so they "
+            "cannot be compared hour by hour with the migration"
+        )
 
     def _refusal(self, status: int, detail: str, url: str) -> str:
         if status in (401, 403):
@@ -279,14 +301,22 @@ class PostHogCounts(_JsonApi):
             low = high
         return found
 
+    def total(self, low: dt.datetime, high: dt.datetime) -> int:
+        """Distinct event uuids within [low, high), however long: one query while the hours
+        holding events fit in one answer, else hour by hour as `counts`."""
+        hours = self._hours(low, high)
+        if len(hours) >= _MAX_ROWS:
+            hours = self.counts(low, high)
+        return sum(hours.values())
+
     def _hours(self, low: dt.datetime, high: dt.datetime) -> dict[dt.datetime, int]:
         query = (
             "SELECT toStartOfHour(toTimeZone(timestamp, 'UTC')) AS hour, "
             "count(DISTINCT uuid) AS events FROM events "
             "WHERE properties.analytics_source = 'amplitude' "
             f"AND isNull(properties.{UPDATE_MARKER}) "
-            f"AND timestamp >= toDateTime('{low:%Y-%m-%d %H:%M:%S}', 'UTC') "
-            f"AND timestamp < toDateTime('{high:%Y-%m-%d %H:%M:%S}', 'UTC') "
+            f"AND timestamp >= toDateTime('{day_text(low)} {low:%H:%M:%S}', 'UTC') "
+            f"AND timestamp < toDateTime('{day_text(high)} {high:%H:%M:%S}', 'UTC') "
             f"GROUP BY hour ORDER BY hour LIMIT {_MAX_ROWS}"
         )
         body = {"query": {"kind": "HogQLQuery", "query": query}}

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from target_posthog.counts import day_text
 from target_posthog.ledger_view import EventHour, LedgerFigures, Untimed
 
 HOUR = dt.timedelta(hours=1)
@@ -106,7 +107,8 @@ class Plan:
         return found
 
     def label(self, period: dt.datetime) -> str:
-        return f"{period:%Y-%m-%d}" if self.by_day else f"{period:%Y-%m-%dT%H:00Z}"
+        day = day_text(period)
+        return day if self.by_day else f"{day}T{period:%H}:00Z"
 
 
 def floor(moment: dt.datetime, by_day: bool) -> dt.datetime:
@@ -118,13 +120,9 @@ def hour_key(text: str) -> dt.datetime:
     return dt.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
 
 
-def ledger_range(ledger: LedgerFigures, by_day: bool) -> tuple[dt.datetime, dt.datetime] | None:
-    """The periods holding every event hour the migration read (None: it read nothing)."""
-    hours = [hour_key(key) for key, figures in ledger.hours.items() if figures.read]
-    if not hours:
-        return None
-    step = DAY if by_day else HOUR
-    return floor(min(hours), by_day), floor(max(hours), by_day) + step
+def first_upload_hour(ledger: LedgerFigures) -> dt.datetime | None:
+    """The first upload hour any run read (None: no run has read anything)."""
+    return hour_key(ledger.read_spans[0][0]) if ledger.read_spans else None
 
 
 def compare(
@@ -132,8 +130,11 @@ def compare(
     ledger: LedgerFigures,
     amplitude: dict[dt.datetime, int],
     posthog: dict[dt.datetime, int],
+    posthog_outside: int = 0,
 ) -> list[Row]:
-    """The report's rows: one per period, then one per set of records without event time."""
+    """The report's rows: one per period, one for the events dated outside the periods (the
+    migration read them; `posthog_outside`: PostHog holds this many outside), then one per
+    set of records without event time."""
     by_period: dict[dt.datetime, list[EventHour]] = {}
     for key, figures in ledger.hours.items():
         by_period.setdefault(floor(hour_key(key), plan.by_day), []).append(figures)
@@ -152,6 +153,10 @@ def compare(
         _judge_read(plan, row, period, ledger, pool)
         _judge_posthog(plan, row, by_period.get(period, []), unfinished)
         rows.append(row)
+    outside = [hours for period, hours in by_period.items() if not plan.start <= period < plan.end]
+    if outside or posthog_outside:
+        rows.append(_outside_row(plan, [h for hours in outside for h in hours], posthog_outside,
+                                 unfinished))  # fmt: skip
     rows.extend(_untimed_row(plan, item, item.count - pool[item]) for item in ledger.untimed)
     return rows
 
@@ -323,6 +328,20 @@ def _judge_posthog(
     elif gap < 0:
         row.unexplained += -gap
         row.notes.append(f"unexplained ({-gap} more in PostHog than delivered)")
+
+
+def _outside_row(plan: Plan, hours: list[EventHour], posthog: int, unfinished: bool) -> Row:
+    """Events dated outside the report's periods (late uploads of older events, device clocks
+    set to 1970 or 2099 ...): counted in one row, PostHog against the ledger; Amplitude is not
+    asked (each period would cost a query: --start and --end compare them period by period)."""
+    row = _row(plan, plan.start, hours)
+    row.period = (
+        f"event time outside {plan.label(plan.start)} .. {plan.label(plan.end)} (Amplitude "
+        "not asked: --start/--end compare them by period)"
+    )
+    row.posthog = posthog
+    _judge_posthog(plan, row, hours, unfinished)
+    return row
 
 
 def _untimed_row(plan: Plan, item: Untimed, matched: int) -> Row:

@@ -33,14 +33,26 @@ from target_posthog.counts import (
     CountingError,
     PostHogCounts,
     app_host_for,
+    day_text,
 )
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
-from target_posthog.verify import COLUMNS, DAY, HOUR, Plan, Row, compare, floor, ledger_range
+from target_posthog.verify import (
+    COLUMNS,
+    DAY,
+    HOUR,
+    Plan,
+    Row,
+    compare,
+    first_upload_hour,
+    floor,
+    hour_key,
+)
 from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
 ZONE_WINDOW_DAYS = 7  # the hours one Amplitude query gives (counting-apis.md)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 REQUIRED = ("personal_api_key", "project_id", "amplitude_api_key", "amplitude_secret_key")
 
 
@@ -117,35 +129,59 @@ def setting_time(config: dict[str, Any], name: str) -> dt.datetime | None:
 
 
 def report_end(
-    config: dict[str, Any], span: tuple[dt.datetime, dt.datetime], now: dt.datetime, by_day: bool
+    config: dict[str, Any], ledger: LedgerFigures, now: dt.datetime, by_day: bool
 ) -> dt.datetime:
     """The default end of the report: through the migration's end_date (tap-amplitude's, as
     `amplitude_end_date`), else through now, so Amplitude's history that no run has read yet
-    is reported too; never before the last period the ledger holds."""
+    is reported too; at least through the last upload hour any job read (end_date is the last
+    job's). Events dated later are counted in the report's "outside" row."""
     end_date = setting_time(config, "amplitude_end_date")
-    if end_date:
-        last = floor(end_date - dt.timedelta(microseconds=1), by_day)  # exclusive end
+    end = end_date or now + dt.timedelta(microseconds=1)
+    read_to = max((hour_key(high) for _, high in ledger.read_spans), default=end)
+    last = floor(max(end, read_to) - dt.timedelta(microseconds=1), by_day)
+    return last + (DAY if by_day else HOUR)
+
+
+def report_range(
+    config: dict[str, Any],
+    options: dict[str, Any],
+    ledger: LedgerFigures,
+    now: dt.datetime,
+    say: Any,
+) -> tuple[dt.datetime, dt.datetime, dt.datetime | None]:
+    """(start, exclusive end, start_date floored to its hour) of the report: --start/--end as
+    whole periods, by default the migration's upload range, start_date (or the first upload
+    hour read, if earlier or start_date is unknown) through end_date or now. Not the event
+    times read: a few device clocks at 1970 or 2099 would make it decades of periods."""
+    by_day = options["period"] == "day"
+    first_read = first_upload_hour(ledger)
+    if first_read is None:
+        raise CountingError("the migration's ledger holds no records yet: run the migration")
+    start_date = setting_time(config, "amplitude_start_date")
+    start_date = floor(start_date, by_day=False) if start_date else None  # as the tap floors it
+    first = min(first_read, start_date) if start_date else first_read
+    start = floor(options["start"] or first, by_day)
+    if options["end"]:
+        end = floor(options["end"], by_day)
+        if end < options["end"]:  # an hour within a day: through that whole day
+            end += DAY if by_day else HOUR
     else:
-        last = floor(now, by_day)
-    return max(span[1], last + (DAY if by_day else HOUR))
+        end = report_end(config, ledger, now, by_day)
+    given = [t for t in (options["start"], options["end"]) if t]
+    if by_day and any(floor(t, by_day) != t for t in given):
+        say(f"--start/--end widened to whole UTC days: {day_text(start)} .. {day_text(end)} "
+            "(exclusive); --period hour compares hours")  # fmt: skip
+    if end <= start:
+        raise CountingError("--end must be after --start")
+    return start, end, start_date
 
 
 def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[list[Row], Path]:
     """Run the whole verification; the rows and where they were written."""
     by_day = options["period"] == "day"
     ledger = read_ledger(str(config["alias_registry"]))
-    span = ledger_range(ledger, by_day)
-    if span is None:
-        raise CountingError("the migration's ledger holds no records yet: run the migration")
     now = utc_now()
-    start_date = setting_time(config, "amplitude_start_date")
-    start_date = floor(start_date, by_day=False) if start_date else None  # as the tap floors it
-    # From the first period read, or from start_date if earlier (range jobs not run yet).
-    first = min(span[0], floor(start_date, by_day)) if start_date else span[0]
-    start = floor(options["start"], by_day) if options["start"] else first
-    end = floor(options["end"], by_day) if options["end"] else report_end(config, span, now, by_day)
-    if end <= start:
-        raise CountingError("--end must be after --start")
+    start, end, start_date = report_range(config, options, ledger, now, say)
     # Beside the dead-letter file (the registry may be a PostgreSQL database).
     folder = Path(config["dead_letter_path"]).parent
     output = options["output"] or folder / f"verification-{options['period']}.csv"
@@ -178,12 +214,15 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     try:
         zone, host = amplitude.zone.key, posthog.app_host
         say(
-            f"counting {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} UTC (exclusive) in "
+            f"counting {day_text(start)} {start:%H:%M} .. {day_text(end)} {end:%H:%M} UTC "
+            "(exclusive) in "
             f"Amplitude (time zone {zone}) and PostHog ({host})"
         )
         amplitude_counts = amplitude.counts(start, end, by_day=by_day)
         posthog_counts = posthog.counts(start, end)
-        rows = compare(plan, ledger, amplitude_counts, posthog_counts)
+        # PostHog keeps no event before 1970 from this target, nor one a day past its run.
+        outside = posthog.total(EPOCH, start) + posthog.total(end, max(end, now + 2 * DAY))
+        rows = compare(plan, ledger, amplitude_counts, posthog_counts, outside)
         if any(row.unexplained for row in rows):
             _say_if_zone_is_off(amplitude, ledger, rows, plan, amplitude_counts, say)
         retried = amplitude.retries + posthog.retries

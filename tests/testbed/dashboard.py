@@ -153,8 +153,9 @@ def _bucket(moment: datetime, zone: ZoneInfo, interval: str) -> tuple[str, Any]:
     change share a label, not an offset)."""
     local = moment.astimezone(zone)
     if interval == HOURLY:
-        return local.strftime("%Y-%m-%dT%H:00:00"), local.utcoffset()
-    return local.strftime("%Y-%m-%d"), None
+        # isoformat: a 4-digit year also before 1000, as Amplitude writes it
+        return f"{local.date().isoformat()}T{local:%H}:00:00", local.utcoffset()
+    return local.date().isoformat(), None
 
 
 def _date(value: str) -> date:

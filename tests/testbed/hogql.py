@@ -190,6 +190,9 @@ def _counts(
         seen[bucket].add(event.get("uuid") or ("no-uuid", position))
         totals[bucket] += 1
     return [
-        [bucket.strftime("%Y-%m-%dT%H:%M:%SZ"), len(seen[bucket]) if distinct else totals[bucket]]
+        [
+            f"{bucket.date().isoformat()}T{bucket:%H:%M:%S}Z",
+            len(seen[bucket]) if distinct else totals[bucket],
+        ]
         for bucket in sorted(seen)
     ]
