@@ -13,6 +13,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from click.testing import CliRunner
+from target_posthog import verify_cli
 from target_posthog.profiles import UPDATE_MARKER
 
 from tests.pipeline_harness import DRILL_START, build_drill_store
@@ -148,6 +150,8 @@ def test_an_unwritable_output_is_one_line_before_any_query(
                                     "(YYYY-MM-DDTHH:00)"),
         (("--period", "week"), "Invalid value for '--period': 'week' is not one of 'day', 'hour'."),
         (("--bogus",), "No such option '--bogus'."),
+        (("--settle-hours", "-5"), "Invalid value for '--settle-hours': -5.0 is not in the range "
+                                   "x>=0."),
     ],
 )  # fmt: skip
 def test_a_usage_error_is_one_line_exit_2(
@@ -168,6 +172,11 @@ def test_a_usage_error_is_one_line_exit_2(
         ({"project_id": "999"}, "PostHog has no project 999 that this key can read"),
         ({"amplitude_secret_key": "wrong"}, "Amplitude refused the API key or secret key (401)"),
         ({"amplitude_time_zone": "Mars/Olympus"}, "'Mars/Olympus' is not a time zone name"),
+        (  # empty in .env: the variable a user sets, not the target's own name for it
+            {"amplitude_api_key": ""},
+            "the verification needs these target-posthog settings: amplitude_api_key "
+            "(TAP_AMPLITUDE_API_KEY)",
+        ),
     ],
 )
 def test_wrong_keys_or_project_give_one_clear_line(
@@ -318,3 +327,10 @@ def test_hours_within_one_day_are_widened_to_that_day_and_said(migrated: Migrati
         "target-posthog-verify: --start/--end widened to whole UTC days: 2024-05-01 .. "
         "2024-05-02 (exclusive); --period hour compares hours"
     ) in report.stderr.splitlines()
+
+
+def test_help_says_where_the_report_goes_and_where_it_starts() -> None:
+    result = CliRunner().invoke(verify_cli.cli, ["--help"], terminal_width=200)
+    text = " ".join(result.output.split())
+    assert "verification-<period>.csv beside the dead-letter file" in text  # not the registry
+    assert "default: tap-amplitude's start_date, or the first upload hour read if earlier" in text

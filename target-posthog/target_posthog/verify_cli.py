@@ -83,9 +83,17 @@ def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
     config = {**defaults, **{k: v for k, v in config.items() if v not in (None, "")}}
     missing = [name for name in REQUIRED if not config.get(name)]
     if missing:
-        names = ", ".join(f"{name} (TARGET_POSTHOG_{name.upper()})" for name in missing)
+        names = ", ".join(f"{name} ({_variable(name)})" for name in missing)
         raise CountingError(f"the verification needs these target-posthog settings: {names}")
     return config
+
+
+def _variable(name: str) -> str:
+    """The variable a user sets for a setting: meltano.yml gives target-posthog the tap's
+    Amplitude settings from TAP_AMPLITUDE_* (amplitude_api_key <- $TAP_AMPLITUDE_API_KEY)."""
+    if name.startswith("amplitude_"):
+        return f"TAP_AMPLITUDE_{name.removeprefix('amplitude_').upper()}"
+    return f"TARGET_POSTHOG_{name.upper()}"
 
 
 def amplitude_url(config: dict[str, Any]) -> str:
@@ -344,12 +352,13 @@ class _OneLineUsage(click.Command):
 @click.command(cls=_OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "configs", multiple=True, help="JSON settings file, or ENV (default).")
 @click.option("--period", type=click.Choice(["day", "hour"]), default="day", show_default=True)
-@click.option("--start", help="First UTC day or hour (default: the first the ledger holds).")
+@click.option("--start", help="First UTC day or hour (default: tap-amplitude's start_date, "
+              "or the first upload hour read if earlier).")  # fmt: skip
 @click.option("--end", help="Exclusive end, UTC (default: through tap-amplitude's end_date, "
               "else through now).")  # fmt: skip
 @click.option("--output", type=click.Path(path_type=Path), help="CSV, or .json (default: "
-              "verification-<period>.csv beside the registry).")  # fmt: skip
-@click.option("--settle-hours", type=float, default=6.0, show_default=True,
+              "verification-<period>.csv beside the dead-letter file).")  # fmt: skip
+@click.option("--settle-hours", type=click.FloatRange(min=0), default=6.0, show_default=True,
               help="Deliveries this recent may not be visible in PostHog yet.")  # fmt: skip
 def cli(configs: tuple[str, ...], **options: Any) -> None:
     """Compare Amplitude's counts, the migration's ledger and PostHog's counts per period."""
