@@ -317,3 +317,29 @@ def test_outlier_event_times_are_one_row_and_year_1_is_asked_as_a_4_digit_date(
     assert year_1.returncode == 0, year_1.stdout + year_1.stderr
     assert year_1.row("0001-01-01")["amplitude"] == "1"  # Amplitude counts it by event_time
     assert [(p["start"], p["end"]) for p in year_1_asked] == [("00010101", "00010102")]
+
+
+def test_a_bounded_job_after_start_date_reports_before_start_date_at_the_real_clock(
+    tmp_path: Path,
+) -> None:
+    """A rehearsal (end_date in the past, the real clock): with start_date after some events'
+    upload, the first day's rest is "before start_date, not migrated" once the range is read,
+    never "not read yet, or uploaded before start_date" (running again would read nothing)."""
+    store = build_drill_store(tmp_path / "export")
+    begins = DRILL_START + timedelta(hours=6)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run(start_date=begins.isoformat())
+        report = migration.verify()
+    finally:
+        migration.stop()
+    before = sum(unread_by_hour(store, DRILL_START - timedelta(days=30), begins,
+                                before=DRILL_START + timedelta(days=1)).values())  # fmt: skip
+    before -= sum(unread_by_hour(store, DRILL_START - timedelta(days=30), begins,
+                                 before=DRILL_START).values())  # fmt: skip
+    assert before
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert report.not_ok() == {
+        f"{DRILL_START:%Y-%m-%d}": f"before start_date, not migrated ({before} uploaded before "
+        f"{begins:%Y-%m-%dT%H}:00Z, where the migration starts)"
+    }
