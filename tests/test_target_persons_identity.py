@@ -291,3 +291,31 @@ def test_a_user_on_a_device_with_its_own_id_is_one_person_with_that_device(
     assert zz1.properties["stage"] == "user"
     assert "kept on separate PostHog persons" not in stderr
     assert not people.warnings
+
+
+@pytest.mark.parametrize("later_run", [False, True])
+def test_an_anonymous_row_of_a_shared_device_counts_for_the_user_its_amplitude_id_names(
+    tmp_path: Path, posthog: PostHogStandIn, later_run: bool
+) -> None:
+    """Device "dshared" is tied to ua; ub uses it later, logs out, and an anonymous row follows
+    that Amplitude attributes to ub (amplitude_id 222, ub's snapshot): ub's properties, not
+    ua's, in the same run or a later one."""
+    records = [
+        amplitude_event(0, "ua", "dshared", 1, who="a", plan="a-plan"),
+        amplitude_event(1, "ub", "dshared", 2, who="b", plan="b-plan"),
+        amplitude_event(2, None, "dshared", 3, who="b", plan="b-newer"),
+    ]
+    for record, amplitude_id in zip(records, (111, 222, 222), strict=True):
+        record["amplitude_id"] = amplitude_id
+    if later_run:
+        run_ok(tmp_path, posthog, records[:2])
+        run_ok(tmp_path, posthog, records[2:])
+    else:
+        run_ok(tmp_path, posthog, records)
+    people = posthog.people
+    ua = people.person("ua")
+    assert ua is not None and ua.distinct_ids == {"ua", "dshared"}
+    assert (ua.properties["who"], ua.properties["plan"]) == ("a", "a-plan")
+    ub = people.person("ub")
+    assert ub is not None and ub.distinct_ids == {"ub"}
+    assert (ub.properties["who"], ub.properties["plan"]) == ("b", "b-newer")

@@ -160,13 +160,19 @@ class AliasRegistry:
         self._note_shared_device(device_id, user_id, seen_at)
         return Claim.SHARED_DEVICE
 
-    def user_distinct_id(self, user_id: str, seen_at: str, device_id: str | None = None) -> str:
+    def user_distinct_id(
+        self,
+        user_id: str,
+        seen_at: str,
+        device_id: str | None = None,
+        amplitude_id: str | None = None,
+    ) -> str:
         """The PostHog distinct_id of a user's events: its user_id, or (when that id was
         already a device tied to another user, or one sent anonymous events under)
-        `user_ids.COLLIDING_USER_PREFIX` + user_id. `device_id`: the record's.
+        `user_ids.COLLIDING_USER_PREFIX` + user_id. `device_id`, `amplitude_id`: the record's.
         Raises RegistryError if the database cannot be written."""
         try:
-            distinct_id = self.user_ids.distinct_id(user_id, seen_at, device_id)
+            distinct_id = self.user_ids.distinct_id(user_id, seen_at, device_id, amplitude_id)
         except self.database.errors as exc:
             raise self.database.error("could not be written", exc) from None
         # The device with the user's own id, used by the user itself, is aliased to the
@@ -185,6 +191,14 @@ class AliasRegistry:
             )
             self._note_shared_device(user_id, user_id, seen_at, colliding=True, what=what)
         return distinct_id
+
+    def user_of_amplitude_id(self, amplitude_id: str) -> str | None:
+        """The distinct_id of the user Amplitude knows by `amplitude_id` (user_ids.py), if
+        any. Raises RegistryError if the database cannot be read."""
+        try:
+            return self.user_ids.user_of_amplitude_id(amplitude_id)
+        except self.database.errors as exc:
+            raise self.database.error("could not be read", exc) from None
 
     def device_distinct_id(self, device_id: str, seen_at: str) -> str:
         """The PostHog distinct_id of a device's anonymous events: its device_id, or (when that

@@ -156,6 +156,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         "user's own id, so that device's anonymous events are the user's (user_ids.py)",
         ("ALTER TABLE user_ids ADD COLUMN own_device INTEGER",),
     ),
+    Migration(
+        11,
+        "user_ids.amplitude_id: Amplitude's id of the user at its first event, so an anonymous "
+        "row that Amplitude attributes to the user (its amplitude_id) counts for the user's "
+        "properties (user_ids.py)",
+        (
+            "ALTER TABLE user_ids ADD COLUMN amplitude_id TEXT",
+            "CREATE INDEX user_ids_amplitude_id ON user_ids (amplitude_id)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

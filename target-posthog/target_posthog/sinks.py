@@ -94,7 +94,7 @@ class EventsSink(BatchSink):
         user_id = mapped.user_id
         if user_id is not None:
             distinct_id = self._registry.user_distinct_id(
-                user_id, mapped.timestamp, mapped.device_id
+                user_id, mapped.timestamp, mapped.device_id, amplitude_id_of(record)
             )
             if distinct_id != user_id:  # the id is another user's device: see registry.py
                 readdress(events, user_id, distinct_id)
@@ -107,6 +107,13 @@ class EventsSink(BatchSink):
                 readdress(events, device, distinct_id)
                 person_key = distinct_id if mapped.person_key == device else mapped.person_key
                 mapped = mapped._replace(person_key=person_key)
+            amplitude_id = amplitude_id_of(record)
+            if amplitude_id is not None and mapped.person_key is not None:
+                # Amplitude attributes the row to the user its amplitude_id names (a shared
+                # device's later user): so do its properties (user_ids.py).
+                owner = self._registry.user_of_amplitude_id(amplitude_id)
+                if owner is not None:
+                    mapped = mapped._replace(person_key=owner)
         if len(events) == 1:  # nearly every record: no comprehension, no max()
             try:
                 first = orjson.dumps(events[0], default=exact_numbers.default)
@@ -161,6 +168,14 @@ class EventsSink(BatchSink):
         Never blocks on confirmation: the target routes every STATE through the watermark.
         """
         self._delivery.flush()
+
+
+def amplitude_id_of(record: dict[str, Any]) -> str | None:
+    """The record's `amplitude_id` (Amplitude's id of the user) as text, or None."""
+    value = record.get("amplitude_id")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    return str(value) or None
 
 
 class UnreadableLinesSink(RecordSink):

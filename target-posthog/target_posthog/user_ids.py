@@ -30,6 +30,11 @@ same database as the aliases and under the same lock as device claims, so parall
   the id "zz2", the user's person. Decided at the user's first sight only, so a re-send
   chooses the same.
 
+- Amplitude's `amplitude_id` names a user, not a device: an anonymous row of a device shared by
+  two users carries the amplitude_id of the user Amplitude attributes it to (the one who used
+  the device last). The claim records the user's amplitude_id (`user_of_amplitude_id`), so such
+  a row's properties count for that user, in any later run too.
+
 All are colliding ids: recorded in `shared_devices` (by the registry), logged, counted.
 """
 
@@ -48,6 +53,7 @@ COLLIDING_DEVICE_PREFIX = "amplitude_device:"
 IDENTITY_CLAIMS = "identity"
 FIRST_VERSION = 8  # registry_schema migration that made the table
 OWN_DEVICE_VERSION = 10  # ... and the one that added own_device
+AMPLITUDE_ID_VERSION = 11  # ... and amplitude_id
 _CACHE_LIMIT = 200_000  # users kept in memory; beyond that the database answers
 
 _CLAIM = (
@@ -58,6 +64,7 @@ _CLAIM_OWN = (
     "INSERT INTO user_ids (user_id, distinct_id, first_seen_at, own_device) VALUES (?, ?, ?, 1) "
     "ON CONFLICT (user_id) DO NOTHING"
 )
+_CLAIM_AMPLITUDE_ID = "UPDATE user_ids SET amplitude_id = ? WHERE user_id = ?"
 
 
 class UserIds:
@@ -84,16 +91,28 @@ class UserIds:
         self._devices: dict[str, str] = {}
         self._own_readable = version >= OWN_DEVICE_VERSION
         self._own: set[str] = set()  # users whose own device is their id (claims of this run)
+        self._amplitude_readable = version >= AMPLITUDE_ID_VERSION
+        # amplitude_id -> the user's distinct_id (None: no user known by it)
+        self._by_amplitude_id: dict[str, str | None] = {}
         if self._readable:
             stored = database.read("SELECT count(*) FROM user_ids")[0][0]
             if stored <= _CACHE_LIMIT:
                 self._distinct = dict(database.read("SELECT user_id, distinct_id FROM user_ids"))
 
-    def distinct_id(self, user_id: str, seen_at: str, device_id: str | None = None) -> str:
+    def distinct_id(
+        self,
+        user_id: str,
+        seen_at: str,
+        device_id: str | None = None,
+        amplitude_id: str | None = None,
+    ) -> str:
         """The user's distinct_id, claimed on first sight (`device_id`: the record's, which
-        is the user's own device when equal to `user_id`). Raises the database's errors."""
+        is the user's own device when equal to `user_id`; `amplitude_id`: the record's,
+        recorded with the claim). Raises the database's errors."""
         distinct = self._distinct.get(user_id)  # the common case: one dict read, no lock
         if distinct is not None:
+            if amplitude_id is not None and self._by_amplitude_id.get(amplitude_id) is None:
+                self._remember_amplitude_id(amplitude_id, distinct)
             return distinct
         if self._read_only:
             distinct = self._stored(user_id)
@@ -104,6 +123,10 @@ class UserIds:
         else:
             with self._database.transaction(serialized=IDENTITY_CLAIMS) as tx:
                 distinct = self._claim(tx, user_id, seen_at, own=device_id == user_id)
+                if amplitude_id is not None and self._amplitude_readable:
+                    tx.execute(_CLAIM_AMPLITUDE_ID, (amplitude_id, user_id))
+        if amplitude_id is not None:
+            self._remember_amplitude_id(amplitude_id, distinct)
         with self._lock:
             if len(self._distinct) >= _CACHE_LIMIT:
                 self._distinct.clear()  # flat memory; the database still knows them all
@@ -167,6 +190,31 @@ class UserIds:
                 if len(self._devices) >= _CACHE_LIMIT:
                     self._devices.clear()
                 self._devices[device_id] = distinct
+        return distinct
+
+    def _remember_amplitude_id(self, amplitude_id: str, distinct: str) -> None:
+        with self._lock:
+            if len(self._by_amplitude_id) >= _CACHE_LIMIT:
+                self._by_amplitude_id.clear()
+            self._by_amplitude_id[amplitude_id] = distinct
+
+    def user_of_amplitude_id(self, amplitude_id: str) -> str | None:
+        """The distinct_id of the user Amplitude knows by `amplitude_id`, if a run saw one
+        (this run, or any run recorded in the registry). Raises the database's errors."""
+        try:
+            return self._by_amplitude_id[amplitude_id]
+        except KeyError:
+            pass
+        distinct: str | None = None
+        if self._amplitude_readable:
+            rows = self._database.read(
+                "SELECT distinct_id FROM user_ids WHERE amplitude_id = ? LIMIT 1", (amplitude_id,)
+            )
+            distinct = str(rows[0][0]) if rows else None
+        with self._lock:
+            if len(self._by_amplitude_id) >= _CACHE_LIMIT:
+                self._by_amplitude_id.clear()
+            self._by_amplitude_id.setdefault(amplitude_id, distinct)
         return distinct
 
     def _owns(self, user_id: str) -> bool:
