@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TypeVar
 
 from target_posthog.registry_store import Database, Transaction
 
@@ -54,6 +55,7 @@ IDENTITY_CLAIMS = "identity"
 FIRST_VERSION = 8  # registry_schema migration that made the table
 OWN_DEVICE_VERSION = 10  # ... and the one that added own_device
 AMPLITUDE_ID_VERSION = 11  # ... and amplitude_id
+_V = TypeVar("_V")
 _CACHE_LIMIT = 200_000  # users kept in memory; beyond that the database answers
 
 _CLAIM = (
@@ -112,7 +114,7 @@ class UserIds:
         distinct = self._distinct.get(user_id)  # the common case: one dict read, no lock
         if distinct is not None:
             if amplitude_id is not None and self._by_amplitude_id.get(amplitude_id) is None:
-                self._remember_amplitude_id(amplitude_id, distinct)
+                self._cached(self._by_amplitude_id, amplitude_id, distinct)
             return distinct
         if self._read_only:
             distinct = self._stored(user_id)
@@ -126,11 +128,8 @@ class UserIds:
                 if amplitude_id is not None and self._amplitude_readable:
                     tx.execute(_CLAIM_AMPLITUDE_ID, (amplitude_id, user_id))
         if amplitude_id is not None:
-            self._remember_amplitude_id(amplitude_id, distinct)
-        with self._lock:
-            if len(self._distinct) >= _CACHE_LIMIT:
-                self._distinct.clear()  # flat memory; the database still knows them all
-            return self._distinct.setdefault(user_id, distinct)
+            self._cached(self._by_amplitude_id, amplitude_id, distinct)
+        return self._cached(self._distinct, user_id, distinct, replace=False)
 
     def _claim(self, tx: Transaction, user_id: str, seen_at: str, *, own: bool) -> str:
         def device_owner(device_id: str) -> str | None:
@@ -186,17 +185,19 @@ class UserIds:
                 distinct = COLLIDING_DEVICE_PREFIX + device_id
             else:
                 distinct = device_id
-            with self._lock:
-                if len(self._devices) >= _CACHE_LIMIT:
-                    self._devices.clear()
-                self._devices[device_id] = distinct
+            self._cached(self._devices, device_id, distinct)
         return distinct
 
-    def _remember_amplitude_id(self, amplitude_id: str, distinct: str) -> None:
+    def _cached(self, cache: dict[str, _V], key: str, value: _V, *, replace: bool = True) -> _V:
+        """Put `value` in one of the bounded caches (cleared when full: flat memory, the
+        database still knows them all); the value the cache holds (`replace` False: the
+        first one put)."""
         with self._lock:
-            if len(self._by_amplitude_id) >= _CACHE_LIMIT:
-                self._by_amplitude_id.clear()
-            self._by_amplitude_id[amplitude_id] = distinct
+            if len(cache) >= _CACHE_LIMIT:
+                cache.clear()
+            if replace:
+                cache[key] = value
+            return cache.setdefault(key, value)
 
     def user_of_amplitude_id(self, amplitude_id: str) -> str | None:
         """The distinct_id of the user Amplitude knows by `amplitude_id`, if a run saw one
@@ -211,11 +212,7 @@ class UserIds:
                 "SELECT distinct_id FROM user_ids WHERE amplitude_id = ? LIMIT 1", (amplitude_id,)
             )
             distinct = str(rows[0][0]) if rows else None
-        with self._lock:
-            if len(self._by_amplitude_id) >= _CACHE_LIMIT:
-                self._by_amplitude_id.clear()
-            self._by_amplitude_id.setdefault(amplitude_id, distinct)
-        return distinct
+        return self._cached(self._by_amplitude_id, amplitude_id, distinct, replace=False)
 
     def _owns(self, user_id: str) -> bool:
         """True when the user's first event was on its own device (a device id = its id)."""
