@@ -19,6 +19,13 @@ before it relays the next message (measured at tens of milliseconds each), so th
 STATE is written once `STATE_EMIT_SECONDS` have passed since the last one, or once it vouches
 for `concurrency + 2` batches' worth of records more; at the end of input, or on a stop, at
 once. A crash then re-sends at most that many records on top of the batches in flight.
+
+And before each STATE the durable files and the registry's person and group observations are
+synced (each sync merges every person seen since the last one), with every delivery thread
+waiting (profiled on a fast 300,000-event run: SQLite took 5 s of 39 with hourly STATEs, 2 s of
+35 with one STATE per window). So STATEs are also spaced to keep syncing under `SYNC_SHARE` of
+the time (measured per sync); the spacing grows only when syncs are slow, and with it, at most,
+what a crash re-sends.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20
 STATE_LINGER_SECONDS = 1.0
 # At most one STATE line per this many seconds, unless it vouches for many more records.
 STATE_EMIT_SECONDS = 1.0
+SYNC_SHARE = 0.1  # at most this share of the time goes to syncing before STATEs
 _RECORDING_SECONDS = 5.0  # at most, for a confirmation being recorded when a stop abandons
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
 Sender = Callable[[memoryview], Answer]
@@ -140,6 +148,7 @@ class Delivery:
         self._last_emitted: dict | None = None
         self._ready: tuple[int, dict] | None = None  # the newest safe STATE not yet written
         self._emitted_at = 0.0  # time.monotonic() of the last STATE written
+        self._sync_seconds = 0.0  # what the last sync before a STATE took
         self._emitted_position = 0
         self._emit_every_records = (concurrency + 2) * batch_size
         self._in_progress = 0
@@ -418,18 +427,24 @@ class Delivery:
         if self._ready is None:
             return
         position, ready = self._ready
+        since = time.monotonic() - self._emitted_at
         if not now and (
-            time.monotonic() - self._emitted_at < STATE_EMIT_SECONDS
-            and position - self._emitted_position < self._emit_every_records
+            since < self._sync_seconds / SYNC_SHARE
+            or (
+                since < STATE_EMIT_SECONDS
+                and position - self._emitted_position < self._emit_every_records
+            )
         ):
             return
         self._ready = None
+        syncing = time.monotonic()
         if self._ledger is not None:  # what the STATE passes is in the ledger first
             self._ledger.commit(position)
         if ready == self._last_emitted:
             return
         for durable in self._durable:  # what the STATE vouches for is on disk first
             durable.sync()
+        self._sync_seconds = time.monotonic() - syncing
         self._emit_state(ready)
         self._last_emitted = ready
         self._emitted_at = time.monotonic()
