@@ -18,6 +18,7 @@ from tests.target_support import (
     posthog,
     record,
     run_target,
+    state,
     target_config,
 )
 from tests.testbed.posthog import PostHogStandIn
@@ -35,6 +36,9 @@ BASE = {
     "device_id": "dev-1",
     "user_id": "user-1",
 }
+
+# What a tap that finished ends with: without it the last line points at the tap instead.
+FINISHED = state({"bookmarks": {}})
 
 
 def raw_export_events(posthog: PostHogStandIn) -> list[bytes]:
@@ -71,7 +75,9 @@ def test_event_properties_never_overwrite_the_exports_fields_nor_are_overwritten
         "foo": "top",
         "event_properties": clashing,
     }
-    run = run_target(target_config(tmp_path, posthog), [SCHEMA, record(value)], tmp_path, posthog)
+    run = run_target(
+        target_config(tmp_path, posthog), [SCHEMA, record(value), FINISHED], tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
     (raw,) = raw_export_events(posthog)
     properties = orjson.loads(raw)["properties"]
@@ -147,7 +153,7 @@ def test_event_times_posthog_would_move_fall_back_to_the_next_time_field_or_dead
         "server_received_time": "2098-01-01 00:00:00.000000",
     }
     config = target_config(tmp_path, posthog)
-    messages = [SCHEMA, record(future), record(before_1970), record(none_usable)]
+    messages = [SCHEMA, record(future), record(before_1970), record(none_usable), FINISHED]
     run = run_target(config, messages, tmp_path, posthog)
     assert run.returncode == 0, run.stderr
     sent = {e["uuid"]: e for e in posthog.events if is_export_event(e)}  # as PostHog stored
@@ -188,7 +194,9 @@ def test_the_dead_letter_summary_groups_by_reason_without_record_values(
         for n, (u, d) in enumerate([("None", "undefined"), ("null", "nil"), ("None", None)])
     ]
     config = target_config(tmp_path, posthog)
-    run = run_target(config, [SCHEMA, *map(record, placeholders), record(BASE)], tmp_path, posthog)
+    run = run_target(
+        config, [SCHEMA, *map(record, placeholders), record(BASE), FINISHED], tmp_path, posthog
+    )
     assert run.returncode == 0, run.stderr
     summary = run.stderr.splitlines()[-1]
     path = config["dead_letter_path"]
@@ -247,7 +255,10 @@ def test_ids_posthog_would_cut_or_change_stay_apart_as_persons(
         for n, (u, d) in enumerate(pairs)
     ]
     run = run_target(
-        target_config(tmp_path, posthog), [SCHEMA, *map(record, values)], tmp_path, posthog
+        target_config(tmp_path, posthog),
+        [SCHEMA, *map(record, values), FINISHED],
+        tmp_path,
+        posthog,
     )
     assert run.returncode == 0, run.stderr
     persons = {person.distinct_ids for person in posthog.people.persons()}
