@@ -118,10 +118,13 @@ def test_bad_arguments_fail_in_one_line() -> None:
 
 
 def test_what_cannot_be_served_or_written_fails_in_one_line(tmp_path: Path) -> None:
-    """Were tracebacks: an export folder that is not there, an env file that cannot be
-    written, no events or hours to generate, a port in use."""
+    """Were tracebacks: an export folder that is not there or names an impossible hour, an env
+    file that cannot be written, no events or hours to generate, a port in use."""
     blocker = tmp_path / "a-file"
     blocker.write_text("")
+    impossible = tmp_path / "impossible"  # a name no Amplitude export has: 30 February
+    impossible.mkdir()
+    (impossible / "123456_2024-02-30_5#0.json.gz").write_bytes(b"")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -132,6 +135,12 @@ def test_what_cannot_be_served_or_written_fails_in_one_line(tmp_path: Path) -> N
             ),
             ("--export", str(tmp_path)): (
                 f"testbed: cannot serve {tmp_path} (no Amplitude export members in {tmp_path})"
+            ),
+            ("--export", str(impossible)): (
+                f"testbed: cannot serve {impossible}: 123456_2024-02-30_5#0.json.gz: its name "
+                "gives no real hour (day is out of range for month); the Export API stand-in "
+                "serves members by the hour in their names (tap-amplitude's export_path reads "
+                "such a file)"
             ),
             ("--env-file", str(blocker / "x.env")): (
                 f"testbed: cannot write --env-file {blocker / 'x.env'} (Not a directory)"

@@ -192,6 +192,8 @@ def _serve(
             store = ExportStore.build(scratch, spec)
     except OSError as exc:
         raise _ServeError(f"cannot serve {args.export} ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise _ServeError(f"cannot serve {args.export}: {exc}") from None
     amplitude = AmplitudeStandIn(store, api_key=AMPLITUDE_KEY, secret_key=AMPLITUDE_SECRET)
     amplitude.dashboard.time_zone = args.amplitude_time_zone
     posthog = PostHogStandIn(

@@ -80,7 +80,14 @@ class ExportStore:
         for path in sorted(directory.iterdir()):
             match = _MEMBER_NAME.match(path.name)
             if match:
-                day = datetime.strptime(match[2], "%Y-%m-%d").replace(tzinfo=UTC)
+                try:
+                    day = datetime.strptime(match[2], "%Y-%m-%d").replace(tzinfo=UTC)
+                except ValueError as exc:  # 2024-02-30: no member Amplitude's API would serve
+                    raise ValueError(
+                        f"{path.name}: its name gives no real hour ({exc}); the Export API "
+                        "stand-in serves members by the hour in their names (tap-amplitude's "
+                        "export_path reads such a file)"
+                    ) from None
                 hour = day + timedelta(hours=int(match[3]))
                 found.append((int(match[1]), hour, int(match[4]), path))
         if not found:
