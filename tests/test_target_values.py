@@ -288,3 +288,24 @@ def test_an_id_is_hashed_beyond_what_a_colliding_prefix_leaves_of_200(
     mapped = map_record(BASE | {"user_id": user_id})
     assert mapped.user_id == (repaired(user_id) if hashed else user_id)
     assert len("amplitude_device:" + mapped.user_id) <= 200
+
+
+def test_an_integer_minus_zero_reaches_posthog_with_its_sign(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    posthog.keep_raw_events = lambda raw: True
+    minus_zero = orjson.Fragment(b"-0")
+    value = BASE | {
+        "event_properties": {
+            "w": minus_zero,
+            "a": [minus_zero, {"b": minus_zero}],
+            "f": orjson.Fragment(b"-0.0"),
+            "z": 0,
+        }
+    }
+    run = run_target(
+        target_config(tmp_path, posthog), [SCHEMA, record(value), FINISHED], tmp_path, posthog
+    )
+    assert run.returncode == 0, run.stderr
+    (raw,) = raw_export_events(posthog)
+    assert b'"w":-0,"a":[-0,{"b":-0}],"f":-0.0,"z":0,' in raw

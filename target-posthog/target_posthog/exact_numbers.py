@@ -17,7 +17,9 @@ sends every number as the export spells it (its README, "Numbers"), so:
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -53,14 +55,26 @@ def number(text: str) -> Any:
     return value
 
 
+def integer(text: str) -> Any:
+    """The value of one JSON integer literal: an ``int``, but ``-0`` (which no ``int`` holds)
+    an ``ExactFloat`` that writes back as ``-0``."""
+    return ExactFloat(text) if text == "-0" else int(text)
+
+
 _DECODER = msgspec.json.Decoder(float_hook=number)
+# An integer -0 (after `:`, `,` or `[`); a match inside a string only costs the slower reading.
+_NEGATIVE_ZERO = re.compile(rb"[:,\[]\s*-0(?![0-9.eE])")
 
 
 def loads(line: bytes) -> Any:
     """One JSON value, numbers exact. Raises ``ValueError`` (msgspec's DecodeError, or
     UnicodeDecodeError) if it is not JSON or is nested too deep to read."""
     try:
-        return _DECODER.decode(line)
+        value = _DECODER.decode(line)
+        if _NEGATIVE_ZERO.search(line) is None:
+            return value
+        # msgspec reads the integer -0 as 0; the standard reader lets `integer` keep it.
+        return json.loads(line, parse_float=number, parse_int=integer)
     except RecursionError:
         raise ValueError("nested too deep to read") from None
 

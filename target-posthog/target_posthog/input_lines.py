@@ -170,7 +170,7 @@ class _WideInteger(str):
 def _integer(text: str) -> Any:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         return _WideInteger(text)
-    return int(text)
+    return exact_numbers.integer(text)
 
 
 def _mended(value: Any, found: list[str]) -> Any:
