@@ -309,3 +309,47 @@ def test_an_integer_minus_zero_reaches_posthog_with_its_sign(
     assert run.returncode == 0, run.stderr
     (raw,) = raw_export_events(posthog)
     assert b'"w":-0,"a":[-0,{"b":-0}],"f":-0.0,"z":0,' in raw
+
+
+def test_a_property_named_like_a_renamed_instruction_is_kept_aside_not_lost(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    posthog.keep_raw_events = lambda raw: True
+    first = BASE | {
+        "event_properties": {"$set": {"a": 1}, "$amplitude_$set": "mine"},
+        "user_properties": {"$groups": {"g": 1}, "$amplitude_$groups": "theirs", "plan": "x"},
+    }
+    second = BASE | {  # the other order, another user
+        "uuid": "0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e62",
+        "user_id": "user-2",
+        "event_properties": {"$amplitude_$cookieless_mode": "mine", "$cookieless_mode": True},
+    }
+    run = run_target(
+        target_config(tmp_path, posthog),
+        [SCHEMA, record(first), record(second), FINISHED],
+        tmp_path,
+        posthog,
+    )
+    assert run.returncode == 0, run.stderr
+    sent = [orjson.loads(raw) for raw in posthog.raw_events]
+    by_user = {e["distinct_id"]: e["properties"] for e in sent if is_export_event(e)}
+    assert by_user["user-1"]["$amplitude_$set"] == {"a": 1}
+    assert by_user["user-1"]["$amplitude_clashing_event_properties"] == {"$amplitude_$set": "mine"}
+    assert by_user["user-2"]["$amplitude_$cookieless_mode"] is True
+    assert by_user["user-2"]["$amplitude_clashing_event_properties"] == {
+        "$amplitude_$cookieless_mode": "mine"
+    }
+    (update,) = [e["properties"]["$set"] for e in sent if e["event"] == "$set"]
+    assert update == {
+        "$amplitude_$groups": {"g": 1},
+        "plan": "x",
+        "$amplitude_clashing_user_properties": {"$amplitude_$groups": "theirs"},
+    }
+    summary = run.stderr.splitlines()[-1]
+    assert (
+        ", 2 events whose event_properties named a property the export's own fields map to"
+    ) in summary
+    assert (
+        ", 1 events whose user_properties held a property named like a renamed PostHog "
+        "instruction beside it"
+    ) in summary

@@ -32,6 +32,7 @@ from target_posthog.groups import (
 from target_posthog.identity import clean_id
 from target_posthog.mapping_notes import (
     CLASHING_EVENT_PROPERTIES,
+    CLASHING_USER_PROPERTIES,
     LONG_OR_NUL_ID,
     RESERVED_ID,
     TIME_OUT_OF_RANGE,
@@ -163,13 +164,15 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     properties = _raw_fields(record)
     if user_id is None and _is_blank(get("user_id")):
         properties.pop(RAW_PREFIX + "user_id", None)  # "" or "  ": no information to keep
-    own = neutralised(event_properties)
+    own, displaced = neutralised(event_properties)
     if properties.keys().isdisjoint(own):
         properties.update(own)
     else:  # `$amplitude_user_id` and the like: the export's own field keeps its name
         for key, value in own.items():
             properties.setdefault(key, value)
-    snapshot, initial = person_values(user_properties)
+    snapshot, initial, person_clashed = person_values(user_properties)
+    if person_clashed:
+        notes += (CLASHING_USER_PROPERTIES,)
     person: dict[str, Any] = {}
     add_page_properties(properties, person, event_properties)
     add_context(properties, person, record)
@@ -198,7 +201,7 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     # uploaded late would overwrite newer values. The ledger sends each person's newest.
     properties["$geoip_disable"] = True
     properties["analytics_source"] = "amplitude"
-    if own and _keep_clashing(properties, own):
+    if (own or displaced) and _keep_clashing(properties, own, displaced):
         notes += (CLASHING_EVENT_PROPERTIES,)
     event = {
         "event": name,
@@ -223,14 +226,17 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     )
 
 
-def _keep_clashing(properties: dict[str, Any], own: dict[str, Any]) -> bool:
+def _keep_clashing(
+    properties: dict[str, Any], own: dict[str, Any], displaced: dict[str, Any]
+) -> bool:
     """Keep in `CLASHING_PROPERTY` each event property whose name a property mapped from the
     export's own fields took with another value (`$current_url` from `[Amplitude] Page URL`,
     `$lib` from `library`, `$amplitude_user_id` from `user_id`, ...); True when there was one.
 
     The export's fields win their names: PostHog reads `$current_url`, `$lib`, `$ip` as
     the event's context, and `$amplitude_<field>` must hold the export's field. An equal value
-    (same type too: 1 is not true) lost nothing and is not repeated.
+    (same type too: 1 is not true) lost nothing and is not repeated. `displaced`: the event
+    properties a renamed instruction took the name of (`persons.neutralised`), kept here too.
     """
     clashing = {
         key: value
@@ -238,6 +244,7 @@ def _keep_clashing(properties: dict[str, Any], own: dict[str, Any]) -> bool:
         if (mapped := properties.get(key)) is not value
         and (mapped.__class__ is not value.__class__ or mapped != value)
     }
+    clashing.update(displaced)
     if not clashing:
         return False
     if CLASHING_PROPERTY in own:  # an event property of that very name goes in with the rest

@@ -19,6 +19,11 @@ CLASHING_EVENT_PROPERTIES = (
     "events whose event_properties named a property the export's own fields map to "
     "(kept in $amplitude_clashing_event_properties)"
 )
+CLASHING_USER_PROPERTIES = (
+    "events whose user_properties held a property named like a renamed PostHog instruction "
+    "beside it ($amplitude_$set beside $set; kept in the person's "
+    "$amplitude_clashing_user_properties)"
+)
 TIME_OUT_OF_RANGE = (
     "events whose event_time is more than 23 h after the run's start or before 1970 "
     "(the next time field used, $amplitude_timestamp_from)"

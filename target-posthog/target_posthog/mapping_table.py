@@ -79,7 +79,9 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "upload order and over live values even with `existing_properties: keep`, an event "
         "made personless (or its merge dropped), groups the record never named, a cookieless "
         "distinct_id; the importer passes them through. Only the target's person updates "
-        "change a person",
+        "change a person. A property already named like the renamed one (`$amplitude_$set` "
+        "beside `$set`) goes to `$amplitude_clashing_event_properties` (user_properties: the "
+        "person's `$amplitude_clashing_user_properties`), counted",
     ),
     Rule(
         "an event property named like a property this table maps an export field to "

@@ -25,47 +25,67 @@ PERSON_OPERATIONS = ("$set", "$set_once", "$unset")
 POSTHOG_INSTRUCTIONS = frozenset(
     (*PERSON_OPERATIONS, "$process_person_profile", "$groups", "$cookieless_mode")
 )
+# Person property holding the user properties a renamed instruction displaced {name: value}.
+CLASHING_USER_PROPERTIES = RAW_PREFIX + "clashing_user_properties"
 EMPTY = "EMPTY"  # Amplitude's value of an `initial_*` property that had none
 
 
-def neutralised(properties: dict[str, Any]) -> dict[str, Any]:
-    """`properties` with PostHog's instructions renamed (`$set` -> `$amplitude_$set`,
-    `$groups` -> `$amplitude_$groups`, ...: `POSTHOG_INSTRUCTIONS`); the same dict when it
-    holds none (nearly always)."""
+def neutralised(properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`properties` with PostHog's instructions renamed (`$set` -> `$amplitude_$set`,
+    `$groups` -> `$amplitude_$groups`, ...: `POSTHOG_INSTRUCTIONS`), {name: value} of the keys
+    a renamed one displaced). The renamed instruction takes its new name; a key of that very name
+    beside it (`$amplitude_$set` next to `$set`) is displaced, whatever the order. The same
+    dict and {} when it holds no instruction (nearly always)."""
     if properties.keys().isdisjoint(POSTHOG_INSTRUCTIONS):
-        return properties
-    return {
-        (RAW_PREFIX + key if key in POSTHOG_INSTRUCTIONS else key): value
-        for key, value in properties.items()
-    }
+        return properties, {}
+    renamed: dict[str, Any] = {}
+    displaced: dict[str, Any] = {}
+    present = POSTHOG_INSTRUCTIONS.intersection(properties)
+    for key, value in properties.items():
+        if key in POSTHOG_INSTRUCTIONS:
+            renamed[RAW_PREFIX + key] = value
+        elif key.startswith(RAW_PREFIX) and key[len(RAW_PREFIX) :] in present:
+            displaced[key] = value
+        else:
+            renamed[key] = value
+    return renamed, displaced
 
 
-def person_values(user_properties: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(newest-wins values, earliest-wins values) of one record's `user_properties`.
+def person_values(
+    user_properties: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(newest-wins values, earliest-wins values, whether a renamed instruction displaced a
+    user property) of one record's `user_properties`.
 
     Amplitude's `initial_*` properties (initial_utm_source, initial_referrer, ...) are
     first-touch values: the earliest event's, under their own name and under PostHog's
     `$initial_*` (PostHog's importer sends those with `$set_once`). The `$initial_*` copy
     leaves out `EMPTY` (Amplitude's "none"; PostHog's importer skips it too) and null; the
-    plain name keeps exactly what Amplitude shows.
+    plain name keeps exactly what Amplitude shows. A user property a renamed instruction
+    displaced (`$amplitude_$set` beside `$set`) is kept in `CLASHING_USER_PROPERTIES`
+    {name: value}.
     """
-    person = neutralised(user_properties)
+    person, displaced = neutralised(user_properties)
     if person is user_properties:
         person = dict(user_properties)
+    if displaced:
+        if CLASHING_USER_PROPERTIES in person:  # one of that very name goes in with the rest
+            displaced[CLASHING_USER_PROPERTIES] = person[CLASHING_USER_PROPERTIES]
+        person[CLASHING_USER_PROPERTIES] = displaced
     names = _INITIAL_NAMES.names
     try:
         found = [key for key in person if names[key]]
     except KeyError:
         found = [key for key in person if _INITIAL_NAMES.learn(key)]
     if not found:
-        return person, {}
+        return person, {}, bool(displaced)
     initial: dict[str, Any] = {}
     for key in found:
         value = person.pop(key)
         initial[key] = value
         if value != EMPTY and value is not None:
             initial[names.get(key) or _INITIAL_NAMES.learn(key)] = value
-    return person, initial
+    return person, initial, bool(displaced)
 
 
 _INITIAL_NAMES = NameCache(lambda key: f"$initial_{key[8:]}" if key.startswith("initial_") else "")
