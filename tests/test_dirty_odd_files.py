@@ -166,19 +166,20 @@ def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and
         archive.writestr("123456/123456_2024-03-01_8#0.json.gz/", b"")
     run = run_folder(run_tap, folder)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 1, 2]
+    # Each record with its own hour: n=2 (06:59) before n=1 (07:00).
+    assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [0, 2, 1]
     log = log_text(run.stderr)
     assert (
-        f"{folder}/events-copy.json.gz: its name gives no hour; read with hour "
-        "2024-03-01T06:00:00+00:00 (the earliest server_upload_time in it within this run), "
-        "each record judged by its own server_upload_time (0 outside this run left for the run "
-        "that covers them, 0 without one set aside)"
+        f"{folder}/events-copy.json.gz: its name gives no hour; read with each hour of a "
+        "server_upload_time in it within this run (2024-03-01T06:00:00+00:00, "
+        "2024-03-01T07:00:00+00:00), each time emitting that hour's records only (0 outside "
+        "this run left for the run that covers them, 0 without one)"
     ) in log
     assert (
-        f"{folder}/no-times.json.gz: its name gives no hour; read with hour "
-        "2024-03-01T00:00:00+00:00 (this run's first: no line in it gives one within it), "
-        "each record judged by its own server_upload_time (0 outside this run left for the run "
-        "that covers them, 2 without one set aside)"
+        f"{folder}/no-times.json.gz: its name gives no hour; read with each hour of a "
+        "server_upload_time in it within this run (2024-03-01T00:00:00+00:00), each time "
+        "emitting that hour's records only (0 outside this run left for the run that covers "
+        "them, 2 without one set aside with hour 2024-03-01T00:00:00+00:00)"
     ) in log
     set_aside = stream_records(run, "unreadable_lines")
     assert [(r["member"], r["line_number"], r["reason"]) for r in set_aside] == [
@@ -188,12 +189,12 @@ def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and
     assert base64.b64decode(set_aside[0]["line_base64"]) == timeless
     done = done_line(run)
     assert "2 lines set aside as unreadable (1 no upload hour, 1 not an object;" in done
-    assert "3 members read (0 empty, 2 named without an hour)" in done
+    assert "4 members read (0 empty, 3 named without an hour)" in done  # events-copy twice
     assert (
         "2 files skipped (1 a folder entry, 1 a folder, not an export file (its contents are "
         "read on their own))"
     ) in done
-    assert run.bookmark == "2024-03-01T07:00:00+00:00"  # the last hour with a file
+    assert run.bookmark == "2024-03-01T08:00:00+00:00"  # past the 07:00 record, read
 
 
 def test_records_of_a_file_whose_name_gives_no_hour_are_each_judged_by_their_own_hour(
@@ -210,10 +211,10 @@ def test_records_of_a_file_whose_name_gives_no_hour_are_each_judged_by_their_own
     assert [e["additional_properties"]["n"] for e in stream_records(run, "events")] == [2]
     log = log_text(run.stderr)
     assert (
-        f"{folder}/events-copy.json.gz: its name gives no hour; read with hour "
-        "2024-03-01T05:00:00+00:00 (the earliest server_upload_time in it within this run), "
-        "each record judged by its own server_upload_time (1 outside this run left for the run "
-        "that covers them, 0 without one set aside)"
+        f"{folder}/events-copy.json.gz: its name gives no hour; read with each hour of a "
+        "server_upload_time in it within this run (2024-03-01T05:00:00+00:00), each time "
+        "emitting that hour's records only (1 outside this run left for the run that covers "
+        "them, 0 without one)"
     ) in log
     assert run.bookmark == "2024-03-01T06:00:00+00:00"  # past the 05:00 record, read
     assert stream_records(run, "unreadable_lines") == []
@@ -226,6 +227,85 @@ def test_records_of_a_file_whose_name_gives_no_hour_are_each_judged_by_their_own
         f"{folder}/events-copy.json.gz: its name gives no hour, and every server_upload_time "
         "in it is outside this run: not read"
     ) in log_text(run.stderr)
+
+
+def test_a_rerun_from_the_state_of_a_file_whose_name_gives_no_hour_sends_nothing_again(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """Its 07:30 record was emitted while reading its 05:00 one, bookmarked only to 06:00: the
+    next run emitted it again (bookmark 08:00). Its set-aside lines came again on every run
+    (twice in an appending target such as target-jsonl)."""
+    folder = export_folder(tmp_path)
+    k1 = orjson.dumps(GOOD | {"server_upload_time": "2024-03-01 05:00:01.000000", "n": 1})
+    k2 = orjson.dumps(GOOD | {"server_upload_time": "2024-03-01 07:30:00.000000", "n": 2})
+    (folder / "events-copy.json.gz").write_bytes(gzip.compress(k1 + b"\nnull\n" + k2 + b"\n"))
+    first = run_folder(run_tap, folder)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(first, "events")] == [1, 2]
+    assert first.bookmark == "2024-03-01T08:00:00+00:00"
+    set_aside = stream_records(first, "unreadable_lines")
+    assert [(r["line_number"], r["reason"]) for r in set_aside] == [(2, "not an object: JSON null")]
+    assert (
+        f"window 2024-03-01T07:00Z (1 h), member {folder}/events-copy.json.gz: 1 lines "
+        "without an upload hour not set aside again (they are set aside once, when the file's "
+        "first hour is read)"
+    ) in log_text(first.stderr)
+
+    rerun = run_tap(
+        {"export_path": str(folder), "start_date": TAP_DAY.isoformat(), "end_date": END},
+        state=first.states[-1],
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert stream_records(rerun, "events") == []
+    assert stream_records(rerun, "unreadable_lines") == []
+    assert (
+        f"{folder}/events-copy.json.gz: its name gives no hour, and every server_upload_time "
+        "in it is outside this run: not read"
+    ) in log_text(rerun.stderr)
+
+
+def test_a_record_of_a_later_hour_is_emitted_by_the_run_covering_it_its_set_aside_lines_once(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """A run ending at 06:00 then one from its STATE: the first set aside the file's
+    hourless line, the second (reading the 07:30 record) set it aside again."""
+    folder = export_folder(tmp_path)
+    k1 = orjson.dumps(GOOD | {"server_upload_time": "2024-03-01 05:00:01.000000", "n": 1})
+    k2 = orjson.dumps(GOOD | {"server_upload_time": "2024-03-01 07:30:00.000000", "n": 2})
+    (folder / "events-copy.json.gz").write_bytes(gzip.compress(k1 + b"\n[]\n" + k2 + b"\n"))
+    config = {"export_path": str(folder), "start_date": TAP_DAY.isoformat()}
+    first = run_tap(config | {"end_date": "2024-03-01T06:00:00+00:00"})
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(first, "events")] == [1]
+    assert len(stream_records(first, "unreadable_lines")) == 1
+    second = run_tap(config | {"end_date": END}, state=first.states[-1])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert [e["additional_properties"]["n"] for e in stream_records(second, "events")] == [2]
+    assert stream_records(second, "unreadable_lines") == []
+    assert second.bookmark == "2024-03-01T08:00:00+00:00"
+    assert (
+        f"{folder}/events-copy.json.gz: its name gives no hour; read with each hour of a "
+        "server_upload_time in it within this run (2024-03-01T07:00:00+00:00), each time "
+        "emitting that hour's records only (1 outside this run left for the run that covers "
+        "them, 1 without one set aside by the run reading its first hour)"
+    ) in log_text(second.stderr)
+
+
+def test_a_server_upload_time_that_is_not_a_time_is_set_aside_saying_so(
+    run_tap: Callable[..., TapRun], tmp_path: Path
+) -> None:
+    """An epoch number was set aside as having no server_upload_time at all."""
+    folder = export_folder(tmp_path)
+    epoch = orjson.dumps(GOOD | {"server_upload_time": 1709269201})
+    (folder / "events-copy.json.gz").write_bytes(gzip.compress(epoch + b"\n"))
+    run = run_folder(run_tap, folder)
+    assert run.returncode == 0, run.stderr[-3000:]
+    set_aside = stream_records(run, "unreadable_lines")
+    assert [r["reason"] for r in set_aside] == [
+        "no upload hour: server_upload_time is not a time in a file whose name gives no hour; "
+        "rename the file <project>_<YYYY-MM-DD>_<H>#<n>.json.gz, or fix the field, to read it"
+    ]
+    assert base64.b64decode(set_aside[0]["line_base64"]) == epoch
 
 
 def test_zero_padding_after_the_gzip_data_is_said_and_other_trailing_bytes_stop_naming_them(

@@ -43,10 +43,13 @@ MEMBER_NAME = re.compile(r"_(\d{4}-\d{2}-\d{2})_(\d{1,2})#(\d+)\.json(?:\.gz)?$"
 _UNZIP_IT = (
     "unzip the archive with the tool that made it and put the .json.gz files in export_path instead"
 )
-NO_UPLOAD_HOUR = (
-    "no upload hour: no server_upload_time in a file whose name gives no hour; rename the "
-    "file <project>_<YYYY-MM-DD>_<H>#<n>.json.gz, or add the field, to read it"
+_NO_HOUR_FIX = (
+    "in a file whose name gives no hour; rename the file "
+    "<project>_<YYYY-MM-DD>_<H>#<n>.json.gz, or fix the field, to read it"
 )
+NO_UPLOAD_HOUR = f"no upload hour: no server_upload_time {_NO_HOUR_FIX}"
+# A server_upload_time that is there but gives no hour (a number, text that is no ISO time).
+UNREADABLE_UPLOAD_HOUR = f"no upload hour: server_upload_time is not a time {_NO_HOUR_FIX}"
 EMPTY_FILE = (
     "an empty file (0 bytes): not even a gzip header; delete it if the export's own copy is "
     "empty too"
@@ -141,11 +144,14 @@ def _records_from(
     stats: LineStats,
     conform: Conform | None = None,
     within: tuple[dt.datetime, dt.datetime] | None = None,
+    sets_aside: bool = True,
 ) -> Iterator[dict[str, Any] | UnreadableLine]:
     """Parse gzipped JSON lines from ``stream``: records, and the lines that are not one.
-    With ``within`` (a member whose name gives no hour), each record is judged by its own
-    `upload_hour`: outside ``within`` it is left for the run that covers it (counted), and
-    without one it is set aside like a line that is not a record.
+    With ``within`` (a member whose name gives no hour, read once per hour it holds), each
+    record is judged by its own `upload_hour`: outside ``within`` it is left for the reading
+    of its own hour (counted), and without one it is set aside like a line that is not a
+    record, only when ``sets_aside`` (the reading of the member's first hour: once, not per
+    hour or per run).
 
     Damage to the gzip stream raises (naming ``where`` and the last line read): the file may
     be half-copied, and reading it again can help. A line that is not one JSON object cannot
@@ -169,11 +175,14 @@ def _records_from(
                 if within is not None:
                     hour = upload_hour(record)
                     if hour is None:
-                        raise UnreadableLineError(NO_UPLOAD_HOUR)
+                        raise UnreadableLineError(no_hour_reason(record))
                     if not within[0] <= hour < within[1]:
                         notes.outside += 1
                         continue
             except UnreadableLineError as error:
+                if within is not None and not sets_aside:
+                    notes.set_aside_elsewhere += 1
+                    continue
                 unreadable.append(
                     UnreadableLine(
                         source, ref.name, line_number, error.reason, line, member_hour(ref.name)
@@ -217,13 +226,21 @@ def _records_from(
     notes.log(where)
 
 
+def no_hour_reason(record: dict[str, Any]) -> str:
+    """Why a record of a member whose name gives no hour cannot be placed: the field is
+    missing, or holds no time (`upload_hour` gives None)."""
+    return NO_UPLOAD_HOUR if record.get("server_upload_time") is None else UNREADABLE_UPLOAD_HOUR
+
+
 @dataclass(frozen=True)
 class UploadHours:
     """What the lines of a member whose name gives no hour say of their hours, for one run's
-    range: the earliest hour in it (None: none in it), lines outside it, lines that give none
-    (not one JSON object, or no ``server_upload_time``)."""
+    range: the hours in it (sorted), the member's first hour in or out of it (None: no line
+    gives one), lines outside it, lines that give none (not one JSON object, or no readable
+    ``server_upload_time``)."""
 
-    earliest: dt.datetime | None
+    hours: tuple[dt.datetime, ...]
+    first: dt.datetime | None
     outside: int
     hourless: int
 
@@ -232,7 +249,8 @@ def upload_hours(ref: MemberRef, start: dt.datetime, end: dt.datetime) -> Upload
     """Each line's `upload_hour`, judged against ``start .. end`` (exclusive), as
     `read_member` judges them when given ``within``. Raises what reading it raises (damage:
     see `read_member`)."""
-    earliest, outside, hourless = None, 0, 0
+    hours: set[dt.datetime] = set()
+    first, outside, hourless = None, 0, 0
     with _open_member(ref) as raw:
         for line in split_lines(content(raw, None)):
             if is_blank(line):
@@ -243,11 +261,13 @@ def upload_hours(ref: MemberRef, start: dt.datetime, end: dt.datetime) -> Upload
                 hour = None
             if hour is None:
                 hourless += 1
-            elif not start <= hour < end:
+                continue
+            first = hour if first is None or hour < first else first
+            if start <= hour < end:
+                hours.add(hour)
+            else:
                 outside += 1
-            elif earliest is None or hour < earliest:
-                earliest = hour
-    return UploadHours(earliest, outside, hourless)
+    return UploadHours(tuple(sorted(hours)), first, outside, hourless)
 
 
 def _damage(where: str, line_number: int, error: BaseException, source: str) -> str:
@@ -296,9 +316,11 @@ def read_member(
     source: str | None = None,
     conform: Conform | None = None,
     within: tuple[dt.datetime, dt.datetime] | None = None,
+    sets_aside: bool = True,
 ) -> Iterator[dict[str, Any] | UnreadableLine]:
     """All records of one member, normalised, and its unreadable lines (see `_records_from`;
-    ``within``, the run's range, applies to a member whose name gives no hour).
+    ``within``, the hour being read, and ``sets_aside`` apply to a member whose name gives no
+    hour).
 
     ``context`` (e.g. the window) prefixes messages; ``source`` names the origin of set-aside
     lines (default: the file's path). Messages name the member by name alone when ``source``
@@ -322,7 +344,7 @@ def read_member(
         with _open_member(ref) as raw:
             if member_hour(ref.name) is not None:
                 within = None
-            yield from _records_from(raw, ref, where, source, stats, conform, within)
+            yield from _records_from(raw, ref, where, source, stats, conform, within, sets_aside)
     except READ_ERRORS as error:
         raise CorruptExportError(_damage(where, 0, error, source)) from error
 

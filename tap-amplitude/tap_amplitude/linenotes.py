@@ -80,7 +80,8 @@ class MemberNotes:
     first_derived: int = 0
     timeless: int = 0  # records whose event_time is missing or not a time
     first_timeless: int = 0
-    outside: int = 0  # records of a member whose name gives no hour, outside the run's range
+    outside: int = 0  # records of a member whose name gives no hour, outside the hour read
+    set_aside_elsewhere: int = 0  # ... lines without an hour, set aside with its first hour
 
     def log(self, where: str) -> None:
         if self.repaired:
@@ -112,10 +113,17 @@ class MemberNotes:
             )
         if self.outside:
             logger.info(
-                "%s: %d records whose server_upload_time is outside this run not read (the "
-                "run that covers their hours reads them)",
+                "%s: %d records whose server_upload_time is outside this hour not read here (each "
+                "is read with its own hour, by the run that covers it)",
                 where,
                 self.outside,
+            )
+        if self.set_aside_elsewhere:
+            logger.info(
+                "%s: %d lines without an upload hour not set aside again (they are set aside "
+                "once, when the file's first hour is read)",
+                where,
+                self.set_aside_elsewhere,
             )
         if self.blank:
             logger.info(

@@ -56,6 +56,9 @@ class ReadyWindow:
     size: int = 0
     seconds: float = 0.0
     path: Path | None = None  # the downloaded zip, deleted once read
+    # Members whose name gives no hour that set aside their lines without one in this window
+    # (the member's first hour: once, not in every hour or run that reads it).
+    sets_aside: frozenset[MemberRef] = frozenset()
 
 
 @dataclass
@@ -166,12 +169,13 @@ class LocalSource:
     members of hours outside the range are left alone. The same member name found twice (a zip
     and its unpacked files side by side) is read once: Amplitude names each part uniquely.
 
-    A member whose name gives no hour (renamed by someone) is read with the earliest hour of a
-    ``server_upload_time`` in it within the run's range, and each of its records is judged by
-    its own (export.read_member's ``within``): those of this run are read no later than their
-    hour, so no bookmark passes one unread; those outside it are left for the run that covers
-    them. A line that gives no hour is set aside (byte for byte, counted) when the member is
-    read: with this run's first hour if nothing else in it is for this run.
+    A member whose name gives no hour (renamed by someone) is read with each hour of a
+    ``server_upload_time`` in it within the run's range, emitting that hour's records only
+    (export.read_member's ``within``): each record is emitted with its own hour, so the
+    bookmark passes it only once emitted, and a later run never emits it again; those outside
+    the range are left for the run that covers them. A line that gives no hour is set aside
+    (byte for byte, counted) once, with the member's first hour (by the run that covers it);
+    a member without any hour sets them aside with this run's first hour.
     """
 
     def __init__(
@@ -212,23 +216,34 @@ class LocalSource:
 
     def windows(self) -> Iterator[ReadyWindow]:
         by_hour: dict[dt.datetime, dict[str, MemberRef]] = {}
+        sets_aside: dict[dt.datetime, set[MemberRef]] = {}
         for path in self.find_files(self.export_path, self.skipped, log_skips=True):
             for ref in self._members_of(path):
-                hour = member_hour(ref.name) or self._hour_from_records(ref)
-                if hour is None or not self.range.start <= hour < self.range.end:
-                    continue
-                part = ref.name.rsplit("/", 1)[-1]
-                seen = by_hour.setdefault(hour, {})
-                if part in seen:
-                    logger.warning("Skipping %s: same part already read from %s", ref, seen[part])
-                    if self.skipped is not None:
-                        self.skipped["same part read from another file"] += 1
-                    continue
-                seen[part] = ref
+                named = member_hour(ref.name)
+                if named is None:
+                    hours, aside = self._hours_from_records(ref)
+                    if aside is not None:
+                        sets_aside.setdefault(aside, set()).add(ref)
+                else:
+                    hours = (named,)
+                for hour in hours:
+                    if self.range.start <= hour < self.range.end:
+                        self._place(by_hour.setdefault(hour, {}), ref)
         for hour in sorted(by_hour):
             refs = [by_hour[hour][part] for part in sorted(by_hour[hour])]
             size = sum(_member_size(ref) for ref in refs)
-            yield ReadyWindow(Window(hour, hour + HOUR), refs, size)
+            here = frozenset(sets_aside.get(hour, ()))
+            yield ReadyWindow(Window(hour, hour + HOUR), refs, size, sets_aside=here)
+
+    def _place(self, seen: dict[str, MemberRef], ref: MemberRef) -> None:
+        """Add ``ref`` to its hour's members, unless the same part is there already."""
+        part = ref.name.rsplit("/", 1)[-1]
+        if part in seen:
+            logger.warning("Skipping %s: same part already read from %s", ref, seen[part])
+            if self.skipped is not None:
+                self.skipped["same part read from another file"] += 1
+            return
+        seen[part] = ref
 
     def _members_of(self, path: Path) -> list[MemberRef]:
         """A zip's JSON-lines members, or the file itself: a file named `.zip` whose first
@@ -248,34 +263,43 @@ class LocalSource:
         )
         return [MemberRef(path)]
 
-    def _hour_from_records(self, ref: MemberRef) -> dt.datetime | None:
-        """The hour to read a member whose name gives none with (class docstring), said in one
-        line; None when nothing in it is for this run."""
+    def _hours_from_records(
+        self, ref: MemberRef
+    ) -> tuple[tuple[dt.datetime, ...], dt.datetime | None]:
+        """The hours to read a member whose name gives none with (class docstring), and the
+        hour whose reading sets aside its lines without one (None: not this run), said in one
+        line."""
         try:
             found = upload_hours(ref, self.range.start, self.range.end)
         except READ_ERRORS:  # damaged: read it first, so the read stops the run, naming it
-            return self.range.start
-        counts = f"{found.outside} outside this run left for the run that covers them, " + (
-            f"{found.hourless} without one set aside"
-        )
-        if found.earliest is None and not found.hourless:
+            return (self.range.start,), self.range.start
+        first = self.range.start if found.first is None else found.first
+        aside = first if self.range.start <= first < self.range.end else None
+        extra = [aside] if found.hourless and aside is not None else []
+        hours = tuple(sorted({*found.hours, *extra}))
+        if not hours:
             logger.info(
                 "%s: its name gives no hour, and every server_upload_time in it is outside "
                 "this run: not read",
                 ref,
             )
-            return None
-        hour = found.earliest or self.range.start
-        why = "the earliest server_upload_time in it within this run"
+            return (), None
+        if not found.hourless:
+            without = "0 without one"
+        elif aside is None:
+            without = f"{found.hourless} without one set aside by the run reading its first hour"
+        else:
+            without = f"{found.hourless} without one set aside with hour {bookmark_text(aside)}"
         logger.info(
-            "%s: its name gives no hour; read with hour %s (%s), each record judged by its "
-            "own server_upload_time (%s)",
+            "%s: its name gives no hour; read with each hour of a server_upload_time in it "
+            "within this run (%s), each time emitting that hour's records only (%d outside "
+            "this run left for the run that covers them, %s)",
             ref,
-            bookmark_text(hour),
-            why if found.earliest else "this run's first: no line in it gives one within it",
-            counts,
+            ", ".join(bookmark_text(hour) for hour in hours),
+            found.outside,
+            without,
         )
-        return hour
+        return hours, aside
 
 
 def _not_a_file(path: Path) -> str:

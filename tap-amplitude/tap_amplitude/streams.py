@@ -145,17 +145,19 @@ class EventsStream(Stream):
         total = 0
         try:
             set_aside = set_aside_stream.emit
-            # A local file whose name gives no hour: its records judged by their own (export.py).
-            within = (start, end) if self._local else None
             for ready in self._ready_windows(start, end):
+                # A local file whose name gives no hour is read in each hour it holds, for
+                # that hour's records only (sources.LocalSource; local windows are one hour).
+                within = (ready.window.start, ready.window.end) if self._local else None
                 count = 0
                 read_started = time.monotonic()
                 source = None if self._local else f"{API_SOURCE} {ready.window}"
                 where = f"window {ready.window}"
                 for hour in self._reading_plan(ready).hours:
                     for ref in hour.members:
+                        aside = ref in ready.sets_aside
                         for record in read_member(
-                            ref, where, self.line_stats, source, self.conform, within
+                            ref, where, self.line_stats, source, self.conform, within, aside
                         ):
                             if type(record) is dict:
                                 count += 1
