@@ -353,3 +353,58 @@ def test_a_property_named_like_a_renamed_instruction_is_kept_aside_not_lost(
         ", 1 events whose user_properties held a property named like a renamed PostHog "
         "instruction beside it"
     ) in summary
+
+
+def test_export_fields_named_like_the_targets_own_properties_are_kept_aside(
+    tmp_path: Path, posthog: PostHogStandIn
+) -> None:
+    posthog.keep_raw_events = lambda raw: True
+    first = BASE | {
+        "insert_id": "OTHER",
+        "$insert_id": "ins-1",
+        "timestamp_from": "OTHER-T",
+        "event_time": "2099-01-01T00:00:00.000000+00:00",
+        "clashing_event_properties": "OTHER-C",
+        "library": "amplitude-ts/2.0",
+        "event_properties": {"$lib": "segment"},
+    }
+    second = {  # the twins in the other order; no event property clashes
+        "clashing_event_properties": "OTHER-C2",
+        "insert_id": "OTHER2",
+        **BASE,
+        "uuid": "0b5f3c1e-7d2a-4c8b-9e6f-1a2b3c4d5e62",
+        "user_id": "user-2",
+        "$insert_id": "ins-2",
+        "library": "amplitude-ts/2.0",
+    }
+    run = run_target(
+        target_config(tmp_path, posthog),
+        [SCHEMA, record(first), record(second), FINISHED],
+        tmp_path,
+        posthog,
+    )
+    assert run.returncode == 0, run.stderr
+    by_user = {
+        e["distinct_id"]: e["properties"]
+        for e in (orjson.loads(raw) for raw in posthog.raw_events)
+        if is_export_event(e)
+    }
+    one, two = by_user["user-1"], by_user["user-2"]
+    assert one["$amplitude_insert_id"] == "ins-1"
+    assert one["$amplitude_timestamp_from"] == "client_event_time"
+    assert one["$amplitude_clashing_event_properties"] == {"$lib": "segment"}
+    assert one["$amplitude_clashing_fields"] == {
+        "insert_id": "OTHER",
+        "timestamp_from": "OTHER-T",
+        "clashing_event_properties": "OTHER-C",
+    }
+    assert two["$amplitude_insert_id"] == "ins-2"
+    assert "$amplitude_clashing_event_properties" not in two
+    assert two["$amplitude_clashing_fields"] == {
+        "clashing_event_properties": "OTHER-C2",
+        "insert_id": "OTHER2",
+    }
+    assert (
+        ", 2 events with an export field whose $amplitude_<field> name the target's own "
+        "property or another field holds (kept in $amplitude_clashing_fields)"
+    ) in run.stderr.splitlines()[-1]

@@ -32,6 +32,7 @@ from target_posthog.groups import (
 from target_posthog.identity import clean_id
 from target_posthog.mapping_notes import (
     CLASHING_EVENT_PROPERTIES,
+    CLASHING_FIELDS,
     CLASHING_USER_PROPERTIES,
     LONG_OR_NUL_ID,
     RESERVED_ID,
@@ -43,6 +44,24 @@ PAGEVIEW = "$pageview"
 UUID_DERIVED_PROPERTY = RAW_PREFIX + "uuid_derived"
 # Event properties whose names the export's own fields took (their values, by name).
 CLASHING_PROPERTY = RAW_PREFIX + "clashing_event_properties"
+# Export fields whose `$amplitude_<field>` name the target's own property or another field
+# took ({field as exported: value}).
+CLASHING_FIELDS_PROPERTY = RAW_PREFIX + "clashing_fields"
+# The target's own `$amplitude_*` properties: an export field of that name never holds one.
+_OWN_NAMES = frozenset(
+    (
+        TIME_SOURCE_PROPERTY,
+        CLASHING_PROPERTY,
+        CLASHING_FIELDS_PROPERTY,
+        RAW_PREFIX + "event_type",
+        RAW_PREFIX + "uuid",
+        RAW_PREFIX + "event_time",
+        RAW_PREFIX + "groups",
+    )
+)
+# Amplitude's export fields spelled with `$` (tap-amplitude's schema.py): they keep
+# `$amplitude_<name>` over a field spelled without; otherwise the plain spelling keeps it.
+_DOLLAR_FIELDS = frozenset(("$insert_id", "$schema"))
 
 # `$identify` rows are person updates; events PostHog would read as a merge of two persons are
 # renamed, so only the target's own aliases merge anyone (the original stays in
@@ -162,8 +181,10 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     if distinct_id is None:
         raise UnmappableError(_no_usable_id(record))
     properties = _raw_fields(record)
+    raw = properties.copy()
     if user_id is None and _is_blank(get("user_id")):
         properties.pop(RAW_PREFIX + "user_id", None)  # "" or "  ": no information to keep
+        raw.pop(RAW_PREFIX + "user_id", None)
     own, displaced = neutralised(event_properties)
     if properties.keys().isdisjoint(own):
         properties.update(own)
@@ -201,6 +222,10 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     # uploaded late would overwrite newer values. The ledger sends each person's newest.
     properties["$geoip_disable"] = True
     properties["analytics_source"] = "amplitude"
+    fields = _clashing_fields(record, raw, properties)
+    if fields:
+        properties[CLASHING_FIELDS_PROPERTY] = fields
+        notes += (CLASHING_FIELDS,)
     if (own or displaced) and _keep_clashing(properties, own, displaced):
         notes += (CLASHING_EVENT_PROPERTIES,)
     event = {
@@ -251,6 +276,51 @@ def _keep_clashing(
         clashing[CLASHING_PROPERTY] = own[CLASHING_PROPERTY]
     properties[CLASHING_PROPERTY] = clashing
     return True
+
+
+def _clashing_fields(
+    record: dict[str, Any], raw: dict[str, Any], properties: dict[str, Any]
+) -> dict[str, Any]:
+    """{field as exported: value} of the export fields `_raw_fields` named `$amplitude_<field>`
+    that do not hold that name in `properties`: one of `_OWN_NAMES` (removed from
+    `properties`), a name the mapping wrote over (`$device_id` under `$amplitude_device_id`), or
+    the twin of a field spelled with and without `$` (`insert_id` beside `$insert_id`)."""
+    clashing: dict[str, Any] = {}
+    names = _RAW_NAMES.names
+    for field, value in record.items():
+        if not _kept(field, value):
+            continue
+        name = names[field]
+        if name not in raw:  # left out on purpose (a blank user_id)
+            continue
+        twin = field[1:] if field.startswith("$") else "$" + field
+        if _kept(twin, record.get(twin)):
+            dollar = field if field.startswith("$") else twin
+            keeper = dollar if dollar in _DOLLAR_FIELDS else dollar[1:]
+            if field != keeper:
+                clashing[field] = value
+                continue
+            held = raw[name]
+            if held is not value and properties.get(name) is held:  # the twin came later
+                properties[name] = raw[name] = value
+        if name in _OWN_NAMES:
+            clashing[field] = value
+            if properties.get(name) is value:
+                del properties[name]
+            continue
+        mapped = properties.get(name)
+        if mapped is not value and (mapped.__class__ is not value.__class__ or mapped != value):
+            clashing[field] = value
+    return clashing
+
+
+def _kept(field: str, value: object) -> bool:
+    """Whether `_raw_fields` keeps this field (the same test)."""
+    return (
+        value is not None
+        and field not in _CONSUMED
+        and bool(value or value.__class__ not in _CONTAINERS)
+    )
 
 
 def _is_blank(value: object) -> bool:

@@ -19,6 +19,10 @@ CLASHING_EVENT_PROPERTIES = (
     "events whose event_properties named a property the export's own fields map to "
     "(kept in $amplitude_clashing_event_properties)"
 )
+CLASHING_FIELDS = (
+    "events with an export field whose $amplitude_<field> name the target's own property or "
+    "another field holds (kept in $amplitude_clashing_fields)"
+)
 CLASHING_USER_PROPERTIES = (
     "events whose user_properties held a property named like a renamed PostHog instruction "
     "beside it ($amplitude_$set beside $set; kept in the person's "

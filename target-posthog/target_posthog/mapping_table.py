@@ -214,6 +214,15 @@ MAPPING_TABLE: tuple[Rule, ...] = (
         "`$amplitude_<field>` (leading `$` dropped)",
         "the importer drops them; null and empty values are left out",
     ),
+    Rule(
+        "a field whose `$amplitude_<field>` name the target's own property holds "
+        "(`timestamp_from`, `clashing_event_properties`, `$event_type`, ...) or a field "
+        "spelled both with and without `$` (`insert_id` beside `$insert_id`)",
+        "`$amplitude_clashing_fields` {field as exported: value} (counted in the run's "
+        "summary); the target's own property, and Amplitude's spelling (`$insert_id`, "
+        "`$schema`, else the one without `$`), keep the name",
+        "nothing is overwritten or lost, whatever the fields' order",
+    ),
     Rule("(every event)", "$geoip_disable: true, analytics_source: amplitude"),
     Rule(
         "(device_id, user_id) pair, first time seen",
