@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from target_posthog.mapping import map_record
 
 from tests.target_support import (
     SCHEMA,
+    TargetRun,
     is_export_event,
     posthog,
     record,
@@ -311,6 +313,22 @@ def test_an_integer_minus_zero_reaches_posthog_with_its_sign(
     assert b'"w":-0,"a":[-0,{"b":-0}],"f":-0.0,"z":0,' in raw
 
 
+def run_two(
+    tmp_path: Path, posthog: PostHogStandIn, first: dict[str, Any], second: dict[str, Any]
+) -> tuple[TargetRun, list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Run the target on two records: (the run, every event sent, export events' properties
+    by distinct_id)."""
+    run = run_target(
+        target_config(tmp_path, posthog),
+        [SCHEMA, record(first), record(second), FINISHED],
+        tmp_path,
+        posthog,
+    )
+    assert run.returncode == 0, run.stderr
+    sent = [orjson.loads(raw) for raw in posthog.raw_events]
+    return run, sent, {e["distinct_id"]: e["properties"] for e in sent if is_export_event(e)}
+
+
 def test_a_property_named_like_a_renamed_instruction_is_kept_aside_not_lost(
     tmp_path: Path, posthog: PostHogStandIn
 ) -> None:
@@ -324,15 +342,7 @@ def test_a_property_named_like_a_renamed_instruction_is_kept_aside_not_lost(
         "user_id": "user-2",
         "event_properties": {"$amplitude_$cookieless_mode": "mine", "$cookieless_mode": True},
     }
-    run = run_target(
-        target_config(tmp_path, posthog),
-        [SCHEMA, record(first), record(second), FINISHED],
-        tmp_path,
-        posthog,
-    )
-    assert run.returncode == 0, run.stderr
-    sent = [orjson.loads(raw) for raw in posthog.raw_events]
-    by_user = {e["distinct_id"]: e["properties"] for e in sent if is_export_event(e)}
+    run, sent, by_user = run_two(tmp_path, posthog, first, second)
     assert by_user["user-1"]["$amplitude_$set"] == {"a": 1}
     assert by_user["user-1"]["$amplitude_clashing_event_properties"] == {"$amplitude_$set": "mine"}
     assert by_user["user-2"]["$amplitude_$cookieless_mode"] is True
@@ -377,18 +387,7 @@ def test_export_fields_named_like_the_targets_own_properties_are_kept_aside(
         "$insert_id": "ins-2",
         "library": "amplitude-ts/2.0",
     }
-    run = run_target(
-        target_config(tmp_path, posthog),
-        [SCHEMA, record(first), record(second), FINISHED],
-        tmp_path,
-        posthog,
-    )
-    assert run.returncode == 0, run.stderr
-    by_user = {
-        e["distinct_id"]: e["properties"]
-        for e in (orjson.loads(raw) for raw in posthog.raw_events)
-        if is_export_event(e)
-    }
+    run, _, by_user = run_two(tmp_path, posthog, first, second)
     one, two = by_user["user-1"], by_user["user-2"]
     assert one["$amplitude_insert_id"] == "ins-1"
     assert one["$amplitude_timestamp_from"] == "client_event_time"
