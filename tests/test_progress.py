@@ -48,6 +48,15 @@ def test_a_progress_line_gives_delivered_of_received_speed_with_aliases_and_an_e
     assert "10 events/s" in slower and "delivery 11 min 33 s behind reading" in slower
     unlimited = Progress(None, now=0.0).line(counts, in_flight=0, now=10.0)
     assert "(no speed limit)" in unlimited and "delivery 19 s behind reading" in unlimited
+    # PostHog slow or asking to wait: no lag is made up from the limit (it said "6 s").
+    stalled = progress.line(later, in_flight=6, now=30.0)
+    assert "nothing delivered in the last seconds (batches waiting on PostHog)" in stalled
+    # The person and group updates a run adds at its end are received and settled too.
+    done = Counts(
+        received=10_300, events_sent=9_980, aliases_sent=700, updates_sent=300, dead_letters=20
+    )
+    end = progress.line(done, in_flight=0, now=40.0)
+    assert "of 10,300 received so far (100.0%)" in end and "all received is delivered" in end
 
 
 def hour_state(hour: int) -> dict:

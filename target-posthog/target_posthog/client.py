@@ -152,7 +152,13 @@ class PostHogClient:
                         f"{text[:200]!r}; check `host`"
                     )
                 last_problem = f"PostHog answered {status}"
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                asked = response.headers.get("Retry-After")
+                retry_after = parse_retry_after(asked)
+                if retry_after == MAX_RETRY_AFTER_SECONDS:
+                    last_problem += (
+                        f" (it asked to wait {asked!r}; waiting at most "
+                        f"{MAX_RETRY_AFTER_SECONDS:.0f} s)"
+                    )
             if attempt < self._retry.max_retries:
                 wait = self._retry.delay(attempt, retry_after)
                 # Said now, with the wait, not after it: a long Retry-After looked like a stall.

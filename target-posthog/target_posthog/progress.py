@@ -94,7 +94,8 @@ class Progress:
         last_time, last_events = self._last or (self._started, 0)
         self._last = (now, counts.posthog_events)
         speed = (counts.posthog_events - last_events) / max(now - last_time, 1e-9)
-        settled = counts.events_sent + counts.dead_letters
+        # Received counts the person and group updates the run adds at its end too.
+        settled = counts.events_sent + counts.updates_sent + counts.dead_letters
         share = f" ({100 * settled / counts.received:.1f}%)" if counts.received else ""
         return (
             f"{counts.events_sent:,} events delivered of {counts.received:,} received so far"
@@ -113,11 +114,9 @@ class Progress:
     def _eta(self, remaining: int, speed: float) -> str:
         if remaining <= 0:
             return "all received is delivered"
-        rate = speed
-        if self._limit_per_second is not None:
-            rate = min(rate, self._limit_per_second) if rate > 0 else self._limit_per_second
-        if rate <= 0:
-            return "ETA unknown (nothing delivered lately)"
+        if speed <= 0:  # PostHog slow or asking to wait: no speed to measure a lag by
+            return "nothing delivered in the last seconds (batches waiting on PostHog)"
+        rate = speed if self._limit_per_second is None else min(speed, self._limit_per_second)
         return f"delivery {_duration(remaining / rate)} behind reading"
 
 
