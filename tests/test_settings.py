@@ -67,6 +67,11 @@ def test_a_misspelt_variable_is_named_with_the_setting_meant_and_settings_in_for
         "TAP_AMPLITUDE_WINDOWS_HOURS names no setting of this plugin: did you mean "
         "TAP_AMPLITUDE_WINDOW_HOURS (window_hours)?" in output
     )
+    # Meltano shows every plugin line at "info" (its format drops the level): a warning says
+    # what it is in its text; an info line does not.
+    assert "target-posthog warning: TARGET_POSTHOG_MAX_EVENT_PER_MINUTE names no setting" in output
+    assert "tap-amplitude warning: TAP_AMPLITUDE_WINDOWS_HOURS names no setting" in output
+    assert "info:" not in output
     (tap_line,) = [
         line for line in output.splitlines() if "tap-amplitude settings in force" in line
     ]

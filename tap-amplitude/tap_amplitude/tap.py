@@ -22,6 +22,7 @@ from singer_sdk.singerlib import StateMessage
 from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
+from tap_amplitude.log_levels import show_levels_where_the_format_drops_them
 from tap_amplitude.setaside import UnreadableLinesStream
 from tap_amplitude.settings_env import (
     remove_meltano_config_file,
@@ -147,6 +148,7 @@ class TapAmplitude(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        show_levels_where_the_format_drops_them()  # under Meltano (log_levels.py)
         if not self.logger.isEnabledFor(logging.DEBUG):
             self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         if type(self)._announce_on_start:

@@ -38,6 +38,7 @@ from target_posthog.dry_run import payload_writer
 from target_posthog.event_keys import latest_time
 from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
+from target_posthog.log_levels import show_levels_where_the_format_drops_them
 from target_posthog.mapping_notes import MappingNotes
 from target_posthog.person_reader import reader_for
 from target_posthog.profiles import OVERWRITE, Profiles
@@ -89,6 +90,7 @@ class TargetPostHog(Target):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        show_levels_where_the_format_drops_them()  # under Meltano (log_levels.py)
         if not self.logger.isEnabledFor(logging.DEBUG):
             self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         # One sink drain at a time: sinks share one Delivery (singer-sdk drains in 8 threads).
