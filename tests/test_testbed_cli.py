@@ -32,7 +32,7 @@ def test_fault_specs_read_as_written_and_others_are_refused_in_one_line() -> Non
     assert parse_fault("429:2") == (Fault.status(429, 2.0), 1)
     assert parse_fault("delay:1.5*2") == (Fault.delay(1.5), 2)
     assert parse_fault("drop") == (Fault.drop(), 1)
-    for bad in ("boom", "drop:3", "503*0", "delay", "503*x"):
+    for bad in ("boom", "drop:3", "503*0", "delay", "503*x", "200", "999", "delay:-5", "429:-1"):
         with pytest.raises(ValueError, match=rf"fault '{bad.replace('*', '[*]')}'"):
             parse_fault(bad)
 
@@ -104,6 +104,15 @@ def test_bad_arguments_fail_in_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("testbed: fault 'boom': write KIND[*TIMES]")
     assert len(result.stderr.splitlines()) == 1
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.testbed", "--amplitude-fault", "lose_ack"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr) == (
+        2,
+        "testbed: --amplitude-fault 'lose_ack': the Export API stand-in serves a status, drop, "
+        "delay, truncate and stall; lose_ack is a PostHog fault (--posthog-fault)\n",
+    )
     # Faults only the Export API stand-in serves were accepted for PostHog and did nothing.
     for kind in ("stall:60*8", "truncate"):
         result = subprocess.run(

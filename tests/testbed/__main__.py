@@ -65,6 +65,10 @@ def parse_fault(spec: str) -> tuple[Fault, int]:
         raise ValueError(f"fault {spec!r}: write KIND[*TIMES], KIND one of {kinds}") from None
     if times < 1:
         raise ValueError(f"fault {spec!r}: TIMES must be at least 1")
+    if fault.kind == "status" and not 400 <= (fault.code or 0) <= 599:
+        raise ValueError(f"fault {spec!r}: a status fault is an error status, 400 to 599")
+    if (fault.seconds or 0) < 0 or (fault.retry_after or 0) < 0:
+        raise ValueError(f"fault {spec!r}: seconds cannot be negative")
     return fault, times
 
 
@@ -253,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"lose_ack and delay; {fault.kind} is an Export API fault (--amplitude-fault)"
                 )
         amplitude_faults = [parse_fault(spec) for spec in args.amplitude_fault]
+        for (fault, _), spec in zip(amplitude_faults, args.amplitude_fault, strict=True):
+            if fault.kind == "lose_ack":
+                raise ValueError(
+                    f"--amplitude-fault {spec!r}: the Export API stand-in serves a status, drop, "
+                    "delay, truncate and stall; lose_ack is a PostHog fault (--posthog-fault)"
+                )
         start = datetime.fromisoformat(args.start).astimezone(UTC)
         for name in ("events", "hours"):
             if not args.export and getattr(args, name) < 1:
