@@ -151,7 +151,11 @@ def test_an_unwritable_output_is_one_line_before_any_query(
         (("--period", "week"), "Invalid value for '--period': 'week' is not one of 'day', 'hour'."),
         (("--bogus",), "No such option '--bogus'."),
         (("--settle-hours", "-5"), "Invalid value for '--settle-hours': -5.0 is not in the range "
-                                   "x>=0."),
+                                   "0<=x<=8784."),
+        (("--settle-hours", "nan"), "Invalid value for '--settle-hours': nan is not a number of "
+                                    "hours"),  # was a traceback, as were inf and 1e300
+        (("--settle-hours", "1e300"), "Invalid value for '--settle-hours': 1e+300 is not in the "
+                                      "range 0<=x<=8784."),
     ],
 )  # fmt: skip
 def test_a_usage_error_is_one_line_exit_2(
@@ -177,6 +181,16 @@ def test_a_usage_error_is_one_line_exit_2(
             "the verification needs these target-posthog settings: amplitude_api_key "
             "(TAP_AMPLITUDE_API_KEY)",
         ),
+        (  # only spaces: it got past, and the redaction of a "secret" of spaces garbled it
+            {"personal_api_key": " "},
+            "the verification needs these target-posthog settings: personal_api_key "
+            "(TARGET_POSTHOG_PERSONAL_API_KEY)",
+        ),
+        (  # was a requests traceback
+            {"app_host": "not a url"},
+            "cannot verify: a URL in the settings is not usable",
+        ),
+        ({"app_host": "ftp://x"}, "cannot verify: a URL in the settings is not usable"),
     ],
 )
 def test_wrong_keys_or_project_give_one_clear_line(

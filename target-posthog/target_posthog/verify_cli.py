@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import math
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import click
 import orjson
+import requests
 from singer_sdk.configuration._dict_config import parse_environment_config
 
 from target_posthog.client import RetryPolicy
@@ -80,7 +82,16 @@ def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
         for name, schema in TargetPostHog.config_jsonschema["properties"].items()
         if "default" in schema
     }
-    config = {**defaults, **{k: v for k, v in config.items() if v not in (None, "")}}
+    # A blank value (only spaces) is no value: it got past this check, then Meltano's redaction
+    # of "secrets" made of spaces garbled the one-line error.
+    config = {
+        **defaults,
+        **{
+            k: v
+            for k, v in config.items()
+            if not (v is None or (isinstance(v, str) and not v.strip()))
+        },
+    }
     missing = [name for name in REQUIRED if not config.get(name)]
     if missing:
         names = ", ".join(f"{name} ({_variable(name)})" for name in missing)
@@ -349,6 +360,13 @@ class _OneLineUsage(click.Command):
             sys.exit(1)
 
 
+def _finite(hours: float) -> float:
+    """click's FloatRange lets nan through (it compares false both ways)."""
+    if not math.isfinite(hours):
+        raise click.BadParameter(f"{hours} is not a number of hours")
+    return hours
+
+
 @click.command(cls=_OneLineUsage, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "configs", multiple=True, help="JSON settings file, or ENV (default).")
 @click.option("--period", type=click.Choice(["day", "hour"]), default="day", show_default=True)
@@ -358,7 +376,8 @@ class _OneLineUsage(click.Command):
               "else through now).")  # fmt: skip
 @click.option("--output", type=click.Path(path_type=Path), help="CSV, or .json (default: "
               "verification-<period>.csv beside the dead-letter file).")  # fmt: skip
-@click.option("--settle-hours", type=click.FloatRange(min=0), default=6.0, show_default=True,
+@click.option("--settle-hours", type=click.FloatRange(min=0, max=24 * 366), default=6.0,
+              show_default=True, callback=lambda _c, _p, hours: _finite(hours),
               help="Deliveries this recent may not be visible in PostHog yet.")  # fmt: skip
 def cli(configs: tuple[str, ...], **options: Any) -> None:
     """Compare Amplitude's counts, the migration's ledger and PostHog's counts per period."""
@@ -374,6 +393,10 @@ def cli(configs: tuple[str, ...], **options: Any) -> None:
         rows, output = verify(config, options, say)
     except CountingError as exc:
         say(redact(f"cannot verify: {exc}", config))
+        sys.exit(2)
+    except (requests.exceptions.InvalidURL, requests.exceptions.InvalidSchema) as exc:
+        # app_host or the Amplitude URL is not a URL requests can use: a setting, said once.
+        say(redact(f"cannot verify: a URL in the settings is not usable ({exc})", config))
         sys.exit(2)
     click.echo(render(rows))
     bad = [row for row in rows if not row.ok]
