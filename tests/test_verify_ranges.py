@@ -343,3 +343,44 @@ def test_a_bounded_job_after_start_date_reports_before_start_date_at_the_real_cl
         f"{DRILL_START:%Y-%m-%d}": f"before start_date, not migrated ({before} uploaded before "
         f"{begins:%Y-%m-%dT%H}:00Z, where the migration starts)"
     }
+
+
+def test_a_range_within_one_day_names_both_ends_for_what_lies_outside_it(tmp_path: Path) -> None:
+    """A job whose range lies within one day (06:00 .. 18:00): the day's rest was uploaded
+    before start_date or after end_date, and Amplitude's counts (by event time) cannot tell
+    which, so the report names both (was "before start_date" for all of it). While the range
+    is not read to its end, the rest may also be not read yet: all three are named."""
+    start = PARALLEL_NOW - timedelta(hours=36)  # 2024-06-04T00:00, a whole day of uploads
+    store = ExportStore.build(tmp_path / "export", ExportSpec(start=start, hours=24, events=600,
+                                                              seed=7))  # fmt: skip
+    begins, ends = start + timedelta(hours=6), start + timedelta(hours=18)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run(start_date=begins.isoformat(), end_date=(begins + timedelta(hours=4))
+                      .isoformat())  # fmt: skip
+        halfway = migration.verify(now=PARALLEL_NOW, amplitude_end_date=ends.isoformat())
+        migration.run(end_date=ends.isoformat())
+        done = migration.verify(now=PARALLEL_NOW)
+    finally:
+        migration.stop()
+    day = f"{start:%Y-%m-%d}"
+    outside = Counter(unread_by_hour(store, start - timedelta(days=30), begins))
+    outside.update(unread_by_hour(store, ends, PARALLEL_NOW))
+    unread = unread_by_hour(store, begins + timedelta(hours=4), ends)
+    in_day = sum(n for hour, n in outside.items() if hour.startswith(day))
+    assert sum(n for hour, n in unread_by_hour(store, ends, PARALLEL_NOW).items()
+               if hour.startswith(day))  # late uploads of the day, after end_date  # fmt: skip
+    assert halfway.returncode == 0, halfway.stdout + halfway.stderr
+    waiting = in_day + sum(n for hour, n in unread.items() if hour.startswith(day))
+    assert halfway.not_ok() == {
+        day: f"not read yet, or uploaded before start_date or after end_date ({waiting}, run "
+        "the migration again)"
+    }
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.not_ok() == {
+        day: f"uploaded before start_date or after end_date, outside this job's range "
+        f"({in_day}: before {begins:%Y-%m-%dT%H}:00Z or after {ends:%Y-%m-%dT%H}:00Z)"
+    }
+    row = done.row(day)
+    assert (row["before_start_or_after_end"], row["before_start"], row["after_end"]) == (
+        str(in_day), "0", "0")  # fmt: skip

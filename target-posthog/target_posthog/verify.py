@@ -8,7 +8,9 @@ For each period (a UTC hour or day):
   some; the rest is "not read yet" while the migration has uploads left to read; in a period
   that begins before the migration's first upload hour (its start_date: the tap selects by
   upload time), events uploaded before it, which no run will read, "before start_date, not
-  migrated"; else "unexplained". More read than counted: "unexplained".
+  migrated"; in a period reaching past end_date (once passed), events uploaded after it; a
+  label names every possibility the counts leave open (a range within one day: "before
+  start_date or after end_date"); else "unexplained". More read than counted: "unexplained".
 - PostHog should hold every event the migration delivered (`EventHour.delivered`). Fewer:
   "not visible yet" if delivered within `settle` (PostHog's historical pipeline takes a
   while), else "missing in PostHog". More: "delivered after the last checkpoint" while the
@@ -41,6 +43,7 @@ COLUMNS = (
     "not_read_yet",
     "before_start",
     "after_end",
+    "before_start_or_after_end",
     "delivered",
     "posthog",
     "status",
@@ -60,6 +63,7 @@ class Row:
     not_read_yet: int = 0
     before_start: int = 0  # uploaded before the migration's first hour: never migrated
     after_end: int = 0  # uploaded after end_date: outside this job's range
+    before_start_or_after_end: int = 0  # a range within one period: either, Amplitude knows
     delivered: int = 0
     posthog: int | None = None
     notes: list[str] = field(default_factory=list)
@@ -221,28 +225,39 @@ def _judge_read(
     first = _migration_start(plan, ledger)
     before = first is not None and period < first
     unread = _may_read_more(plan, ledger, period, first if before and first else period)
-    after_end = plan.end_date is not None and period + plan.step > plan.end_date
-    if unread and before:
-        # Uploaded before start_date, or in hours no run has read yet: only Amplitude knows
+    # Events of a period reaching past end_date may have been uploaded after it, once it has
+    # passed (Amplitude counts an event by its time, however late it was uploaded).
+    ends = _range_end(plan, ledger)
+    after_end = ends is not None and period + plan.step > ends and ends < plan.now
+    if unread:
+        # Uploaded in hours no run has read yet, or outside the range: only Amplitude knows
         # which (it counts by event time); reading the rest tells them apart.
+        outside = " or ".join(
+            kind for kind, known in (("before start_date", before), ("after end_date", after_end))
+            if known
+        )  # fmt: skip
         row.not_read_yet = rest
+        also = f", or uploaded {outside}" if outside else ""
+        row.notes.append(f"not read yet{also} ({rest}, run the migration again)")
+    elif before and first and after_end and ends:
+        # A range within one period: the rest was uploaded before it or after it, and the
+        # counts (Amplitude's by event time) cannot tell which.
+        row.before_start_or_after_end = rest
         row.notes.append(
-            f"not read yet, or uploaded before start_date ({rest}, run the migration again)"
+            f"uploaded before start_date or after end_date, outside this job's range ({rest}: "
+            f"before {first:%Y-%m-%dT%H:00Z} or after {ends:%Y-%m-%dT%H:%MZ})"
         )
-    elif unread:
-        row.not_read_yet = rest
-        row.notes.append(f"not read yet ({rest}, run the migration again)")
     elif before and first:
         row.before_start = rest
         row.notes.append(
             f"before start_date, not migrated ({rest} uploaded before {first:%Y-%m-%dT%H:00Z}, "
             "where the migration starts)"
         )
-    elif after_end and plan.end_date:
+    elif after_end and ends:
         row.after_end = rest
         row.notes.append(
             f"uploaded after end_date, outside this job's range ({rest} after "
-            f"{plan.end_date:%Y-%m-%dT%H:%MZ})"
+            f"{ends:%Y-%m-%dT%H:%MZ})"
         )
     else:
         # Every upload hour that can hold the period's events has been read: nothing explains
@@ -260,6 +275,14 @@ def _migration_start(plan: Plan, ledger: LedgerFigures) -> dt.datetime | None:
     read = hour_key(ledger.read_spans[0][0]) if ledger.read_spans else None
     known = [moment for moment in (plan.start_date, read) if moment is not None]
     return min(known, default=None)
+
+
+def _range_end(plan: Plan, ledger: LedgerFigures) -> dt.datetime | None:
+    """Where the migration's range ends (None: end_date unknown): end_date, or as far as any
+    job has read if further (parallel range jobs: end_date is that of the job at hand)."""
+    if plan.end_date is None:
+        return None
+    return max([plan.end_date, *(hour_key(high) for _, high in ledger.read_spans)])
 
 
 def _loaded(plan: Plan) -> dt.datetime:
