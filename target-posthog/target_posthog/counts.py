@@ -174,7 +174,10 @@ class AmplitudeCounts(_JsonApi):
         (7 days a query) are moved to UTC, which is exact for whole-hour offsets.
         """
         interval = DAILY if by_day and self.zone.key in _UTC_ZONES else HOURLY
-        first = start.astimezone(self.zone).date()
+        try:
+            first = start.astimezone(self.zone).date()
+        except OverflowError:  # year 1 in a zone west of UTC: its first local day is asked
+            first = dt.date.min
         last = (end - HOUR).astimezone(self.zone).date()
         if interval == HOURLY:
             self._check_whole_hours(first, last)  # before any query spends the budget
@@ -218,8 +221,11 @@ class AmplitudeCounts(_JsonApi):
             if interval == DAILY:
                 yield naive.replace(tzinfo=dt.UTC), value
                 continue
-            moment = naive.replace(tzinfo=self.zone).astimezone(dt.UTC)
-            later = naive.replace(tzinfo=self.zone, fold=1).astimezone(dt.UTC)
+            try:
+                moment = naive.replace(tzinfo=self.zone).astimezone(dt.UTC)
+                later = naive.replace(tzinfo=self.zone, fold=1).astimezone(dt.UTC)
+            except OverflowError:  # a local hour of year 1 that is before UTC's year 1
+                continue  # (a zone east of UTC): before any report's start
             if previous is not None and moment <= previous < later:
                 moment = later  # the second of two hours with one label (DST ends)
             offset = naive.replace(tzinfo=self.zone, fold=moment == later).utcoffset()
@@ -241,7 +247,7 @@ class AmplitudeCounts(_JsonApi):
 
     def _not_whole_hours(self, offset: dt.timedelta, local: dt.datetime) -> str:
         return (
-            f"the Amplitude project's time zone {self.zone.key} is UTC{_offset(offset)} on "
+            f"the Amplitude project's time zone {self.zone.key} is UTC{offset_text(offset)} on "
             f"{day_text(local)}: its hourly buckets do not line up with UTC hours, so they "
             "cannot be compared hour by hour with the migration"
         )
@@ -360,7 +366,8 @@ def _utc(text: str) -> dt.datetime:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def _offset(offset: dt.timedelta) -> str:
+def offset_text(offset: dt.timedelta) -> str:
+    """A UTC offset as +HH:MM or -HH:MM."""
     minutes = int(offset.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "-"
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"

@@ -39,17 +39,8 @@ from target_posthog.counts import (
 )
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
-from target_posthog.verify import (
-    COLUMNS,
-    DAY,
-    HOUR,
-    Plan,
-    Row,
-    compare,
-    first_upload_hour,
-    floor,
-    hour_key,
-)
+from target_posthog.verify import COLUMNS, DAY, Plan, Row, compare
+from target_posthog.verify_range import check_options, moment_option, report_range, setting_time
 from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")
@@ -74,9 +65,12 @@ def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
             )
             continue
         try:
-            config.update(orjson.loads(Path(source).read_bytes()))
+            settings = orjson.loads(Path(source).read_bytes())
         except (OSError, orjson.JSONDecodeError) as exc:
             raise CountingError(f"cannot read the config file {source} ({exc})") from None
+        if not isinstance(settings, dict):
+            raise CountingError(f"the config file {source} is not a JSON object of settings")
+        config.update(settings)
     defaults = {
         name: schema["default"]
         for name, schema in TargetPostHog.config_jsonschema["properties"].items()
@@ -129,70 +123,6 @@ def redact(text: str, config: dict[str, Any]) -> str:
 def utc_now() -> dt.datetime:
     """The time the verification judges at (one reading per run)."""
     return dt.datetime.now(dt.UTC)
-
-
-def setting_time(config: dict[str, Any], name: str) -> dt.datetime | None:
-    """A time setting taken from tap-amplitude (ISO 8601, a date alone is fine), in UTC; None
-    if unset. CountingError (one line) if it is not a time."""
-    text = config.get(name)
-    if not text:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(str(text))
-    except ValueError:
-        raise CountingError(
-            f"{name} {text!r} (tap-amplitude's {name.removeprefix('amplitude_')}) is not an "
-            "ISO 8601 time, e.g. 2024-01-01T00:00:00Z"
-        ) from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
-def report_end(
-    config: dict[str, Any], ledger: LedgerFigures, now: dt.datetime, by_day: bool
-) -> dt.datetime:
-    """The default end of the report: through the migration's end_date (tap-amplitude's, as
-    `amplitude_end_date`), else through now, so Amplitude's history that no run has read yet
-    is reported too; at least through the last upload hour any job read (end_date is the last
-    job's). Events dated later are counted in the report's "outside" row."""
-    end_date = setting_time(config, "amplitude_end_date")
-    end = end_date or now + dt.timedelta(microseconds=1)
-    read_to = max((hour_key(high) for _, high in ledger.read_spans), default=end)
-    last = floor(max(end, read_to) - dt.timedelta(microseconds=1), by_day)
-    return last + (DAY if by_day else HOUR)
-
-
-def report_range(
-    config: dict[str, Any],
-    options: dict[str, Any],
-    ledger: LedgerFigures,
-    now: dt.datetime,
-    say: Any,
-) -> tuple[dt.datetime, dt.datetime, dt.datetime | None]:
-    """(start, exclusive end, start_date floored to its hour) of the report: --start/--end as
-    whole periods, by default the migration's upload range, start_date (or the first upload
-    hour read, if earlier or start_date is unknown) through end_date or now. Not the event
-    times read: a few device clocks at 1970 or 2099 would make it decades of periods."""
-    by_day = options["period"] == "day"
-    first_read = first_upload_hour(ledger)
-    if first_read is None:
-        raise CountingError("the migration's ledger holds no records yet: run the migration")
-    start_date = setting_time(config, "amplitude_start_date")
-    start_date = floor(start_date, by_day=False) if start_date else None  # as the tap floors it
-    first = min(first_read, start_date) if start_date else first_read
-    start = floor(options["start"] or first, by_day)
-    if options["end"]:
-        end = floor(options["end"], by_day)
-        if end < options["end"]:  # an hour within a day: through that whole day
-            end += DAY if by_day else HOUR
-    else:
-        end = report_end(config, ledger, now, by_day)
-    given = [t for t in (options["start"], options["end"]) if t]
-    if by_day and any(floor(t, by_day) != t for t in given):
-        say(f"--start/--end widened to whole UTC days: {day_text(start)} .. {day_text(end)} "
-            "(exclusive); --period hour compares hours")  # fmt: skip
-    if end <= start:
-        raise CountingError("--end must be after --start")
-    return start, end, start_date
 
 
 def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[list[Row], Path]:
@@ -332,18 +262,6 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def _moment(name: str, value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.UsageError(
-            f"{name} {value!r} is not a UTC date (YYYY-MM-DD) or hour (YYYY-MM-DDTHH:00)"
-        ) from None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
-
-
 class _OneLineUsage(click.Command):
     """Click's command, with a usage error (an unknown option, a bad --period or --start) as
     one line and exit 2 like every other refusal, not click's four-line usage block."""
@@ -381,8 +299,9 @@ def _finite(hours: float) -> float:
               help="Deliveries this recent may not be visible in PostHog yet.")  # fmt: skip
 def cli(configs: tuple[str, ...], **options: Any) -> None:
     """Compare Amplitude's counts, the migration's ledger and PostHog's counts per period."""
-    options["start"] = _moment("--start", options["start"])
-    options["end"] = _moment("--end", options["end"])
+    options["start"] = moment_option("--start", options["start"])
+    options["end"] = moment_option("--end", options["end"])
+    check_options(options["start"], options["end"])  # before any setting or query
     config: dict[str, Any] = {}
 
     def say(line: str) -> None:
