@@ -440,9 +440,9 @@ def test_processes_starting_at_once_on_a_new_database_migrate_it_once(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     assert sorted(t for (t,) in tables) == [
-        "aliases", "ledger_dead_letters", "ledger_hours", "ledger_reads", "ledger_refused",
-        "profiles", "rate_slots", "registry_meta", "runs", "schema_migrations", "shared_devices",
-        "user_ids",
+        "aliases", "ledger_dead_letters", "ledger_hours", "ledger_moved", "ledger_reads",
+        "ledger_refused", "profiles", "rate_slots", "registry_meta", "runs", "schema_migrations",
+        "shared_devices", "user_ids",
     ]  # fmt: skip
 
 

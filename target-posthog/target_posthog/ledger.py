@@ -90,6 +90,19 @@ LEDGER_READS_TABLES = (
 LEDGER_NO_EVENT_TIME = (
     "ALTER TABLE ledger_hours ADD COLUMN no_event_time BIGINT NOT NULL DEFAULT 0",
 )
+# Migration 12: ledger_moved, among those records, the ones whose event_time is a time but out
+# of range (before 1970, or more than 23 h after the run's start: event_keys.py), by the hour of
+# that event_time (`chart_hour`): Amplitude's charts count them there, the migration delivered
+# them at `event_hour`. Person/group update rows are left out (not chart events).
+LEDGER_MOVED_TABLES = (
+    """CREATE TABLE ledger_moved (
+        upload_hour TEXT NOT NULL,
+        event_hour TEXT NOT NULL,
+        chart_hour TEXT NOT NULL,
+        records BIGINT NOT NULL,
+        PRIMARY KEY (upload_hour, event_hour, chart_hour)
+    ){without_rowid}""",
+)
 _UPSERT_HOUR = (
     "INSERT INTO ledger_hours (upload_hour, event_hour, records_read, events_sent, updates, "
     "unreadable, no_event_time, written_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -101,6 +114,10 @@ _UPSERT_HOUR = (
 _UPSERT_DEAD = (
     "INSERT INTO ledger_dead_letters VALUES (?, ?, ?, ?) "
     "ON CONFLICT (upload_hour, event_hour, reason) DO UPDATE SET records = excluded.records"
+)
+_UPSERT_MOVED = (
+    "INSERT INTO ledger_moved VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (upload_hour, event_hour, chart_hour) DO UPDATE SET records = excluded.records"
 )
 _INSERT_REFUSED = "INSERT INTO ledger_refused VALUES (?, ?, ?, ?) ON CONFLICT (uuid) DO NOTHING"
 _UPSERT_READ = (
@@ -150,8 +167,11 @@ class Ledger:
         self._dead_segment: dict[tuple[str, str, str], int] = {}
         self._totals: dict[tuple[str, str], list[int]] = {}
         self._dead_totals: dict[tuple[str, str, str], int] = {}
-        # (position, hours, dead letters, {stream: (read_from, bookmark)}) per STATE received
-        self._pending: list[tuple[int, dict, dict, dict[str, tuple[str, str]]]] = []
+        # (upload hour, event hour, chart hour) -> records: as the dead letters, by chart hour
+        self._moved_segment: dict[tuple[str, str, str], int] = {}
+        self._moved_totals: dict[tuple[str, str, str], int] = {}
+        # (position, hours, dead letters, moved, {stream: (read_from, bookmark)}) per STATE
+        self._pending: list[tuple[int, dict, dict, dict, dict[str, tuple[str, str]]]] = []
         self._read_from: dict[str, str] = {}  # stream -> where this run started reading
         self._refused: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
@@ -178,6 +198,10 @@ class Ledger:
             counts[_UPDATES] += 1
         if not by_event_time:
             counts[_NO_EVENT_TIME] += 1
+            chart_time = parse_time(record.get("event_time"))  # out of range, if a time
+            if chart_time and record.get("event_type") not in PERSON_GROUP_UPDATES:
+                moved = (*key, chart_time[:13])
+                self._moved_segment[moved] = self._moved_segment.get(moved, 0) + 1
 
     def dead_letter(self, record: dict[str, Any], reason: str, event_time: str | None) -> None:
         """A record read but not sent (`event_time`: its UTC time if it has one)."""
@@ -225,7 +249,13 @@ class Ledger:
             dead[dead_key] = self._dead_totals[dead_key] = (
                 self._dead_totals.get(dead_key, 0) + count
             )
-        self._segment, self._dead_segment = {}, {}
+        moved: dict[tuple[str, str, str], int] = {}
+        for (upload, event, chart), count in self._moved_segment.items():
+            moved_key = (*self._normal((upload, event)), hour_of(chart))
+            moved[moved_key] = self._moved_totals[moved_key] = (
+                self._moved_totals.get(moved_key, 0) + count
+            )
+        self._segment, self._dead_segment, self._moved_segment = {}, {}, {}
         bookmarks = state_bookmarks(state)
         if bookmarks:
             self._reading_hour = max(bookmarks.values())[:13]
@@ -242,7 +272,7 @@ class Ledger:
                 self._read_from[stream] = min([hour, *read])
             reads[stream] = (self._read_from[stream], hour)
         with self._lock:
-            self._pending.append((position, hours, dead, reads))
+            self._pending.append((position, hours, dead, moved, reads))
 
     def _normal(self, key: tuple[str, str]) -> tuple[str, str]:
         """(upload hour, event hour) as `YYYY-MM-DDTHH`; an upload time missing or unreadable
@@ -274,10 +304,12 @@ class Ledger:
             return
         hours: dict[tuple[str, str], tuple[int, ...]] = {}
         dead: dict[tuple[str, str, str], int] = {}
+        moved: dict[tuple[str, str, str], int] = {}
         reads: dict[str, tuple[str, str]] = {}
-        for _, segment_hours, segment_dead, segment_reads in ready:
+        for _, segment_hours, segment_dead, segment_moved, segment_reads in ready:
             hours.update(segment_hours)  # later segments hold the larger running totals
             dead.update(segment_dead)
+            moved.update(segment_moved)
             reads.update(segment_reads)
         now = _now()
         database = self._database
@@ -287,8 +319,10 @@ class Ledger:
                     # This run read the hour again from its start: earlier runs' counts go.
                     tx.execute("DELETE FROM ledger_hours WHERE upload_hour = ?", (upload,))
                     tx.execute("DELETE FROM ledger_dead_letters WHERE upload_hour = ?", (upload,))
+                    tx.execute("DELETE FROM ledger_moved WHERE upload_hour = ?", (upload,))
                 tx.executemany(_UPSERT_HOUR, [(*key, *n, now) for key, n in hours.items()])
                 tx.executemany(_UPSERT_DEAD, [(*key, n) for key, n in dead.items()])
+                tx.executemany(_UPSERT_MOVED, [(*key, n) for key, n in moved.items()])
                 tx.executemany(_INSERT_REFUSED, [(*entry, now) for entry in refused])
                 tx.executemany(
                     _UPSERT_READ,

@@ -10,13 +10,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from target_posthog.counts import CountingError
-from target_posthog.ledger import LEDGER_NO_EVENT_TIME, LEDGER_READS_TABLES
+from target_posthog.ledger import LEDGER_MOVED_TABLES, LEDGER_NO_EVENT_TIME, LEDGER_READS_TABLES
 from target_posthog.registry_schema import MIGRATIONS
 from target_posthog.registry_store import Database, RegistryError, open_database
 
 # The first schema version with the whole ledger (ledger.py; its last table is ledger_reads).
 _LEDGER_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_READS_TABLES)
 _NO_EVENT_TIME_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_NO_EVENT_TIME)
+_MOVED_VERSION = next(m.version for m in MIGRATIONS if m.statements == LEDGER_MOVED_TABLES)
 
 
 @dataclass
@@ -59,6 +60,9 @@ class LedgerFigures:
     # Upload hours the migration has read, as [from, to) spans of 'YYYY-MM-DDTHH' keys, sorted
     # and merged (touching spans join): one per range job, or one for a single job.
     read_spans: list[tuple[str, str]]
+    # Records delivered at another field's time, their event_time out of range: by the hour of
+    # that event_time (where Amplitude's charts count them), the hours they were delivered at.
+    moved: dict[str, Counter[str]] = field(default_factory=dict)
 
 
 def read_ledger(location: str) -> LedgerFigures:
@@ -80,7 +84,15 @@ def read_ledger(location: str) -> LedgerFigures:
                 f"registry {database.location} holds no ledger yet: run the migration (this "
                 "version of target-posthog) once, then verify"
             )
-        return _figures(database, version >= _NO_EVENT_TIME_VERSION)
+        figures = _figures(database, version >= _NO_EVENT_TIME_VERSION)
+        # A registry the migration has not opened since migration 12 (read only here) has none.
+        if version >= _MOVED_VERSION:
+            for chart, event, records in database.read(
+                "SELECT chart_hour, event_hour, sum(records) FROM ledger_moved "
+                "GROUP BY chart_hour, event_hour"
+            ):
+                figures.moved.setdefault(chart, Counter())[event] += int(records)
+        return figures
     except RegistryError as exc:
         raise CountingError(str(exc)) from None
     except database.errors as exc:

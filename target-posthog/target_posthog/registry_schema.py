@@ -26,7 +26,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from target_posthog.ledger import LEDGER_NO_EVENT_TIME, LEDGER_READS_TABLES, LEDGER_TABLES
+from target_posthog.ledger import (
+    LEDGER_MOVED_TABLES,
+    LEDGER_NO_EVENT_TIME,
+    LEDGER_READS_TABLES,
+    LEDGER_TABLES,
+)
 
 
 class Migration(NamedTuple):
@@ -165,6 +170,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE user_ids ADD COLUMN amplitude_id TEXT",
             "CREATE INDEX user_ids_amplitude_id ON user_ids (amplitude_id)",
         ),
+    ),
+    Migration(
+        12,
+        "the ledger: records delivered at another field's time because their event_time is "
+        "out of range (before 1970, too far ahead), by that event_time's hour, where "
+        "Amplitude's charts count them (ledger.py)",
+        LEDGER_MOVED_TABLES,
     ),
 )
 

@@ -3,14 +3,16 @@ what PostHog holds, and the explanation of every difference.
 
 For each period (a UTC hour or day):
 - Amplitude's count should equal the records read that are events in Amplitude's charts
-  (person/group update rows are not). Fewer read: records without a usable event time
-  (unreadable lines, records dead-lettered for their time) uploaded then or later explain
-  some; the rest is "not read yet" while the migration has uploads left to read; in a period
-  that begins before the migration's first upload hour (its start_date: the tap selects by
-  upload time), events uploaded before it, which no run will read, "before start_date, not
-  migrated"; in a period reaching past end_date (once passed), events uploaded after it; a
-  label names every possibility the counts leave open (a range within one day: "before
-  start_date or after end_date"); else "unexplained". More read than counted: "unexplained".
+  (person/group update rows are not; records delivered at another field's time count where their
+  event_time is, "delivered at another time", not where they were read). Fewer read: records
+  without a usable event time (unreadable lines, records dead-lettered for their time) uploaded
+  then or later explain some; the rest is "not read yet" while the migration has uploads left to
+  read; in a period that begins before the migration's first upload hour (its start_date: the
+  tap selects by upload time), events uploaded before it, which no run will read, "before
+  start_date, not migrated"; in a period reaching past end_date (once passed), events uploaded
+  after it; a label names every possibility the counts leave open (a range within one day:
+  "before start_date or after end_date"); else "unexplained". More read than counted:
+  "unexplained".
 - PostHog should hold every event the migration delivered (`EventHour.delivered`). Fewer:
   "not visible yet" if delivered within `settle` (PostHog's historical pipeline takes a
   while), else "missing in PostHog". More: "delivered after the last checkpoint" while the
@@ -24,104 +26,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from target_posthog.counts import day_text
 from target_posthog.ledger_view import EventHour, LedgerFigures, Untimed
+from target_posthog.verify_rows import HOUR, Plan, Row, floor, hour_key
 
-HOUR = dt.timedelta(hours=1)
-DAY = dt.timedelta(days=1)
 AMPLITUDE_LOAD_DELAY = 2 * HOUR  # Amplitude exports an hour about 2 hours after it ends
-
-COLUMNS = (
-    "period",
-    "amplitude",
-    "read",
-    "person_group_updates",
-    "dead_lettered",
-    "no_event_time",
-    "not_read_yet",
-    "before_start",
-    "after_end",
-    "before_start_or_after_end",
-    "delivered",
-    "posthog",
-    "status",
-)
-
-
-@dataclass
-class Row:
-    """One line of the report (a period, or a set of records without event time)."""
-
-    period: str
-    amplitude: int | None = None
-    read: int = 0
-    person_group_updates: int = 0
-    dead_lettered: int = 0
-    no_event_time: int = 0
-    not_read_yet: int = 0
-    before_start: int = 0  # uploaded before the migration's first hour: never migrated
-    after_end: int = 0  # uploaded after end_date: outside this job's range
-    before_start_or_after_end: int = 0  # a range within one period: either, Amplitude knows
-    delivered: int = 0
-    posthog: int | None = None
-    notes: list[str] = field(default_factory=list)
-    missing: int = 0
-    unexplained: int = 0
-    dead_records: int = 0  # records dead-lettered before sending (not refused events)
-    dead_reasons: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def status(self) -> str:
-        return "; ".join(self.notes) or "OK"
-
-    @property
-    def ok(self) -> bool:
-        """Nothing missing and nothing unexplained (explained gaps are fine)."""
-        return not (self.missing or self.unexplained)
-
-    def values(self) -> list[str | int | None]:
-        return [getattr(self, column) for column in COLUMNS]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to compare: periods [start, end) of `step`, and how to judge recent deliveries."""
-
-    start: dt.datetime
-    end: dt.datetime
-    by_day: bool
-    now: dt.datetime
-    settle: dt.timedelta
-    dead_letter_file: str
-    set_aside_file: str  # unreadable lines, beside the dead letters (setaside.py)
-    start_date: dt.datetime | None = None  # tap-amplitude's, floored to its hour, if known
-    end_date: dt.datetime | None = None  # tap-amplitude's (exclusive), if known
-
-    @property
-    def step(self) -> dt.timedelta:
-        return DAY if self.by_day else HOUR
-
-    def periods(self) -> list[dt.datetime]:
-        found, moment = [], self.start
-        while moment < self.end:
-            found.append(moment)
-            moment += self.step
-        return found
-
-    def label(self, period: dt.datetime) -> str:
-        day = day_text(period)
-        return day if self.by_day else f"{day}T{period:%H}:00Z"
-
-
-def floor(moment: dt.datetime, by_day: bool) -> dt.datetime:
-    moment = moment.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
-    return moment.replace(hour=0) if by_day else moment
-
-
-def hour_key(text: str) -> dt.datetime:
-    return dt.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
 
 
 def first_upload_hour(ledger: LedgerFigures) -> dt.datetime | None:
@@ -145,6 +54,9 @@ def compare(
     amplitude_totals = _totals(amplitude, plan.by_day)
     posthog_totals = _totals(posthog, plan.by_day)
     pool = {item: item.count for item in ledger.untimed}
+    moved: dict[dt.datetime, Counter[str]] = {}
+    for chart, delivered in ledger.moved.items():
+        moved.setdefault(floor(hour_key(chart), plan.by_day), Counter()).update(delivered)
     first = _migration_start(plan, ledger)
     # A run under way, or stopped (Ctrl-C, a crash) before its range's end: PostHog may hold
     # events confirmed after the tap's last STATE, which the ledger records only with the next.
@@ -154,7 +66,7 @@ def compare(
         row = _row(plan, period, by_period.get(period, []))
         row.amplitude = amplitude_totals.get(period, 0)
         row.posthog = posthog_totals.get(period, 0)
-        _judge_read(plan, row, period, ledger, pool)
+        _judge_read(plan, row, period, ledger, pool, moved.get(period, Counter()))
         _judge_posthog(plan, row, by_period.get(period, []), unfinished)
         rows.append(row)
     outside = [hours for period, hours in by_period.items() if not plan.start <= period < plan.end]
@@ -195,17 +107,36 @@ def _row(plan: Plan, period: dt.datetime, hours: list[EventHour]) -> Row:
 
 
 def _judge_read(
-    plan: Plan, row: Row, period: dt.datetime, ledger: LedgerFigures, pool: dict[Untimed, int]
+    plan: Plan,
+    row: Row,
+    period: dt.datetime,
+    ledger: LedgerFigures,
+    pool: dict[Untimed, int],
+    moved: Counter[str],
 ) -> None:
+    """`moved`: delivered hour -> records Amplitude counts in this period by their event_time
+    (out of range) that the migration delivered at another field's time."""
     assert row.amplitude is not None
     # Amplitude's charts count by event_time (counting-apis.md): records without a usable one
     # are in PostHog at another field's time (client_event_time ...), not in this count.
-    gap = row.amplitude - (row.read - row.person_group_updates - row.no_event_time)
     if row.no_event_time:
         row.notes.append(
             f"no event time ({row.no_event_time} delivered at client_event_time or "
             "server_received_time: Amplitude's charts count by event_time)"
         )
+    # ... and those whose event_time is a time out of range are in this count: the ledger
+    # knows by which event_time hour (ledger_moved), so they are explained here, once.
+    row.delivered_elsewhere = sum(moved.values())
+    if row.delivered_elsewhere:
+        where = sorted({plan.label(floor(hour_key(hour), plan.by_day)) for hour in moved})
+        shown = ", ".join(where[:3]) + (", ..." if len(where) > 3 else "")
+        row.notes.append(
+            f"delivered at another time ({row.delivered_elsewhere}, at client_event_time or "
+            f"server_received_time in {shown}: event_time before 1970 or more than 23 h after "
+            "the run's start)"
+        )
+    chart_read = row.read - row.person_group_updates - row.no_event_time
+    gap = row.amplitude - chart_read - row.delivered_elsewhere
     if gap < 0:
         # Records dead-lettered as unusable (no event type, no ids ...) may well be rows
         # Amplitude's charts leave out: up to their number, the difference is theirs.

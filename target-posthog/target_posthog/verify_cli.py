@@ -39,8 +39,9 @@ from target_posthog.counts import (
 )
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
-from target_posthog.verify import COLUMNS, DAY, Plan, Row, compare
+from target_posthog.verify import compare
 from target_posthog.verify_range import check_options, moment_option, report_range, setting_time
+from target_posthog.verify_rows import COLUMNS, DAY, Plan, Row
 from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
 
 SECRETS = ("personal_api_key", "amplitude_api_key", "amplitude_secret_key", "api_key")

@@ -15,7 +15,8 @@ import click
 
 from target_posthog.counts import CountingError, day_text, offset_text
 from target_posthog.ledger_view import LedgerFigures
-from target_posthog.verify import DAY, HOUR, first_upload_hour, floor, hour_key
+from target_posthog.verify import first_upload_hour
+from target_posthog.verify_rows import DAY, HOUR, floor, hour_key
 
 # The latest exclusive end a report can have: a day earlier than `datetime.max`, so that a
 # period's end, its day in a time zone 14 h east of UTC and the day after it all exist.

@@ -29,6 +29,9 @@ def chart_hours(ledger: LedgerFigures) -> Counter[dt.datetime]:
     for key, figures in ledger.hours.items():
         moment = dt.datetime.strptime(key, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
         read[moment] += figures.read - figures.updates - figures.no_event_time
+    for chart, delivered in ledger.moved.items():  # counted by Amplitude at their event_time
+        moment = dt.datetime.strptime(chart, "%Y-%m-%dT%H").replace(tzinfo=dt.UTC)
+        read[moment] += sum(delivered.values())
     return read
 
 
