@@ -69,14 +69,14 @@ def wide_pipeline(
 
 def resend_bound(pipeline: Pipeline, store: ExportStore) -> int:
     """The hour being read (the fullest hour), plus every batch that can be in flight (sent or
-    queued: concurrency + 2, and the one being filled), plus what a safe STATE held back from
-    Meltano may vouch for (concurrency + 2 batches' worth of records; see delivery.py)."""
+    queued: concurrency + 2, and the one being filled): the issue's bound. Nothing confirmed
+    waits behind a held-back STATE (target_posthog/delivery.py writes each safe STATE at once)."""
     by_hour = Counter(
         datetime.fromisoformat(r["server_upload_time"]).replace(minute=0, second=0, microsecond=0)
         for r in store.iter_events()
     )
     config = pipeline.target_config
-    batches = (config["concurrency"] + 3) + (config["concurrency"] + 2)
+    batches = config["concurrency"] + 3
     return max(by_hour.values()) + batches * config["batch_size"]
 
 

@@ -130,8 +130,8 @@ def test_state_never_runs_ahead_of_confirmed_delivery(
         posthog.inject(Fault.delay(0.2), times=3)
         posthog.inject(Fault.status(503), times=2)
         posthog.inject(Fault.delay(0.1), times=2)
-        # Small batches: a safe STATE is written once it vouches for concurrency + 2 batches
-        # more (or after a second), so this gives several along the way.
+        # Small batches: each safe STATE is written at once, so this gives several along the
+        # way.
         config = target_config(tmp_path, posthog, batch_size=10, concurrency=4)
         run = run_target(config, messages_with_states(records, 30), tmp_path, posthog)
     assert run.returncode == 0, run.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import re
 import signal
 import stat
 import subprocess
@@ -154,7 +155,11 @@ def test_a_disk_that_refuses_the_registry_stops_clearly_then_resumes(
         preexec_fn=file_size_limit(500_000),
     )  # fmt: skip
     assert run.returncode == 1
-    assert "alias registry" in run.stderr and "could not be written" in run.stderr
+    # Written, or read while SQLite's log could not grow: which one comes first depends on
+    # when the limit is met (a STATE's sync or the next claim).
+    assert re.search(
+        r"alias registry \S+ could not be (written|read \(disk I/O error\))", run.stderr
+    )
     assert "check the disk it is on" in run.stderr
     assert "Traceback" not in run.stderr
     assert run.states[-1]["done"] < len(records), "the failed batch was vouched for"
@@ -258,8 +263,7 @@ def test_large_states_come_out_whole_when_the_target_is_paused_mid_write(
         thread.join(timeout=30)
     assert process.wait(timeout=60) == 0
     emitted = [orjson.loads(line) for line in lines]  # each line whole, or this raises
-    # STATEs that vouch for no new record are written at most once a second (Meltano stores
-    # each): the newest of them, in order, the last one always.
+    # Each safe STATE is written at once, whole and in order, the last one always.
     assert emitted == [value for value in states if value in emitted]
     assert emitted[-1] == states[-1]
     assert len(emitted) >= 2
@@ -472,8 +476,7 @@ def test_sigterm_while_waiting_for_the_last_batches_exits_non_zero_with_a_safe_s
         stderr_lines.append(line.decode())
         if "completed processing" in stderr_lines[-1]:
             break
-    # The fast batches' STATE may still be held back (at most one write a second): the signal
-    # is meant for the slow tail, so wait for the first STATE (bounded).
+    # The signal is meant for the slow tail: wait for the fast batches' STATE (bounded).
     deadline = time.monotonic() + 20
     while not watcher.states and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -14,18 +14,18 @@ quiet, at most `STATE_LINGER_SECONDS` before a helper thread sends the batch as 
 STATEs are kept only where the watermark can stop (one per batch), so their number stays bounded
 however often they come.
 
-Nor is every safe STATE written at once: Meltano stores each STATE line in its system database
-before it relays the next message (measured at tens of milliseconds each), so the newest safe
-STATE is written once `STATE_EMIT_SECONDS` have passed since the last one, or once it vouches
-for `concurrency + 2` batches' worth of records more; at the end of input, or on a stop, at
-once. A crash then re-sends at most that many records on top of the batches in flight.
+Every safe STATE is written at once: since the watermark moves batch by batch, that is at most
+one STATE line per confirmed batch, however many STATEs the tap sends (one per export hour).
+A crash then re-sends at most what came after the last STATE the tap sent (the hour being
+read) plus the batches in flight: nothing PostHog confirmed waits behind a held-back STATE.
+Meltano stores each STATE line in its system database before it relays the next message
+(about 17 ms each, measured on a quiet 2-core machine: benchmarks/README.md), so this costs
+`meltano run` about 2% at 10 STATEs a second; at the rates PostHog agrees for migrations
+(thousands of events a minute) it is a few STATEs a minute.
 
-And before each STATE the durable files and the registry's person and group observations are
-synced (each sync merges every person seen since the last one), with every delivery thread
-waiting (profiled on a fast 300,000-event run: SQLite took 5 s of 39 with hourly STATEs, 2 s of
-35 with one STATE per window). So STATEs are also spaced to keep syncing under `SYNC_SHARE` of
-the time (measured per sync); the spacing grows only when syncs are slow, and with it, at most,
-what a crash re-sends.
+Before each STATE the durable files, the ledger and the registry's person and group
+observations are synced (each sync merges every person seen since the last one), with the
+delivery threads waiting, so that no batch is confirmed while a STATE is being vouched for.
 """
 
 from __future__ import annotations
@@ -47,9 +47,6 @@ from target_posthog.registry import AliasRegistry, PendingAlias, RegistryError
 MAX_BATCH_BYTES = 5 * 1024 * 1024  # uncompressed; PostHog's /batch/ limit is 20 MiB
 # How long a STATE may wait behind the open batch before that batch is sent unfilled.
 STATE_LINGER_SECONDS = 1.0
-# At most one STATE line per this many seconds, unless it vouches for many more records.
-STATE_EMIT_SECONDS = 1.0
-SYNC_SHARE = 0.1  # at most this share of the time goes to syncing before STATEs
 _RECORDING_SECONDS = 5.0  # at most, for a confirmation being recorded when a stop abandons
 # Sends encoded events joined by commas (the inside of the JSON array); PostHog's answer.
 Sender = Callable[[memoryview], Answer]
@@ -146,11 +143,6 @@ class Delivery:
         self._unfinished: deque[Batch] = deque()  # dispatched, in position order
         self._pending_states: deque[tuple[int, dict]] = deque()
         self._last_emitted: dict | None = None
-        self._ready: tuple[int, dict] | None = None  # the newest safe STATE not yet written
-        self._emitted_at = 0.0  # time.monotonic() of the last STATE written
-        self._sync_seconds = 0.0  # what the last sync before a STATE took
-        self._emitted_position = 0
-        self._emit_every_records = (concurrency + 2) * batch_size
         self._in_progress = 0
         self._recording = 0  # batches whose confirmation is being recorded
         self._abandoned = False
@@ -248,14 +240,9 @@ class Delivery:
                 self._state_waits_since = time.monotonic()
 
     def _linger(self) -> None:
-        """Helper thread: the open batch a STATE has waited on for long enough goes now, and a
-        safe STATE held back (STATE_EMIT_SECONDS) is written once its time has come."""
-        poll = min(STATE_LINGER_SECONDS, STATE_EMIT_SECONDS) / 4
-        while not self._stopping.wait(poll):
+        """Helper thread: the open batch a STATE has waited on for long enough goes now."""
+        while not self._stopping.wait(STATE_LINGER_SECONDS / 4):
             try:
-                if self._ready is not None:
-                    with self._lock:
-                        self._emit_ready_states()
                 since = self._state_waits_since
                 if since is not None and time.monotonic() - since >= STATE_LINGER_SECONDS:
                     self.flush()
@@ -283,7 +270,7 @@ class Delivery:
                 self._lock.wait(0.5)
             settled = self._safe_position() >= self._received
             if settled and self.failure is None:
-                self._emit_ready_states(now=True)
+                self._emit_ready_states()
         self.raise_if_failed()
         if not settled:  # a signal while waiting: queued batches were given up
             raise DeliveryAbandonedError("stopped before every batch was confirmed")
@@ -303,7 +290,7 @@ class Delivery:
             self._abandoned = True
             while self._recording and time.monotonic() < deadline + _RECORDING_SECONDS:
                 self._lock.wait(0.05)  # a batch being recorded now finishes first
-            self._emit_ready_states(now=True)
+            self._emit_ready_states()
         self._stop_workers(wait_seconds=0.5)
 
     def raise_if_failed(self) -> None:
@@ -418,34 +405,20 @@ class Delivery:
             return self._open.first_position - 1
         return self._received
 
-    def _emit_ready_states(self, *, now: bool = False) -> None:
-        """Write the newest safe STATE, when its time has come (see the module docstring) or
-        `now`."""
+    def _emit_ready_states(self) -> None:
+        """Write the newest safe STATE, if any, once what it vouches for is on disk."""
         safe = self._safe_position()
+        ready: tuple[int, dict] | None = None
         while self._pending_states and self._pending_states[0][0] <= safe:
-            self._ready = self._pending_states.popleft()
-        if self._ready is None:
+            ready = self._pending_states.popleft()
+        if ready is None:
             return
-        position, ready = self._ready
-        since = time.monotonic() - self._emitted_at
-        if not now and (
-            since < self._sync_seconds / SYNC_SHARE
-            or (
-                since < STATE_EMIT_SECONDS
-                and position - self._emitted_position < self._emit_every_records
-            )
-        ):
-            return
-        self._ready = None
-        syncing = time.monotonic()
+        position, state = ready
         if self._ledger is not None:  # what the STATE passes is in the ledger first
             self._ledger.commit(position)
-        if ready == self._last_emitted:
+        if state == self._last_emitted:
             return
         for durable in self._durable:  # what the STATE vouches for is on disk first
             durable.sync()
-        self._sync_seconds = time.monotonic() - syncing
-        self._emit_state(ready)
-        self._last_emitted = ready
-        self._emitted_at = time.monotonic()
-        self._emitted_position = position
+        self._emit_state(state)
+        self._last_emitted = state
