@@ -76,3 +76,39 @@ def test_events_delivered_at_another_time_are_explained_where_amplitude_counts_t
         outside = report.outside()
         assert outside is not None and outside["status"] == "OK"
         assert int(outside["no_event_time"]) == 3  # the three, delivered at their other time
+
+
+def test_an_event_too_large_dated_year_1_is_dead_lettered_where_amplitude_counts_it(
+    tmp_path: Path,
+) -> None:
+    """Dead letters are in the ledger at their event_time: one too large for PostHog, dated
+    year 1, was at its client_event_time instead (the time it would have been sent at), so
+    year 1 read "before start_date, not migrated (1 ...)" and 2024-05-01 "dead-lettered"."""
+    store = build_drill_store(tmp_path / "export")
+    extra = build_drill_store(tmp_path / "extra", seed=4, hours=2, events=30)
+    big = next(
+        r
+        for r in extra.iter_events()
+        if r.get("event_type") not in NOT_IN_CHARTS and r["client_event_time"] >= str(DRILL_START)
+    )
+    big["event_time"] = ODD_TIMES[0]
+    big["event_properties"] = {"blob": "x" * 1_000_000}
+    store.add_records([big])
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        default = migration.verify()
+        year_1 = migration.verify("--start", "0001-01-01", "--end", "0001-01-02")
+    finally:
+        migration.stop()
+    assert default.returncode == 0, default.stdout + default.stderr
+    assert [row["status"] for row in default.periods()] == ["OK"]
+    outside = default.outside()
+    assert outside is not None and outside["status"].startswith("dead-lettered (1: event too")
+    assert year_1.returncode == 0, year_1.stdout + year_1.stderr
+    row = year_1.row("0001-01-01")
+    assert (row["amplitude"], row["read"], row["dead_lettered"]) == ("1", "1", "1")
+    assert row["status"] == (
+        f"dead-lettered (1: event too large for PostHog 1; see {tmp_path / 'run'}"
+        "/dead-letter.jsonl)"
+    )

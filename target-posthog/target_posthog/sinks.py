@@ -132,7 +132,9 @@ class EventsSink(BatchSink):
                 f"event is {too_big} bytes once mapped; PostHog accepts at most "
                 f"about {MAX_EVENT_BYTES} bytes per event",
                 record,
-                mapped.timestamp,
+                # In the ledger at its event_time, where Amplitude counts it, as every dead
+                # letter (not at the time field it would have been sent at).
+                parse_time(record.get("event_time")),
                 ledger_reason="event too large for PostHog",
             )
             return
