@@ -359,6 +359,9 @@ def test_a_range_within_one_day_names_both_ends_for_what_lies_outside_it(tmp_pat
         migration.run(start_date=begins.isoformat(), end_date=(begins + timedelta(hours=4))
                       .isoformat())  # fmt: skip
         halfway = migration.verify(now=PARALLEL_NOW, amplitude_end_date=ends.isoformat())
+        past_end = f"{ends + timedelta(hours=2):%Y-%m-%dT%H}"
+        hours = migration.verify("--period", "hour", "--end", past_end, now=PARALLEL_NOW,
+                                 amplitude_end_date=ends.isoformat())  # fmt: skip
         migration.run(end_date=ends.isoformat())
         done = migration.verify(now=PARALLEL_NOW)
     finally:
@@ -376,6 +379,15 @@ def test_a_range_within_one_day_names_both_ends_for_what_lies_outside_it(tmp_pat
         day: f"not read yet, or uploaded before start_date or after end_date ({waiting}, run "
         "the migration again)"
     }
+    # Hours after end_date: their events were uploaded after it, none is unread (was "not
+    # read yet (n, run the migration again)": running again up to end_date reads none).
+    assert hours.returncode == 0, hours.stdout + hours.stderr
+    late = unread_by_hour(store, ends, PARALLEL_NOW)
+    for hour in (ends, ends + timedelta(hours=1)):
+        n = late[f"{hour:%Y-%m-%dT%H}:00Z"]
+        assert hours.row(f"{hour:%Y-%m-%dT%H}:00Z")["status"] == (
+            f"uploaded after end_date, outside this job's range ({n} after {ends:%Y-%m-%dT%H}:00Z)"
+        )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.not_ok() == {
         day: f"uploaded before start_date or after end_date, outside this job's range "

@@ -155,11 +155,14 @@ def _judge_read(
         return
     first = _migration_start(plan, ledger)
     before = first is not None and period < first
-    unread = _may_read_more(plan, ledger, period, first if before and first else period)
     # Events of a period reaching past end_date may have been uploaded after it, once it has
-    # passed (Amplitude counts an event by its time, however late it was uploaded).
+    # passed (Amplitude counts an event by its time, however late it was uploaded); those of
+    # a period wholly after it were (an event is uploaded after it happens): none is unread.
     ends = _range_end(plan, ledger)
     after_end = ends is not None and period + plan.step > ends and ends < plan.now
+    unread = not (after_end and ends and period >= ends) and _may_read_more(
+        plan, ledger, period, first if before and first else period
+    )
     if unread:
         # Uploaded in hours no run has read yet, or outside the range: only Amplitude knows
         # which (it counts by event time); reading the rest tells them apart.
