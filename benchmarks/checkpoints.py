@@ -88,6 +88,15 @@ def mode_env(mode: str) -> dict[str, str]:
     return env
 
 
+def target_env(arenas: int | None) -> dict[str, str]:
+    """The target's environment: with `arenas` (--malloc-arenas), glibc's arena limit set by
+    hand (the target then leaves it: target_posthog/allocator.py), to compare with its cap."""
+    env = dict(os.environ)
+    if arenas is not None:
+        env["MALLOC_ARENA_MAX"] = str(arenas)
+    return env
+
+
 @contextlib.contextmanager
 def switch_in_meltano_tap() -> Iterator[None]:
     """Meltano drops PYTHONPATH for its plugins: a `.pth` file in the tap's Meltano virtualenv
@@ -105,7 +114,12 @@ def switch_in_meltano_tap() -> Iterator[None]:
 
 
 def run_pipeline(
-    workdir: Path, store: ExportStore, shape: str, mode: str, generated: set[str]
+    workdir: Path,
+    store: ExportStore,
+    shape: str,
+    mode: str,
+    generated: set[str],
+    arenas: int | None = None,
 ) -> Run:
     """`tap-amplitude | target-posthog` into the PostHog stand-in (0 ms answers)."""
     # Each run its own registry: a registry serves one PostHog project (each stand-in's URL).
@@ -141,6 +155,7 @@ def run_pipeline(
             )
             target = subprocess.Popen(
                 measured(target_rss, str(BIN / "target-posthog"), "--config", str(target_config)),
+                env=target_env(arenas),
                 stdin=tap.stdout,
                 stdout=states_out,
                 stderr=target_log,
@@ -263,6 +278,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="before, now, now, before: this many times"
     )
     parser.add_argument(
+        "--malloc-arenas",
+        type=int,
+        help="the target's MALLOC_ARENA_MAX (16 is glibc's default on 2 cores; default: the "
+        "target's own cap of 2)",
+    )
+    parser.add_argument(
         "--shapes", nargs="+", choices=("dense", "sparse"), default=["dense", "sparse"]
     )
     return parser.parse_args(argv)
@@ -295,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             # weighs on both sides alike; each side's figure is the mean of its runs.
             pair = []
             for mode in ABBA * args.rounds:
-                pair.append(run_pipeline(workdir, store, shape.split(":")[0], mode, generated))
+                pair.append(
+                    run_pipeline(
+                        workdir, store, shape.split(":")[0], mode, generated, args.malloc_arenas
+                    )
+                )
                 print(f"    run {len(pair)}, {mode}: {pair[-1].seconds:.1f} s", flush=True)
             for mode in MODES:
                 runs.append(mean_of([r for r in pair if r.mode == mode]))

@@ -32,6 +32,9 @@ def _stop_quietly(name: str, *, starting: bool = True) -> None:
 def target() -> None:
     """`target-posthog`: singer-sdk's command line (see target.py)."""
     _stop_quietly("target-posthog")
+    from target_posthog.allocator import cap_malloc_arenas
+
+    cap_malloc_arenas()  # before singer-sdk starts any thread
     from target_posthog.target import TargetPostHog
 
     TargetPostHog.cli()
