@@ -208,6 +208,16 @@ def test_a_usage_error_is_one_line_exit_2(
             "cannot verify: a URL in the settings is not usable",
         ),
         ({"app_host": "ftp://x"}, "cannot verify: a URL in the settings is not usable"),
+        (  # the numbers the queries use: were tracebacks (int('x'), requests' timeout 0)
+            {"max_retries": "x"},
+            "cannot verify: max_retries (TARGET_POSTHOG_MAX_RETRIES) 'x' is not a whole number "
+            "of at least 0",
+        ),
+        (
+            {"request_timeout": 0},
+            "cannot verify: request_timeout (TARGET_POSTHOG_REQUEST_TIMEOUT) 0 is not a number "
+            "above 0",
+        ),
     ],
 )
 def test_wrong_keys_or_project_give_one_clear_line(
@@ -311,6 +321,21 @@ def test_the_settings_come_from_the_environment_meltano_gives_never_a_dotenv_fil
     config = load_config(("ENV",))
     assert str(config["project_id"]) == "778"
     assert config.get("amplitude_time_zone") != "America/Los_Angeles"
+
+
+def test_a_setting_variable_that_is_no_number_is_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """singer-sdk's int() of TARGET_POSTHOG_MAX_RETRIES=abc was a ValueError traceback."""
+    for name in ("PERSONAL_API_KEY", "PROJECT_ID", "AMPLITUDE_API_KEY", "AMPLITUDE_SECRET_KEY"):
+        monkeypatch.setenv(f"TARGET_POSTHOG_{name}", f"set-{name.lower()}")
+    monkeypatch.setenv("TARGET_POSTHOG_MAX_RETRIES", "abc")
+    result = CliRunner().invoke(verify_cli.cli, [])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "target-posthog-verify: cannot verify: max_retries (TARGET_POSTHOG_MAX_RETRIES) 'abc' "
+        "is not a whole number of at least 0\n",
+    )
 
 
 def test_a_non_utc_amplitude_project_lines_up_hour_by_hour(migrated: Migration) -> None:

@@ -59,11 +59,21 @@ def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
         if source == "ENV":
             # Never a .env of its own (singer-sdk would find one and let it override the
             # environment): Meltano has already applied .env, or the --env-file given instead.
-            config.update(
-                parse_environment_config(
-                    TargetPostHog.config_jsonschema, "TARGET_POSTHOG_", dotenv_path=os.devnull
+            try:
+                config.update(
+                    parse_environment_config(
+                        TargetPostHog.config_jsonschema, "TARGET_POSTHOG_", dotenv_path=os.devnull
+                    )
                 )
-            )
+            except ValueError:  # singer-sdk's int() of an integer setting's variable
+                properties = TargetPostHog.config_jsonschema["properties"]
+                bad = next(
+                    name
+                    for name, schema in properties.items()
+                    if "integer" in schema["type"] and not _is_number(_env(name), whole=True)
+                    and f"TARGET_POSTHOG_{name.upper()}" in os.environ
+                )  # fmt: skip
+                raise CountingError(_not_a_number(bad, _env(bad))) from None
             continue
         try:
             settings = orjson.loads(Path(source).read_bytes())
@@ -91,7 +101,47 @@ def load_config(sources: tuple[str, ...]) -> dict[str, Any]:
     if missing:
         names = ", ".join(f"{name} ({_variable(name)})" for name in missing)
         raise CountingError(f"the verification needs these target-posthog settings: {names}")
+    for name in NUMBERS:  # a variable's text, or a config file's value of any JSON type
+        schema = TargetPostHog.config_jsonschema["properties"][name]
+        whole = "integer" in schema["type"]
+        value = config[name]
+        if not _is_number(value, whole) or not (
+            float(value) > schema.get("exclusiveMinimum", -math.inf)
+            and float(value) >= schema.get("minimum", -math.inf)
+        ):
+            raise CountingError(_not_a_number(name, value, schema))
+        config[name] = int(float(value)) if whole else float(value)
     return config
+
+
+# The settings of numbers the verification uses (the retries and timeout of its queries).
+NUMBERS = ("max_retries", "retry_base_seconds", "request_timeout")
+
+
+def _env(name: str) -> str:
+    return os.environ.get(f"TARGET_POSTHOG_{name.upper()}", "")
+
+
+def _is_number(value: object, whole: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return False
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    return math.isfinite(number) and (not whole or number == int(number))
+
+
+def _not_a_number(name: str, value: object, schema: dict[str, Any] | None = None) -> str:
+    from target_posthog.target import TargetPostHog
+
+    schema = schema or TargetPostHog.config_jsonschema["properties"][name]
+    kind = "a whole number" if "integer" in schema["type"] else "a number"
+    if "exclusiveMinimum" in schema:
+        kind += f" above {schema['exclusiveMinimum']}"
+    elif "minimum" in schema:
+        kind += f" of at least {schema['minimum']}"
+    return f"{name} ({_variable(name)}) {value!r} is not {kind}"
 
 
 def _variable(name: str) -> str:
@@ -136,8 +186,8 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     folder = Path(config["dead_letter_path"]).parent
     output = options["output"] or folder / f"verification-{options['period']}.csv"
     _check_writable(output)  # before any query: a typo must not cost the APIs' hourly budget
-    retry = RetryPolicy(int(config["max_retries"]), float(config["retry_base_seconds"]))
-    timeout = float(config["request_timeout"])
+    retry = RetryPolicy(config["max_retries"], config["retry_base_seconds"])
+    timeout = config["request_timeout"]
 
     amplitude = AmplitudeCounts(
         base_url=config.get("amplitude_api_url") or amplitude_url(config),
