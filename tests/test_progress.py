@@ -155,3 +155,8 @@ def test_the_tap_says_how_much_of_its_range_is_read_and_the_whole_runs_eta() -> 
     assert line is not None and line.endswith(
         "the rest takes about 3649 d 23 h (by hours of history, not events)"
     )
+    fast = RangeProgress(start, start + dt.timedelta(days=10), now=0.0)
+    line = fast.line(start + dt.timedelta(days=9), 5, now=31.0)
+    assert line is not None and line.endswith(
+        "the rest takes less than a minute (by hours of history, not events)"
+    )

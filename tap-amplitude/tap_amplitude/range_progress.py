@@ -60,7 +60,7 @@ class RangeProgress:
         pace = done / elapsed  # seconds of history per second of this run
         return (
             f"at this run's pace ({pace / 60:,.1f} hours of history a minute) the rest takes "
-            f"about {_duration(remaining / pace)} (by hours of history, not events)"
+            f"{_duration(remaining / pace)} (by hours of history, not events)"
         )
 
 
@@ -69,11 +69,12 @@ def _hour(moment: dt.datetime) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """An estimate in words: "about 1 h 52 min", or "less than a minute"."""
     minutes = round(seconds / 60)
     if minutes < 1:
-        return "under a minute"
+        return "less than a minute"
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     if days:
-        return f"{days} d {hours} h"
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+        return f"about {days} d {hours} h"
+    return f"about {hours} h {minutes:02d} min" if hours else f"about {minutes} min"
