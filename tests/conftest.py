@@ -1,4 +1,5 @@
-"""Shared fixtures. tap-amplitude: small exports, the Export API stand-in, the real CLI."""
+"""Shared fixtures. tap-amplitude: small exports, the Export API stand-in, the real CLI; a
+migrated drill export for the verification's tests."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -20,6 +21,9 @@ from tests.postgres import PostgresServer
 from tests.testbed.amplitude import AmplitudeStandIn
 from tests.testbed.events import ExportSpec
 from tests.testbed.store import ExportStore
+
+if TYPE_CHECKING:
+    from tests.verify_harness import Migration
 
 TAP_AMPLITUDE = Path(sys.executable).with_name("tap-amplitude")
 TAP_DAY = datetime(2024, 3, 1, tzinfo=UTC)  # first hour of the tap tests' exports
@@ -177,6 +181,35 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL (with its password) of a new empty database of the session's server."""
     return postgres_server.create_database()
+
+
+# --- the verification: one migrated drill export to verify ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def _migrated_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migration]:
+    """One complete drill migration per test module (tests/test_verify*.py)."""
+    from tests.pipeline_harness import build_drill_store
+    from tests.verify_harness import Migration
+
+    workdir = tmp_path_factory.mktemp("migrated")
+    migration = Migration(workdir, build_drill_store(workdir / "export"))
+    try:
+        migration.run()
+        yield migration
+    finally:
+        migration.stop()
+
+
+@pytest.fixture
+def migrated(_migrated_once: Migration) -> Iterator[Migration]:
+    """One complete migration shared by the tests that only verify it (one drill run instead of
+    eight); what a test changes in the stand-ins' answers is put back after it."""
+    yield _migrated_once
+    _migrated_once.amplitude.dashboard.time_zone = "UTC"
+    _migrated_once.amplitude.dashboard.queries_per_hour = None
+    _migrated_once.posthog.query_api.queries_per_hour = 120
+    _migrated_once.posthog.query_api.faults.clear()
 
 
 # --- reliability drills: the session's figures in pytest's terminal summary ----------------

@@ -127,8 +127,8 @@ def report_range(
             end += DAY if by_day else HOUR
     else:
         end = report_end(config, ledger, now, by_day)
-    if end <= start:  # only one of them given (check_options compared two given)
-        if options["start"]:
+    if end <= start:  # one of them given (check_options compared two; defaults never cross)
+        if options["end"] is None:
             raise click.UsageError(
                 f"--start {_text(options['start'])} is not before the report's default end "
                 f"{_text(end)} (end_date, or now): give --end too"
