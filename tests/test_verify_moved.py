@@ -6,6 +6,7 @@ PostgreSQL registries alike."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -111,4 +112,34 @@ def test_an_event_too_large_dated_year_1_is_dead_lettered_where_amplitude_counts
     assert row["status"] == (
         f"dead-lettered (1: event too large for PostHog 1; see {tmp_path / 'run'}"
         "/dead-letter.jsonl)"
+    )
+
+
+def test_a_registry_from_before_migration_12_verifies_without_those_hours(tmp_path: Path) -> None:
+    """The verification opens the registry read-only, so one the migration has not opened
+    since this version (schema 11, no ledger_moved) is verified as before: such an event reads
+    as uploaded before start_date, and nothing fails."""
+    store = build_drill_store(tmp_path / "export")
+    extra = build_drill_store(tmp_path / "extra", seed=4, hours=2, events=30)
+    odd = next(
+        r
+        for r in extra.iter_events()
+        if r.get("event_type") not in NOT_IN_CHARTS and r["client_event_time"] >= str(DRILL_START)
+    )
+    odd["event_time"] = ODD_TIMES[0]
+    store.add_records([odd])
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        with sqlite3.connect(migration.pipeline.target_config["alias_registry"]) as connection:
+            connection.execute("DROP TABLE ledger_moved")
+            connection.execute("DELETE FROM schema_migrations WHERE version = 12")
+        connection.close()
+        year_1 = migration.verify("--start", "0001-01-01", "--end", "0001-01-02")
+    finally:
+        migration.stop()
+    assert year_1.returncode == 0, year_1.stdout + year_1.stderr
+    assert year_1.row("0001-01-01")["status"] == (
+        "before start_date, not migrated (1 uploaded before 2024-05-01T00:00Z, where the "
+        "migration starts)"
     )
