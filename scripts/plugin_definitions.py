@@ -5,8 +5,9 @@
 SOURCE is where pip installs the plugins from: this repository as a git URL (for example
 `git+https://github.com/you/amplitude-to-posthog.git@v0.1.0`; each pip_url gets
 `#subdirectory=tap-amplitude` or `#subdirectory=target-posthog`) or as a local folder (each
-pip_url is the plugin's subfolder). DIR (default: the working folder) receives
-`tap-amplitude.yml` and `target-posthog.yml`; in the other project:
+pip_url is the plugin's subfolder); each pip_url names `singer-plugin-common` (the code both
+plugins share, pinned by each, not on PyPI) from the same source first. DIR (default: the
+working folder) receives `tap-amplitude.yml` and `target-posthog.yml`; in the other project:
 
     meltano add --plugin-type extractor tap-amplitude --from-ref DIR/tap-amplitude.yml
     meltano add --plugin-type loader target-posthog --from-ref DIR/target-posthog.yml
@@ -45,14 +46,17 @@ HUB_FIELDS: dict[str, dict[str, Any]] = {
         "keywords": ["meltano_sdk", "posthog", "events"],
     },
 }
+# The code both plugins share: a folder of this repository beside theirs, not on PyPI.
+COMMON = "singer-plugin-common"
 # Project-specific config (paths of this repository's sample) does not belong in a definition.
 _KEPT = ("name", "namespace", "executable", "capabilities", "settings_group_validation", "settings")
 
 
 def pip_url(source: str, plugin: str) -> str:
+    """The plugin and the package it pins that is not on PyPI (COMMON), both from ``source``."""
     if "://" in source or source.startswith("git+"):
-        return f"{source}#subdirectory={plugin}"
-    return str(Path(source).resolve() / plugin)
+        return " ".join(f"{source}#subdirectory={folder}" for folder in (COMMON, plugin))
+    return " ".join(str(Path(source).resolve() / folder) for folder in (COMMON, plugin))
 
 
 def _about(plugin: str) -> dict[str, dict[str, Any]]:

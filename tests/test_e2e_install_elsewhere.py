@@ -47,7 +47,9 @@ def test_the_definitions_carry_what_meltano_hub_lists() -> None:
     tap = definition("tap-amplitude", "git+https://example.invalid/repo.git@v0.1.0")
     target = definition("target-posthog", "/some/checkout")
     assert (
-        tap["pip_url"] == "git+https://example.invalid/repo.git@v0.1.0#subdirectory=tap-amplitude"
+        tap["pip_url"]
+        == "git+https://example.invalid/repo.git@v0.1.0#subdirectory=singer-plugin-common "
+        "git+https://example.invalid/repo.git@v0.1.0#subdirectory=tap-amplitude"
     )
     assert tap["repo"] == "https://example.invalid/repo.git"
     assert set(tap["capabilities"]) >= {"catalog", "discover", "state", "about"}
@@ -60,7 +62,7 @@ def test_the_definitions_carry_what_meltano_hub_lists() -> None:
     assert settings["start_date"]["kind"] == meltano_kind("tap-amplitude", "start_date")
     for setting in [*tap["settings"], *target["settings"]]:
         assert setting["kind"] and setting["label"] and setting["description"], setting
-    assert target["pip_url"] == "/some/checkout/target-posthog"
+    assert target["pip_url"] == "/some/checkout/singer-plugin-common /some/checkout/target-posthog"
     assert {s["name"]: s for s in target["settings"]}["api_key"]["sensitive"] is True
     assert "config" not in target  # the sample's paths stay in this repository
 

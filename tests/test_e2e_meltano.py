@@ -244,7 +244,7 @@ def sample_project(folder: Path) -> Path:
     database: the repository's files are linked, its installed plugins shared."""
     folder.mkdir()
     (folder / "meltano.yml").write_bytes((REPO_ROOT / "meltano.yml").read_bytes())
-    for name in ("sample", "tap-amplitude", "target-posthog", "scripts"):
+    for name in ("sample", "singer-plugin-common", "tap-amplitude", "target-posthog", "scripts"):
         (folder / name).symlink_to(REPO_ROOT / name)
     (folder / ".meltano").mkdir()
     for kind in ("extractors", "loaders"):

@@ -9,12 +9,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tap_amplitude import settings_env as tap_settings_env
+from singer_plugin_common import settings_env
 from tap_amplitude.settings_env import start_date_against_bookmark
-from target_posthog import settings_env as target_settings_env
 
 from tests.conftest import TAP_DAY, TapRun, tap_config
 from tests.meltano_harness import (
@@ -140,10 +138,7 @@ def test_numbers_booleans_and_choices_set_as_text_are_read_strictly_by_the_plugi
     assert "adaptive windows aiming at 64 MB" in tap_line
 
 
-@pytest.mark.parametrize("plugin_module", [tap_settings_env, target_settings_env])
-def test_setting_text_is_turned_into_its_value_only_when_it_reads_exactly(
-    plugin_module: Any,
-) -> None:
+def test_setting_text_is_turned_into_its_value_only_when_it_reads_exactly() -> None:
     properties = {
         "flag": {"type": ["boolean", "null"]},
         "count": {"type": ["integer"]},
@@ -168,7 +163,7 @@ def test_setting_text_is_turned_into_its_value_only_when_it_reads_exactly(
     ]
     for name, given, expected in cases:
         config = {name: given}
-        plugin_module.values_from_text(config, properties)
+        settings_env.values_from_text(config, properties)
         assert config[name] == expected, (name, given)
         assert type(config[name]) is type(expected), (name, given)
 
@@ -241,11 +236,9 @@ def test_a_filled_dotenv_changes_nothing_in_the_tests_meltano_runs(
     assert not (meltano_project.workdir / "leaked.jsonl").exists()
 
 
-@pytest.mark.parametrize(
-    ("plugin_module", "role"), [(tap_settings_env, "tap"), (target_settings_env, "target")]
-)
+@pytest.mark.parametrize("role", ["tap", "target"])
 def test_meltanos_config_files_go_once_read_and_killed_runs_leftovers_with_them(
-    tmp_path: Path, plugin_module: Any, role: str
+    tmp_path: Path, role: str
 ) -> None:
     """A kill after the plugins started left Meltano's config file (keys in clear) for good:
     the next run removes leftovers older than STALE_CONFIG_SECONDS, never a parallel job's
@@ -262,15 +255,15 @@ def test_meltanos_config_files_go_once_read_and_killed_runs_leftovers_with_them(
     for path in (own, killed, other_job, by_hand):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"api_key": "secret"}')
-    old = time.time() - plugin_module.STALE_CONFIG_SECONDS - 60
+    old = time.time() - settings_env.STALE_CONFIG_SECONDS - 60
     os.utime(killed, (old, old))
     os.utime(by_hand, (old, old))
-    assert plugin_module.remove_meltano_config_file(["x", "--config", str(own)], role) == 1
+    assert settings_env.remove_meltano_config_file(["x", "--config", str(own)], role) == 1
     assert not own.exists() and not killed.exists()
     assert other_job.exists() and by_hand.exists()
     assert run_folder.stat().st_mode & 0o077 == 0
     # A config file outside .meltano/run (the user's own) is never touched.
     mine = tmp_path / name(role, "4")
     mine.write_text("{}")
-    assert plugin_module.remove_meltano_config_file(["--config", str(mine)], role) == 0
+    assert settings_env.remove_meltano_config_file(["--config", str(mine)], role) == 0
     assert mine.exists()

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from jsonschema import Draft7Validator
+from singer_plugin_common import exact_json
 from tap_amplitude import exactjson
 from tap_amplitude.conform import Conformer
 from tap_amplitude.conversions import raw_values
@@ -131,7 +132,7 @@ def test_values_of_another_type_are_converted_exactly_and_counted(
     for key, value in expected.items():
         assert record[key] == value
         assert type(record[key]) is type(value) or (
-            type(value) is float and type(record[key]) is exactjson.ExactFloat
+            type(value) is float and type(record[key]) is exact_json.ExactFloat
         )
     # Each converted value is kept as exported, exactly (its text, for numbers).
     exported = parse_line(("{" + fields + "}").encode())
@@ -145,7 +146,7 @@ def test_values_of_another_type_are_converted_exactly_and_counted(
     texts = extra.pop("number_texts", {})
     assert all(pointer.startswith("/") and text in fields for pointer, text in texts.items())
     if exported:
-        assert exactjson.dumps(extra) == exactjson.dumps({"as_exported": exported})
+        assert exact_json.dumps(extra) == exact_json.dumps({"as_exported": exported})
     else:
         assert not extra
     assert sum(conformer.counts.values()) == len(expected)
@@ -154,7 +155,7 @@ def test_values_of_another_type_are_converted_exactly_and_counted(
 
 def test_a_number_spelled_in_a_string_keeps_its_exact_text_in_a_number_field() -> None:
     record = conform_line(with_fields('"location_lng": "13.4050", "location_lat": "1E+1"'))
-    written = exactjson.dumps(record)
+    written = exact_json.dumps(record)
     assert b'"location_lng":13.4050,' in written
     assert b'"location_lat":1E+1,' in written
 
@@ -222,15 +223,15 @@ def test_fields_the_schema_does_not_name_are_gathered_in_one_object() -> None:
         ),
         conformer,
     )
-    assert exactjson.dumps(record[EXTRA_FIELD]) == exactjson.dumps(
+    assert exact_json.dumps(record[EXTRA_FIELD]) == exact_json.dumps(
         {
             "reserved_names": {"additional_properties": "an export field of that name"},
-            "brand_new_field": {"nested": [exactjson.ExactFloat("1.10"), "x"]},
+            "brand_new_field": {"nested": [exact_json.ExactFloat("1.10"), "x"]},
             "another": None,
             "number_texts": {"/additional_properties/brand_new_field/nested/0": "1.10"},
         }
     )
-    assert b'"nested":[1.10,"x"]' in exactjson.dumps(record)
+    assert b'"nested":[1.10,"x"]' in exact_json.dumps(record)
     assert record["paying"] is True
     assert record["event_properties"] == {"a": 1}
     assert record["event_time"] == "2024-03-01T10:00:00.123456+00:00"

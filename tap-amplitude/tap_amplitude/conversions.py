@@ -14,8 +14,10 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tap_amplitude import exactjson
-from tap_amplitude.exactjson import BeyondDouble, ExactFloat, number
+from singer_plugin_common import exact_json
+from singer_plugin_common.exact_json import ExactFloat
+
+from tap_amplitude.exactjson import BeyondDouble, number
 from tap_amplitude.schema import INT64_MAX, INT64_MIN
 from tap_amplitude.texts import clean
 from tap_amplitude.times import MISSING, fit_time
@@ -163,7 +165,7 @@ def as_text(value: Any, text: str | None) -> str:
     if cls is bool:
         return "true" if value else "false"
     # The line's own text may hold a raw NUL, repaired in the record already (texts.py).
-    return clean(text) if text is not None else exactjson.dumps(value).decode()
+    return clean(text) if text is not None else exact_json.dumps(value).decode()
 
 
 def raw_values(line: bytes) -> dict[str, str]:

@@ -20,7 +20,9 @@ integers are exact at any width and which hands each non-integer number's text t
   reader holds: singer-sdk's targets (``json.loads``), msgspec and target-posthog all refuse the
   whole line. It becomes the string of its exact text too, with :data:`REPAIR_WIDE_INTEGER`.
 
-How deep a line may nest is bounded too (:data:`MAX_DEPTH`, :func:`too_deep`).
+How deep a line may nest is bounded too (:data:`MAX_DEPTH`, :func:`too_deep`). Writing them
+back (:class:`ExactFloat`, ``dumps``) is singer_plugin_common.exact_json, shared with
+target-posthog.
 
 Numbers the tap writes are therefore the export's own text (see tap-amplitude's README, "Numbers"),
 and target-posthog reads and sends them the same way.
@@ -41,20 +43,21 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import msgspec
-import orjson
+from singer_plugin_common.amplitude_records import (
+    AS_EXPORTED_KEY,
+    EXTRA_FIELD,
+    NUMBER_TEXTS_KEY,
+    RESERVED_KEY,
+)
+from singer_plugin_common.exact_json import ExactFloat
 
 from tap_amplitude.texts import clean
 
 REPAIRS_FIELD = "repairs"
-EXTRA_FIELD = "additional_properties"
 DUPLICATES_KEY = "duplicate_keys"  # in EXTRA_FIELD: earlier values of repeated keys
-RESERVED_KEY = "reserved_names"  # in EXTRA_FIELD: the export's fields named like the tap's
-AS_EXPORTED_KEY = "as_exported"  # in EXTRA_FIELD: values the tap converted, as exported
-NUMBER_TEXTS_KEY = "number_texts"  # in EXTRA_FIELD: texts of numbers a double changes (1.10)
 # Fields the tap sets itself (keys.py, lines.py, conform.py), and the two keys above: an
 # export field of one of these names is kept in EXTRA_FIELD[RESERVED_KEY] instead.
 TAP_FIELDS = frozenset(
@@ -84,7 +87,6 @@ REPAIR_RESERVED = (
     "export fields named like the tap's own kept in additional_properties.reserved_names"
 )
 
-_INT64_MIN, _UINT64_MAX = -(1 << 63), (1 << 64) - 1
 _INFINITY = math.inf
 MAX_INT_DIGITS = sys.int_info.default_max_str_digits  # 4300 (CPython 3.11+)
 
@@ -97,20 +99,6 @@ MAX_INT_DIGITS = sys.int_info.default_max_str_digits  # 4300 (CPython 3.11+)
 MAX_DEPTH = 200
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
-
-
-class ExactFloat(float):
-    """A number whose exported text orjson would not write back: keeps ``text``."""
-
-    text: str
-
-    def __new__(cls, text: str) -> ExactFloat:
-        self = super().__new__(cls, text)
-        self.text = text
-        return self
-
-    def __repr__(self) -> str:
-        return self.text
 
 
 class BeyondDouble(str):
@@ -314,42 +302,3 @@ def _uncounted_integer(text: str) -> Any:
 
 def _pointer_token(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
-
-
-def default_for(fallback: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
-    """An orjson ``default`` that writes an :class:`ExactFloat` as its text, else ``fallback``."""
-
-    def default(value: Any) -> Any:
-        if value.__class__ is ExactFloat:
-            return orjson.Fragment(value.text)
-        if fallback is None:
-            raise TypeError
-        return fallback(value)
-
-    return default
-
-
-def dumps(value: Any, *, default: Callable[[Any], Any] | None = None, option: int = 0) -> bytes:
-    """``orjson.dumps``, with exact numbers (``ExactFloat``, integers of any width) as read."""
-    exact_default = default_for(default)
-    try:
-        return orjson.dumps(value, default=exact_default, option=option)
-    except orjson.JSONEncodeError:
-        wide = _with_wide_ints_as_fragments(value)
-        if wide is value:
-            raise
-        return orjson.dumps(wide, default=exact_default, option=option)
-
-
-def _with_wide_ints_as_fragments(value: Any) -> Any:
-    """A copy with wide ints replaced (the same object when there is none)."""
-    kind = type(value)
-    if kind is int:
-        return orjson.Fragment(str(value)) if not _INT64_MIN <= value <= _UINT64_MAX else value
-    if kind is dict:
-        items = {k: _with_wide_ints_as_fragments(v) for k, v in value.items()}
-        return value if all(items[k] is value[k] for k in value) else items
-    if kind is list or kind is tuple:
-        items_list = [_with_wide_ints_as_fragments(v) for v in value]
-        return value if all(a is b for a, b in zip(items_list, value, strict=True)) else items_list
-    return value

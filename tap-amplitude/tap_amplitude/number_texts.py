@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tap_amplitude.exactjson import EXTRA_FIELD, NUMBER_TEXTS_KEY, ExactFloat
+from singer_plugin_common.exact_json import ExactFloat
+
+from tap_amplitude.exactjson import EXTRA_FIELD, NUMBER_TEXTS_KEY
 
 
 def keep_number_texts(record: dict[str, Any]) -> int:

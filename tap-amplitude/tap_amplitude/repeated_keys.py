@@ -28,7 +28,9 @@ import logging
 import re
 from typing import Any
 
-from tap_amplitude import exactjson, texts
+from singer_plugin_common import exact_json
+
+from tap_amplitude import texts
 from tap_amplitude.exactjson import (
     DUPLICATES_KEY,
     EXTRA_FIELD,
@@ -63,7 +65,7 @@ def may_repeat_keys(record: dict[str, Any], objects: tuple[str, ...], line: byte
         return True
     spelled = line.count(_KEY_END)
     return spelled != len(record) + sum(map(len, map(record.__getitem__, objects))) and (
-        spelled != exactjson.dumps(record).count(_KEY_END)
+        spelled != exact_json.dumps(record).count(_KEY_END)
     )
 
 

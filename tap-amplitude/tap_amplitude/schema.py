@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-# Where a record keeps the export's fields the schema does not name, and the original of any
-# value that could not be converted exactly to its field's type (see conform.py).
-EXTRA_FIELD = "additional_properties"
+from singer_plugin_common.amplitude_records import EXTRA_FIELD
+
 # Amplitude's ids and counters are 64-bit ("long"); the bounds let SQL targets pick BIGINT.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 

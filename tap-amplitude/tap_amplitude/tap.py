@@ -13,6 +13,12 @@ from types import FrameType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from singer_plugin_common.log_levels import show_levels_where_the_format_drops_them
+from singer_plugin_common.settings_env import (
+    announce_settings,
+    remove_meltano_config_files_and_say,
+    values_from_text,
+)
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
@@ -22,13 +28,7 @@ from singer_sdk.singerlib import StateMessage
 from tap_amplitude import writer
 from tap_amplitude.client import REGION_URLS, FatalExportError
 from tap_amplitude.export import CorruptExportError
-from tap_amplitude.log_levels import show_levels_where_the_format_drops_them
 from tap_amplitude.setaside import UnreadableLinesStream
-from tap_amplitude.settings_env import (
-    remove_meltano_config_file,
-    unknown_setting_variables,
-    values_from_text,
-)
 from tap_amplitude.sources import LocalSource
 from tap_amplitude.streams import EventsStream
 from tap_amplitude.windows import MAX_WINDOW_HOURS, floor_hour
@@ -148,7 +148,7 @@ class TapAmplitude(Tap):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        show_levels_where_the_format_drops_them()  # under Meltano (log_levels.py)
+        show_levels_where_the_format_drops_them()  # under Meltano (singer_plugin_common.log_levels)
         if not self.logger.isEnabledFor(logging.DEBUG):
             self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         if type(self)._announce_on_start:
@@ -168,11 +168,8 @@ class TapAmplitude(Tap):
 
     def announce(self) -> None:
         """Say once, before reading, what this run will do (the CLI's sync; not discovery)."""
-        for warning in unknown_setting_variables(
-            os.environ, "TAP_AMPLITUDE_", self.config_jsonschema["properties"]
-        ):
-            self.logger.warning(warning)
-        self.logger.info("settings in force: %s", self.settings_in_force())
+        settings = self.config_jsonschema["properties"]
+        announce_settings(self.logger, "TAP_AMPLITUDE_", settings, self.settings_in_force)
 
     def settings_in_force(self) -> str:
         """The settings that change what a run does, in one line (no secrets)."""
@@ -198,7 +195,7 @@ class TapAmplitude(Tap):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus the rules a schema cannot say; one line per problem."""
-        if self._config:  # Meltano passes kind-string settings as text (settings_env.py)
+        if self._config:  # Meltano passes kind-string settings as text (values_from_text)
             values_from_text(self._config, self.config_jsonschema["properties"])
         region = self._config.get("data_region") if self._config else None
         if isinstance(region, str):  # a choice, in any case ("EU")
@@ -281,13 +278,7 @@ class TapAmplitude(Tap):
         if cls._announce_on_start:
             # singer-sdk has read the config files already: Meltano's copy, keys in clear, goes
             # now (not at discovery: Meltano passes the same file to the sync that follows).
-            stale = remove_meltano_config_file(sys.argv, "tap")
-            if stale:
-                cls.logger.info(
-                    "removed %d config files that killed Meltano runs left under .meltano/run "
-                    "(they held keys in clear)",
-                    stale,
-                )
+            remove_meltano_config_files_and_say(sys.argv, "tap", cls.logger)
         try:
             super().invoke(**options)
         except ConfigValidationError as exc:

@@ -16,6 +16,8 @@ import re
 from functools import partial
 from typing import Any
 
+from singer_plugin_common.amplitude_records import TIME_FIELDS
+
 MISSING = object()  # not a time: no exact conversion
 
 _ISO_TIME = re.compile(
@@ -29,18 +31,6 @@ _DATE_HOUR = operator.itemgetter(slice(0, 13))
 _not_none = partial(operator.is_not, None)
 _FROM_ISO = dt.datetime.fromisoformat
 MAX_HOURS = 1024  # real `YYYY-MM-DDTHH` remembered
-
-
-# Amplitude writes times as `YYYY-MM-DD HH:MM:SS.ffffff`, UTC without a zone.
-TIME_FIELDS = (
-    "event_time",
-    "client_event_time",
-    "client_upload_time",
-    "server_received_time",
-    "server_upload_time",
-    "processed_time",
-    "user_creation_time",
-)
 
 
 class CutTime(str):

@@ -30,10 +30,9 @@ import time
 from typing import Any, NoReturn
 
 import orjson
+from singer_plugin_common import exact_json
 from singer_sdk.singerlib.encoding.base import GenericSingerWriter
 from singer_sdk.singerlib.encoding.simple import Message, RecordMessage
-
-from tap_amplitude import exactjson
 
 BUFFER_BYTES = 256 * 1024
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
@@ -55,7 +54,7 @@ def _fallback(value: Any) -> Any:
 
 
 def _dumps(message: dict[str, Any]) -> bytes:
-    return exactjson.dumps(message, default=_fallback, option=_OPTIONS)
+    return exact_json.dumps(message, default=_fallback, option=_OPTIONS)
 
 
 def _drain() -> None:

@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import orjson
-
-from target_posthog import exact_numbers
+from singer_plugin_common import exact_json
 
 logger = logging.getLogger("target-posthog")
 
@@ -164,7 +163,7 @@ class DeadLetters:
                 self.file.path,
             )
         self.by_reason[kind] += 1
-        self.add_line(exact_numbers.dumps(letter, default=str))
+        self.add_line(exact_json.dumps(letter, default=str))
 
     def add_event(self, reason: str, event: bytes, posthog_answer: str | None = None) -> None:
         """An already encoded PostHog event that PostHog refused (or could never accept)."""

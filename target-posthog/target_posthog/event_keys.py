@@ -15,8 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-
-from target_posthog import exact_numbers
+from singer_plugin_common import exact_json
 
 # Never change: every derived uuid (events without a valid Amplitude uuid, aliases, group
 # updates) is computed in this namespace, and changing it would defeat PostHog's dedupe.
@@ -165,7 +164,7 @@ def record_uuid(record: dict[str, Any]) -> str:
         # Amplitude dedupes on $insert_id per device, so that is the event's identity.
         key = f"insert_id\x1f{record.get('device_id')}\x1f{record.get('user_id')}\x1f{insert_id}"
     else:
-        text = exact_numbers.dumps(record, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        text = exact_json.dumps(record, option=orjson.OPT_SORT_KEYS, default=str).decode()
         key = "record\x1f" + text
     return str(uuid.uuid5(UUID_NAMESPACE, key))
 

@@ -13,18 +13,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-EXTRA_FIELD = "additional_properties"  # tap_amplitude.schema.EXTRA_FIELD
-# In EXTRA_FIELD: the texts of numbers a double would change, for targets that store doubles
-# (tap-amplitude's number_texts.py). The record itself holds those numbers exactly, and so does
-# the payload: not sent.
-NUMBER_TEXTS_KEY = "number_texts"
+from singer_plugin_common.amplitude_records import (
+    AS_EXPORTED_KEY,
+    EXTRA_FIELD,
+    NUMBER_TEXTS_KEY,
+    RESERVED_KEY,
+    TIME_FIELDS,
+)
 
 
 def with_extra_fields(record: dict[str, Any]) -> dict[str, Any]:
     """`record` with its `additional_properties` object's fields back at the top level.
 
     Returns `record` itself when it has no such object (the common case: one lookup). A value
-    kept aside replaces the null the tap left in its field.
+    kept aside replaces the null the tap left in its field. The texts of numbers a double would
+    change (`number_texts`, for targets that store doubles: tap-amplitude's number_texts.py) are
+    not put back: the record holds those numbers exactly, and so does the payload.
     """
     extra = record.get(EXTRA_FIELD)
     if extra.__class__ is not dict:
@@ -38,21 +42,9 @@ def with_extra_fields(record: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-# tap-amplitude's own fields and the keys it adds inside `additional_properties` (its exactjson).
-AS_EXPORTED_KEY = "as_exported"
-RESERVED_KEY = "reserved_names"
+# tap-amplitude's own fields (its exactjson.TAP_FIELDS, besides the keys named above).
 TAP_ONLY_FIELDS = ("uuid_derived", "uuid_original", "repairs")
-# tap-amplitude rewrites Amplitude's `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) to this form; any other
-# form it converts is kept in `as_exported`.
-TIME_FIELDS = (
-    "event_time",
-    "client_event_time",
-    "client_upload_time",
-    "server_received_time",
-    "server_upload_time",
-    "processed_time",
-    "user_creation_time",
-)
+# tap-amplitude's form of the times in TIME_FIELDS.
 _TAP_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00")
 
 

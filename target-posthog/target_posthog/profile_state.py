@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from singer_plugin_common import exact_json
+
 from target_posthog import exact_numbers
 from target_posthog.winners import Winners
 
@@ -143,7 +145,7 @@ class State(Observed):
         }
         if self.live is not None:
             stored["live"] = self.live
-        return exact_numbers.dumps(stored, default=str).decode()
+        return exact_json.dumps(stored, default=str).decode()
 
     def values(self) -> dict[str, Any]:
         """The properties to set, sorted by name: context, overlaid by the newest snapshot."""

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
+from singer_plugin_common import exact_json
 
-from target_posthog import exact_numbers
 from target_posthog.deadletter import DeadLetters
 from target_posthog.event_keys import derived_uuid
 from target_posthog.groups import GROUP_UPDATE
@@ -42,7 +42,7 @@ PERSON_PROPERTIES_BUDGET = 512 * 1024
 
 
 def _digest(*parts: object) -> str:
-    return exact_numbers.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    return exact_json.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str).decode()
 
 
 def fit_person_properties(values: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def set_aside_property(
     dead-letter file: counted there, one log line per run."""
     if dead_letters is None:
         return
-    size = len(exact_numbers.dumps(value, default=str))
+    size = len(exact_json.dumps(value, default=str))
     dead_letters.add_record(
         "person_properties",
         f"person property {name!r} of {distinct_id!r} is {size} bytes: PostHog keeps at "

@@ -22,7 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from target_posthog import exact_numbers
+from singer_plugin_common import exact_json
+
 from target_posthog.deadletter import DeadLetters, JsonLinesFile, reason_kind
 
 STREAM_NAME = "unreadable_lines"
@@ -65,7 +66,7 @@ class SetAsideLines:
         except (KeyError, TypeError, binascii.Error) as exc:
             raise ValueError("no line_base64 holding the line's bytes") from exc
         self.by_reason[reason_kind(str(record.get("reason", "no reason given")))] += 1
-        if self._index.add_line(exact_numbers.dumps(record, default=str)):
+        if self._index.add_line(exact_json.dumps(record, default=str)):
             self.raw.write_line(line)
 
     def describe(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from singer_plugin_common import exact_json
 from singer_sdk.sinks import BatchSink, RecordSink
 
 from target_posthog import exact_numbers
@@ -34,7 +35,7 @@ MAX_EVENT_BYTES = 900 * 1024
 def encode_event(event: dict[str, Any]) -> bytes:
     """An event's JSON bytes, as PostHog receives them."""
     # default: Decimal/datetime from other taps' paths; wide integers written exactly.
-    return exact_numbers.dumps(event, default=str)
+    return exact_json.dumps(event, default=str)
 
 
 class EventsSink(BatchSink):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-import os
 import signal
 import sys
 import threading
@@ -20,6 +19,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, ClassVar
 
+from singer_plugin_common.log_levels import show_levels_where_the_format_drops_them
+from singer_plugin_common.settings_env import (
+    announce_settings,
+    remove_meltano_config_files_and_say,
+    values_from_text,
+)
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidRecord,
@@ -38,7 +43,6 @@ from target_posthog.dry_run import payload_writer
 from target_posthog.event_keys import latest_time
 from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
-from target_posthog.log_levels import show_levels_where_the_format_drops_them
 from target_posthog.mapping_notes import MappingNotes
 from target_posthog.person_reader import reader_for
 from target_posthog.profiles import OVERWRITE, Profiles
@@ -57,11 +61,6 @@ from target_posthog.registry_store import redact
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
 from target_posthog.settings import CONFIG_SCHEMA, config_problems
-from target_posthog.settings_env import (
-    remove_meltano_config_file,
-    unknown_setting_variables,
-    values_from_text,
-)
 from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
 from target_posthog.state_output import StateOutput
 from target_posthog.summary import run_counts, run_summary
@@ -90,7 +89,7 @@ class TargetPostHog(Target):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        show_levels_where_the_format_drops_them()  # under Meltano (log_levels.py)
+        show_levels_where_the_format_drops_them()  # under Meltano (singer_plugin_common.log_levels)
         if not self.logger.isEnabledFor(logging.DEBUG):
             self.metrics_logger.setLevel(logging.WARNING)  # SDK METRIC lines: debug level only
         # One sink drain at a time: sinks share one Delivery (singer-sdk drains in 8 threads).
@@ -153,11 +152,8 @@ class TargetPostHog(Target):
 
     def announce(self) -> None:
         """Say once, at start, what this run will do: settings in force, misspelt variables."""
-        for warning in unknown_setting_variables(
-            os.environ, "TARGET_POSTHOG_", self.config_jsonschema["properties"]
-        ):
-            self.logger.warning(warning)
-        self.logger.info("settings in force: %s", self.settings_in_force())
+        settings = self.config_jsonschema["properties"]
+        announce_settings(self.logger, "TARGET_POSTHOG_", settings, self.settings_in_force)
 
     def settings_in_force(self) -> str:
         """The settings that change what a run does, in one line (never the key)."""
@@ -226,7 +222,7 @@ class TargetPostHog(Target):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus the rules a schema cannot say, one clear line each."""
-        if self._config:  # Meltano passes kind-string settings as text (settings_env.py)
+        if self._config:  # Meltano passes kind-string settings as text (values_from_text)
             values_from_text(self._config, self.config_jsonschema["properties"])
         try:
             errors = super()._validate_config(raise_errors=raise_errors)
@@ -343,7 +339,7 @@ class TargetPostHog(Target):
         PluginBase.invoke.__func__(cls, about=about, about_format=about_format)  # type: ignore[attr-defined]
         cls.print_version(print_fn=cls.logger.info)
         # singer-sdk has read the config files already: Meltano's copy, keys in clear, goes now.
-        _say_stale_config_files(remove_meltano_config_file(sys.argv, "target"), cls.logger)
+        remove_meltano_config_files_and_say(sys.argv, "target", cls.logger)
         config = config or _ConfigInput()
         # Records are acyclic and short-lived: reference counting frees them. Fewer cyclic
         # GC passes over the per-record dicts save a few percent (CLI only: a process-wide knob).
@@ -470,15 +466,6 @@ class TargetPostHog(Target):
             self.logger.info(
                 "progress%s: %s", " (dry run: nothing sent)" if self.dry_run else "", line
             )
-
-
-def _say_stale_config_files(count: int, logger: logging.Logger) -> None:
-    if count:
-        logger.info(
-            "removed %d config files that killed Meltano runs left under .meltano/run "
-            "(they held keys in clear)",
-            count,
-        )
 
 
 def _not_sdk_noise(record: logging.LogRecord) -> bool:

@@ -1,13 +1,17 @@
-"""Environment variables that look like settings but name none (a typo is otherwise ignored)."""
+"""Settings as Meltano passes them: numbers, booleans and choices as text, variables that look
+like settings but name none (a typo is otherwise ignored), and the config files Meltano writes
+for each run (keys in clear)."""
 
 from __future__ import annotations
 
 import contextlib
 import difflib
 import itertools
+import logging
+import os
 import re
 import time
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +84,17 @@ def unknown_setting_variables(
     return warnings
 
 
+def announce_settings(
+    logger: logging.Logger, prefix: str, settings: Iterable[str], in_force: Callable[[], str]
+) -> None:
+    """Say at the start of a run what it will do: one warning per `<prefix>NAME` variable that
+    names no setting (:func:`unknown_setting_variables`), then one info line, "settings in
+    force: <in_force()>"."""
+    for warning in unknown_setting_variables(os.environ, prefix, settings):
+        logger.warning(warning)
+    logger.info("settings in force: %s", in_force())
+
+
 def remove_meltano_config_file(argv: Sequence[str], role: str) -> int:
     """Delete the config file Meltano wrote for this run, once read, and those killed runs left:
     they hold the keys in clear, and Meltano removes one only when its run ends normally (a
@@ -126,3 +141,16 @@ def _modified(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return float("inf")  # gone meanwhile: nothing to remove
+
+
+def remove_meltano_config_files_and_say(
+    argv: Sequence[str], role: str, logger: logging.Logger
+) -> None:
+    """:func:`remove_meltano_config_file`, and one info line when killed runs' files went too."""
+    stale = remove_meltano_config_file(argv, role)
+    if stale:
+        logger.info(
+            "removed %d config files that killed Meltano runs left under .meltano/run "
+            "(they held keys in clear)",
+            stale,
+        )
