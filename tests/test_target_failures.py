@@ -573,7 +573,7 @@ def test_input_that_ends_without_any_state_is_not_reported_done(
 def test_a_stop_while_posthog_is_slow_ends_within_seconds_and_resumes_whole(
     tmp_path: Path, records: list[dict[str, Any]]
 ) -> None:
-    """Requests in flight get a short grace (STOP_GRACE_SECONDS), not request_timeout: a slow
+    """Requests in flight get a short grace (ending.STOP_GRACE_SECONDS), not request_timeout: a slow
     PostHog made a stop wait up to 30 s (a container's whole grace period). What was not
     confirmed is sent again by the next run, with the same uuids."""
     with PostHogStandIn(api_key=POSTHOG_KEY) as posthog:

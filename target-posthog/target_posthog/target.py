@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
-import signal
 import sys
 import threading
 import time
@@ -36,10 +35,10 @@ from singer_sdk.plugin_base import PluginBase, _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.target_base import Target
 
-from target_posthog.client import DeliveryError, PostHogClient, RetryPolicy
-from target_posthog.deadletter import DeadLetters, JsonLinesFile, LocalFileError
-from target_posthog.delivery import Delivery, Sender, Throttle
-from target_posthog.dry_run import payload_writer
+from target_posthog.client import PostHogClient
+from target_posthog.deadletter import DeadLetters, JsonLinesFile
+from target_posthog.delivery import Delivery
+from target_posthog.ending import STOPPING_ERRORS, Ending
 from target_posthog.event_keys import latest_time
 from target_posthog.input_lines import InputLines
 from target_posthog.ledger import Ledger
@@ -47,8 +46,7 @@ from target_posthog.mapping_notes import MappingNotes
 from target_posthog.person_reader import reader_for
 from target_posthog.profiles import OVERWRITE, Profiles
 from target_posthog.progress import Counts, Progress, bookmarks_text
-from target_posthog.project import bind_on_first_acceptance, check_registry
-from target_posthog.rate_budget import SharedThrottle
+from target_posthog.project import check_registry
 from target_posthog.reader import (
     FastSingerReader,
     StopRequests,
@@ -58,6 +56,7 @@ from target_posthog.reader import (
 )
 from target_posthog.registry import AliasRegistry, RegistryError
 from target_posthog.registry_store import redact
+from target_posthog.sending import batch_size, dry_run_sender, posthog_sender, throttle
 from target_posthog.setaside import STREAM_NAME as UNREADABLE_LINES
 from target_posthog.setaside import SetAsideLines
 from target_posthog.settings import CONFIG_SCHEMA, config_problems
@@ -65,11 +64,7 @@ from target_posthog.sinks import EventsSink, UnreadableLinesSink, encode_event
 from target_posthog.state_output import StateOutput
 from target_posthog.summary import run_counts, run_summary
 
-# What stops a run with one clear line (no traceback): PostHog, the registry, or a local file.
-_STOPPING_ERRORS = (DeliveryError, RegistryError, LocalFileError)
-
 PROGRESS_INTERVAL_SECONDS = 5.0
-STOP_GRACE_SECONDS = 3.0  # how long a stop request waits for requests in flight
 
 
 class TargetPostHog(Target):
@@ -123,8 +118,19 @@ class TargetPostHog(Target):
         )
         self.ledger = Ledger(None if self.dry_run else self.registry.database)
         self.client: PostHogClient | None = None
-        sender, durable = self._make_sender()
-        self._sender_files = durable  # the dry run's payloads: closed (flushed) by close()
+        self._sender_files: tuple[JsonLinesFile, ...] = ()  # a dry run's payloads: close()
+        if self.dry_run:
+            sender, payloads = dry_run_sender(config)
+            self._sender_files = (payloads,)
+        else:
+            sender, self.client = posthog_sender(
+                config,
+                database=self.registry.database,
+                stopping=self._stopping,
+                on_retry=self._count_retry,
+                user_agent=f"{self.name}/{self.plugin_version}",
+                logger=self.logger,
+            )
         self.delivery = Delivery(
             sender=sender,
             registry=self.registry,
@@ -133,11 +139,21 @@ class TargetPostHog(Target):
             dead_letters=self.dead_letters,
             emit_state=self.state_output.withhold if self.dry_run else self.state_output.emit,
             concurrency=1 if self.dry_run else config["concurrency"],
-            batch_size=self._batch_size(),
-            throttle=self._throttle(),
+            batch_size=batch_size(self.config),
+            throttle=throttle(
+                config, self._stopping, None if self.dry_run else self.registry.database
+            ),
             stopping=self._stopping,
             logger=self.logger,
-            durable_files=(*durable, *self.set_aside.files),
+            durable_files=(*self._sender_files, *self.set_aside.files),
+        )
+        self.ending = Ending(
+            self.delivery,
+            self.state_output,
+            self.logger,
+            close=self.close,
+            summary=self.summary,
+            request_timeout=float(config["request_timeout"]),
         )
         self._progress = threading.Thread(
             target=self._report_progress, daemon=True, name="posthog-progress"
@@ -162,53 +178,13 @@ class TargetPostHog(Target):
         return (
             f"host {config['host']}; historical_migration {config['historical_migration']}; "
             f"speed limit {f'{limit} events/min' if limit else 'none (no limit)'}; "
-            f"{self._batch_size()} events per request, concurrency "
+            f"{batch_size(self.config)} events per request, concurrency "
             f"{1 if self.dry_run else config['concurrency']}; alias_registry "
             f"{redact(config['alias_registry'])}; existing_properties "
             f"{config.get('existing_properties', OVERWRITE)}; "
             f"dead_letter_path {config['dead_letter_path']}; "
             + (f"dry run into {config['dry_run_path']}" if self.dry_run else "dry run off")
         )
-
-    def _throttle(self) -> Throttle:
-        """PostHog's agreed speed; shared through the registry with every run using it (a
-        dry run, which writes no registry, paces itself alone)."""
-        speed = self.config.get("max_events_per_minute")
-        if self.dry_run:
-            return Throttle(speed, self._stopping)
-        return SharedThrottle(speed, self._stopping, self.registry.database)
-
-    def _make_sender(self) -> tuple[Sender, tuple[JsonLinesFile, ...]]:
-        config = self.config
-        if self.dry_run:
-            sender, payloads = payload_writer(
-                Path(config["dry_run_path"]), historical_migration=config["historical_migration"]
-            )
-            return sender, (payloads,)
-        self.client = PostHogClient(
-            host=config["host"],
-            api_key=config["api_key"],
-            historical_migration=config["historical_migration"],
-            request_timeout=float(config["request_timeout"]),
-            retry=RetryPolicy(config["max_retries"], float(config["retry_base_seconds"])),
-            stopping=self._stopping,
-            on_retry=self._count_retry,
-            user_agent=f"{self.name}/{self.plugin_version}",
-        )
-        sender = bind_on_first_acceptance(
-            self.client.send,
-            self.registry.database,
-            config["host"],
-            config["api_key"],
-            self.logger.info,
-        )
-        return sender, ()
-
-    def _batch_size(self) -> int:
-        """Under a throttle, about one second of events per batch, so sending stays smooth."""
-        size = int(self.config["batch_size"])
-        per_minute = self.config.get("max_events_per_minute")
-        return min(size, max(1, per_minute // 60)) if per_minute else size
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(host={self.config.get('host')!r})"
@@ -376,55 +352,22 @@ class TargetPostHog(Target):
             self.logger.warning(
                 "stopping on signal %d: no new input; settling batches in flight", stop.signum
             )
-            return self._stop_now(stop.signum)
+            return self.ending.stop_now(stop.signum)
         except InvalidInputLine as exc:
             # Mostly a tap that died while writing its last line: all before it is whole,
             # so deliver it and emit the STATE that covers it, then fail.
-            return self._settle_then_fail(f"target-posthog stopped: {exc}")
-        except _STOPPING_ERRORS as exc:
+            return self.ending.settle_then_fail(f"target-posthog stopped: {exc}")
+        except STOPPING_ERRORS as exc:
             signum = self._reader_shutdown_signal()
             if signum is not None:  # a signal during the final wait: stopped, not failed
                 self.logger.warning("stopping on signal %d while finishing", signum)
-                return self._stop_now(signum)
-            return self._stop_now(None, f"target-posthog failed: {exc}")
+                return self.ending.stop_now(signum)
+            return self.ending.stop_now(None, f"target-posthog failed: {exc}")
         return 0
-
-    def _settle_then_fail(self, cause: str) -> int:
-        """Input cannot go on: deliver what was received, emit its STATE, exit code 1."""
-        try:
-            self.delivery.finish()
-        except _STOPPING_ERRORS as exc:
-            return self._stop_now(None, f"target-posthog failed: {exc}")
-        self.close()
-        self._log_last_words(None, cause)
-        return 1
 
     def _reader_shutdown_signal(self) -> int | None:
         reader = self.message_reader
         return reader.shutdown.signum if isinstance(reader, FastSingerReader) else None
-
-    def _stop_now(self, signum: int | None, cause: str = "") -> int:
-        """Settle what is in flight, close, say why and where the next run resumes; the exit
-        code (128 + signal number for a stop request, else 1)."""
-        # A stop request must end within seconds: requests still unanswered after a short
-        # grace are sent again next run (same uuids). A failure lets them finish.
-        timeout = float(self.config["request_timeout"]) + 1.0
-        self.delivery.abandon(timeout if signum is None else min(timeout, STOP_GRACE_SECONDS))
-        self.close()
-        self._log_last_words(signum, cause)
-        return 1 if signum is None else 128 + signum
-
-    def _log_last_words(self, signum: int | None, cause: str) -> None:
-        """The run's closing lines, the cause last: it is what a user reads first."""
-        self.logger.info("stopped: %s", self.summary())
-        if signum is not None:
-            self.logger.warning(
-                "target-posthog stopped on %s; %s",
-                signal.Signals(signum).name,
-                self.state_output.resume_point(),
-            )
-        else:
-            self.logger.error("%s; %s", cause, self.state_output.resume_point())
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Record the signal; the reader stops at the next line (see reader.StopRequests)."""
