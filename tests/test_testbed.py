@@ -6,6 +6,8 @@ import base64
 import gzip
 import http.client
 import io
+import re
+import threading
 import uuid
 import zipfile
 from collections import Counter
@@ -341,6 +343,41 @@ def test_capture_counts_without_keeping_events() -> None:
         assert len(server.accepted_uuids()) == 50
         assert server.duplicate_uuid_count == 1
         assert server.events == []
+
+
+def test_holdings_is_one_consistent_line_while_batches_arrive() -> None:
+    """The rehearsal's report line (`python -m tests.testbed`) is read while the target sends:
+    one snapshot, so distinct uuids never exceed events and the persons model is never read
+    while a batch changes it (that raised 'dictionary changed size during iteration')."""
+    numbers = re.compile(
+        r"PostHog stand-in holds ([\d,]+) events incl\. 0 aliases \(([\d,]+) distinct uuids\), "
+        r"([\d,]+) persons, 0 groups; ([\d,]+) batch requests"
+    )
+    with PostHogStandIn(keep_events=False) as server:
+
+        def send(first: int) -> None:
+            for start in range(first, first + 2_000, 50):
+                events = [capture_event(n) for n in range(start, start + 50)]
+                assert post(server.url, batch(*events)) == 200
+
+        senders = [threading.Thread(target=send, args=(n * 2_000,)) for n in range(4)]
+        for sender in senders:
+            sender.start()
+        lines = []
+        while any(sender.is_alive() for sender in senders):
+            lines.append(server.holdings())
+        for sender in senders:
+            sender.join()
+        lines.append(server.holdings())
+    for line in lines:
+        match = numbers.fullmatch(line)
+        assert match, line
+        events, uuids, persons, _ = (int(n.replace(",", "")) for n in match.groups())
+        assert uuids == events == persons, line  # each event its own uuid and person
+    assert lines[-1] == (
+        "PostHog stand-in holds 8,000 events incl. 0 aliases (8,000 distinct uuids), "
+        "8,000 persons, 0 groups; 160 batch requests"
+    )
 
 
 # ---- PostHog stand-in: persons and groups, by PostHog's rules -------------------------------

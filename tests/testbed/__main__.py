@@ -101,17 +101,6 @@ def settings_lines(
     )
 
 
-def holdings(posthog: PostHogStandIn) -> str:
-    """One line: what the PostHog stand-in holds now."""
-    people = posthog.people
-    return (
-        f"PostHog stand-in holds {posthog.event_count:,} events incl. {len(posthog.aliases()):,} "
-        f"aliases ({len(posthog.accepted_uuids()):,} distinct uuids), {len(people.persons()):,} "
-        "persons, "
-        f"{len(people.groups()):,} groups; {len(posthog.requests):,} batch requests"
-    )
-
-
 def write_people(posthog: PostHogStandIn, path: Path) -> str:
     """The stand-in's persons and groups with their properties, as JSON in `path` (persons by
     their smallest distinct_id, groups by type and key); one line naming it and the counts."""
@@ -234,12 +223,12 @@ def _serve(
         print(f"{len(store.uuids()):,} events served; settings:\n{lines}", flush=True)
         print("serving until Ctrl-C", flush=True)
         while not stop.wait(args.report_seconds):
-            print(holdings(posthog), flush=True)
+            print(posthog.holdings(), flush=True)
         try:
             print(write_people(posthog, args.output / PEOPLE_FILE), flush=True)
         except OSError as exc:
             print(f"cannot write {args.output / PEOPLE_FILE} ({exc.strerror or exc})", flush=True)
-        print(f"stopped; {holdings(posthog)}", flush=True)
+        print(f"stopped; {posthog.holdings()}", flush=True)
     finally:
         posthog.stop()
         amplitude.stop()

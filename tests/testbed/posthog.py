@@ -190,6 +190,19 @@ class PostHogStandIn(StandInServer):
         """The identity-merging events received ($create_alias, $identify, $merge_dangerously)."""
         return [event for event in self.events if event.get("event") in _ALIAS_EVENTS]
 
+    def holdings(self) -> str:
+        """One line: what the stand-in holds now, read in one snapshot under its lock (the
+        persons model is not thread-safe on its own, and counts read one by one while batches
+        arrive do not add up)."""
+        with self._lock:
+            aliases = sum(1 for event in self._events if event.get("event") in _ALIAS_EVENTS)
+            return (
+                f"PostHog stand-in holds {self._event_count:,} events incl. {aliases:,} aliases "
+                f"({len(self._uuids):,} distinct uuids), {len(self.people.persons()):,} "
+                f"persons, {len(self.people.groups()):,} groups; {len(self._requests):,} batch "
+                "requests"
+            )
+
     # ---- serving -------------------------------------------------------------------------
 
     def handle_batch(self, handler: Handler) -> None:
