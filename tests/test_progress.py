@@ -77,19 +77,27 @@ def test_a_checkpoint_line_says_each_finished_hour_that_delivered_events() -> No
             received=900, events_sent=sent, aliases_sent=0, updates_sent=0, dead_letters=dead
         )
 
-    assert checkpoints.line(hour_state(1), counts(120, dead=3)) == (
+    assert checkpoints.line(hour_state(1), counts(120, dead=3), now=0.0) == (
         "checkpoint events 2024-03-01T01:00:00+00:00: everything before it is in PostHog or "
         "dead-lettered (123 events since the last checkpoint; 120 delivered of 900 received "
         "so far)"
     )
-    assert checkpoints.line(hour_state(2), counts(120, dead=3)) is None  # an empty hour
-    assert checkpoints.line(hour_state(3), counts(300, dead=3)) == (
+    assert checkpoints.line(hour_state(2), counts(120, dead=3), now=5.0) is None  # an empty hour
+    assert checkpoints.line(hour_state(3), counts(300, dead=3), now=5.0) == (
         "checkpoint events 2024-03-01T03:00:00+00:00: everything before it is in PostHog or "
         "dead-lettered (180 events since the last checkpoint; 300 delivered of 900 received "
         "so far)"
     )
-    assert checkpoints.line(hour_state(3), counts(301, dead=3)) is None  # bookmark unmoved
-    assert checkpoints.line({"done": 1}, counts(400)) is None  # no bookmark in it
+    assert checkpoints.line(hour_state(3), counts(301, dead=3), now=9.0) is None  # unmoved
+    assert checkpoints.line({"done": 1}, counts(400), now=9.0) is None  # no bookmark in it
+    # At most one line a second: hour 4 passes 0.5 s after hour 3's line, unsaid; hour 5's line
+    # counts its events too.
+    assert checkpoints.line(hour_state(4), counts(350, dead=3), now=5.5) is None
+    assert checkpoints.line(hour_state(5), counts(400, dead=3), now=6.0) == (
+        "checkpoint events 2024-03-01T05:00:00+00:00: everything before it is in PostHog or "
+        "dead-lettered (100 events since the last checkpoint; 400 delivered of 900 received "
+        "so far)"
+    )
     dry = Checkpoints(dry_run=True).line(hour_state(1), counts(5))
     assert dry is not None and "written to the payload file or dead-lettered (dry run" in dry
 

@@ -47,9 +47,11 @@ def bookmarks_text(state: dict | None) -> str | None:
 
 
 class Checkpoints:
-    """One line per STATE passed on that vouches for newly delivered events."""
+    """A line for a STATE passed on that vouches for newly delivered events, at most one
+    every `every` seconds: STATEs pass at up to one per confirmed batch (delivery.py), several a
+    second on a fast run; a line skipped counts its events into the next."""
 
-    def __init__(self, *, dry_run: bool = False) -> None:
+    def __init__(self, *, dry_run: bool = False, every: float = 1.0) -> None:
         self._arrived = (
             "written to the payload file or dead-lettered (dry run: nothing sent, no bookmark "
             "moved)"
@@ -58,14 +60,20 @@ class Checkpoints:
         )
         self._settled = 0  # events delivered + dead-lettered at the last checkpoint line
         self._where: str | None = None
+        self._every = every
+        self._said_at: float | None = None  # time.monotonic() of the last line
 
-    def line(self, state: dict, counts: Counts) -> str | None:
-        """The line for this STATE, or None when its bookmark did not move or it vouches for
-        no new event (an empty hour)."""
+    def line(self, state: dict, counts: Counts, *, now: float | None = None) -> str | None:
+        """The line for this STATE, or None when its bookmark did not move, it vouches for no
+        new event (an empty hour), or the last line is less than `every` seconds old."""
         where = bookmarks_text(state)
         settled = counts.events_sent + counts.dead_letters
         if where is None or where == self._where or settled == self._settled:
             return None
+        now = time.monotonic() if now is None else now
+        if self._said_at is not None and now - self._said_at < self._every:
+            return None
+        self._said_at = now
         since, self._settled, self._where = settled - self._settled, settled, where
         return (
             f"checkpoint {where}: everything before it is {self._arrived} "
