@@ -181,6 +181,9 @@ def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and
         "emitting that hour's records only (0 outside this run left for the run that covers "
         "them, 2 without one set aside with hour 2024-03-01T00:00:00+00:00)"
     ) in log
+    # One line per such file, not a second about checkpoints: a local window is one hour, whose
+    # only checkpoint is its end anyway.
+    assert "does not name an hour inside its window" not in log
     set_aside = stream_records(run, "unreadable_lines")
     assert [(r["member"], r["line_number"], r["reason"]) for r in set_aside] == [
         ("no-times.json.gz", 1, NO_UPLOAD_HOUR),

@@ -40,7 +40,7 @@ from tap_amplitude.setaside import STREAM_NAME as UNREADABLE_LINES
 from tap_amplitude.setaside import UnreadableLine, UnreadableLinesStream
 from tap_amplitude.settings_env import start_date_against_bookmark
 from tap_amplitude.sources import ApiSource, LocalSource, ReadyWindow
-from tap_amplitude.windows import Window, WindowPlanner, bookmark_text, floor_hour
+from tap_amplitude.windows import HOUR, Window, WindowPlanner, bookmark_text, floor_hour
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context, Record
@@ -187,7 +187,9 @@ class EventsStream(Stream):
     def _reading_plan(self, ready: ReadyWindow) -> ReadingPlan:
         """The window's members in hour order; says once per run when one cannot be placed."""
         plan = plan_window(ready.window, ready.members)
-        if plan.unplaced and not self._said_unplaced:
+        window = ready.window
+        # A one-hour window (every local one) has no checkpoint but its end: nothing to say.
+        if plan.unplaced and not self._said_unplaced and window.end - window.start > HOUR:
             self._said_unplaced = True
             self.logger.info(
                 "Member %s does not name an hour inside its window %s; such a window is "
