@@ -183,7 +183,7 @@ def test_a_local_file_whose_name_gives_no_hour_is_read_with_its_records_hour_and
     ) in log
     # One line per such file, not a second about checkpoints: a local window is one hour, whose
     # only checkpoint is its end anyway.
-    assert "does not name an hour inside its window" not in log
+    assert "does not name an hour inside its window" not in run.stderr
     set_aside = stream_records(run, "unreadable_lines")
     assert [(r["member"], r["line_number"], r["reason"]) for r in set_aside] == [
         ("no-times.json.gz", 1, NO_UPLOAD_HOUR),
