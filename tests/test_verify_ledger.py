@@ -18,7 +18,8 @@ from tests.pipeline_harness import (
 )
 from tests.target_support import run_target, target_config
 from tests.testbed.dashboard import NOT_IN_CHARTS
-from tests.verify_harness import Migration, event_hours
+from tests.testbed.events import ExportSpec
+from tests.verify_harness import Migration, backdated, chart_days_of, event_hours
 
 
 def test_dead_letters_are_explained_rows(tmp_path: Path) -> None:
@@ -88,10 +89,15 @@ def test_unreadable_lines_are_explained_and_the_registry_alone_verifies(tmp_path
     charted = [r for r in lost if r.get("event_type") not in NOT_IN_CHARTS]
     assert charted  # the spoiled lines were events Amplitude's charts count
     gaps = event_hours([{"timestamp": r["event_time"].replace(" ", "T")} for r in charted])
-    expected = {hour: f"no event time ({n}, see the rows at the end)" for hour, n in gaps.items()}
+    expected = {
+        hour: f"possibly unreadable lines ({n} of those set aside, uploaded 2024-05-01T05: "
+        "Amplitude counts them by an event_time the lines no longer show; see the rows at the end)"
+        for hour, n in gaps.items()
+    }
     expected["no event time, uploaded 2024-05-01T05"] = (
-        f"unreadable lines set aside (3, see {set_aside}); {len(charted)} of them match periods "
-        "above that lack events"
+        f"unreadable lines set aside (3, see {set_aside}); {len(charted)} of them possibly "
+        "events of periods above that lack events (each matched to the nearest such period at "
+        "or before its upload hour)"
     )
     assert report.not_ok() == expected
     for hour, n in gaps.items():
@@ -231,3 +237,69 @@ def test_records_without_event_time_delivered_at_client_event_time_verify_clean(
         )
     assert sum(int(row["no_event_time"]) for row in report.rows) == 3
     assert "unexplained" not in report.stdout
+
+
+def test_records_without_event_time_never_take_the_place_of_events_never_read(
+    tmp_path: Path,
+) -> None:
+    """Unreadable lines may be the events of the periods that lack some: each is matched to
+    the gap nearest before its upload hour (was: greedily from the first period), and records
+    dead-lettered for their time match none (Amplitude counts them in no period). Three events
+    of 09:xx uploaded in an hour the run had read are never read: that hour is unexplained,
+    exit 1 (was "no event time (n, see the rows at the end)", exit 0)."""
+    store = build_drill_store(tmp_path / "export", invalid_fraction=0.01)
+    spoils = [b"null", b'{"event_type":"Half","user_id":"u', b"\x00\x1f\x8b\xff not a line"]
+    spoiled = store.spoil_lines(DRILL_START + timedelta(hours=20), spoils)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run()
+        clean = [migration.verify("--period", "hour"), migration.verify()]
+        uploaded = DRILL_START + timedelta(hours=12)  # read by the run: these never will be
+        lost = backdated(store, ExportSpec(start=uploaded, hours=1, events=4, seed=5),
+                         tmp_path / "lost", timedelta(hours=3))  # fmt: skip
+        hourly, daily = migration.verify("--period", "hour"), migration.verify()
+    finally:
+        migration.stop()
+    untimed = [r for r in clean[0].rows if r["period"].startswith("no event time")]
+    assert any("dead-lettered" in r["status"] for r in untimed)  # time dead letters: some
+    charted = Counter(f"{r['event_time'][:13].replace(' ', 'T')}:00Z" for r in spoiled
+                      if r.get("event_type") not in NOT_IN_CHARTS)  # fmt: skip
+    for report in clean:
+        assert report.returncode == 0, report.stdout + report.stderr
+    set_aside = tmp_path / "run" / "dead-letter.unreadable-lines.jsonl"
+    for hour, n in charted.items():  # the hour they were events of, not the first with a gap
+        assert (
+            clean[0]
+            .row(hour)["status"]
+            .endswith(
+                f"possibly unreadable lines ({n} of those set aside, uploaded 2024-05-01T20: "
+                "Amplitude counts them by an event_time the lines no longer show; see the rows at "
+                "the end)"
+            )
+        )
+    assert clean[0].row("no event time, uploaded 2024-05-01T20")["status"] == (
+        f"unreadable lines set aside (3, see {set_aside}); {charted.total()} of them possibly "
+        "events of periods above that lack events (each matched to the nearest such period at "
+        "or before its upload hour)"
+    )
+    for row in untimed:
+        if "dead-lettered" in row["status"]:
+            assert row["status"].endswith(
+                "in no period's Amplitude count: no event_time to count them by"
+            )
+    never = chart_days_of(lost)["2024-05-01"]
+    assert never and {r["event_time"][:13] for r in lost} == {"2024-05-01 09"}
+    assert charted.total() == 3  # no spoiled line is left to be one of them
+    # The hour's record without an event type is read and in no chart: it hides none of them.
+    hour = hourly.row("2024-05-01T09:00Z")
+    assert "no event_type 1" in hour["status"]
+    assert hourly.returncode == 1, hourly.stdout + hourly.stderr
+    never_read = (
+        f"unexplained ({never} that Amplitude counts were never read, or uploaded after end_date)"
+    )
+    assert hour["status"].endswith(never_read)
+    assert [p for p, status in hourly.not_ok().items() if "unexplained" in status] == [
+        "2024-05-01T09:00Z"
+    ]
+    assert daily.returncode == 1, daily.stdout + daily.stderr
+    assert daily.row("2024-05-01")["status"].endswith(never_read)

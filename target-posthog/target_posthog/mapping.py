@@ -40,6 +40,10 @@ from target_posthog.mapping_notes import (
 )
 from target_posthog.persons import PERSON_UPDATE, neutralised, person_values
 
+# The dead-letter reason of a record without an event type (missing, not a string, blank):
+# Amplitude's charts count events by type, so it is in none of them (target-posthog-verify).
+NO_EVENT_TYPE = "no event_type"
+
 PAGEVIEW = "$pageview"
 UUID_DERIVED_PROPERTY = RAW_PREFIX + "uuid_derived"
 # Event properties whose names the export's own fields took (their values, by name).
@@ -118,7 +122,7 @@ def map_record(record: dict[str, Any], latest: str | None = None) -> Mapped:
     """
     event_type = record.get("event_type")
     if not isinstance(event_type, str) or not event_type.strip():
-        raise UnmappableError("no event_type")
+        raise UnmappableError(NO_EVENT_TYPE)
     try:
         timestamp, time_field, out_of_range = event_timestamp(record, latest)
     except ValueError as exc:

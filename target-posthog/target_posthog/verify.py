@@ -27,8 +27,10 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 
-from target_posthog.ledger_view import EventHour, LedgerFigures, Untimed
+from target_posthog.ledger_view import EventHour, LedgerFigures
+from target_posthog.mapping import NO_EVENT_TYPE
 from target_posthog.verify_rows import HOUR, Plan, Row, floor, hour_key
+from target_posthog.verify_untimed import match_unreadable, possibly_note, untimed_row
 
 AMPLITUDE_LOAD_DELAY = 2 * HOUR  # Amplitude exports an hour about 2 hours after it ends
 
@@ -53,7 +55,6 @@ def compare(
         by_period.setdefault(floor(hour_key(key), plan.by_day), []).append(figures)
     amplitude_totals = _totals(amplitude, plan.by_day)
     posthog_totals = _totals(posthog, plan.by_day)
-    pool = {item: item.count for item in ledger.untimed}
     moved: dict[dt.datetime, Counter[str]] = {}
     for chart, delivered in ledger.moved.items():
         moved.setdefault(floor(hour_key(chart), plan.by_day), Counter()).update(delivered)
@@ -61,19 +62,37 @@ def compare(
     # A run under way, or stopped (Ctrl-C, a crash) before its range's end: PostHog may hold
     # events confirmed after the tap's last STATE, which the ledger records only with the next.
     unfinished = first is None or _may_read_more(plan, ledger, first, first)
-    rows = []
+    rows, gaps = [], {}
     for period in plan.periods():
         row = _row(plan, period, by_period.get(period, []))
         row.amplitude = amplitude_totals.get(period, 0)
         row.posthog = posthog_totals.get(period, 0)
-        _judge_read(plan, row, period, ledger, pool, moved.get(period, Counter()))
-        _judge_posthog(plan, row, by_period.get(period, []), unfinished)
+        gaps[period] = _gap(plan, row, moved.get(period, Counter()))
         rows.append(row)
+    # Unreadable lines may be some of the events not read: matched all at once, each to the
+    # gap nearest before its upload hour (verify_untimed.py), before any gap is judged.
+    matches = match_unreadable(ledger.untimed, gaps, plan.by_day)
+    for period, row in zip(plan.periods(), rows, strict=True):
+        rest = gaps[period]
+        uploads = [item.upload_hour for item, taken in zip(ledger.untimed, matches, strict=True)
+                   if taken[period]]  # fmt: skip
+        if uploads:
+            # Counted in their own rows at the end (no_event_time), by upload hour: here only
+            # named, so that the column's total is the number of such records, each once.
+            matched = sum(taken[period] for taken in matches)
+            row.notes.append(possibly_note(matched, uploads))
+            rest -= matched
+        if rest:
+            _judge_rest(plan, row, period, ledger, rest)
+        _judge_posthog(plan, row, by_period.get(period, []), unfinished)
     outside = [hours for period, hours in by_period.items() if not plan.start <= period < plan.end]
     if outside or posthog_outside:
         rows.append(_outside_row(plan, [h for hours in outside for h in hours], posthog_outside,
                                  unfinished))  # fmt: skip
-    rows.extend(_untimed_row(plan, item, item.count - pool[item]) for item in ledger.untimed)
+    rows.extend(
+        untimed_row(plan, item, sum(taken.values()))
+        for item, taken in zip(ledger.untimed, matches, strict=True)
+    )
     return rows
 
 
@@ -106,16 +125,11 @@ def _row(plan: Plan, period: dt.datetime, hours: list[EventHour]) -> Row:
     return row
 
 
-def _judge_read(
-    plan: Plan,
-    row: Row,
-    period: dt.datetime,
-    ledger: LedgerFigures,
-    pool: dict[Untimed, int],
-    moved: Counter[str],
-) -> None:
-    """`moved`: delivered hour -> records Amplitude counts in this period by their event_time
-    (out of range) that the migration delivered at another field's time."""
+def _gap(plan: Plan, row: Row, moved: Counter[str]) -> int:
+    """The events Amplitude counts in the row's period that the migration has not read (0 if
+    it read more: judged here). `moved`: delivered hour -> records Amplitude counts in this
+    period by their event_time (out of range) that the migration delivered at another
+    field's time."""
     assert row.amplitude is not None
     # Amplitude's charts count by event_time (counting-apis.md): records without a usable one
     # are in PostHog at another field's time (client_event_time ...), not in this count.
@@ -135,24 +149,27 @@ def _judge_read(
             f"server_received_time in {shown}: event_time before 1970 or more than 23 h after "
             "the run's start)"
         )
-    chart_read = row.read - row.person_group_updates - row.no_event_time
+    # Records without an event type are in no chart (a chart counts events by type): read,
+    # not counted. Leaving them in what Amplitude should count hid as many real losses.
+    uncharted = row.dead_reasons[NO_EVENT_TYPE]
+    chart_read = row.read - row.person_group_updates - row.no_event_time - uncharted
     gap = row.amplitude - chart_read - row.delivered_elsewhere
     if gap < 0:
-        # Records dead-lettered as unusable (no event type, no ids ...) may well be rows
-        # Amplitude's charts leave out: up to their number, the difference is theirs.
-        excess = -gap - row.dead_records
+        # Other records dead-lettered as unusable (no ids ...) may be rows Amplitude's charts
+        # leave out: up to their number, the difference is theirs.
+        excess = -gap - (row.dead_records - uncharted)
         if excess > 0:
             row.unexplained += excess
             row.notes.append(f"unexplained ({excess} read that Amplitude does not count)")
-        return
-    explained = _take_untimed(pool, period, gap)
-    if explained:
-        # Counted in their own rows at the end (no_event_time), by upload hour: here only
-        # named, so that the column's total is the number of such records, each once.
-        row.notes.append(f"no event time ({explained}, see the rows at the end)")
-    rest = gap - explained
-    if not rest:
-        return
+        return 0
+    return gap
+
+
+def _judge_rest(
+    plan: Plan, row: Row, period: dt.datetime, ledger: LedgerFigures, rest: int
+) -> None:
+    """`rest` events Amplitude counts in the period were not read, and no record without
+    event time may be one of them: why."""
     first = _migration_start(plan, ledger)
     before = first is not None and period < first
     # Events of a period reaching past end_date may have been uploaded after it, once it has
@@ -248,19 +265,6 @@ def _may_read_more(
     return True
 
 
-def _take_untimed(pool: dict[Untimed, int], period: dt.datetime, gap: int) -> int:
-    """Records without event time uploaded in or after `period` may be its missing ones."""
-    taken = 0
-    for item in pool:
-        if taken == gap:
-            break
-        if pool[item] and (not item.upload_hour or hour_key(item.upload_hour) >= period):
-            share = min(pool[item], gap - taken)
-            pool[item] -= share
-            taken += share
-    return taken
-
-
 def _judge_posthog(
     plan: Plan, row: Row, hours: Iterable[EventHour], unfinished: bool = False
 ) -> None:
@@ -298,17 +302,4 @@ def _outside_row(plan: Plan, hours: list[EventHour], posthog: int, unfinished: b
     )
     row.posthog = posthog
     _judge_posthog(plan, row, hours, unfinished)
-    return row
-
-
-def _untimed_row(plan: Plan, item: Untimed, matched: int) -> Row:
-    label = f"no event time, uploaded {item.upload_hour or 'at an unknown hour'}"
-    row = Row(label, no_event_time=item.count)
-    if item.what.startswith("dead-lettered"):
-        row.dead_lettered = item.count
-    unreadable = item.what.startswith("unreadable")
-    where = f"see {plan.set_aside_file if unreadable else plan.dead_letter_file}"
-    row.notes.append(f"{item.what} ({item.count}, {where})")
-    if matched:
-        row.notes.append(f"{matched} of them match periods above that lack events")
     return row

@@ -11,8 +11,11 @@ budget, both answered with 429 naming the limit.
 
 Counted as Amplitude's charts count: every record the project holds (`store.held_events()`:
 also those whose export line a test spoiled), by event time; "any event" leaves out the `$identify`
-and `$groupidentify` rows (user and group property updates, not events in a chart) and rows
-whose event time cannot be read.
+and `$groupidentify` rows (user and group property updates, not events in a chart), rows
+without an event type (missing, not a string, blank: a chart counts events by type) and rows
+whose event_time is missing or not a time (a chart places an event in a bucket by its
+event_time: such a row is in no bucket, hourly or daily). target-posthog-verify relies on
+both: it counts neither against Amplitude (verify.py, verify_untimed.py).
 """
 
 from __future__ import annotations
@@ -138,7 +141,7 @@ class Dashboard:
         counts: Counter[int] = Counter()
         for record in store.held_events():
             kind = record.get("event_type")
-            if not isinstance(kind, str) or kind in NOT_IN_CHARTS:
+            if not isinstance(kind, str) or not kind.strip() or kind in NOT_IN_CHARTS:
                 continue
             if event_type != "_all" and kind != event_type:
                 continue
