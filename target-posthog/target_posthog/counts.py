@@ -174,11 +174,7 @@ class AmplitudeCounts(_JsonApi):
         (7 days a query) are moved to UTC, which is exact for whole-hour offsets.
         """
         interval = DAILY if by_day and self.zone.key in _UTC_ZONES else HOURLY
-        try:
-            first = start.astimezone(self.zone).date()
-        except OverflowError:  # year 1 in a zone west of UTC: its first local day is asked
-            first = dt.date.min
-        last = (end - HOUR).astimezone(self.zone).date()
+        first, last = self.local_days(start, end)
         if interval == HOURLY:
             self._check_whole_hours(first, last)  # before any query spends the budget
         found: dict[dt.datetime, int] = {}
@@ -188,6 +184,12 @@ class AmplitudeCounts(_JsonApi):
                 if start <= moment < end and value:
                     found[moment] = found.get(moment, 0) + value
         return found
+
+    def local_days(self, start: dt.datetime, end: dt.datetime) -> tuple[dt.date, dt.date]:
+        """The first and last day in the project's zone that [start, end) touches. A local
+        day before year 1 (year 1 west of UTC) is year 1's first: its buckets are before
+        `start`-`end` anyway, and Amplitude has no earlier day to ask."""
+        return _local_day(start, self.zone), _local_day(end - HOUR, self.zone)
 
     def _segmentation(
         self, interval: str, low: dt.date, high: dt.date
@@ -224,8 +226,8 @@ class AmplitudeCounts(_JsonApi):
             try:
                 moment = naive.replace(tzinfo=self.zone).astimezone(dt.UTC)
                 later = naive.replace(tzinfo=self.zone, fold=1).astimezone(dt.UTC)
-            except OverflowError:  # a local hour of year 1 that is before UTC's year 1
-                continue  # (a zone east of UTC): before any report's start
+            except OverflowError:  # a local hour before UTC's year 1 (a zone east of UTC) or
+                continue  # after its 9999 (west): outside any report's range
             if previous is not None and moment <= previous < later:
                 moment = later  # the second of two hours with one label (DST ends)
             offset = naive.replace(tzinfo=self.zone, fold=moment == later).utcoffset()
@@ -237,13 +239,12 @@ class AmplitudeCounts(_JsonApi):
     def _check_whole_hours(self, first: dt.date, last: dt.date) -> None:
         """CountingError if the zone is off UTC by a part of an hour on a day of the range
         (Asia/Kolkata, UTC+05:30): told before a query, on each day's local noon."""
-        day = first
-        while day <= last:
+        for days in range((last - first).days + 1):  # never a day past `last` (9999-12-31)
+            day = first + dt.timedelta(days=days)
             noon = dt.datetime(day.year, day.month, day.day, 12, tzinfo=self.zone)
             offset = noon.utcoffset()
             if offset is not None and offset % HOUR:
                 raise CountingError(self._not_whole_hours(offset, noon))
-            day += dt.timedelta(days=1)
 
     def _not_whole_hours(self, offset: dt.timedelta, local: dt.datetime) -> str:
         return (
@@ -302,7 +303,7 @@ class PostHogCounts(_JsonApi):
         found: dict[dt.datetime, int] = {}
         low = start
         while low < end:
-            high = min(end, low + _MAX_ROWS * HOUR)
+            high = end if end - low <= _MAX_ROWS * HOUR else low + _MAX_ROWS * HOUR
             found.update(self._hours(low, high))
             low = high
         return found
@@ -373,9 +374,31 @@ def offset_text(offset: dt.timedelta) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
+def moved(moment: dt.datetime, delta: dt.timedelta) -> dt.datetime:
+    """`moment + delta`, or the earliest or latest time there is (year 1, 9999) where that
+    sum would leave them (OverflowError): for windows around a report's far ends."""
+    try:
+        return moment + delta
+    except OverflowError:
+        if delta < dt.timedelta(0):
+            return dt.datetime.min.replace(tzinfo=moment.tzinfo)
+        return dt.datetime.max.replace(tzinfo=moment.tzinfo)
+
+
+def _local_day(moment: dt.datetime, zone: ZoneInfo) -> dt.date:
+    try:
+        return moment.astimezone(zone).date()
+    except OverflowError:  # before year 1 there (a zone west of UTC); the range's ends are
+        return dt.date.min  # before LAST_END, so never past 9999 in a zone east of it
+
+
 def _date_chunks(first: dt.date, last: dt.date, days: int) -> Iterator[tuple[dt.date, dt.date]]:
+    """[first, last] in pieces of at most `days` days; never a day past `last` (9999-12-31
+    has no next day)."""
     low = first
     while low <= last:
-        high = min(last, low + dt.timedelta(days=days - 1))
+        high = low + dt.timedelta(days=min(days - 1, (last - low).days))
         yield low, high
+        if high >= last:
+            return
         low = high + dt.timedelta(days=1)

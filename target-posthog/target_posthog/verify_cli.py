@@ -36,6 +36,7 @@ from target_posthog.counts import (
     PostHogCounts,
     app_host_for,
     day_text,
+    moved,
 )
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
@@ -277,9 +278,10 @@ def _say_if_zone_is_off(
     if plan.by_day:
         periods = plan.periods()
         worst = max(range(len(periods)), key=lambda index: rows[index].unexplained)
-        start = max(plan.start, periods[worst] - ZONE_WINDOW_DAYS // 2 * DAY)
-        end = min(plan.end, start + ZONE_WINDOW_DAYS * DAY)
-        start = max(plan.start, end - ZONE_WINDOW_DAYS * DAY)
+        window = ZONE_WINDOW_DAYS * DAY  # moved(): the week may reach past year 1 or 9999
+        start = max(plan.start, moved(periods[worst], -(ZONE_WINDOW_DAYS // 2) * DAY))
+        end = min(plan.end, moved(start, window))
+        start = max(plan.start, moved(end, -window))
         counts = amplitude.counts(start, end, by_day=False)
     shift = zone_shift(chart_hours(ledger), counts, start, end)
     if shift is not None:

@@ -17,6 +17,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Mapping
 
+from target_posthog.counts import moved
 from target_posthog.ledger_view import LedgerFigures
 
 HOUR = dt.timedelta(hours=1)
@@ -51,7 +52,7 @@ def zone_shift(
 
     def mismatch(k: int) -> tuple[int, int]:
         """(events that differ, events compared) at shift k, over the hours both cover."""
-        moment, stop = start + max(k, 0) * HOUR, end + min(k, 0) * HOUR
+        moment, stop = moved(start, max(k, 0) * HOUR), moved(end, min(k, 0) * HOUR)
         differ = compared = 0
         while moment < stop:
             expected, counted = chart.get(moment, 0), amplitude.get(moment - k * HOUR, 0)
