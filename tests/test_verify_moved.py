@@ -140,6 +140,6 @@ def test_a_registry_from_before_migration_12_verifies_without_those_hours(tmp_pa
         migration.stop()
     assert year_1.returncode == 0, year_1.stdout + year_1.stderr
     assert year_1.row("0001-01-01")["status"] == (
-        "before start_date, not migrated (1 uploaded before 2024-05-01T00:00Z, where the "
-        "migration starts)"
+        "uploaded before start_date or after end_date, outside this job's range (1: before "
+        "2024-05-01T00:00Z or after 2024-05-02T00:00Z)"
     )

@@ -52,7 +52,7 @@ def test_events_uploaded_after_the_bookmark_are_not_read_yet_until_the_next_run(
         waiting = chart_days_of(late_events)
         # From start_date on: days before it are counted in the row of events dated outside.
         assert report.not_ok() == {
-            day: f"not read yet ({n}, run the migration again)"
+            day: f"not read yet, or uploaded after end_date ({n}, run the migration again)"
             for day, n in waiting.items()
             if day >= f"{DRILL_START:%Y-%m-%d}"
         }
@@ -109,7 +109,8 @@ def test_parallel_range_jobs_leave_the_rest_of_a_range_not_read_yet(tmp_path: Pa
         if hour >= first
     }
     assert halfway.not_ok() == {
-        hour: f"not read yet ({n}, run the migration again)" for hour, n in unread.items()
+        hour: f"not read yet, or uploaded after end_date ({n}, run the migration again)"
+        for hour, n in unread.items()
     }
     assert {row["period"]: int(row["not_read_yet"]) for row in halfway.rows if
             row["status"] != "OK"} == unread  # fmt: skip
@@ -122,7 +123,8 @@ def test_events_uploaded_before_start_date_are_not_migrated_not_unread(tmp_path:
     """Amplitude counts the whole of each period; the migration reads from its start_date (by
     upload time). Once it has read everything since, the rest of a period that begins before
     start_date is "before start_date, not migrated", an explained row, not "not read yet"
-    (running again would never read it)."""
+    (running again would never read it). No end_date known (a migration running on through
+    now): with one passed, late uploads are the other possibility (test_verify_range_ends)."""
     start = PARALLEL_NOW - timedelta(hours=26)
     begins = start + timedelta(hours=6)  # the migration's start_date
     store = ExportStore.build(tmp_path / "export", ExportSpec(start=start, hours=24, events=600,
@@ -133,9 +135,12 @@ def test_events_uploaded_before_start_date_are_not_migrated_not_unread(tmp_path:
             start_date=begins.isoformat(), end_date=(start + timedelta(hours=24)).isoformat()
         )
         hourly = migration.verify(
-            "--period", "hour", "--start", start.isoformat(), now=PARALLEL_NOW
+            "--period", "hour", "--start", start.isoformat(), now=PARALLEL_NOW,
+            amplitude_end_date=None,
+        )  # fmt: skip
+        daily = migration.verify(
+            "--start", start.isoformat(), now=PARALLEL_NOW, amplitude_end_date=None
         )
-        daily = migration.verify("--start", start.isoformat(), now=PARALLEL_NOW)
     finally:
         migration.stop()
     before = {  # the report's hours: from --start on
@@ -323,8 +328,9 @@ def test_a_bounded_job_after_start_date_reports_before_start_date_at_the_real_cl
     tmp_path: Path,
 ) -> None:
     """A rehearsal (end_date in the past, the real clock): with start_date after some events'
-    upload, the first day's rest is "before start_date, not migrated" once the range is read,
-    never "not read yet, or uploaded before start_date" (running again would read nothing)."""
+    upload, the first day's rest is "uploaded before start_date or after end_date" once the
+    range is read, never "not read yet, or uploaded before start_date" (running again would
+    read nothing)."""
     store = build_drill_store(tmp_path / "export")
     begins = DRILL_START + timedelta(hours=6)
     migration = Migration(tmp_path, store)
@@ -340,8 +346,9 @@ def test_a_bounded_job_after_start_date_reports_before_start_date_at_the_real_cl
     assert before
     assert report.returncode == 0, report.stdout + report.stderr
     assert report.not_ok() == {
-        f"{DRILL_START:%Y-%m-%d}": f"before start_date, not migrated ({before} uploaded before "
-        f"{begins:%Y-%m-%dT%H}:00Z, where the migration starts)"
+        f"{DRILL_START:%Y-%m-%d}": "uploaded before start_date or after end_date, outside this "
+        f"job's range ({before}: before {begins:%Y-%m-%dT%H}:00Z or after "
+        f"{DRILL_START + timedelta(hours=HOURS):%Y-%m-%dT%H}:00Z)"
     }
 
 

@@ -172,27 +172,30 @@ def _judge_rest(
     event time may be one of them: why."""
     first = _migration_start(plan, ledger)
     before = first is not None and period < first
-    # Events of a period reaching past end_date may have been uploaded after it, once it has
-    # passed (Amplitude counts an event by its time, however late it was uploaded); those of
-    # a period wholly after it were (an event is uploaded after it happens): none is unread.
+    # Once end_date has passed, events of any period may have been uploaded after it
+    # (Amplitude counts an event by its time, however late it was uploaded): every label
+    # names that possibility. Those of a period wholly after it were: none is unread.
     ends = _range_end(plan, ledger)
-    after_end = ends is not None and period + plan.step > ends and ends < plan.now
+    passed = ends is not None and ends < plan.now
+    after_end = passed and ends is not None and period + plan.step > ends
     unread = not (after_end and ends and period >= ends) and _may_read_more(
         plan, ledger, period, first if before and first else period
     )
     if unread:
         # Uploaded in hours no run has read yet, or outside the range: only Amplitude knows
-        # which (it counts by event time); reading the rest tells them apart.
+        # which (it counts by event time); reading the rest tells them apart, but running
+        # again never reads what was uploaded outside the range: named too.
         outside = " or ".join(
-            kind for kind, known in (("before start_date", before), ("after end_date", after_end))
+            kind for kind, known in (("before start_date", before), ("after end_date", passed))
             if known
         )  # fmt: skip
         row.not_read_yet = rest
         also = f", or uploaded {outside}" if outside else ""
         row.notes.append(f"not read yet{also} ({rest}, run the migration again)")
-    elif before and first and after_end and ends:
-        # A range within one period: the rest was uploaded before it or after it, and the
-        # counts (Amplitude's by event time) cannot tell which.
+    elif before and first and passed and ends:
+        # Before start_date once end_date has passed (or a range within one period): the rest
+        # was uploaded before the range or after it, and the counts (Amplitude's by event
+        # time) cannot tell which.
         row.before_start_or_after_end = rest
         row.notes.append(
             f"uploaded before start_date or after end_date, outside this job's range ({rest}: "
