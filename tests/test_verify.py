@@ -172,20 +172,31 @@ def test_a_429_storm_backs_off_then_stops_with_one_clear_line(migrated: Migratio
     report = migrated.verify(max_retries=3)
     assert report.returncode == 2
     assert len(migrated.posthog.query_api.requests) - before == 4  # first try and 3 retries
-    counting, *said = report.stderr.splitlines()  # was one "retrying" line per retry too
+    counting, *waits, last = report.stderr.splitlines()
     assert counting.startswith("target-posthog-verify: counting 2024-")
-    assert said == [
+    # One line per wait, as it starts (it was minutes of silence in a real storm).
+    assert [_without_seconds(line) for line in waits] == [
+        "target-posthog-verify: PostHog's query API answered 429 (injected status 429): "
+        f"waiting S s, then attempt {attempt} of 4"
+        for attempt in (2, 3, 4)
+    ]
+    assert last == (
         "target-posthog-verify: cannot verify: PostHog's query API is rate limiting this key "
         "(429: injected status 429; 3 retries with backoff). HogQL allows about 120 queries an "
         "hour per key: run the verification again later"
-    ]
-    # A storm that ends: no line per retry either, the summary counts them.
+    )
+    # A storm that ends: its waits said, the summary counts them.
     migrated.posthog.query_api.faults.clear()
     migrated.posthog.query_api.faults.inject(Fault.status(429, retry_after=0.05), times=2)
     passed = migrated.verify(max_retries=3)
     assert passed.returncode == 0, passed.stderr
     lines = passed.stderr.splitlines()
-    assert len(lines) == 3 and lines[1].endswith("PostHog queries; 2 retried (429, 5xx, timeouts)")
+    assert len(lines) == 5 and lines[3].endswith("PostHog queries; 2 retried (429, 5xx, timeouts)")
+    assert [_without_seconds(line) for line in lines[1:3]] == [
+        "target-posthog-verify: PostHog's query API answered 429 (injected status 429): "
+        f"waiting S s, then attempt {attempt} of 4"
+        for attempt in (2, 3)
+    ]
 
     # A budget spent for the hour: Retry-After says an hour, so it stops at once and says so.
     migrated.posthog.query_api.faults.clear()
@@ -201,6 +212,12 @@ def test_a_429_storm_backs_off_then_stops_with_one_clear_line(migrated: Migratio
     before = len(migrated.amplitude.dashboard.requests)
     amplitude = migrated.verify(max_retries=2)
     assert amplitude.returncode == 2
+    waits = [_without_seconds(line) for line in amplitude.stderr.splitlines()[1:-1]]
+    assert waits == [
+        "target-posthog-verify: Amplitude's Dashboard REST API answered 429 (Exceeded rate "
+        f"limit: the project's hourly query cost budget): waiting S s, then attempt {n} of 3"
+        for n in (2, 3)
+    ]
     [line] = amplitude.error_lines()
     assert line.startswith(
         "target-posthog-verify: cannot verify: Amplitude's Dashboard REST API is rate limiting "
@@ -294,3 +311,8 @@ def test_a_zone_with_half_hour_offsets_is_refused_in_one_line(migrated: Migratio
         line,
     )
     assert "Traceback" not in report.stderr
+
+
+def _without_seconds(line: str) -> str:
+    """A wait line with its seconds as S: the backoff has jitter."""
+    return re.sub(r"waiting \d+\.\d s", "waiting S s", line)

@@ -7,24 +7,21 @@ dashboard-rest, "Event segmentation"; PostHog: posthog.com/docs/api/queries):
   cost budget per project (429 beyond). Queries here go one at a time.
 - PostHog's HogQL runs on the private app host (not the ingestion host) with a personal API
   key (Query Read); about 120 queries an hour per key, 50,000 rows a query.
-Both clients retry 429, 5xx and dropped connections with backoff (never sooner than
-Retry-After); a limit that outlasts the retries, or asks for a long wait, stops the
-verification with one line saying which limit and when to run again.
+Both clients' requests, retries, wait lines and progress lines: count_requests.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-import requests
 
-from target_posthog.client import MAX_RETRY_AFTER_SECONDS, RetryPolicy, parse_retry_after
+from target_posthog.client import RetryPolicy
+from target_posthog.count_requests import CountingError as CountingError  # its users' name
+from target_posthog.count_requests import JsonApi, Say, waited
 from target_posthog.profile_updates import UPDATE_MARKER
 
 HOUR = dt.timedelta(hours=1)
@@ -32,19 +29,13 @@ AMPLITUDE_URLS = {"us": "https://amplitude.com", "eu": "https://analytics.eu.amp
 HOURLY, DAILY = "-3600000", "1"
 _DAYS_PER_QUERY = {HOURLY: 7, DAILY: 365}
 _MAX_ROWS = 50_000
-_RETRYABLE = frozenset((429, 500, 502, 503, 504))
 _UTC_ZONES = frozenset(("UTC", "Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal", "Universal", "Zulu"))
-MAX_WAIT_SECONDS = 300.0  # a Retry-After beyond this: stop and say when to run again
 
 
 def day_text(moment: dt.datetime | dt.date) -> str:
     """YYYY-MM-DD with a 4-digit year also before year 1000 (strftime's %Y writes year 1 as
     "1" on Linux, and Amplitude answers 400 to such a date)."""
     return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-
-
-class CountingError(Exception):
-    """A count cannot be had; the message is one line for the user, without any key."""
 
 
 def app_host_for(host: str) -> str:
@@ -72,77 +63,7 @@ def zone_of(name: str) -> ZoneInfo:
         ) from None
 
 
-class _JsonApi:
-    """GET/POST JSON with retries; subclasses turn final errors into one clear line."""
-
-    service = ""
-
-    def __init__(self, timeout: float, retry: RetryPolicy) -> None:
-        self._timeout = timeout
-        self._retry = retry
-        self._session = requests.Session()
-        self.requests_sent = 0
-        self.retries = 0  # said once, in the summary or the final error: never line by line
-
-    def _call(self, method: str, url: str, **kwargs: Any) -> Any:
-        problem = limited = ""
-        for attempt in range(self._retry.max_retries + 1):
-            if attempt:
-                self.retries += 1
-            retry_after: float | None = None
-            try:
-                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = f"{type(exc).__name__} talking to {url}"
-            else:
-                self.requests_sent += 1
-                if response.status_code == 200:
-                    try:
-                        return orjson.loads(response.content)
-                    except orjson.JSONDecodeError:
-                        raise CountingError(
-                            f"{self.service} answered 200 with a body that is not JSON at {url}"
-                        ) from None
-                detail = _detail(response)
-                if response.status_code not in _RETRYABLE:
-                    raise CountingError(self._refusal(response.status_code, detail, url))
-                problem = f"answered {response.status_code} ({detail})"
-                limited = detail if response.status_code == 429 else ""
-                header = response.headers.get("Retry-After")
-                retry_after = parse_retry_after(header)
-                if limited and (retry_after or 0) >= min(MAX_WAIT_SECONDS, MAX_RETRY_AFTER_SECONDS):
-                    asked = float(header) if header and header.isdigit() else retry_after
-                    raise CountingError(self._limited(detail, asked, attempt))
-            if attempt < self._retry.max_retries:
-                time.sleep(self._retry.delay(attempt, retry_after))
-        if limited:
-            raise CountingError(self._limited(limited, None, self._retry.max_retries))
-        raise CountingError(
-            f"{self.service} kept failing after {self._retry.max_retries + 1} attempts "
-            f"(last: {problem}); run the verification again later"
-        )
-
-    def _refusal(self, status: int, detail: str, url: str) -> str:
-        return f"{self.service} answered {status} at {url}: {detail}"
-
-    def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self._session.close()
-
-
-def _detail(response: requests.Response) -> str:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return response.text[:200].strip()
-    if isinstance(body, dict) and isinstance(body.get("detail"), str):
-        return str(body["detail"])[:200]
-    return response.text[:200].strip()
-
-
-class AmplitudeCounts(_JsonApi):
+class AmplitudeCounts(JsonApi):
     """Event totals per UTC hour (or UTC day) from Amplitude's event segmentation."""
 
     service = "Amplitude's Dashboard REST API"
@@ -156,8 +77,9 @@ class AmplitudeCounts(_JsonApi):
         time_zone: str,
         timeout: float,
         retry: RetryPolicy,
+        say: Say | None = None,
     ) -> None:
-        super().__init__(timeout, retry)
+        super().__init__(timeout, retry, say)
         self.url = base_url.rstrip("/") + "/api/2/events/segmentation"
         self.zone = zone_of(time_zone)
         self._session.auth = (api_key, secret_key)
@@ -173,7 +95,7 @@ class AmplitudeCounts(_JsonApi):
         Daily buckets are used only for days in a UTC project; otherwise hourly buckets
         (7 days a query) are moved to UTC, which is exact for whole-hour offsets.
         """
-        interval = DAILY if by_day and self.zone.key in _UTC_ZONES else HOURLY
+        interval = self._interval(by_day)
         first, last = self.local_days(start, end)
         if interval == HOURLY:
             self._check_whole_hours(first, last)  # before any query spends the budget
@@ -190,6 +112,19 @@ class AmplitudeCounts(_JsonApi):
         day before year 1 (year 1 west of UTC) is year 1's first: its buckets are before
         `start`-`end` anyway, and Amplitude has no earlier day to ask."""
         return _local_day(start, self.zone), _local_day(end - HOUR, self.zone)
+
+    def _interval(self, by_day: bool) -> str:
+        return DAILY if by_day and self.zone.key in _UTC_ZONES else HOURLY
+
+    def days_per_query(self, *, by_day: bool) -> int:
+        """7 (hourly buckets) or 365 (daily ones, a UTC project's days): counting-apis.md."""
+        return _DAYS_PER_QUERY[self._interval(by_day)]
+
+    def queries(self, start: dt.datetime, end: dt.datetime, *, by_day: bool) -> int:
+        """How many queries `counts` sends for [start, end): one per `days_per_query` local
+        days."""
+        first, last = self.local_days(start, end)
+        return -(-((last - first).days + 1) // self.days_per_query(by_day=by_day))
 
     def _segmentation(
         self, interval: str, low: dt.date, high: dt.date
@@ -265,13 +200,13 @@ class AmplitudeCounts(_JsonApi):
     def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
         return (
             f"{self.service} is rate limiting this project (429: {detail}"
-            f"{_waited(retries, retry_after)}). Its limits "
+            f"{waited(retries, retry_after)}). Its limits "
             "are per project (5 concurrent requests, an hourly cost budget): run the "
             "verification again in an hour"
         )
 
 
-class PostHogCounts(_JsonApi):
+class PostHogCounts(JsonApi):
     """Events with `analytics_source = 'amplitude'` per UTC hour, by HogQL."""
 
     service = "PostHog's query API"
@@ -284,8 +219,9 @@ class PostHogCounts(_JsonApi):
         project_id: str,
         timeout: float,
         retry: RetryPolicy,
+        say: Say | None = None,
     ) -> None:
-        super().__init__(timeout, retry)
+        super().__init__(timeout, retry, say)
         self.app_host = app_host.rstrip("/")
         self.project_id = project_id
         self.url = f"{self.app_host}/api/projects/{project_id}/query/"
@@ -307,6 +243,12 @@ class PostHogCounts(_JsonApi):
             found.update(self._hours(low, high))
             low = high
         return found
+
+    @staticmethod
+    def queries(start: dt.datetime, end: dt.datetime) -> int:
+        """How many queries `counts` sends for [start, end): one per 50,000 hours (the rows
+        one query may answer, counting-apis.md), about 5.7 years."""
+        return -(-(end - start) // (_MAX_ROWS * HOUR))
 
     def total(self, low: dt.datetime, high: dt.datetime) -> int:
         """Distinct event uuids within [low, high), however long: one query while the hours
@@ -351,15 +293,9 @@ class PostHogCounts(_JsonApi):
     def _limited(self, detail: str, retry_after: float | None, retries: int) -> str:
         return (
             f"{self.service} is rate limiting this key (429: {detail}"
-            f"{_waited(retries, retry_after)}). HogQL allows "
+            f"{waited(retries, retry_after)}). HogQL allows "
             "about 120 queries an hour per key: run the verification again later"
         )
-
-
-def _waited(retries: int, retry_after: float | None) -> str:
-    """How long the verification waited for a rate limit, and what the service asks."""
-    said = f"; {retries} {'retry' if retries == 1 else 'retries'} with backoff" if retries else ""
-    return said + (f"; it asks to wait {retry_after:.0f} s" if retry_after else "")
 
 
 def _utc(text: str) -> dt.datetime:

@@ -41,6 +41,7 @@ from target_posthog.counts import (
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
 from target_posthog.verify import compare
+from target_posthog.verify_budget import plan_queries
 from target_posthog.verify_range import check_options, moment_option, report_range, setting_time
 from target_posthog.verify_rows import COLUMNS, DAY, Plan, Row
 from target_posthog.zone_hint import chart_hours, zone_hint, zone_shift
@@ -197,6 +198,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         time_zone=config.get("amplitude_time_zone") or "UTC",
         timeout=timeout,
         retry=retry,
+        say=say,
     )
     posthog = PostHogCounts(
         app_host=config.get("app_host") or app_host_for(config["host"]),
@@ -204,6 +206,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         project_id=str(config["project_id"]),
         timeout=timeout,
         retry=retry,
+        say=say,
     )
     dead_letters = Path(config["dead_letter_path"])
     plan = Plan(
@@ -213,6 +216,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         setting_time(config, "amplitude_end_date"),
     )  # fmt: skip
     try:
+        plan_queries(amplitude, posthog, start, end, by_day=by_day)  # before any query
         zone, host = amplitude.zone.key, posthog.app_host
         say(
             f"counting {day_text(start)} {start:%H:%M} .. {day_text(end)} {end:%H:%M} UTC "
