@@ -4,15 +4,16 @@ what PostHog holds, and the explanation of every difference.
 For each period (a UTC hour or day):
 - Amplitude's count should equal the records read that are events in Amplitude's charts
   (person/group update rows are not; records delivered at another field's time count where their
-  event_time is, "delivered at another time", not where they were read). Fewer read: records
-  without a usable event time (unreadable lines, records dead-lettered for their time) uploaded
-  then or later explain some; the rest is "not read yet" while the migration has uploads left to
-  read; in a period that begins before the migration's first upload hour (its start_date: the
+  event_time is, "delivered at another time", not where they were read). Fewer read: unreadable
+  lines uploaded in or after the period may explain some, "possibly" (verify_untimed.py:
+  each matched to the gap nearest before its upload hour; records dead-lettered for their
+  time explain none); the rest is "not read yet" while the migration has uploads left to read;
+  in a period that begins before the migration's first upload hour (its start_date: the
   tap selects by upload time), events uploaded before it, which no run will read, "before
   start_date, not migrated"; in a period reaching past end_date (once passed), events uploaded
-  after it; a label names every possibility the counts leave open (a range within one day:
-  "before start_date or after end_date"); else "unexplained". More read than counted:
-  "unexplained".
+  after it; a label names every possibility the counts leave open (once end_date has passed,
+  "or after end_date" too); else "unexplained". More read than counted: "unexplained". A day
+  within which start_date or end_date falls is judged hour by hour (`hourly_days`).
 - PostHog should hold every event the migration delivered (`EventHour.delivered`). Fewer:
   "not visible yet" if delivered within `settle` (PostHog's historical pipeline takes a
   while), else "missing in PostHog". More: "delivered after the last checkpoint" while the
@@ -26,10 +27,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 
 from target_posthog.ledger_view import EventHour, LedgerFigures
 from target_posthog.mapping import NO_EVENT_TYPE
-from target_posthog.verify_rows import HOUR, Plan, Row, floor, hour_key
+from target_posthog.verify_rows import HOUR, Plan, Row, add_hour, floor, hour_key
 from target_posthog.verify_untimed import match_unreadable, possibly_note, untimed_row
 
 AMPLITUDE_LOAD_DELAY = 2 * HOUR  # Amplitude exports an hour about 2 hours after it ends
@@ -40,50 +42,82 @@ def first_upload_hour(ledger: LedgerFigures) -> dt.datetime | None:
     return hour_key(ledger.read_spans[0][0]) if ledger.read_spans else None
 
 
+def hourly_days(plan: Plan, ledger: LedgerFigures) -> list[dt.datetime]:
+    """The report's days within which the migration's range starts or ends (start_date or
+    end_date not at midnight): judged hour by hour, from Amplitude's hourly counts of those
+    days (one more query each), so that day and hour reports agree. Judged as one, such a
+    day's hours before start_date let a loss within the range pass as "before start_date"."""
+    if not plan.by_day:
+        return []
+    bounds = [moment for moment in (_migration_start(plan, ledger), _range_end(plan, ledger))
+              if moment is not None and moment != floor(moment, by_day=True)]  # fmt: skip
+    return sorted({floor(moment, by_day=True) for moment in bounds} & set(plan.periods()))
+
+
 def compare(
     plan: Plan,
     ledger: LedgerFigures,
     amplitude: dict[dt.datetime, int],
     posthog: dict[dt.datetime, int],
     posthog_outside: int = 0,
+    amplitude_hours: dict[dt.datetime, int] | None = None,
 ) -> list[Row]:
     """The report's rows: one per period, one for the events dated outside the periods (the
     migration read them; `posthog_outside`: PostHog holds this many outside), then one per
-    set of records without event time."""
-    by_period: dict[dt.datetime, list[EventHour]] = {}
-    for key, figures in ledger.hours.items():
-        by_period.setdefault(floor(hour_key(key), plan.by_day), []).append(figures)
+    set of records without event time. `amplitude_hours`: Amplitude's counts per UTC hour of
+    the `hourly_days`, which are then judged hour by hour (None: as whole days)."""
+    by_period = _by_period(ledger.hours, plan.by_day)
     amplitude_totals = _totals(amplitude, plan.by_day)
     posthog_totals = _totals(posthog, plan.by_day)
-    moved: dict[dt.datetime, Counter[str]] = {}
-    for chart, delivered in ledger.moved.items():
-        moved.setdefault(floor(hour_key(chart), plan.by_day), Counter()).update(delivered)
+    moved = _moved(ledger, plan.by_day)
     first = _migration_start(plan, ledger)
     # A run under way, or stopped (Ctrl-C, a crash) before its range's end: PostHog may hold
     # events confirmed after the tap's last STATE, which the ledger records only with the next.
     unfinished = first is None or _may_read_more(plan, ledger, first, first)
-    rows, gaps = [], {}
+    split = set(hourly_days(plan, ledger)) if amplitude_hours is not None else set()
+    hourly = replace(plan, by_day=False)
+    by_hour, moved_hours = _by_period(ledger.hours, False), _moved(ledger, False)
+    rows: list[Row] = []
+    units: list[tuple[Plan, dt.datetime, Row, Row]] = []  # (its plan, start, row, report row)
+    gaps: dict[dt.datetime, int] = {}
     for period in plan.periods():
         row = _row(plan, period, by_period.get(period, []))
-        row.amplitude = amplitude_totals.get(period, 0)
         row.posthog = posthog_totals.get(period, 0)
-        gaps[period] = _gap(plan, row, moved.get(period, Counter()))
         rows.append(row)
+        if period not in split:
+            row.amplitude = amplitude_totals.get(period, 0)
+            _elsewhere(plan, row, moved.get(period, Counter()))
+            gaps[period] = _gap(row)
+            units.append((plan, period, row, row))
+            continue
+        row.amplitude = 0
+        _elsewhere(plan, row, moved.get(period, Counter()))
+        for hour in hourly.periods_within(period, period + plan.step):
+            unit = _row(hourly, hour, by_hour.get(hour, []))
+            unit.notes.clear()  # the day's row says these once
+            unit.amplitude = (amplitude_hours or {}).get(hour, 0)
+            unit.delivered_elsewhere = sum(moved_hours.get(hour, Counter()).values())
+            row.amplitude += unit.amplitude
+            gaps[hour] = _gap(unit)
+            units.append((hourly, hour, unit, row))
     # Unreadable lines may be some of the events not read: matched all at once, each to the
     # gap nearest before its upload hour (verify_untimed.py), before any gap is judged.
-    matches = match_unreadable(ledger.untimed, gaps, plan.by_day)
-    for period, row in zip(plan.periods(), rows, strict=True):
-        rest = gaps[period]
+    matches = match_unreadable(ledger.untimed, gaps)
+    for unit_plan, start, unit, row in units:
+        rest = gaps[start]
         uploads = [item.upload_hour for item, taken in zip(ledger.untimed, matches, strict=True)
-                   if taken[period]]  # fmt: skip
+                   if taken[start]]  # fmt: skip
         if uploads:
             # Counted in their own rows at the end (no_event_time), by upload hour: here only
             # named, so that the column's total is the number of such records, each once.
-            matched = sum(taken[period] for taken in matches)
-            row.notes.append(possibly_note(matched, uploads))
+            matched = sum(taken[start] for taken in matches)
+            unit.notes.append(possibly_note(matched, uploads))
             rest -= matched
         if rest:
-            _judge_rest(plan, row, period, ledger, rest)
+            _judge_rest(unit_plan, unit, start, ledger, rest)
+        if unit is not row:
+            add_hour(row, unit)
+    for period, row in zip(plan.periods(), rows, strict=True):
         _judge_posthog(plan, row, by_period.get(period, []), unfinished)
     outside = [hours for period, hours in by_period.items() if not plan.start <= period < plan.end]
     if outside or posthog_outside:
@@ -94,6 +128,20 @@ def compare(
         for item, taken in zip(ledger.untimed, matches, strict=True)
     )
     return rows
+
+
+def _by_period(hours: dict[str, EventHour], by_day: bool) -> dict[dt.datetime, list[EventHour]]:
+    found: dict[dt.datetime, list[EventHour]] = {}
+    for key, figures in hours.items():
+        found.setdefault(floor(hour_key(key), by_day), []).append(figures)
+    return found
+
+
+def _moved(ledger: LedgerFigures, by_day: bool) -> dict[dt.datetime, Counter[str]]:
+    found: dict[dt.datetime, Counter[str]] = {}
+    for chart, delivered in ledger.moved.items():
+        found.setdefault(floor(hour_key(chart), by_day), Counter()).update(delivered)
+    return found
 
 
 def _totals(counts: dict[dt.datetime, int], by_day: bool) -> Counter[dt.datetime]:
@@ -125,12 +173,10 @@ def _row(plan: Plan, period: dt.datetime, hours: list[EventHour]) -> Row:
     return row
 
 
-def _gap(plan: Plan, row: Row, moved: Counter[str]) -> int:
-    """The events Amplitude counts in the row's period that the migration has not read (0 if
-    it read more: judged here). `moved`: delivered hour -> records Amplitude counts in this
-    period by their event_time (out of range) that the migration delivered at another
-    field's time."""
-    assert row.amplitude is not None
+def _elsewhere(plan: Plan, row: Row, moved: Counter[str]) -> None:
+    """Notes for the row's records Amplitude counts elsewhere or here though read elsewhere.
+    `moved`: delivered hour -> records Amplitude counts in this period by their event_time
+    (out of range) that the migration delivered at another field's time."""
     # Amplitude's charts count by event_time (counting-apis.md): records without a usable one
     # are in PostHog at another field's time (client_event_time ...), not in this count.
     if row.no_event_time:
@@ -149,6 +195,12 @@ def _gap(plan: Plan, row: Row, moved: Counter[str]) -> int:
             f"server_received_time in {shown}: event_time before 1970 or more than 23 h after "
             "the run's start)"
         )
+
+
+def _gap(row: Row) -> int:
+    """The events Amplitude counts in the row's period that the migration has not read (0 if
+    it read more: judged here)."""
+    assert row.amplitude is not None
     # Records without an event type are in no chart (a chart counts events by type): read,
     # not counted. Leaving them in what Amplitude should count hid as many real losses.
     uncharted = row.dead_reasons[NO_EVENT_TYPE]

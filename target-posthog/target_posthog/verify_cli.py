@@ -40,7 +40,7 @@ from target_posthog.counts import (
 )
 from target_posthog.ledger_view import LedgerFigures, read_ledger
 from target_posthog.setaside import set_aside_paths
-from target_posthog.verify import compare
+from target_posthog.verify import compare, hourly_days
 from target_posthog.verify_budget import plan_queries
 from target_posthog.verify_range import check_options, moment_option, report_range, setting_time
 from target_posthog.verify_rows import COLUMNS, DAY, Plan, Row
@@ -217,6 +217,10 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
     )  # fmt: skip
     try:
         plan_queries(amplitude, posthog, start, end, by_day=by_day)  # before any query
+        # The days within which the range starts or ends are judged by hour (one more query
+        # each, a day of hourly buckets): as in an hourly report.
+        split = hourly_days(plan, ledger)
+        amplitude.plan(amplitude.planned + len(split))
         zone, host = amplitude.zone.key, posthog.app_host
         say(
             f"counting {day_text(start)} {start:%H:%M} .. {day_text(end)} {end:%H:%M} UTC "
@@ -227,7 +231,10 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         posthog_counts = posthog.counts(start, end)
         # PostHog keeps no event before 1970 from this target, nor one a day past its run.
         outside = posthog.total(EPOCH, start) + posthog.total(end, max(end, now + 2 * DAY))
-        rows = compare(plan, ledger, amplitude_counts, posthog_counts, outside)
+        hours: dict[dt.datetime, int] = {}
+        for day in split:
+            hours.update(amplitude.counts(day, day + DAY, by_day=False))
+        rows = compare(plan, ledger, amplitude_counts, posthog_counts, outside, hours)
         if any(row.unexplained for row in rows):
             _say_if_zone_is_off(amplitude, ledger, rows, plan, amplitude_counts, say)
         retried = amplitude.retries + posthog.retries

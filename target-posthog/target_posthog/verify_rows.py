@@ -4,6 +4,7 @@ days). The comparison that fills it is verify.py."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -85,8 +86,12 @@ class Plan:
         return DAY if self.by_day else HOUR
 
     def periods(self) -> list[dt.datetime]:
-        found, moment = [], self.start
-        while moment < self.end:
+        return self.periods_within(self.start, self.end)
+
+    def periods_within(self, low: dt.datetime, high: dt.datetime) -> list[dt.datetime]:
+        """The periods of `step` from `low` up to `high` (exclusive)."""
+        found, moment = [], low
+        while moment < high:
             found.append(moment)
             moment += self.step
         return found
@@ -94,6 +99,29 @@ class Plan:
     def label(self, period: dt.datetime) -> str:
         day = day_text(period)
         return day if self.by_day else f"{day}T{period:%H}:00Z"
+
+
+# A note: what, then "(" and its count, then the rest (the same words for the same cause).
+_NOTE = re.compile(r"(?P<what>[^(]*\()(?P<count>\d+)(?P<rest>.*)", re.DOTALL)
+_SUMMED = ("not_read_yet", "before_start", "after_end", "before_start_or_after_end", "unexplained")
+
+
+def add_hour(day: Row, hour: Row) -> None:
+    """Add an hour's judgement to the row of its day (a day judged hour by hour): the counts
+    of each cause summed, and the notes of one cause (the same words) one note with their
+    total, in the order first seen."""
+    for name in _SUMMED:
+        setattr(day, name, getattr(day, name) + getattr(hour, name))
+    for note in hour.notes:
+        found = _NOTE.fullmatch(note)
+        for index, said in enumerate(day.notes):
+            same = _NOTE.fullmatch(said)
+            if found and same and (same["what"], same["rest"]) == (found["what"], found["rest"]):
+                total = int(same["count"]) + int(found["count"])
+                day.notes[index] = f"{found['what']}{total}{found['rest']}"
+                break
+        else:
+            day.notes.append(note)
 
 
 def floor(moment: dt.datetime, by_day: bool) -> dt.datetime:

@@ -22,7 +22,7 @@ import datetime as dt
 from collections import Counter
 
 from target_posthog.ledger_view import Untimed
-from target_posthog.verify_rows import Plan, Row, floor, hour_key
+from target_posthog.verify_rows import Plan, Row, hour_key
 
 
 def is_unreadable(item: Untimed) -> bool:
@@ -30,12 +30,14 @@ def is_unreadable(item: Untimed) -> bool:
 
 
 def match_unreadable(
-    untimed: list[Untimed], gaps: dict[dt.datetime, int], by_day: bool
+    untimed: list[Untimed], gaps: dict[dt.datetime, int]
 ) -> list[Counter[dt.datetime]]:
-    """Per item of `untimed`, the periods (keys of `gaps`: events Amplitude counts that were
-    not read, per period) its lines are matched to, and how many: unreadable lines only, each
-    to the gap nearest at or before its upload hour (an unknown upload hour: any period,
-    latest first). Earlier uploads choose first (they have fewer periods to choose from)."""
+    """Per item of `untimed`, the periods (keys of `gaps`: a period's start -> events Amplitude
+    counts in it that were not read; days, hours, or both when some days are judged by hour)
+    its lines are matched to, and how many: unreadable lines only, each to the gap nearest at
+    or before its upload hour (a period starting at or before it; an unknown upload hour: any
+    period, latest first). Earlier uploads choose first (they have fewer periods to choose
+    from)."""
     left = {period: gap for period, gap in gaps.items() if gap > 0}
     matched: list[Counter[dt.datetime]] = [Counter() for _ in untimed]
     order = sorted(
@@ -44,7 +46,7 @@ def match_unreadable(
     )
     for index in order:
         item = untimed[index]
-        upload = floor(hour_key(item.upload_hour), by_day) if item.upload_hour else None
+        upload = hour_key(item.upload_hour) if item.upload_hour else None
         count = item.count
         for period in sorted(left, reverse=True):
             if not count:
