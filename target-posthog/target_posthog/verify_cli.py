@@ -220,7 +220,7 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         # The days within which the range starts or ends are judged by hour (one more query
         # each, a day of hourly buckets): as in an hourly report.
         split = hourly_days(plan, ledger)
-        amplitude.plan(amplitude.planned + len(split))
+        amplitude.planned += len(split)  # for the progress lines
         zone, host = amplitude.zone.key, posthog.app_host
         say(
             f"counting {day_text(start)} {start:%H:%M} .. {day_text(end)} {end:%H:%M} UTC "
