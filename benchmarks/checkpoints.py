@@ -120,6 +120,7 @@ def run_pipeline(
     mode: str,
     generated: set[str],
     arenas: int | None = None,
+    events_per_minute: int | None = None,
 ) -> Run:
     """`tap-amplitude | target-posthog` into the PostHog stand-in (0 ms answers)."""
     # Each run its own registry: a registry serves one PostHog project (each stand-in's URL).
@@ -134,6 +135,7 @@ def run_pipeline(
                 "api_key": POSTHOG_KEY,
                 "host": posthog.url,
                 "concurrency": 16,
+                **({"max_events_per_minute": events_per_minute} if events_per_minute else {}),
                 "alias_registry": str(workdir / f"aliases-{tag}.sqlite"),
                 "dead_letter_path": str(workdir / f"dead-letter-{tag}.jsonl"),
             },
@@ -278,6 +280,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="before, now, now, before: this many times"
     )
     parser.add_argument(
+        "--max-events-per-minute",
+        type=int,
+        help="the target's speed limit (as agreed with PostHog); default: none (CPU-bound)",
+    )
+    parser.add_argument(
         "--malloc-arenas",
         type=int,
         help="the target's MALLOC_ARENA_MAX (16 is glibc's default on 2 cores; default: the "
@@ -318,7 +325,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             for mode in ABBA * args.rounds:
                 pair.append(
                     run_pipeline(
-                        workdir, store, shape.split(":")[0], mode, generated, args.malloc_arenas
+                        workdir,
+                        store,
+                        shape.split(":")[0],
+                        mode,
+                        generated,
+                        args.malloc_arenas,
+                        args.max_events_per_minute,
                     )
                 )
                 print(f"    run {len(pair)}, {mode}: {pair[-1].seconds:.1f} s", flush=True)
