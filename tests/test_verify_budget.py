@@ -7,7 +7,10 @@ import itertools
 from datetime import UTC, datetime
 from unittest import mock
 
+import pytest
 from target_posthog import count_requests
+from target_posthog.counts import CountingError
+from target_posthog.verify_budget import plan_queries
 
 from tests.verify_harness import Migration
 
@@ -59,3 +62,31 @@ def test_a_long_count_says_how_far_it_is_at_most_every_30_seconds(migrated: Migr
         f"target-posthog-verify: Amplitude's Dashboard REST API: {done} of 10 queries done"
         for done in (1, 3, 5, 7, 9)
     ] + ["target-posthog-verify: PostHog's query API: 1 of 3 queries done"]
+
+
+class _Client:
+    """What `plan_queries` asks of a counting client: its queries for the range, and `plan`."""
+
+    def __init__(self, queries: int) -> None:
+        self._queries = queries
+        self.planned: int | None = None
+
+    def queries(self, start: datetime, end: datetime, *, by_day: bool = True) -> int:
+        return self._queries
+
+    def days_per_query(self, *, by_day: bool) -> int:
+        return 365
+
+    def plan(self, queries: int) -> None:
+        self.planned = queries
+
+
+def test_the_days_judged_by_hour_count_in_the_limit() -> None:
+    """A day within which start_date or end_date falls costs one more Amplitude query (its
+    hourly counts): 99 by day and 2 such days are 101, over the limit of 100."""
+    start, end = datetime(1925, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC)
+    amplitude, posthog = _Client(98), _Client(1)
+    plan_queries(amplitude, posthog, start, end, by_day=True, hourly_days=2)  # type: ignore[arg-type]
+    assert amplitude.planned == 100
+    with pytest.raises(CountingError, match=r"would take 101 Amplitude queries"):
+        plan_queries(_Client(99), posthog, start, end, by_day=True, hourly_days=2)  # type: ignore[arg-type]

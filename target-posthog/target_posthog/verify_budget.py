@@ -29,10 +29,12 @@ def plan_queries(
     end: dt.datetime,
     *,
     by_day: bool,
+    hourly_days: int = 0,
 ) -> None:
     """Tell each client how many queries the report takes (for its progress lines), or
-    CountingError (one line: the range, the queries, what to do) if more than `MAX_QUERIES`."""
-    amplitude_queries = amplitude.queries(start, end, by_day=by_day)
+    CountingError (one line: the range, the queries, what to do) if more than `MAX_QUERIES`.
+    `hourly_days`: days of a daily report judged by hour, one more Amplitude query each."""
+    amplitude_queries = amplitude.queries(start, end, by_day=by_day) + hourly_days
     posthog_queries = posthog.queries(start, end) + OUTSIDE_QUERIES
     if max(amplitude_queries, posthog_queries) > MAX_QUERIES:
         days = amplitude.days_per_query(by_day=by_day)

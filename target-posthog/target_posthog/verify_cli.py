@@ -216,11 +216,10 @@ def verify(config: dict[str, Any], options: dict[str, Any], say: Any) -> tuple[l
         setting_time(config, "amplitude_end_date"),
     )  # fmt: skip
     try:
-        plan_queries(amplitude, posthog, start, end, by_day=by_day)  # before any query
         # The days within which the range starts or ends are judged by hour (one more query
         # each, a day of hourly buckets): as in an hourly report.
         split = hourly_days(plan, ledger)
-        amplitude.planned += len(split)  # for the progress lines
+        plan_queries(amplitude, posthog, start, end, by_day=by_day, hourly_days=len(split))
         zone, host = amplitude.zone.key, posthog.app_host
         say(
             f"counting {day_text(start)} {start:%H:%M} .. {day_text(end)} {end:%H:%M} UTC "
