@@ -143,3 +143,35 @@ def test_a_range_within_one_day_is_judged_by_hour_as_an_hourly_report(tmp_path: 
         assert hourly.row(hour)["status"] == (
             f"unexplained ({n} that Amplitude counts were never read, or uploaded after end_date)"
         )
+
+
+def test_start_and_end_dates_within_an_hour_are_read_as_the_tap_reads_them(
+    tmp_path: Path,
+) -> None:
+    """start_date 06:30, end_date 17:45: tap-amplitude reads whole upload hours, 06:00 ..
+    17:00, so the hour 17:00 is wholly after what any run of this job reads: "uploaded after
+    end_date, outside this job's range (n after ...T17:00Z)", said once why. It read "not read
+    yet, or uploaded after end_date (n, run the migration again)": running again reads none."""
+    start = PARALLEL_NOW - timedelta(hours=36)  # 2024-06-04T00:00
+    store = ExportStore.build(tmp_path / "export", ExportSpec(start=start, hours=24, events=600,
+                                                              seed=7))  # fmt: skip
+    begins = start + timedelta(hours=6, minutes=30)
+    ends = start + timedelta(hours=17, minutes=45)
+    migration = Migration(tmp_path, store)
+    try:
+        migration.run(start_date=begins.isoformat(), end_date=ends.isoformat())
+        hour = start + timedelta(hours=17)
+        report = migration.verify("--period", "hour", "--start", f"{hour:%Y-%m-%dT%H}:00",
+                                  "--end", f"{hour + timedelta(hours=1):%Y-%m-%dT%H}:00",
+                                  now=PARALLEL_NOW)  # fmt: skip
+    finally:
+        migration.stop()
+    last = f"{start + timedelta(hours=17):%Y-%m-%dT%H}:00Z"
+    status = report.row(last)["status"]
+    assert status.startswith("uploaded after end_date, outside this job's range ("), status
+    assert status.endswith(f" after {last})"), status
+    assert (
+        "tap-amplitude reads whole upload hours, so this report does too: start_date "
+        f"{begins:%Y-%m-%dT%H:%M} from {begins:%Y-%m-%dT%H}:00, end_date {ends:%Y-%m-%dT%H:%M} "
+        f"up to {ends:%Y-%m-%dT%H}:00"
+    ) in report.stderr

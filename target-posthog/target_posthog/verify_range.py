@@ -67,8 +67,28 @@ def _text(moment: dt.datetime) -> str:
 
 
 def setting_time(config: dict[str, Any], name: str) -> dt.datetime | None:
-    """A time setting taken from tap-amplitude (ISO 8601, a date alone is fine), in UTC; None
-    if unset. CountingError (one line) if it is not a time."""
+    """A time setting taken from tap-amplitude (ISO 8601, a date alone is fine), in UTC and
+    floored to its hour, as tap-amplitude reads it (it selects whole upload hours: a run with
+    end_date 17:45 reads up to 17:00); None if unset. CountingError (one line) if it is not a
+    time."""
+    moment = _exact_setting_time(config, name)
+    return floor(moment, by_day=False) if moment else None
+
+
+def hour_rounding_note(config: dict[str, Any]) -> str | None:
+    """One line when start_date or end_date is not on the hour (what the tap reads instead)."""
+    moved = []
+    for name, what in (("amplitude_start_date", "from"), ("amplitude_end_date", "up to")):
+        exact = _exact_setting_time(config, name)
+        if exact is not None and floor(exact, by_day=False) != exact:
+            label = name.removeprefix("amplitude_")
+            moved.append(f"{label} {_text(exact)} {what} {_text(floor(exact, by_day=False))}")
+    if not moved:
+        return None
+    return "tap-amplitude reads whole upload hours, so this report does too: " + ", ".join(moved)
+
+
+def _exact_setting_time(config: dict[str, Any], name: str) -> dt.datetime | None:
     text = config.get(name)
     if not text:
         return None
@@ -117,8 +137,10 @@ def report_range(
     first_read = first_upload_hour(ledger)
     if first_read is None:
         raise CountingError("the migration's ledger holds no records yet: run the migration")
-    start_date = setting_time(config, "amplitude_start_date")
-    start_date = floor(start_date, by_day=False) if start_date else None  # as the tap floors it
+    start_date = setting_time(config, "amplitude_start_date")  # floored, as the tap reads it
+    note = hour_rounding_note(config)
+    if note:
+        say(note)
     first = min(first_read, start_date) if start_date else first_read
     start = floor(options["start"] or first, by_day)
     if options["end"]:
