@@ -19,9 +19,9 @@ one STATE line per confirmed batch, however many STATEs the tap sends (one per e
 A crash then re-sends at most what came after the last STATE the tap sent (the hour being
 read) plus the batches in flight: nothing PostHog confirmed waits behind a held-back STATE.
 Meltano stores each STATE line in its system database before it relays the next message
-(about 17 ms each, measured on a quiet 2-core machine: benchmarks/README.md), so this costs
-`meltano run` about 2% at 10 STATEs a second; at the rates PostHog agrees for migrations
-(thousands of events a minute) it is a few STATEs a minute.
+(14 to 17 ms each, measured on a quiet 2-core machine: benchmarks/README.md, where 104 STATEs
+against 3 cost `meltano run` the same 0.92x as the plugins alone); at the rates PostHog agrees
+for migrations (thousands of events a minute) it is a few STATEs a minute.
 
 Before each STATE the durable files, the ledger and the registry's person and group
 observations are synced (each sync merges every person seen since the last one), with the
